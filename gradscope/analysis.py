@@ -1,0 +1,114 @@
+"""``analyze``: one exact BPTT pass and everything it says about the gradient flow.
+
+Returns an ``AnalyzeResult``: the object the table renders and ``--json`` prints (serialize.py),
+and what ``gradscope.analyze(...)`` returns to Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .activations import get_activation
+from .bptt import Gradients, bptt
+from .config import RunConfig
+from .experiment import Setup, build
+from .flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
+from .serialize import HIDDEN
+from .spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
+
+
+@dataclass
+class Thresholds:
+    """The end-to-end ratios n_1 / n_T at which the verdict changes (flow.py)."""
+
+    vanishing_ratio: float = VANISHING_RATIO
+    exploding_ratio: float = EXPLODING_RATIO
+
+
+@dataclass
+class AnalyzeResult:
+    """What ``gradscope analyze`` reports.
+
+    config : every setting, defaults resolved (RunConfig fields).
+    loss : batch-mean loss; baseline_loss : the task's trivial baseline for comparison.
+    grad_norms : (T,) ||dL/da_t||_F over batch and hidden units, t = 1..T.
+    ratios : (T,) grad_norms / grad_norms[T].
+    contributions : (T,) ||dv_t^T a_{t-1}||_F, step t's summand of dL/dWa.
+    cell_grad_norms : (T,) ||dL/dc_t|| for the LSTM, else None.
+    spectrum : of the recurrent matrix Wa.
+    pascanu : Pascanu et al.'s bound against the measured ratios.
+    flow : slope, rate, horizon and the verdict; regime repeats flow.regime.
+    """
+
+    command: ClassVar[str] = "analyze"
+
+    config: dict
+    parameter_count: int
+    loss: float
+    baseline_loss: float
+    grad_norms: np.ndarray
+    ratios: np.ndarray
+    contributions: np.ndarray
+    cell_grad_norms: np.ndarray | None
+    spectrum: Spectrum
+    pascanu: PascanuCheck | None
+    flow: Flow
+    regime: str
+    thresholds: Thresholds
+    setup: Setup = field(metadata=HIDDEN, repr=False)
+    gradients: Gradients = field(metadata=HIDDEN, repr=False)
+
+
+def step_norms(d: np.ndarray) -> np.ndarray:
+    """(T, B, H) -> (T,) Frobenius norm of each step's (B, H) slice, overflow-safe."""
+    with np.errstate(all="ignore"):
+        scale = np.max(np.abs(d), axis=(1, 2))
+        safe = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        norms = safe * np.sqrt(np.einsum("tbh,tbh->t", d / safe[:, None, None], d / safe[:, None, None]))
+        return np.where(np.isfinite(scale), norms, np.inf if np.all(np.isfinite(d)) else np.nan)
+
+
+def analyze_setup(setup: Setup) -> AnalyzeResult:
+    """Run BPTT on a built setup and measure the flow."""
+    model, batch = setup.model, setup.batch
+    _, grads = bptt(model, batch.x, batch.y)
+    norms = step_norms(grads.dL_da)
+    with np.errstate(all="ignore"):
+        ratios = norms / norms[-1]
+        contributions = grads.contribution_norms()
+    cell_norms = step_norms(grads.dL_dc) if grads.dL_dc is not None else None
+    spec = spectrum(model.recurrent_weight) if len(model.cell.gates) == 1 else None
+    pascanu = None
+    if spec is not None:
+        gamma = get_activation(model.cell.activation).gamma
+        pascanu = pascanu_check(gamma, spec.max_singular_value, norms)
+    summary = flow(norms)
+    return AnalyzeResult(
+        config=setup.config.as_dict(),
+        parameter_count=int(sum(p.size for p in model.params.values())),
+        loss=grads.loss,
+        baseline_loss=setup.baseline_loss,
+        grad_norms=norms,
+        ratios=ratios,
+        contributions=contributions,
+        cell_grad_norms=cell_norms,
+        spectrum=spec,
+        pascanu=pascanu,
+        flow=summary,
+        regime=summary.regime,
+        thresholds=Thresholds(),
+        setup=setup,
+        gradients=grads,
+    )
+
+
+def analyze(config: RunConfig | None = None, **settings) -> AnalyzeResult:
+    """Build the model and batch a config describes and analyse one BPTT pass.
+
+    ``gradscope.analyze(seq_len=200, activation="relu")`` takes the RunConfig fields as keywords.
+    """
+    config = config or RunConfig(**settings)
+    return analyze_setup(build(config))

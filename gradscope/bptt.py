@@ -1,0 +1,158 @@
+"""Backpropagation through time, exact, with every intermediate a diagnostic needs.
+
+Shapes: B batch, T steps, D inputs, H hidden units, G gates, O outputs. Inputs are batch-first
+(B, T, D) as PyTorch's ``batch_first=True`` and the .npy files people have; inside, the loop runs
+time-major so that each step reads one contiguous (B, .) slice.
+
+Backward (REFERENCE §1), with delta_t = dL/da_t the *total* derivative through every later step:
+
+    delta_T    = Wy^T dL/dlogits
+    delta_{t-1} = the cell's step_backward(delta_t)     = Wa^T (f'(z_t) * delta_t) for the vanilla RNN
+    dL/dWa     = sum_t  dv_t^T a_{t-1}                   one summand per step: its temporal contribution
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cells import Params
+from .errors import InputError
+from .model import Model
+
+
+@dataclass
+class Trajectory:
+    """The forward pass over a batch.
+
+    x : (T, B, D) time-major inputs.
+    hidden : (T+1, B, H), hidden[0] = a_0 = 0 and hidden[t] = a_t.
+    states : the cell's state tuple after each step, T entries (cell state c_t for the LSTM).
+    caches : what each step's backward needs, T entries.
+    logits : (B, O) readout of a_T.
+    """
+
+    x: np.ndarray
+    hidden: np.ndarray
+    states: list
+    caches: list
+    logits: np.ndarray
+
+
+@dataclass
+class Gradients:
+    """The loss and every derivative of one BPTT pass.
+
+    loss : the batch-mean loss.
+    dL_da : (T, B, H), dL/da_t for t = 1..T (first step first), the total derivative.
+    dL_dc : (T, B, H) for cells with a memory cell (LSTM), else None.
+    params : {name: gradient}, each the shape of its parameter, recurrent and readout alike.
+    dv : (T, B, G*H), dL/dv_t where v_t = W_hh a_{t-1} (+ b_hh): what each step contributes.
+    hidden_prev : (T, B, H), a_{t-1} for t = 1..T.
+    """
+
+    loss: float
+    dL_da: np.ndarray
+    dL_dc: np.ndarray | None
+    params: Params
+    dv: np.ndarray = field(repr=False)
+    hidden_prev: np.ndarray = field(repr=False)
+
+    def contribution(self, t: int) -> np.ndarray:
+        """Step t's summand of dL/dW_hh (1-based t): dv_t^T a_{t-1}, shape (G*H, H)."""
+        return self.dv[t - 1].T @ self.hidden_prev[t - 1]
+
+    def contributions(self) -> np.ndarray:
+        """All T summands of dL/dW_hh, (T, G*H, H); they add up to ``params[recurrent]``.
+
+        Memory is T * G*H * H floats: ask for one step with ``contribution`` when that is large.
+        """
+        return np.einsum("tbg,tbh->tgh", self.dv, self.hidden_prev)
+
+    def contribution_norms(self) -> np.ndarray:
+        """Frobenius norm of each step's summand, (T,), without forming the (G*H, H) matrices.
+
+        ||A^T C||_F^2 = sum((A A^T) * (C C^T)) for A = dv_t (B, G*H) and C = a_{t-1} (B, H): Gram
+        matrices of size B x B, cheaper than the summand itself whenever B < H.
+        """
+        t, b, g = self.dv.shape
+        h = self.hidden_prev.shape[2]
+        if b * b * (g + h) < b * g * h:
+            gram_v = np.matmul(self.dv, self.dv.transpose(0, 2, 1))
+            gram_h = np.matmul(self.hidden_prev, self.hidden_prev.transpose(0, 2, 1))
+            sq = np.einsum("tij,tij->t", gram_v, gram_h)
+        else:
+            sq = np.einsum("tgh,tgh->t", *(self.contributions(),) * 2)
+        return np.sqrt(np.maximum(sq, 0.0))
+
+
+def to_time_major(x: np.ndarray) -> np.ndarray:
+    """(B, T, D) batch-first -> (T, B, D) contiguous, float64."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).transpose(1, 0, 2))
+
+
+def forward(model: Model, x: np.ndarray) -> Trajectory:
+    """Run the cell over x (B, T, D) from the zero state and read out the last step."""
+    if x.ndim != 3 or x.shape[2] != model.input_size:
+        raise InputError(
+            f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}"
+        )
+    cell, params = model.cell, model.params
+    xt = to_time_major(x)
+    steps, batch = xt.shape[0], xt.shape[1]
+    u = cell.project_inputs(params, xt)
+    hidden = np.empty((steps + 1, batch, model.hidden_size))
+    state = cell.initial_state(batch, model.hidden_size)
+    hidden[0] = state[0]
+    states, caches = [], []
+    for t in range(steps):
+        state, cache = cell.step_forward(params, u[t], state)
+        hidden[t + 1] = state[0]
+        states.append(state)
+        caches.append(cache)
+    logits = hidden[steps] @ params["Wy"].T + params["by"]
+    return Trajectory(xt, hidden, states, caches, logits)
+
+
+def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
+    """Exact BPTT from the loss on y back to the first step."""
+    cell, params = model.cell, model.params
+    steps, batch, hidden_size = traj.hidden.shape[0] - 1, traj.hidden.shape[1], model.hidden_size
+    loss, dlogits = model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))
+
+    dL_da = np.empty((steps, batch, hidden_size))
+    has_memory = len(cell.state_names) > 1
+    dL_dc = np.empty((steps, batch, hidden_size)) if has_memory else None
+    width = params[cell.recurrent].shape[0]
+    du = np.empty((steps, batch, width))
+    dv = np.empty((steps, batch, width))
+
+    dstate = (dlogits @ params["Wy"],) + tuple(  # delta_T = Wy^T dL/dlogits
+        np.zeros((batch, hidden_size)) for _ in cell.state_names[1:]
+    )
+    for t in range(steps - 1, -1, -1):
+        dL_da[t] = dstate[0]
+        if has_memory:
+            dL_dc[t] = dstate[1]
+        du[t], dv[t], dstate = cell.step_backward(params, dstate, traj.caches[t])
+
+    hidden_prev = traj.hidden[:-1]
+    grads = cell.param_grads(params, traj.x, hidden_prev, du, dv)
+    grads["Wy"] = dlogits.T @ traj.hidden[steps]
+    grads["by"] = dlogits.sum(axis=0)
+    return Gradients(loss, dL_da, dL_dc, grads, dv, hidden_prev)
+
+
+def bptt(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[Trajectory, Gradients]:
+    """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        traj = forward(model, x)
+        return traj, backward(model, traj, y)
+
+
+def loss_only(model: Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The loss alone (for finite differences and evaluation)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        traj = forward(model, x)
+        return model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))[0]

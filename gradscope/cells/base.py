@@ -1,0 +1,153 @@
+"""What a recurrent cell provides to BPTT, in the style of cs231n's step functions.
+
+A cell's recurrence is split so that the sequence loop does only what must be sequential:
+
+    u_t = W_ih x_t + b_ih                 all t at once, one matmul      ``project_inputs``
+    v_t = W_hh h_{t-1} + b_hh             inside the step
+    state_t, cache_t = step(u_t, state_{t-1})                             ``step_forward``
+
+and backwards, per step, from the total derivative dL/dstate_t:
+
+    dL/du_t, dL/dv_t, dL/dstate_{t-1} = ``step_backward``(dL/dstate_t, cache_t)
+
+after which every weight gradient is one matmul over all steps (``param_grads``):
+
+    dL/dW_ih = sum_t dL/du_t^T x_t        dL/dW_hh = sum_t dL/dv_t^T h_{t-1}
+
+The summand dL/dv_t^T h_{t-1} is step t's *temporal contribution* to the recurrent gradient.
+States are tuples whose first element is the hidden output h_t (B, H); the LSTM adds c_t.
+Caches are whatever ``step_backward`` needs, held explicitly: there is no hidden mutable state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+Params = dict[str, np.ndarray]
+State = tuple[np.ndarray, ...]
+
+
+class Cell(ABC):
+    """A recurrent cell: parameters, step functions and its PyTorch layout.
+
+    Attributes
+    ----------
+    name : registry name (``--cell``).
+    gates : names of the row blocks of W_ih and W_hh, in PyTorch's order; G = len(gates).
+    state_names : names of the state tuple's elements, hidden output first.
+    torch_module : the PyTorch module this cell matches (``nn.RNN``, ...).
+    torch_names : our parameter name -> PyTorch's name (without the module prefix).
+    recurrent : name of the recurrent weight W_hh, shape (G*H, H).
+    activations : activations this cell supports for ``--activation``.
+    """
+
+    name: ClassVar[str]
+    gates: ClassVar[tuple[str, ...]]
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+    torch_module: ClassVar[str]
+    torch_names: ClassVar[dict[str, str]]
+    recurrent: ClassVar[str]
+    activations: ClassVar[tuple[str, ...]] = ("tanh",)
+
+    def __init__(self, activation: str = "tanh") -> None:
+        if activation not in self.activations:
+            raise InputError(
+                f"the {self.name} cell supports --activation {', '.join(self.activations)}, "
+                f"not {activation!r}"
+            )
+        self.activation = activation
+
+    # --- parameters -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def init_params(
+        self, input_size: int, hidden_size: int, rng: np.random.Generator, init: str, gain: float
+    ) -> Params:
+        """Fresh parameters: W_ih (G*H, D), W_hh (G*H, H) from ``init``, biases (G*H,)."""
+
+    def hidden_size(self, params: Params) -> int:
+        return int(params[self.recurrent].shape[1])
+
+    def input_size(self, params: Params) -> int:
+        return int(params[self.input_weight].shape[1])
+
+    @property
+    def input_weight(self) -> str:
+        return next(k for k, v in self.torch_names.items() if v.startswith("weight_ih"))
+
+    def gate_blocks(self, params: Params) -> dict[str, np.ndarray]:
+        """The recurrent weight split into its gates' (H, H) blocks, in PyTorch's row order."""
+        w = params[self.recurrent]
+        h = w.shape[1]
+        return {g: w[i * h : (i + 1) * h] for i, g in enumerate(self.gates)}
+
+    # --- forward and backward -------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int, hidden_size: int) -> State:
+        """The zero state a_0 = 0 (and c_0 = 0)."""
+        return tuple(np.zeros((batch_size, hidden_size)) for _ in self.state_names)
+
+    @abstractmethod
+    def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
+        """u = W_ih x_t + b_ih for every step at once: x (T, B, D) -> u (T, B, G*H)."""
+
+    @abstractmethod
+    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, Any]:
+        """One step: u_t (B, G*H), state_{t-1} -> (state_t, cache_t)."""
+
+    @abstractmethod
+    def step_backward(
+        self, params: Params, dstate: State, cache: Any
+    ) -> tuple[np.ndarray, np.ndarray, State]:
+        """One step back: dL/dstate_t -> (dL/du_t (B, G*H), dL/dv_t (B, G*H), dL/dstate_{t-1})."""
+
+    @abstractmethod
+    def param_grads(
+        self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
+    ) -> Params:
+        """Weight gradients from all steps at once.
+
+        x (T, B, D), h_prev (T, B, H) = h_0..h_{T-1}, du and dv (T, B, G*H) -> {name: gradient}.
+        """
+
+    # --- PyTorch layout -------------------------------------------------------------------------
+
+    def to_torch(self, params: Params) -> Params:
+        """Our parameters under PyTorch's names (no module prefix)."""
+        return {self.torch_names[k]: v for k, v in params.items() if k in self.torch_names}
+
+    def from_torch(self, tensors: Params) -> Params:
+        """Parameters from PyTorch's names (no module prefix), checked for shape consistency."""
+        params = {ours: np.asarray(tensors[theirs], dtype=np.float64)
+                  for ours, theirs in self.torch_names.items()}
+        self.check_shapes(params)
+        return params
+
+    def required_torch_names(self) -> tuple[str, ...]:
+        """PyTorch names a state dict must hold for this cell."""
+        return tuple(self.torch_names.values())
+
+    def grads_to_torch(self, grads: Params) -> Params:
+        """Gradients under PyTorch's parameter names (no module prefix)."""
+        return self.to_torch(grads)
+
+    def check_shapes(self, params: Params) -> None:
+        """Raise InputError unless the parameters have consistent shapes for this cell."""
+        g = len(self.gates)
+        w_hh = params[self.recurrent]
+        if w_hh.ndim != 2 or w_hh.shape[0] != g * w_hh.shape[1]:
+            raise InputError(
+                f"{self.torch_names[self.recurrent]} must have shape ({g}H, H), got {w_hh.shape}"
+            )
+        h = w_hh.shape[1]
+        for name, p in params.items():
+            theirs = self.torch_names[name]
+            if theirs.startswith("bias") and p.shape != (g * h,):
+                raise InputError(f"{theirs} must have shape ({g * h},), got {p.shape}")
+            if theirs.startswith("weight_ih") and (p.ndim != 2 or p.shape[0] != g * h):
+                raise InputError(f"{theirs} must have shape ({g * h}, D), got {p.shape}")

@@ -1,0 +1,94 @@
+"""The vanilla (Elman) RNN cell, in the lesson's notation.
+
+    z_t = Wa a_{t-1} + Wx x_t + b          a_0 = 0
+    a_t = f(z_t)                           f in {tanh, relu, sigmoid, linear}
+
+Backward, from delta_t = dL/da_t (the total derivative through every later step):
+
+    dz_t          = f'(z_t) * delta_t      backprop through f
+    delta_{t-1}  += Wa^T dz_t               backprop through Wa a_{t-1}
+    dWa = sum_t dz_t a_{t-1}^T,  dWx = sum_t dz_t x_t^T,  db = sum_t dz_t
+
+The step Jacobian da_t/da_{t-1} = diag(f'(z_t)) Wa. PyTorch's nn.RNN has two biases; their sum is b
+(``from_torch``), both receive dL/db, and an exported model puts b in bias_ih_l0 and 0 in bias_hh_l0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import get_activation
+from ..initializers import get_initializer, xavier
+from .base import Cell, Params, State
+
+
+class RNNCell(Cell):
+    name = "rnn"
+    gates = ("a",)
+    torch_module = "nn.RNN"
+    torch_names = {"Wx": "weight_ih_l0", "Wa": "weight_hh_l0", "b": "bias_ih_l0"}
+    recurrent = "Wa"
+    activations = ("tanh", "relu", "sigmoid", "linear")
+
+    def __init__(self, activation: str = "tanh") -> None:
+        super().__init__(activation)
+        self.f = get_activation(activation)
+
+    def init_params(
+        self, input_size: int, hidden_size: int, rng: np.random.Generator, init: str, gain: float
+    ) -> Params:
+        wa = get_initializer(init)(hidden_size, hidden_size, rng, gain)
+        return {
+            "Wa": wa,
+            "Wx": xavier(hidden_size, input_size, rng),
+            "b": np.zeros(hidden_size),
+        }
+
+    def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
+        return x @ params["Wx"].T + params["b"]  # Wx x_t + b, all steps in one matmul
+
+    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, np.ndarray]:
+        (a_prev,) = state
+        z = a_prev @ params["Wa"].T
+        z += u_t  # z_t = Wa a_{t-1} + Wx x_t + b
+        a = self.f.forward(z, out=z)  # a_t = f(z_t), in place: z_t is not needed again
+        return (a,), a
+
+    def step_backward(
+        self, params: Params, dstate: State, cache: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, State]:
+        (da,) = dstate
+        dz = self.f.slope(cache)
+        dz *= da  # backprop through f: f'(z_t) * delta_t
+        return dz, dz, (dz @ params["Wa"],)  # backprop through Wa a_{t-1}
+
+    def param_grads(
+        self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
+    ) -> Params:
+        h, d = h_prev.shape[-1], x.shape[-1]
+        dz = du.reshape(-1, h)
+        return {
+            "Wa": dz.T @ h_prev.reshape(-1, h),  # sum_t dz_t a_{t-1}^T
+            "Wx": dz.T @ x.reshape(-1, d),  # sum_t dz_t x_t^T
+            "b": dz.sum(axis=0),
+        }
+
+    def from_torch(self, tensors: Params) -> Params:
+        tensors = dict(tensors)
+        tensors["bias_ih_l0"] = np.asarray(tensors["bias_ih_l0"], np.float64) + np.asarray(
+            tensors["bias_hh_l0"], np.float64
+        )
+        return super().from_torch(tensors)
+
+    def to_torch(self, params: Params) -> Params:
+        out = super().to_torch(params)
+        out["bias_hh_l0"] = np.zeros_like(params["b"])
+        return out
+
+    def grads_to_torch(self, grads: Params) -> Params:
+        out = super().to_torch(grads)
+        out["bias_hh_l0"] = grads["b"].copy()  # z depends on b_ih + b_hh: both get dL/db
+        return out
+
+    def required_torch_names(self) -> tuple[str, ...]:
+        return ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")

@@ -1,0 +1,19 @@
+"""The command-line interface: a thin layer over the core. Nothing imports it but the entry points.
+
+Each command is one module registering itself on ``app``; importing them here wires them up.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import analyze  # noqa: F401  (registers the command)
+from .app import app, main
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run"]

@@ -1,0 +1,45 @@
+"""``gradscope analyze``: one BPTT pass, the gradient norm at every step, the spectrum, a verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..analysis import analyze
+from ..config import RunConfig
+from ..files import save_npz
+from ..render.analyze import render_analyze
+from ..statedict import export, export_grads
+from .app import app, emit
+from .options import OUTPUT, JsonFlag, run_options
+
+
+@app.command("analyze")
+@run_options
+def analyze_command(
+    config: RunConfig,
+    json: JsonFlag = False,
+    save_grads: Annotated[Optional[Path], typer.Option(
+        help="Write loss, dL_da (T, B, H) and every parameter's gradient under its PyTorch key (.npz).",
+        rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
+    save_weights: Annotated[Optional[Path], typer.Option(
+        help="Write the model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
+        rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
+    max_rows: Annotated[int, typer.Option(
+        help="Most rows in the step table; longer runs show log-spaced steps.",
+        rich_help_panel=OUTPUT, min=2)] = 16,
+) -> None:
+    """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
+    result = analyze(config)
+    setup = result.setup
+    if save_grads is not None:
+        grads = export_grads(setup.model, result.gradients.params, setup.layout)
+        arrays = {"loss": result.gradients.loss, "dL_da": result.gradients.dL_da, **grads}
+        if result.gradients.dL_dc is not None:
+            arrays["dL_dc"] = result.gradients.dL_dc
+        save_npz(save_grads, arrays)
+    if save_weights is not None:
+        save_npz(save_weights, export(setup.model, setup.layout))
+    emit(result, json, lambda console: render_analyze(result, console, max_rows))

@@ -1,0 +1,133 @@
+"""Flags shared by every command that builds a model and a batch, defined once.
+
+``run_options`` adds the RunConfig flags to a command's signature and hands the command a built
+``RunConfig`` as its ``config`` argument, so each command declares only the flags of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from ..cells import CELLS
+from ..activations import ACTIVATIONS
+from ..config import DEFAULT_BATCH_SIZE, RunConfig
+from ..experiment import DEFAULT_HIDDEN_SIZE
+from ..initializers import INITIALIZERS
+from ..losses import LOSSES
+from ..tasks import TASKS
+
+MODEL = "Model"
+DATA = "Data"
+FILES = "Files"
+OUTPUT = "Output"
+
+
+def _choices(registry: dict) -> object:
+    return Literal[tuple(registry)]  # the registry's names, shown in --help and checked by click
+
+
+def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
+    return typer.Option(help=help, rich_help_panel=panel, **kw)
+
+
+RUN_OPTIONS: dict[str, tuple[object, object]] = {
+    "cell": (
+        Annotated[Optional[_choices(CELLS)], _opt(MODEL, "Recurrent cell. [default: rnn, or what --weights holds]", show_default=False)],
+        None,
+    ),
+    "activation": (
+        Annotated[Optional[_choices(ACTIVATIONS)], _opt(MODEL, "Hidden activation f of the vanilla RNN. [default: tanh]", show_default=False)],
+        None,
+    ),
+    "hidden_size": (
+        Annotated[Optional[int], _opt(MODEL, f"Hidden units H. [default: {DEFAULT_HIDDEN_SIZE}]", min=1, show_default=False)],
+        None,
+    ),
+    "input_size": (
+        Annotated[Optional[int], _opt(MODEL, "Input features D per step. [default: from the task, 8 for random]", min=1, show_default=False)],
+        None,
+    ),
+    "output_size": (
+        Annotated[Optional[int], _opt(MODEL, "Outputs O (classes for ce). [default: from the task and loss]", min=1, show_default=False)],
+        None,
+    ),
+    "init": (
+        Annotated[_choices(INITIALIZERS), _opt(MODEL, "Initialiser of the recurrent matrix Wa.")],
+        "normal",
+    ),
+    "init_gain": (
+        Annotated[float, _opt(MODEL, "Gain of the initialiser (std * sqrt(H) for normal).")],
+        1.0,
+    ),
+    "spectral_radius": (
+        Annotated[Optional[float], _opt(MODEL, "Rescale Wa to this spectral radius after init.", show_default=False)],
+        None,
+    ),
+    "loss": (
+        Annotated[Optional[_choices(LOSSES)], _opt(MODEL, "Loss: bce (1 output), ce (classes), mse. [default: from the task]", show_default=False)],
+        None,
+    ),
+    "task": (
+        Annotated[_choices(TASKS), _opt(DATA, "Where the sequences come from.")],
+        "random",
+    ),
+    "seq_len": (
+        Annotated[Optional[int], _opt(DATA, "Sequence length T. [default: 100, or what --inputs holds]", min=1, show_default=False)],
+        None,
+    ),
+    "batch_size": (
+        Annotated[Optional[int], _opt(DATA, f"Batch size B. [default: {DEFAULT_BATCH_SIZE}]", min=1, show_default=False)],
+        None,
+    ),
+    "seed": (
+        Annotated[int, _opt(DATA, "Seed for weights and data: same seed, same output, byte for byte.", min=0)],
+        0,
+    ),
+    "weights": (
+        Annotated[Optional[Path], _opt(FILES, "PyTorch state dict saved with np.savez (nn.RNN/GRU/LSTM + nn.Linear).", show_default=False, dir_okay=False)],
+        None,
+    ),
+    "inputs": (
+        Annotated[Optional[Path], _opt(FILES, "Input batch, .npy of shape (B, T, D), batch first.", show_default=False, dir_okay=False)],
+        None,
+    ),
+    "targets": (
+        Annotated[Optional[Path], _opt(FILES, "Targets for --inputs, .npy: (B,) classes or 0/1, (B, O) values.", show_default=False, dir_okay=False)],
+        None,
+    ),
+}
+
+
+def run_options(command: typing.Callable) -> typing.Callable:
+    """Give ``command(config: RunConfig, **own)`` every RunConfig flag, defined in RUN_OPTIONS."""
+    own = inspect.signature(command, eval_str=True)
+    hints = typing.get_type_hints(command, include_extras=True)
+    kept = [p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in own.parameters.values() if p.name != "config"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in RUN_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        settings = {name: kwargs.pop(name) for name in RUN_OPTIONS}
+        for name in ("weights", "inputs", "targets"):
+            if settings[name] is not None:
+                settings[name] = str(settings[name])
+        return command(config=RunConfig(**settings), **kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + shared
+    wrapper.__signature__ = own.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__
+    return wrapper
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel=OUTPUT)]

@@ -1,0 +1,64 @@
+"""The settings of a run: which model, which data, which seed.
+
+``RunConfig`` is what every command shares (``analyze``, and the commands built on it). Fields that
+are None are filled in from the task or from the loaded weights (``experiment.build``). Every
+check raises InputError with the command-line flag's name, so the CLI and the Python API report
+the same one-line error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from .errors import InputError
+
+DEFAULT_SEQ_LEN = 100
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Model, data and seed. Sizes left as None come from the task or the weights file."""
+
+    cell: str | None = None
+    activation: str | None = None
+    hidden_size: int | None = None
+    input_size: int | None = None
+    output_size: int | None = None
+    seq_len: int | None = None
+    batch_size: int | None = None
+    task: str = "random"
+    init: str | None = "normal"
+    init_gain: float | None = 1.0
+    spectral_radius: float | None = None
+    loss: str | None = None
+    seed: int = 0
+    weights: str | None = None
+    inputs: str | None = None
+    targets: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "input_size", "output_size", "seq_len", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise InputError(f"{flag(name)} must be a whole number of at least 1 (got {value})")
+        for name in ("init_gain", "spectral_radius"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InputError(f"{flag(name)} must be a positive finite number (got {value})")
+        if self.seed < 0:
+            raise InputError(f"--seed must be non-negative (got {self.seed})")
+        if self.targets is not None and self.inputs is None:
+            raise InputError("--targets needs --inputs")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def flag(field_name: str) -> str:
+    """The command-line flag for a config field: hidden_size -> --hidden-size."""
+    return "--" + field_name.replace("_", "-")
+
+
+CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))

@@ -1,0 +1,89 @@
+"""Reading and writing the arrays people exchange: .npz state dicts and .npy batches.
+
+Every reader loads with ``allow_pickle=False`` and turns every way a file can be wrong into an
+InputError that names the file: missing, not NumPy's format, pickled objects, non-numeric or
+non-finite values.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def _check_readable(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} file not found: {p}")
+    if p.is_dir():
+        raise InputError(f"{what} path is a directory, not a file: {p}")
+    return p
+
+
+def _numeric(array: np.ndarray, where: str) -> np.ndarray:
+    if array.dtype == object:
+        raise InputError(f"{where} holds Python objects, not numbers")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise InputError(f"{where} is not numeric (dtype {array.dtype})")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"{where} holds complex numbers")
+    out = array.astype(np.float64)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise InputError(f"{where} contains {int(bad.sum())} NaN or infinite value(s)")
+    return out
+
+
+def load_npz(path: str | os.PathLike, what: str = "weights") -> dict[str, np.ndarray]:
+    """All arrays of an .npz file as float64, keyed as in the file."""
+    p = _check_readable(path, what)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"{what} file {p} is a single .npy array, not an .npz archive")
+            raw = {k: data[k] for k in data.files}
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{what} file {p} contains pickled objects, which are not loaded") from None
+        raise InputError(f"{what} file {p} is not a valid .npz archive: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{what} file {p} is not a valid .npz archive ({type(exc).__name__})") from None
+    if not raw:
+        raise InputError(f"{what} file {p} holds no arrays")
+    return {k: _numeric(v, f"{what} file {p}, array {k!r},") for k, v in raw.items()}
+
+
+def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
+    """One array from an .npy file, as float64."""
+    p = _check_readable(path, what)
+    try:
+        data = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{what} file {p} contains pickled objects, which are not loaded") from None
+        raise InputError(f"{what} file {p} is not a valid .npy file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{what} file {p} is not a valid .npy file ({type(exc).__name__})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.close()
+        raise InputError(f"{what} file {p} is an .npz archive; give a single .npy array")
+    return _numeric(data, f"{what} file {p}")
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float]) -> None:
+    """Write arrays uncompressed; an unwritable path is an input error."""
+    p = Path(path)
+    if p.suffix != ".npz":
+        raise InputError(f"output file must end in .npz: {p}")
+    try:
+        with open(p, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+    except OSError as exc:
+        raise InputError(f"cannot write {p}: {exc.strerror or exc}") from None

@@ -1,0 +1,135 @@
+"""The terminal view of an AnalyzeResult: configuration, step table, sparkline, spectrum, verdict.
+
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..analysis import AnalyzeResult
+from .common import complex_num, num, select_steps, sparkline
+
+REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}
+
+
+def config_lines(config: dict) -> list[str]:
+    """The run's settings: the model on one line, the data on the next."""
+    c = config
+    model = [f"{c['cell']}/{c['activation']}" if c["cell"] == "rnn" else c["cell"],
+             f"H={c['hidden_size']} D={c['input_size']} O={c['output_size']}", f"loss={c['loss']}"]
+    if c.get("weights"):
+        model.append(f"weights={c['weights']}")
+    else:
+        model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
+    if c.get("spectral_radius") is not None:
+        model.append(f"radius={c['spectral_radius']:g}")
+    data = [f"task={c['task']}", f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
+    if c.get("inputs"):
+        data.append(f"inputs={c['inputs']}")
+    return ["  ".join(model), "  ".join(data)]
+
+
+def step_table(result: AnalyzeResult, max_rows: int) -> Table:
+    """||dL/da_t|| at chosen steps with its ratio to T, the bound and the contribution to dL/dWa."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("step t", justify="right")
+    table.add_column("||dL/da_t||", justify="right")
+    table.add_column("ratio to T", justify="right")
+    if result.pascanu is not None:
+        table.add_column("Pascanu bound", justify="right")
+    if result.cell_grad_norms is not None:
+        table.add_column("||dL/dc_t||", justify="right")
+    table.add_column("||dL/dWa_t||", justify="right")
+    for t in select_steps(len(result.grad_norms), max_rows):
+        row = [str(t), num(result.grad_norms[t - 1]), num(result.ratios[t - 1])]
+        if result.pascanu is not None:
+            row.append(num(result.pascanu.bound[t - 1]))
+        if result.cell_grad_norms is not None:
+            row.append(num(result.cell_grad_norms[t - 1]))
+        row.append(num(result.contributions[t - 1]))
+        table.add_row(*row)
+    return table
+
+
+def spectrum_lines(result: AnalyzeResult, eigen_count: int = 4) -> list[str]:
+    s = result.spectrum
+    if s is None:
+        return []
+    lines = [
+        f"  spectral radius {num(s.spectral_radius)}   sigma max {num(s.max_singular_value)}   "
+        f"sigma min {num(s.min_singular_value)}   condition {num(s.condition_number)}",
+        "  leading eigenvalues: " + ", ".join(complex_num(z) for z in s.eigenvalues[:eigen_count]),
+    ]
+    p = result.pascanu
+    if p is not None:
+        if p.vanishing_guaranteed:
+            verdict = "< 1: vanishing guaranteed"
+        elif p.exploding_possible:
+            verdict = "> 1: exploding possible"
+        else:
+            verdict = "= 1: the boundary"
+        lines.append(f"  Pascanu: gamma x sigma max = {num(p.gamma)} x {num(s.max_singular_value)} = "
+                     f"{num(p.gamma_sigma_max)} {verdict}")
+        lines.append(
+            "  ratio to T <= (gamma sigma max)^(T-k): "
+            + ("holds at every step" if p.bound_holds else "VIOLATED (please report this)")
+        )
+    return lines
+
+
+def verdict_text(result: AnalyzeResult) -> Text:
+    f, th = result.flow, result.thresholds
+    text = Text("Verdict: ")
+    text.append(result.regime.upper(), style=REGIME_STYLE[result.regime])
+    if result.regime == "vanishing":
+        why = f"ratio < {num(th.vanishing_ratio)}"
+    elif result.regime == "exploding":
+        why = (f"ratio > {num(th.exploding_ratio)}" if np.isfinite(f.ratio_first_last)
+               else "gradients overflowed")
+    else:
+        why = f"{num(th.vanishing_ratio)} <= ratio <= {num(th.exploding_ratio)}"
+    text.append(f"  ||dL/da_1|| / ||dL/da_T|| = {num(f.ratio_first_last)} ({why})\n")
+    rate = f"x{num(f.rate_per_step)}" if f.rate_per_step is not None else "-"
+    text.append(f"  slope {num(f.slope)} per step back ({rate} per step)")
+    if f.horizon is not None:
+        text.append(f", horizon {num(f.horizon)} steps")
+    return text
+
+
+def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) -> None:
+    """Print the analysis for a person."""
+    model_line, data_line = config_lines(result.config)
+    console.print(Text("gradscope analyze  ", style="bold") + Text(model_line))
+    console.print(" " * len("gradscope analyze  ") + data_line)
+    console.print(
+        f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
+        f"{result.parameter_count} parameters"
+    )
+    console.print()
+    console.print(step_table(result, max_rows))
+    console.print()
+    steps = len(result.grad_norms)
+    with np.errstate(all="ignore"):
+        logs = np.log10(result.grad_norms)
+    finite = logs[np.isfinite(logs)]
+    span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
+    console.print(f"log10 ||dL/da_t||, t = 1..{steps}:{span}")
+    console.print("  " + sparkline(logs, 60))
+    lines = spectrum_lines(result)
+    if lines:
+        console.print()
+        console.print(Text("Spectrum of Wa", style="bold"))
+        for line in lines:
+            console.print(line)
+    overflowed = int(np.sum(~np.isfinite(result.grad_norms)))
+    if overflowed:
+        console.print(
+            f"{overflowed} of {steps} gradient norms overflowed float64 (inf/nan here, null in --json)",
+            style="red",
+        )
+    console.print()
+    console.print(verdict_text(result))

@@ -1,0 +1,85 @@
+"""The spectrum of the recurrent matrix and Pascanu, Mikolov & Bengio's conditions (REFERENCE §2).
+
+The gradient reaching step k is delta_k = J_{k+1}^T ... J_T^T delta_T with J_t = diag(f'(z_t)) Wa,
+and |f'| <= gamma, so ||J_t|| <= gamma sigma_max(Wa) and
+
+    ||delta_k|| / ||delta_T|| <= (gamma sigma_max)^(T-k)                      (exact, every run)
+
+gamma sigma_max < 1 is therefore sufficient for vanishing; > 1 is necessary for exploding. For a
+linear f the spectral radius rho(Wa) decides asymptotically: rho < 1 vanishes, rho > 1 is
+necessary for exploding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Relative slack for the bound check: both sides are computed in float64 over T products.
+BOUND_RTOL = 1e-9
+
+
+@dataclass
+class Spectrum:
+    """Eigenvalues and singular values of a square matrix.
+
+    eigenvalues : (H,) complex, sorted by modulus, largest first.
+    singular_values : (H,) descending.
+    """
+
+    spectral_radius: float
+    max_singular_value: float
+    min_singular_value: float
+    condition_number: float
+    eigenvalues: np.ndarray
+    singular_values: np.ndarray
+
+
+def spectrum(matrix: np.ndarray) -> Spectrum:
+    """Eigen- and singular values of a square matrix (H, H)."""
+    with np.errstate(all="ignore"):
+        finite = bool(np.all(np.isfinite(matrix)))
+        if not finite:
+            nan = np.full(matrix.shape[0], np.nan)
+            return Spectrum(np.nan, np.nan, np.nan, np.nan, nan.astype(complex), nan)
+        eig = np.linalg.eigvals(matrix)
+        eig = eig[np.lexsort((-eig.imag, -eig.real, -np.abs(eig)))]  # by modulus, ties stable
+        sv = np.linalg.svd(matrix, compute_uv=False)
+        smin = float(sv[-1])
+        cond = float(sv[0] / smin) if smin > 0 else float("inf")
+        return Spectrum(float(np.abs(eig[0])), float(sv[0]), smin, cond, eig, sv)
+
+
+@dataclass
+class PascanuCheck:
+    """Pascanu et al.'s conditions for one run.
+
+    gamma : bound on |f'| (1 for tanh, relu, linear; 1/4 for sigmoid).
+    gamma_sigma_max : gamma * sigma_max(Wa), the worst-case gain per step.
+    vanishing_guaranteed : gamma sigma_max < 1, sufficient for vanishing.
+    exploding_possible : gamma sigma_max > 1, necessary for exploding.
+    bound : (T,) (gamma sigma_max)^(T-k) for k = 1..T.
+    measured : (T,) ||delta_k|| / ||delta_T||.
+    bound_holds : measured <= bound at every step (as the theorem says it must).
+    """
+
+    gamma: float
+    gamma_sigma_max: float
+    vanishing_guaranteed: bool
+    exploding_possible: bool
+    bound: np.ndarray
+    measured: np.ndarray
+    bound_holds: bool
+
+
+def pascanu_check(gamma: float, sigma_max: float, grad_norms: np.ndarray) -> PascanuCheck:
+    """Compare the measured ratios ||delta_k|| / ||delta_T|| with the bound (gamma sigma_max)^(T-k)."""
+    steps = grad_norms.shape[0]
+    c = gamma * sigma_max
+    with np.errstate(all="ignore"):
+        bound = c ** np.arange(steps - 1, -1, -1, dtype=np.float64)
+        measured = grad_norms / grad_norms[-1]
+        comparable = np.isfinite(measured) & np.isfinite(bound)
+        holds = bool(np.all(measured[comparable] <= bound[comparable] * (1 + BOUND_RTOL) + 1e-300))
+    return PascanuCheck(gamma, c, bool(c < 1), bool(c > 1), bound, measured, holds)

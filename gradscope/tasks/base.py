@@ -1,0 +1,62 @@
+"""What a task provides: batches of sequences with targets, and its trivial baseline.
+
+A task fixes or defaults the input size D, the output size O and the loss; ``resolve`` checks the
+user's choices against it. ``sample`` draws a batch x (B, T, D) float64 with targets y: (B, 1)
+of 0/1 for bce, (B,) class indices for ce, (B, O) values for mse.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """The sizes and loss a task runs with, once defaults are filled in."""
+
+    input_size: int
+    output_size: int
+    loss: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """x (B, T, D) float64 and targets y (see the module docstring)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+class Task(ABC):
+    """A source of sequences. Subclasses set ``name`` and ``help`` and register in tasks/__init__."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    default_seq_len: ClassVar[int] = 100
+
+    @abstractmethod
+    def resolve(self, input_size: int | None, output_size: int | None, loss: str | None) -> TaskShape:
+        """Fill in defaults; raise InputError where the user's choice contradicts the task."""
+
+    @abstractmethod
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, seq_len: int, shape: TaskShape
+    ) -> Batch:
+        """Draw a batch of ``batch_size`` sequences of ``seq_len`` steps."""
+
+    @abstractmethod
+    def baseline_loss(self, shape: TaskShape, seq_len: int) -> float:
+        """The loss of the best constant (memoryless) prediction: what a model must beat."""
+
+    @staticmethod
+    def fixed(option: str, given: int | None, required: int, task: str) -> int:
+        """A size the task fixes: the user may repeat it, not contradict it."""
+        if given is not None and given != required:
+            raise InputError(f"--{option} must be {required} for the {task} task (got {given})")
+        return required
