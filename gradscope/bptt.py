@@ -9,6 +9,12 @@ Backward (REFERENCE §1), with delta_t = dL/da_t the *total* derivative through 
     delta_T    = Wy^T dL/dlogits
     delta_{t-1} = the cell's step_backward(delta_t)     = Wa^T (f'(z_t) * delta_t) for the vanilla RNN
     dL/dWa     = sum_t  dv_t^T a_{t-1}                   one summand per step: its temporal contribution
+
+With a readout at every step (model.readout == "every", the copy task) the loss reads every a_t
+directly, so the total derivative gains a local term at each step:
+
+    delta_t    = Wy^T dL/dlogits_t + (what step_backward brings back from t+1)
+    dL/dWy     = sum_t dL/dlogits_t^T a_t
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ class Trajectory:
     hidden : (T+1, B, H), hidden[0] = a_0 = 0 and hidden[t] = a_t.
     states : the cell's state tuple after each step, T entries (cell state c_t for the LSTM).
     caches : what each step's backward needs, T entries.
-    logits : (B, O) readout of a_T.
+    logits : (B, O) readout of a_T, or (B, T, O) readout of every a_t (model.readout "every").
     """
 
     x: np.ndarray
@@ -93,7 +99,7 @@ def to_time_major(x: np.ndarray) -> np.ndarray:
 
 
 def forward(model: Model, x: np.ndarray) -> Trajectory:
-    """Run the cell over x (B, T, D) from the zero state and read out the last step."""
+    """Run the cell over x (B, T, D) from the zero state and read out the last step (or every one)."""
     if x.ndim != 3 or x.shape[2] != model.input_size:
         raise InputError(
             f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}"
@@ -111,7 +117,11 @@ def forward(model: Model, x: np.ndarray) -> Trajectory:
         hidden[t + 1] = state[0]
         states.append(state)
         caches.append(cache)
-    logits = hidden[steps] @ params["Wy"].T + params["by"]
+    if model.readout == "every":
+        # logits_t = Wy a_t + by for t = 1..T in one matmul, batch-first (B, T, O) like the targets
+        logits = (hidden[1:] @ params["Wy"].T + params["by"]).transpose(1, 0, 2)
+    else:
+        logits = hidden[steps] @ params["Wy"].T + params["by"]
     return Trajectory(xt, hidden, states, caches, logits)
 
 
@@ -128,10 +138,17 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
     du = np.empty((steps, batch, width))
     dv = np.empty((steps, batch, width))
 
-    dstate = (dlogits @ params["Wy"],) + tuple(  # delta_T = Wy^T dL/dlogits
-        np.zeros((batch, hidden_size)) for _ in cell.state_names[1:]
-    )
+    every = model.readout == "every"
+    if every:
+        dlogits_tm = np.ascontiguousarray(dlogits.transpose(1, 0, 2))  # (T, B, O), step-major
+        local = dlogits_tm @ params["Wy"]  # Wy^T dL/dlogits_t: backprop through each step's readout
+        delta = np.zeros((batch, hidden_size))
+    else:
+        delta = dlogits @ params["Wy"]  # delta_T = Wy^T dL/dlogits
+    dstate = (delta,) + tuple(np.zeros((batch, hidden_size)) for _ in cell.state_names[1:])
     for t in range(steps - 1, -1, -1):
+        if every:
+            dstate = (dstate[0] + local[t],) + dstate[1:]  # the loss at step t reads a_t directly
         dL_da[t] = dstate[0]
         if has_memory:
             dL_dc[t] = dstate[1]
@@ -139,8 +156,13 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
 
     hidden_prev = traj.hidden[:-1]
     grads = cell.param_grads(params, traj.x, hidden_prev, du, dv)
-    grads["Wy"] = dlogits.T @ traj.hidden[steps]
-    grads["by"] = dlogits.sum(axis=0)
+    if every:
+        flat = dlogits_tm.reshape(steps * batch, -1)
+        grads["Wy"] = flat.T @ traj.hidden[1:].reshape(steps * batch, hidden_size)  # sum_t dlogits_t^T a_t
+        grads["by"] = flat.sum(axis=0)
+    else:
+        grads["Wy"] = dlogits.T @ traj.hidden[steps]
+        grads["by"] = dlogits.sum(axis=0)
     return Gradients(loss, dL_da, dL_dc, grads, dv, hidden_prev)
 
 

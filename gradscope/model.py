@@ -1,8 +1,14 @@
-"""A recurrent classifier/regressor: a cell, a linear readout on the last step, and a loss.
+"""A recurrent classifier/regressor: a cell, a linear readout, and a loss.
 
     h_t    = cell(x_t, h_{t-1})              t = 1..T, h_0 = 0
-    logits = Wy h_T + by                     Wy (O, H), by (O,)
+    logits = Wy h_T + by                     Wy (O, H), by (O,)      readout "last" (many-to-one)
     L      = loss(logits, y), batch mean
+
+or, for tasks with a target at every step (the copy task; many-to-many), the same Linear on every
+hidden state:
+
+    logits_t = Wy h_t + by                   t = 1..T                readout "every"
+    L        = mean over batch and steps of loss(logits_t, y_t)
 
 The parameters live in one dict: the cell's (``Wa``, ``Wx``, ``b`` for the vanilla RNN) and the
 readout's ``Wy``, ``by``. Arrays are float64 throughout.
@@ -18,15 +24,25 @@ from .cells import Cell, Params
 from .losses import Loss
 
 READOUT = ("Wy", "by")
+READOUT_MODES = ("last", "every")
 
 
 @dataclass
 class Model:
-    """A cell with its parameters, the readout and the loss."""
+    """A cell with its parameters, the readout and the loss.
+
+    readout : "last" reads a_T out once, logits (B, O); "every" reads out every a_t, logits
+        (B, T, O). The parameters are the same one Linear (Wy, by) either way.
+    """
 
     cell: Cell
     params: Params
     loss: Loss
+    readout: str = "last"
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUT_MODES:
+            raise ValueError(f"readout must be one of {READOUT_MODES}, got {self.readout!r}")
 
     @property
     def hidden_size(self) -> int:
@@ -49,7 +65,7 @@ class Model:
         return {k: v for k, v in self.params.items() if k not in READOUT}
 
     def copy(self) -> "Model":
-        return Model(self.cell, {k: v.copy() for k, v in self.params.items()}, self.loss)
+        return Model(self.cell, {k: v.copy() for k, v in self.params.items()}, self.loss, self.readout)
 
 
 def readout_params(hidden_size: int, output_size: int, rng: np.random.Generator) -> Params:

@@ -115,6 +115,14 @@ class Cell(ABC):
         x (T, B, D), h_prev (T, B, H) = h_0..h_{T-1}, du and dv (T, B, G*H) -> {name: gradient}.
         """
 
+    def step_jacobian(self, params: Params, cache: Any) -> np.ndarray:
+        """d state_t / d state_{t-1} for each sequence of the batch, (B, S, S).
+
+        S is the width of the flattened state: H for a cell whose state is h alone, 2H for the
+        LSTM's (h, c). Used by the Jacobian-product analyses; never needed by BPTT itself.
+        """
+        raise NotImplementedError(f"the {self.name} cell does not provide its step Jacobian")
+
     # --- PyTorch layout -------------------------------------------------------------------------
 
     def to_torch(self, params: Params) -> Params:

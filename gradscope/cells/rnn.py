@@ -62,6 +62,10 @@ class RNNCell(Cell):
         dz *= da  # backprop through f: f'(z_t) * delta_t
         return dz, dz, (dz @ params["Wa"],)  # backprop through Wa a_{t-1}
 
+    def step_jacobian(self, params: Params, cache: np.ndarray) -> np.ndarray:
+        """J_t = diag(f'(z_t)) Wa for each sequence: (B, H, H)."""
+        return self.f.slope(cache)[:, :, None] * params["Wa"][None, :, :]
+
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
     ) -> Params:

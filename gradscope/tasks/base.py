@@ -3,6 +3,9 @@
 A task fixes or defaults the input size D, the output size O and the loss; ``resolve`` checks the
 user's choices against it. ``sample`` draws a batch x (B, T, D) float64 with targets y: (B, 1)
 of 0/1 for bce, (B,) class indices for ce, (B, O) values for mse.
+
+A task with a target at every step (``readout = "every"``, the copy task) has targets with a step
+axis: (B, T) class indices for ce, (B, T, O) values for mse; the model then reads out every a_t.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from ..errors import InputError
 
 @dataclass(frozen=True)
 class TaskShape:
-    """The sizes and loss a task runs with, once defaults are filled in."""
+    """The sizes, loss and readout a task runs with, once defaults are filled in.
+
+    readout : "last" (one target per sequence, read out at a_T) or "every" (a target per step).
+    """
 
     input_size: int
     output_size: int
     loss: str
+    readout: str = "last"
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,16 @@ class Batch:
 
 
 class Task(ABC):
-    """A source of sequences. Subclasses set ``name`` and ``help`` and register in tasks/__init__."""
+    """A source of sequences. Subclasses set ``name`` and ``help`` and register in tasks/__init__.
+
+    default_seq_len : the length T drawn when --seq-len is not given.
+    readout : where the targets sit, "last" or "every" step; ``resolve`` puts it in the TaskShape.
+    """
 
     name: ClassVar[str]
     help: ClassVar[str]
     default_seq_len: ClassVar[int] = 100
+    readout: ClassVar[str] = "last"
 
     @abstractmethod
     def resolve(self, input_size: int | None, output_size: int | None, loss: str | None) -> TaskShape:
@@ -48,11 +60,28 @@ class Task(ABC):
     def sample(
         self, rng: np.random.Generator, batch_size: int, seq_len: int, shape: TaskShape
     ) -> Batch:
-        """Draw a batch of ``batch_size`` sequences of ``seq_len`` steps."""
+        """Draw a batch of ``batch_size`` sequences of ``seq_len`` steps.
+
+        A task whose sequences vary in length (temporal-order) documents how ``seq_len`` sets the
+        length; one batch always has one length, x.shape[1].
+        """
 
     @abstractmethod
     def baseline_loss(self, shape: TaskShape, seq_len: int) -> float:
-        """The loss of the best constant (memoryless) prediction: what a model must beat."""
+        """The loss of the best constant (memoryless) prediction: what a model must beat.
+
+        ``seq_len`` is the length of the batch, x.shape[1].
+        """
+
+    def fixed_shape(
+        self, input_size: int | None, output_size: int | None, loss: str | None, shape: TaskShape
+    ) -> TaskShape:
+        """``resolve`` for a task that fixes D, O and the loss: each may be repeated, not contradicted."""
+        if loss is not None and loss != shape.loss:
+            raise InputError(f"--loss must be {shape.loss} for the {self.name} task (got {loss})")
+        self.fixed("input-size", input_size, shape.input_size, self.name)
+        self.fixed("output-size", output_size, shape.output_size, self.name)
+        return shape
 
     @staticmethod
     def fixed(option: str, given: int | None, required: int, task: str) -> int:

@@ -139,6 +139,7 @@ class TextDataset:
         Each class gives round(fraction x its size) texts to validation, so both parts keep the
         class balance of the whole.
         """
+        _check_seed(seed)
         if not 0.0 < validation_fraction < 1.0:
             raise InputError(f"the validation fraction must be between 0 and 1, exclusive "
                              f"(got {validation_fraction})")
@@ -168,15 +169,21 @@ def load_text_dataset(options: TextOptions, seed: int) -> TextDataset:
     ``seed`` draws the random embedding vectors (and those of words missing from an embeddings
     file); the texts and their order do not depend on it.
     """
+    _check_seed(seed)
     if options.embeddings_file is not None and not Path(options.embeddings_file).is_file():
         raise InputError(f"{options.embeddings_file}: no such file (--embeddings)")
     if options.path is None:
         corpus = resources.files(__package__).joinpath(BUILTIN_CORPUS)
         with resources.as_file(corpus) as path:  # a real file even when installed as a zip
             source = open_examples(path, options.text_column, options.label_column)
-            return _load(source, options, seed, f"built-in movie reviews ({BUILTIN_CORPUS})")
+            return _load(source, options, seed, "built-in movie reviews")
     source = open_examples(options.path, options.text_column, options.label_column)
     return _load(source, options, seed, source.description)
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"--seed must be a non-negative whole number (got {seed!r})")
 
 
 def _load(source: TextSource, options: TextOptions, seed: int, description: str) -> TextDataset:
@@ -211,7 +218,7 @@ def _survey(source: TextSource) -> tuple[Counter, np.ndarray, list[str]]:
             code = seen[example.label] = len(seen)
         codes.append(code)
     if not codes:
-        raise InputError(f"{source.path}: no labelled texts, only a header")
+        raise InputError(f"{source.path}: no labelled texts")
     if len(seen) < 2:
         raise InputError(f"{source.path}: every text has the label {next(iter(seen))!r}; "
                          "a classification task needs at least two classes")

@@ -120,11 +120,12 @@ def glove_embedding(path: str | os.PathLike, vocabulary: Vocabulary, seed: int) 
             where = f"{p}, line {number}"
             if dim is None:
                 if number == 1 and len(parts) == 2 and all(s.isdigit() for s in parts):
-                    continue  # word2vec text header: "<count> <dim>"
-                dim = len(parts) - 1
+                    # word2vec's text format starts with "<count> <dim>"
+                    dim, first = int(parts[1]), "the header line"
+                    continue
+                dim, first = len(parts) - 1, where
                 if dim < 1:
                     raise InputError(f"{where}: a word without a vector")
-                first = where
             if len(parts) - 1 < dim or (len(parts) - 1 > dim and _is_number(parts[-dim - 1])):
                 raise InputError(f"{where}: {len(parts) - 1} values, but {first} has {dim}")
             word = " ".join(parts[:-dim])

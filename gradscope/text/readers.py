@@ -149,6 +149,7 @@ def _column_index(header: list[str], name: str, flag: str, path: Path) -> int:
 def _delimited_columns(path: Path, delimiter: str, text_column: str, label_column: str
                        ) -> tuple[int, int, int]:
     """(text index, label index, header length) from the header line of a delimited file."""
+    # the limit is process-wide; only ever raised, so other csv users are not cut short
     csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
     with open_text(path) as stream:
         try:
@@ -165,7 +166,6 @@ def _delimited_columns(path: Path, delimiter: str, text_column: str, label_colum
 def _iter_delimited(path: Path, delimiter: str, text_column: str, label_column: str
                     ) -> Iterator[Example]:
     text_at, label_at, width = _delimited_columns(path, delimiter, text_column, label_column)
-    needed = max(text_at, label_at) + 1
     with open_text(path) as stream:
         reader = csv.reader(stream, delimiter=delimiter)
         next(reader)
@@ -176,14 +176,16 @@ def _iter_delimited(path: Path, delimiter: str, text_column: str, label_column: 
             for row in reader:
                 where = f"{path}, line {last_line + 1}"
                 last_line = reader.line_num
-                if not row:  # a blank line
+                if not row or (len(row) == 1 and not row[0].strip()):  # a blank line
                     continue
                 if len(row) > width:
                     raise InputError(f"{where}: {len(row)} fields but the header has {width}; "
                                      "quote texts that contain the delimiter")
-                if len(row) < needed:
+                if len(row) <= label_at:
                     hint = " (an unclosed quote?)" if "\n" in row[-1] else ""
                     raise InputError(f"{where}: no label{hint}")
+                if len(row) <= text_at:
+                    raise InputError(f"{where}: no text (no field for column {text_column!r})")
                 yield Example(row[text_at], normalise_label(row[label_at], where), where)
         except csv.Error as exc:
             raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from None

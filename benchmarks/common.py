@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmark scripts: timing, the result table, the environment line.
+
+Benchmarks are scripts, never tests: run them with ``python benchmarks/<name>.py``. Each compares
+gradscope with PyTorch in the same run and prints ratios (torch time / gradscope time, so > 1
+means gradscope is faster), which stay meaningful on a loaded or slower machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+SIZES = [(32, 200, 16, 128), (1, 1000, 8, 64), (64, 100, 64, 512)]  # (B, T, D, H)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, budget: float = 20.0) -> float:
+    """Median wall time of ``fn()`` in seconds, over up to ``repeats`` runs within ``budget`` s."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def environment() -> str:
+    """One line: Python, numpy, torch, threads and the OpenBLAS overrides in force."""
+    parts = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    except ImportError:
+        parts.append("torch not installed")
+    parts.append(f"cpus {os.cpu_count()}")
+    overrides = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("OPENBLAS_")]
+    parts.append("OpenBLAS overrides: " + (", ".join(overrides) if overrides else "none"))
+    return "; ".join(parts)
+
+
+def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> None:
+    """A plain fixed-width table (benchmarks print to pipes and logs)."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)), file=out)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def ratio(slow: float, fast: float) -> str:
+    return f"{slow / fast:.2f}x"

@@ -1,0 +1,139 @@
+"""`gradscope analyze` through the CLI: the table, the JSON, files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gradscope import __version__
+from gradscope.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_default_run_shows_vanishing_plainly(capsys):
+    code, out, err = run(capsys, "analyze")
+    assert code == 0 and err == ""
+    assert "Verdict: VANISHING" in out
+    assert "Spectrum of Wa" in out and "spectral radius" in out
+    assert "Pascanu" in out and "holds at every step" in out
+    assert all(len(line) <= 80 for line in out.splitlines()), "lines wider than 80 columns"
+    assert "\x1b" not in out  # not a terminal: no ANSI
+
+
+def test_table_shows_every_step_of_short_runs_and_log_spaced_steps_of_long_ones(capsys):
+    _, out, _ = run(capsys, "analyze", "--seq-len", "6")
+    rows = [line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[:6] == ["1", "2", "3", "4", "5", "6"]
+    _, out, _ = run(capsys, "analyze", "--seq-len", "500", "--max-rows", "12")
+    steps = [int(line.split()[0]) for line in out.splitlines()
+             if line.strip() and line.split()[0].isdigit() and len(line.split()) >= 4]
+    assert steps[0] == 1 and steps[-1] == 500 and 3 <= len(steps) <= 12
+    assert steps == sorted(steps)
+
+
+def test_json_document(capsys):
+    code, out, _ = run(capsys, "analyze", "--json", "--seq-len", "30", "--hidden-size", "12")
+    assert code == 0
+    doc = json.loads(out)
+    assert isinstance(doc["schema_version"], int)
+    assert doc["gradscope_version"] == __version__
+    assert doc["config"]["seq_len"] == 30 and doc["config"]["hidden_size"] == 12
+    assert len(doc["grad_norms"]) == 30 and len(doc["contributions"]) == 30
+    spec = doc["spectrum"]
+    assert len(spec["eigenvalues"]) == 12 and all(len(e) == 2 for e in spec["eigenvalues"])
+    assert spec["spectral_radius"] == pytest.approx(np.hypot(*spec["eigenvalues"][0]))
+    assert doc["regime"] in {"vanishing", "exploding", "stable"}
+    assert doc["nonfinite_count"] == 0
+    assert doc["ratios"][-1] == 1.0
+
+
+def test_json_grad_norms_are_the_frobenius_norms_of_saved_dL_da(capsys, tmp_path):
+    code, out, _ = run(capsys, "analyze", "--json", "--seq-len", "15", "--save-grads",
+                       str(tmp_path / "g.npz"))
+    assert code == 0
+    doc = json.loads(out)
+    dl_da = np.load(tmp_path / "g.npz", allow_pickle=False)["dL_da"]
+    assert dl_da.shape == (15, 16, 32)
+    np.testing.assert_allclose(doc["grad_norms"], np.linalg.norm(dl_da, axis=(1, 2)), rtol=1e-12)
+
+
+def test_same_seed_same_bytes_other_seed_other_numbers(capsys):
+    first = run(capsys, "analyze", "--json", "--seed", "5")[1]
+    second = run(capsys, "analyze", "--json", "--seed", "5")[1]
+    other = run(capsys, "analyze", "--json", "--seed", "6")[1]
+    assert first == second
+    assert json.loads(first)["grad_norms"] != json.loads(other)["grad_norms"]
+    assert run(capsys, "analyze", "--seed", "5")[1] == run(capsys, "analyze", "--seed", "5")[1]
+
+
+def test_overflowing_run_keeps_its_table_and_valid_json(capsys):
+    argv = ["analyze", "--activation", "linear", "--spectral-radius", "3", "--seq-len", "1500"]
+    code, out, _ = run(capsys, *argv, "--json")
+    assert code == 0
+    assert "NaN" not in out and "Infinity" not in out
+    doc = json.loads(out)
+    assert doc["nonfinite_count"] > 0 and doc["regime"] == "exploding"
+    assert None in doc["grad_norms"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "EXPLODING" in out and "overflowed" in out
+
+
+def test_adding_task_fixes_sizes_and_loss(capsys):
+    code, out, _ = run(capsys, "analyze", "--task", "adding", "--json", "--seq-len", "40")
+    doc = json.loads(out)
+    assert code == 0
+    assert (doc["config"]["input_size"], doc["config"]["output_size"], doc["config"]["loss"]) == (2, 1, "mse")
+    assert doc["baseline_loss"] == pytest.approx(1 / 6)
+    code, _, err = run(capsys, "analyze", "--task", "adding", "--input-size", "3")
+    assert code == 2 and "--input-size must be 2" in err
+
+
+def test_save_weights_round_trip(capsys, tmp_path):
+    w = tmp_path / "w.npz"
+    code, first, _ = run(capsys, "analyze", "--json", "--hidden-size", "9", "--seed", "4",
+                         "--save-weights", str(w))
+    assert code == 0
+    keys = set(np.load(w).files)
+    assert keys == {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+                    "fc.weight", "fc.bias"}
+    code, again, _ = run(capsys, "analyze", "--json", "--weights", str(w), "--seed", "4")
+    assert code == 0
+    a, b = json.loads(first), json.loads(again)
+    np.testing.assert_allclose(a["grad_norms"], b["grad_norms"], rtol=1e-12)
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--hidden-size", "0"], "--hidden-size"),
+    (["--seq-len", "-3"], "--seq-len"),
+    (["--activation", "swish"], "--activation"),
+    (["--spectral-radius", "0"], "--spectral-radius"),
+    (["--spectral-radius", "-1"], "--spectral-radius"),
+    (["--targets", "y.npy"], "--targets needs --inputs"),
+    (["--weights", "missing.npz"], "missing.npz"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
+    code, out, err = run(capsys, "analyze", *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err
+    assert "Traceback" not in err
+
+
+def test_entry_points():
+    version = subprocess.run([sys.executable, "-m", "gradscope", "--version"],
+                             capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"gradscope {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "gradscope", "analyze", "--cell", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,8 @@
+"""Makes tests/helpers.py importable from every test group (math, cli, data, contract)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
