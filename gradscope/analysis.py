@@ -12,10 +12,11 @@ from typing import ClassVar
 import numpy as np
 
 from .activations import get_activation
-from .bptt import Gradients, bptt
+from .bptt import Gradients, bptt, last_step_backward
 from .config import RunConfig
 from .experiment import Setup, build
 from .flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
+from .model import Model
 from .serialize import HIDDEN
 from .spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
@@ -33,12 +34,16 @@ class AnalyzeResult:
     """What ``gradscope analyze`` reports.
 
     config : every setting, defaults resolved (RunConfig fields).
+    data : where the batch came from, in words (the task, or the texts and their split).
     loss : batch-mean loss; baseline_loss : the task's trivial baseline for comparison.
-    grad_norms : (T,) ||dL/da_t||_F over batch and hidden units, t = 1..T.
+    grad_norms : (T,) ||dL/da_t||_F over batch and hidden units, t = 1..T; for a readout at every
+        step, of the part that flows back from the readout at T (bptt.last_step_backward).
     ratios : (T,) grad_norms / grad_norms[T].
     contributions : (T,) ||dv_t^T a_{t-1}||_F, step t's summand of dL/dWa.
     cell_grad_norms : (T,) ||dL/dc_t|| for the LSTM, else None.
-    spectrum : of the recurrent matrix Wa.
+    spectrum : of Wa for the vanilla RNN; for gated cells of the mean step Jacobian (``spectrum_of``).
+    spectrum_of : "recurrent_weight" (Wa) or "mean_step_jacobian" (``recurrent_spectra``).
+    gate_spectra : gate name -> spectrum of that gate's (H, H) block of W_hh; None for the RNN.
     pascanu : Pascanu et al.'s bound against the measured ratios.
     flow : slope, rate, horizon and the verdict; regime repeats flow.regime.
     """
@@ -46,6 +51,7 @@ class AnalyzeResult:
     command: ClassVar[str] = "analyze"
 
     config: dict
+    data: str
     parameter_count: int
     loss: float
     baseline_loss: float
@@ -54,6 +60,8 @@ class AnalyzeResult:
     contributions: np.ndarray
     cell_grad_norms: np.ndarray | None
     spectrum: Spectrum
+    spectrum_of: str
+    gate_spectra: dict[str, Spectrum] | None
     pascanu: PascanuCheck | None
     flow: Flow
     regime: str
@@ -81,23 +89,43 @@ def step_norms(d: np.ndarray) -> np.ndarray:
         return norms
 
 
+def recurrent_spectra(model: Model, caches: list) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
+    """The spectrum ``analyze`` reports, what it is of, and the spectra of the gate blocks.
+
+    The vanilla RNN: Wa itself, and no gates. A gated cell has no single recurrent matrix: the
+    spectrum of its step Jacobian d state_t / d state_{t-1} averaged over the steps and the batch of
+    the run ((H, H) for the GRU; (2H, 2H) over the flattened (h, c) for the LSTM, whose gradient
+    flows through both), and of each gate's (H, H) block of W_hh.
+    """
+    cell = model.cell
+    if len(cell.gates) == 1:
+        return spectrum(model.recurrent_weight), "recurrent_weight", None
+    with np.errstate(all="ignore"):
+        mean_jacobian = cell.mean_step_jacobian(model.params, caches)
+    gates = {name: spectrum(block) for name, block in cell.gate_blocks(model.params).items()}
+    return spectrum(mean_jacobian), "mean_step_jacobian", gates
+
+
 def analyze_setup(setup: Setup) -> AnalyzeResult:
     """Run BPTT on a built setup and measure the flow."""
     model, batch = setup.model, setup.batch
-    _, grads = bptt(model, batch.x, batch.y)
-    norms = step_norms(grads.dL_da)
+    traj, grads = bptt(model, batch.x, batch.y)
+    # Read out at every step: follow what flows back from the readout at T, not each step's own loss.
+    flowing = last_step_backward(model, traj, batch.y) if model.readout == "every" else grads
+    norms = step_norms(flowing.dL_da)
     with np.errstate(all="ignore"):
         ratios = norms / norms[-1]
-        contributions = grads.contribution_norms()
-    cell_norms = step_norms(grads.dL_dc) if grads.dL_dc is not None else None
-    spec = spectrum(model.recurrent_weight) if len(model.cell.gates) == 1 else None
+        contributions = flowing.contribution_norms()
+    cell_norms = step_norms(flowing.dL_dc) if flowing.dL_dc is not None else None
+    spec, spectrum_of, gate_spectra = recurrent_spectra(model, traj.caches)
     pascanu = None
-    if spec is not None:
+    if spectrum_of == "recurrent_weight":  # Pascanu's sigma bound is for a_t = f(Wa a_{t-1} + ...)
         gamma = get_activation(model.cell.activation).gamma
         pascanu = pascanu_check(gamma, spec.max_singular_value, norms)
     summary = flow(norms)
     return AnalyzeResult(
         config=setup.config.as_dict(),
+        data=setup.task.describe(),
         parameter_count=int(sum(p.size for p in model.params.values())),
         loss=grads.loss,
         baseline_loss=setup.baseline_loss,
@@ -106,6 +134,8 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         contributions=contributions,
         cell_grad_norms=cell_norms,
         spectrum=spec,
+        spectrum_of=spectrum_of,
+        gate_spectra=gate_spectra,
         pascanu=pascanu,
         flow=summary,
         regime=summary.regime,

@@ -19,7 +19,7 @@ directly, so the total derivative gains a local term at each step:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,7 +52,8 @@ class Gradients:
 
     loss : the batch-mean loss.
     dL_da : (T, B, H), dL/da_t for t = 1..T (first step first), the total derivative.
-    dL_dc : (T, B, H) for cells with a memory cell (LSTM), else None.
+    dL_dc : (T, B, H), dL/dc_t in total (``Cell.memory_grad``) for cells with a memory cell (LSTM),
+        else None.
     params : {name: gradient}, each the shape of its parameter, recurrent and readout alike.
     dv : (T, B, G*H), dL/dv_t where v_t = W_hh a_{t-1} (+ b_hh): what each step contributes.
     hidden_prev : (T, B, H), a_{t-1} for t = 1..T.
@@ -151,7 +152,7 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
             dstate = (dstate[0] + local[t],) + dstate[1:]  # the loss at step t reads a_t directly
         dL_da[t] = dstate[0]
         if has_memory:
-            dL_dc[t] = dstate[1]
+            dL_dc[t] = cell.memory_grad(dstate, traj.caches[t])  # the total, through h_t as well
         du[t], dv[t], dstate = cell.step_backward(params, dstate, traj.caches[t])
 
     hidden_prev = traj.hidden[:-1]
@@ -164,6 +165,28 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
         grads["Wy"] = dlogits.T @ traj.hidden[steps]
         grads["by"] = dlogits.sum(axis=0)
     return Gradients(loss, dL_da, dL_dc, grads, dv, hidden_prev)
+
+
+def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
+    """For a readout at every step: BPTT of the last step's share of the loss, L_T / T, alone.
+
+    The loss is the mean of the per-step losses, L = (1/T) sum_t L_t. The total dL/da_t also holds
+    the local term of L_t, which masks how far back the readout at T reaches; this gradient is
+    the part that flows back from step T: it equals the total at T and, like the gradient of a
+    readout at T only, obeys Pascanu's bound at every step. y as for ``backward``, (B, T, ...).
+    """
+    steps = traj.hidden.shape[0] - 1
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        last = backward(replace(model, readout="last"), replace(traj, logits=traj.logits[:, -1]), y[:, -1])
+    share = 1.0 / steps
+    return Gradients(
+        last.loss * share,
+        last.dL_da * share,
+        None if last.dL_dc is None else last.dL_dc * share,
+        {name: g * share for name, g in last.params.items()},
+        last.dv * share,
+        last.hidden_prev,
+    )
 
 
 def bptt(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[Trajectory, Gradients]:

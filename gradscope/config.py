@@ -37,6 +37,15 @@ class RunConfig:
     weights: str | None = None
     inputs: str | None = None
     targets: str | None = None
+    # the text task's own settings (gradscope/text): where the texts are and how they are encoded
+    text: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    padding: str = "pre"
+    max_vocab: int = 5000
+    min_count: int = 1
+    embeddings: str = "random"
+    embedding_dim: int = 16
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "input_size", "output_size", "seq_len", "batch_size"):
@@ -51,6 +60,10 @@ class RunConfig:
             raise InputError(f"--seed must be non-negative (got {self.seed})")
         if self.targets is not None and self.inputs is None:
             raise InputError("--targets needs --inputs")
+        if self.task != "text":
+            for name in TEXT_FIELDS:
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise InputError(f"{flag(name)} is a setting of --task text (the task is {self.task})")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,3 +75,6 @@ def flag(field_name: str) -> str:
 
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
+TEXT_FIELDS = ("text", "text_column", "label_column", "padding", "max_vocab", "min_count",
+               "embeddings", "embedding_dim")
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}

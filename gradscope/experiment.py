@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .cells import make_cell
+from .cells import Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig
 from .errors import InputError
 from .files import load_npy, load_npz
@@ -46,15 +46,25 @@ def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(weights), np.random.default_rng(data)
 
 
+def rescale_recurrent(cell: Cell, params: Params, radius: float) -> None:
+    """``--spectral-radius``: scale each gate's (H, H) block of W_hh to that spectral radius, in place.
+
+    Wa itself for the vanilla RNN; each of r, z, n (GRU) or i, f, g, o (LSTM) on its own, since
+    a gated cell has no single recurrent matrix and each block drives one gate.
+    """
+    blocks = cell.gate_blocks(params).values()
+    params[cell.recurrent] = np.concatenate([rescale_spectral_radius(b, radius) for b in blocks])
+
+
 def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> Model:
-    """A freshly initialised model for the config's cell, sizes and init."""
+    """A freshly initialised model for the config's cell, sizes and init, read out as the task says."""
     cell = make_cell(config.cell or "rnn", config.activation or "tanh")
     hidden = config.hidden_size or DEFAULT_HIDDEN_SIZE
     params = cell.init_params(shape.input_size, hidden, rng, config.init, config.init_gain)
     if config.spectral_radius is not None:
-        params[cell.recurrent] = rescale_spectral_radius(params[cell.recurrent], config.spectral_radius)
+        rescale_recurrent(cell, params, config.spectral_radius)
     params.update(readout_params(hidden, shape.output_size, rng))
-    return Model(cell, params, get_loss(shape.loss))
+    return Model(cell, params, get_loss(shape.loss), shape.readout)
 
 
 def _loaded_model(config: RunConfig) -> tuple[Model, Layout]:
@@ -69,9 +79,7 @@ def _loaded_model(config: RunConfig) -> tuple[Model, Layout]:
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the weights in {config.weights} ({actual})")
     if config.spectral_radius is not None:
-        model.params[model.cell.recurrent] = rescale_spectral_radius(
-            model.recurrent_weight, config.spectral_radius
-        )
+        rescale_recurrent(model.cell, model.params, config.spectral_radius)
     return model, layout
 
 
@@ -89,28 +97,33 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
     for name, given, actual in (("seq-len", config.seq_len, t), ("batch-size", config.batch_size, b)):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with inputs file {config.inputs} ({actual})")
+    every = shape.readout == "every"
     if config.targets is None:
-        # Only inputs given: targets of the right kind, drawn at random (as the random task does).
-        y = make_task("random").sample(rng, b, 1, shape).y
+        # Only inputs given: targets of the right kind, drawn at random (as the random task does),
+        # one per sequence or, for a task read out at every step, one per step.
+        y = make_task("random").sample(rng, b * t if every else b, 1, shape).y
+        if every:
+            y = y.reshape((b, t) + y.shape[1:])
     else:
         y = load_npy(config.targets, "targets")
         if y.shape[0] != b:
             raise InputError(f"targets file {config.targets} has {y.shape[0]} rows, inputs have {b}")
-        problem = get_loss(shape.loss).check_targets(y, shape.output_size)
+        problem = get_loss(shape.loss).check_targets(y, shape.output_size, t if every else None)
         if problem:
             raise InputError(f"targets file {config.targets}: {problem}")
-        if shape.loss == "bce":
+        if shape.loss == "bce" and not every:
             y = y.reshape(b, 1)
     return Batch(x, y)
 
 
 def build(config: RunConfig) -> Setup:
     """The model and batch a config describes, with every default resolved in the returned config."""
-    task = make_task(config.task)
+    task = make_task(config.task, config)
     weights_rng, data_rng = rngs(config.seed)
     if config.weights is not None:
         model, layout = _loaded_model(config)
         shape = task.resolve(model.input_size, model.output_size, model.loss.name)
+        model.readout = shape.readout  # a state dict holds one Linear; the task says where it reads
     else:
         shape = task.resolve(config.input_size, config.output_size, config.loss)
         model, layout = new_model(config, shape, weights_rng), Layout()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from ..errors import InputError
 from .base import Cell, Params, State
+from .gru import GRUCell
+from .lstm import LSTMCell
 from .rnn import RNNCell
 
 CELLS: dict[str, type[Cell]] = {
     RNNCell.name: RNNCell,
+    GRUCell.name: GRUCell,
+    LSTMCell.name: LSTMCell,
 }
 
 

@@ -123,6 +123,18 @@ class Cell(ABC):
         """
         raise NotImplementedError(f"the {self.name} cell does not provide its step Jacobian")
 
+    def mean_step_jacobian(self, params: Params, caches: list) -> np.ndarray:
+        """The step Jacobian averaged over the batch and the steps of a run, (S, S)."""
+        return np.mean([self.step_jacobian(params, cache).mean(axis=0) for cache in caches], axis=0)
+
+    def memory_grad(self, dstate: State, cache: Any) -> np.ndarray:
+        """dL/dc_t in total, (B, H), for a cell whose state has a memory cell c_t (second element).
+
+        dstate is dL/dstate_t with c_t an input of step t+1; a cell that reads c_t again inside step
+        t (the LSTM's h_t = o_t tanh(c_t)) adds that path.
+        """
+        return dstate[1]
+
     # --- PyTorch layout -------------------------------------------------------------------------
 
     def to_torch(self, params: Params) -> Params:

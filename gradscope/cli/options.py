@@ -20,16 +20,24 @@ from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..experiment import DEFAULT_HIDDEN_SIZE
 from ..initializers import INITIALIZERS
 from ..losses import LOSSES
-from ..tasks import TASKS
+from ..tasks import TASKS, Task
 
 MODEL = "Model"
 DATA = "Data"
 FILES = "Files"
+TEXT = "Text (--task text)"
 OUTPUT = "Output"
 
 
 def _choices(registry: dict) -> object:
     return Literal[tuple(registry)]  # the registry's names, shown in --help and checked by click
+
+
+def _seq_len_default() -> str:
+    """The default --seq-len for --help: the usual one and the tasks that differ, "100 (copy 120)"."""
+    usual = Task.default_seq_len
+    others = [f"{name} {task.default_seq_len}" for name, task in TASKS.items() if task.default_seq_len != usual]
+    return f"{usual}" + (f" ({', '.join(others)})" if others else "")
 
 
 def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
@@ -78,7 +86,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         "random",
     ),
     "seq_len": (
-        Annotated[Optional[int], _opt(DATA, "Sequence length T. [default: 100, or what --inputs holds]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(DATA, f"Sequence length T. [default: {_seq_len_default()}, or what --inputs holds]", min=1, show_default=False)],
         None,
     ),
     "batch_size": (
@@ -101,15 +109,47 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         Annotated[Optional[Path], _opt(FILES, "Targets for --inputs, .npy: (B,) classes or 0/1, (B, O) values.", show_default=False, dir_okay=False)],
         None,
     ),
+    "text": (
+        Annotated[Optional[Path], _opt(TEXT, "Texts: CSV/TSV with a header, JSON Lines, or a directory of class folders (aclImdb). [default: built-in movie reviews]", show_default=False)],
+        None,
+    ),
+    "text_column": (Annotated[str, _opt(TEXT, "Column (or JSON field) holding the text.")], "text"),
+    "label_column": (Annotated[str, _opt(TEXT, "Column (or JSON field) holding the label.")], "label"),
+    "padding": (
+        Annotated[Literal["pre", "post"], _opt(TEXT, "Pad (and truncate) short texts at the start (pre) or the end (post).")],
+        "pre",
+    ),
+    "max_vocab": (Annotated[int, _opt(TEXT, "Largest vocabulary, <pad> and <unk> included.", min=2)], 5000),
+    "min_count": (Annotated[int, _opt(TEXT, "Fewest occurrences for a word to enter the vocabulary.", min=1)], 1),
+    "embeddings": (
+        Annotated[str, _opt(TEXT, "Word vectors: random (fixed), onehot, or a GloVe-format text file.")],
+        "random",
+    ),
+    "embedding_dim": (Annotated[int, _opt(TEXT, "Size D of the random word vectors.", min=1)], 16),
 }
 
 
 def run_options(command: typing.Callable) -> typing.Callable:
     """Give ``command(config: RunConfig, **own)`` every RunConfig flag, defined in RUN_OPTIONS."""
+    return _with_run_flags(command, "config", lambda settings: RunConfig(**settings))
+
+
+def run_settings(command: typing.Callable) -> typing.Callable:
+    """Like ``run_options``, but give ``command(settings: dict, **own)`` the flags' raw values.
+
+    ``settings`` maps every RunConfig field to its flag's value (paths as str), for a command that
+    merges them with a settings file before building the RunConfig (``gradscope check``).
+    """
+    return _with_run_flags(command, "settings", dict)
+
+
+def _with_run_flags(
+    command: typing.Callable, param: str, make: typing.Callable[[dict], object]
+) -> typing.Callable:
     own = inspect.signature(command, eval_str=True)
     hints = typing.get_type_hints(command, include_extras=True)
     kept = [p.replace(annotation=hints.get(p.name, p.annotation))
-            for p in own.parameters.values() if p.name != "config"]
+            for p in own.parameters.values() if p.name != param]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         for name, (annotation, default) in RUN_OPTIONS.items()
@@ -118,10 +158,10 @@ def run_options(command: typing.Callable) -> typing.Callable:
     @functools.wraps(command)
     def wrapper(**kwargs):
         settings = {name: kwargs.pop(name) for name in RUN_OPTIONS}
-        for name in ("weights", "inputs", "targets"):
+        for name in ("weights", "inputs", "targets", "text"):
             if settings[name] is not None:
                 settings[name] = str(settings[name])
-        return command(config=RunConfig(**settings), **kwargs)
+        return command(**{param: make(settings)}, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + shared
     wrapper.__signature__ = own.replace(parameters=params)

@@ -28,6 +28,8 @@ def config_lines(config: dict) -> list[str]:
     if c.get("spectral_radius") is not None:
         model.append(f"radius={c['spectral_radius']:g}")
     data = [f"task={c['task']}", f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
+    if c["task"] == "text":
+        data.append(f"padding={c['padding']}")
     if c.get("inputs"):
         data.append(f"inputs={c['inputs']}")
     return ["  ".join(model), "  ".join(data)]
@@ -105,10 +107,14 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
     model_line, data_line = config_lines(result.config)
     console.print(Text("gradscope analyze  ", style="bold") + Text(model_line))
     console.print(" " * len("gradscope analyze  ") + data_line)
+    if result.config["task"] == "text":
+        console.print(result.data)
     console.print(
         f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
         f"{result.parameter_count} parameters"
     )
+    if result.setup.model.readout == "every":
+        console.print("read out at every step: the norms follow the gradient from the readout at T")
     console.print()
     console.print(step_table(result, max_rows))
     console.print()

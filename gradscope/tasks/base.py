@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 
@@ -52,6 +52,11 @@ class Task(ABC):
     default_seq_len: ClassVar[int] = 100
     readout: ClassVar[str] = "last"
 
+    @classmethod
+    def from_config(cls, config) -> "Task":
+        """The task a RunConfig asks for; a task with options of its own (text) reads them here."""
+        return cls()
+
     @abstractmethod
     def resolve(self, input_size: int | None, output_size: int | None, loss: str | None) -> TaskShape:
         """Fill in defaults; raise InputError where the user's choice contradicts the task."""
@@ -72,6 +77,18 @@ class Task(ABC):
 
         ``seq_len`` is the length of the batch, x.shape[1].
         """
+
+    def validation_batches(self, shape: TaskShape) -> Iterator[Batch] | None:
+        """Held-out data for evaluation, or None where fresh draws of ``sample`` are held out."""
+        return None
+
+    def describe(self) -> str:
+        """One line on where the sequences come from, for the reports."""
+        return self.help
+
+    def baseline_accuracy(self) -> float | None:
+        """The accuracy of the trivial (majority-class) prediction, where the task has one."""
+        return None
 
     def fixed_shape(
         self, input_size: int | None, output_size: int | None, loss: str | None, shape: TaskShape

@@ -1,0 +1,95 @@
+"""The GRU cell, exactly as PyTorch's nn.GRU (Cho et al. 2014, reset gate after the matmul).
+
+Gates stacked by rows as (r, z, n); u_t = W_ih x_t + b_ih and v_t = W_hh h_{t-1} + b_hh, each (3H,):
+
+    r_t = sigmoid(u_r + v_r)                 reset gate
+    z_t = sigmoid(u_z + v_z)                 update gate
+    n_t = tanh(u_n + r_t * v_n)              candidate; v_n = W_hn h_{t-1} + b_hn, so b_hn sits
+                                             inside the reset and cannot merge with b_in
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Backward, from dh = dL/dh_t:
+
+    dn   = (1 - z) dh                        dz = (h_{t-1} - n) dh           backprop through the blend
+    du_n = (1 - n^2) dn                      backprop through tanh
+    dv_n = r du_n                            dr = v_n du_n                    backprop through r * v_n
+    du_r = dv_r = r (1 - r) dr               du_z = dv_z = z (1 - z) dz      backprop through the sigmoids
+    dh_{t-1} = z dh + W_hh^T dv              the direct path, and through W_hh h_{t-1}
+
+du and dv differ only in the n block. The step Jacobian is
+
+    dh_t / dh_{t-1} = diag(z) + diag(alpha_r) W_hr + diag(alpha_z) W_hz + diag(alpha_n) W_hn
+
+with alpha = dv for dh = 1; its direct path is diag(z_t) (REFERENCE §3).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..activations import get_activation
+from .base import Params, State
+from .gated import GatedCell
+
+SIGMOID = get_activation("sigmoid")
+
+
+class GRUCache(NamedTuple):
+    """What one GRU step keeps for its backward, each (B, .).
+
+    gates : (B, 3H), [r_t, z_t, v_n] with v_n = W_hn h_{t-1} + b_hn.
+    diff : (B, H), h_{t-1} - n_t.
+    n : (B, H), the candidate n_t.
+    """
+
+    gates: np.ndarray
+    diff: np.ndarray
+    n: np.ndarray
+
+
+class GRUCell(GatedCell):
+    name = "gru"
+    gates = ("r", "z", "n")
+    torch_module = "nn.GRU"
+
+    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, GRUCache]:
+        (h_prev,) = state
+        h = h_prev.shape[1]
+        v = h_prev @ params["W_hh"].T
+        v += params["b_hh"]  # v_t = W_hh h_{t-1} + b_hh
+        rz = v[:, : 2 * h]
+        rz += u_t[:, : 2 * h]
+        SIGMOID.forward(rz, out=rz)  # r and z in one call on a contiguous slice; v now holds [r, z, v_n]
+        r, z, v_n = v[:, :h], v[:, h : 2 * h], v[:, 2 * h :]
+        n = r * v_n
+        n += u_t[:, 2 * h :]
+        np.tanh(n, out=n)  # n_t = tanh(u_n + r * v_n)
+        diff = h_prev - n
+        h_new = diff * z
+        h_new += n  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
+        return (h_new,), GRUCache(v, diff, n)
+
+    def local_backward(
+        self, params: Params, dstate: State, cache: GRUCache
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray]]:
+        (dh,) = dstate
+        gates, n = cache.gates, cache.n
+        h = n.shape[1]
+        r, z, v_n = gates[:, :h], gates[:, h : 2 * h], gates[:, 2 * h :]
+        du = np.empty_like(gates)
+        dh_direct = dh * z  # backprop through z * h_{t-1}
+        dn = dh - dh_direct  # backprop through (1 - z) * n
+        du_n = du[:, 2 * h :]
+        np.multiply(n, n, out=du_n)
+        np.subtract(1.0, du_n, out=du_n)
+        du_n *= dn  # backprop through tanh: (1 - n^2) dn
+        np.multiply(du_n, v_n, out=du[:, :h])  # dr: backprop through r * v_n
+        np.multiply(dh, cache.diff, out=du[:, h : 2 * h])  # dz: backprop through z (h_{t-1} - n)
+        slope = 1.0 - gates[:, : 2 * h]
+        slope *= gates[:, : 2 * h]
+        du[:, : 2 * h] *= slope  # backprop through the sigmoids: r (1 - r), z (1 - z)
+        dv = du.copy()
+        dv[:, 2 * h :] *= r  # dv_n = r du_n: backprop through r * (W_hn h_{t-1} + b_hn)
+        return du, dv, (dh_direct,)

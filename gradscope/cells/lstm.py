@@ -1,0 +1,125 @@
+"""The LSTM cell, exactly as PyTorch's nn.LSTM (Hochreiter & Schmidhuber 1997, with forget gate).
+
+Gates stacked by rows as (i, f, g, o); a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh, (4H,):
+
+    i_t = sigmoid(a_i)    f_t = sigmoid(a_f)    g_t = tanh(a_g)    o_t = sigmoid(a_o)
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t)                        state (h_t, c_t), h_0 = c_0 = 0
+
+Both biases enter a_t the same way, so ``project_inputs`` folds b_hh into u_t = W_ih x_t + b_ih + b_hh
+and dL/du_t = dL/dv_t = dL/da_t. Backward, from dh = dL/dh_t and dc = dL/dc_t through c_{t+1}:
+
+    do = tanh(c) dh                                    backprop through o * tanh(c)
+    dc_total = o (1 - tanh^2 c) dh + dc                through tanh(c) into h_t, plus the carry
+    di = g dc_total   df = c_{t-1} dc_total   dg = i dc_total                backprop through c_t
+    da = [i (1-i) di, f (1-f) df, (1 - g^2) dg, o (1-o) do]                  through the gates
+    dc_{t-1} = f dc_total                              the direct path of the cell: diag(f_t)
+    dh_{t-1} = W_hh^T da
+
+``memory_grad`` reports dc_total, the total derivative dL/dc_t (what torch's ``c_t.grad`` holds on
+an unrolled nn.LSTMCell). The step Jacobian is over the flattened state (h, c), (2H, 2H).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from .base import Params, State
+from .gated import GatedCell
+
+
+@lru_cache(maxsize=8)
+def gate_constants(hidden_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4H,) vectors that let one tanh compute all four gates, and the gate slopes.
+
+    sigmoid(a) = 0.5 + 0.5 tanh(a / 2): scaling the i, f, o blocks by ``half`` before and after a
+    tanh over (B, 4H) and adding ``shift`` gives [i, f, g, o]. ``tanh_block`` is 1 on g, 0 elsewhere:
+    (gate + tanh_block) (1 - gate) is s (1 - s) on the sigmoids and (1 + g)(1 - g) on g.
+    """
+    h = hidden_size
+    half = np.full(4 * h, 0.5)
+    half[2 * h : 3 * h] = 1.0
+    shift = np.full(4 * h, 0.5)
+    shift[2 * h : 3 * h] = 0.0
+    tanh_block = 1.0 - shift * 2
+    for a in (half, shift, tanh_block):
+        a.flags.writeable = False
+    return half, shift, tanh_block
+
+
+class LSTMCache(NamedTuple):
+    """What one LSTM step keeps for its backward.
+
+    gates : (B, 4H), [i_t, f_t, g_t, o_t].
+    c_prev : (B, H), c_{t-1}.
+    tanh_c : (B, H), tanh(c_t).
+    dh_dc : (B, H), o_t (1 - tanh^2 c_t) = dh_t / dc_t.
+    """
+
+    gates: np.ndarray
+    c_prev: np.ndarray
+    tanh_c: np.ndarray
+    dh_dc: np.ndarray
+
+
+class LSTMCell(GatedCell):
+    name = "lstm"
+    gates = ("i", "f", "g", "o")
+    state_names = ("h", "c")
+    torch_module = "nn.LSTM"
+
+    def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
+        u = super().project_inputs(params, x)
+        u += params["b_hh"]  # b_hh enters a_t as b_ih does: add it once here, not at every step
+        return u
+
+    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, LSTMCache]:
+        h_prev, c_prev = state
+        h = h_prev.shape[1]
+        half, shift, _ = gate_constants(h)
+        a = h_prev @ params["W_hh"].T
+        a += u_t  # a_t = W_hh h_{t-1} + W_ih x_t + b_ih + b_hh
+        a *= half
+        np.tanh(a, out=a)
+        a *= half
+        a += shift  # [i, f, g, o]: sigmoid via 0.5 + 0.5 tanh(a / 2), all four gates in one tanh
+        i, f, g, o = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
+        c = f * c_prev
+        ig = i * g
+        c += ig  # c_t = f c_{t-1} + i g
+        tanh_c = np.tanh(c)
+        h_new = o * tanh_c  # h_t = o tanh(c_t)
+        dh_dc = np.multiply(tanh_c, tanh_c, out=ig)
+        np.subtract(1.0, dh_dc, out=dh_dc)
+        dh_dc *= o  # o (1 - tanh^2 c_t), kept for the backward
+        return (h_new, c), LSTMCache(a, c_prev, tanh_c, dh_dc)
+
+    def memory_grad(self, dstate: State, cache: LSTMCache) -> np.ndarray:
+        """dL/dc_t in total: o (1 - tanh^2 c_t) dL/dh_t + dL/dc_t through c_{t+1}, (B, H)."""
+        dh, dc = dstate
+        total = dh * cache.dh_dc
+        total += dc
+        return total
+
+    def local_backward(
+        self, params: Params, dstate: State, cache: LSTMCache
+    ) -> tuple[np.ndarray, np.ndarray, tuple[None, np.ndarray]]:
+        dh, _ = dstate
+        gates = cache.gates
+        h = dh.shape[1]
+        i, f, g = gates[:, :h], gates[:, h : 2 * h], gates[:, 2 * h : 3 * h]
+        da = np.empty_like(gates)
+        np.multiply(dh, cache.tanh_c, out=da[:, 3 * h :])  # do: backprop through o * tanh(c)
+        dc = self.memory_grad(dstate, cache)  # through tanh(c_t) into h_t, plus the carry
+        np.multiply(dc, g, out=da[:, :h])  # di: backprop through i * g
+        np.multiply(dc, cache.c_prev, out=da[:, h : 2 * h])  # df: backprop through f * c_{t-1}
+        np.multiply(dc, i, out=da[:, 2 * h : 3 * h])  # dg: backprop through i * g
+        dc *= f  # dc_{t-1}: backprop through f * c_{t-1}
+        _, _, tanh_block = gate_constants(h)
+        slope = gates + tanh_block
+        slope *= 1.0 - gates
+        da *= slope  # backprop through the gates: s (1 - s) on i, f, o; 1 - g^2 on g
+        return da, da, (None, dc)

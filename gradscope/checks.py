@@ -1,0 +1,269 @@
+"""``check``: a CI gate on the gradient flow of one BPTT pass.
+
+With n_t = ||dL/da_t|| and the end-to-end ratio r = n_1 / n_T (flow.py), every run is tested for
+
+    min_ratio   r >= the given minimum       (only when a minimum is given)
+    max_ratio   r <= the given maximum       (only when a maximum is given)
+    vanishing   the verdict is not "vanishing"   (r >= 0.01)
+    exploding   the verdict is not "exploding"   (r <= 100 and nothing overflowed)
+    nonfinite   the loss and every n_t are finite (float64 did not overflow)
+
+A ratio that cannot be measured (NaN: the gradients overflowed, or n_T = 0) fails both ratio
+checks: a gate that cannot see must not pass. The three verdict checks always run; those named in
+``fail_on`` fail the check, the others only warn. By default only ``nonfinite`` fails it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterable
+
+import numpy as np
+
+from .analysis import AnalyzeResult, analyze
+from .config import RunConfig, flag
+from .errors import InputError
+from .flow import Flow
+from .serialize import HIDDEN
+
+FAILURE_MODES = ("vanishing", "exploding", "nonfinite")
+DEFAULT_FAIL_ON = ("nonfinite",)
+RATIO = "ratio ||dL/da_1||/||dL/da_T||"
+
+
+def parse_fail_on(names: str | Iterable[str]) -> tuple[str, ...]:
+    """'vanishing,exploding' (or a list of names) -> the names in canonical order; 'none' -> ().
+
+    An unknown name is an InputError listing the choices.
+    """
+    items = names.split(",") if isinstance(names, str) else list(names)
+    chosen = {str(n).strip() for n in items} - {""}
+    if "none" in chosen:
+        if len(chosen) > 1:
+            raise InputError("--fail-on none cannot be combined with other conditions")
+        return ()
+    unknown = sorted(chosen - set(FAILURE_MODES))
+    if unknown:
+        raise InputError(
+            f"--fail-on: unknown condition {unknown[0]!r}; choose from {', '.join(FAILURE_MODES)} "
+            "(comma-separated), or none"
+        )
+    return tuple(m for m in FAILURE_MODES if m in chosen)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What makes a check fail.
+
+    min_ratio, max_ratio : bounds on n_1 / n_T, or None.
+    fail_on : verdicts that fail the check (a subset of FAILURE_MODES; a comma string is parsed).
+    """
+
+    min_ratio: float | None = None
+    max_ratio: float | None = None
+    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+
+    def __post_init__(self) -> None:
+        for name in ("min_ratio", "max_ratio"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0
+            ):
+                raise InputError(f"{flag(name)} must be a positive finite number (got {value})")
+            object.__setattr__(self, name, float(value))
+        if self.min_ratio is not None and self.max_ratio is not None and self.min_ratio > self.max_ratio:
+            raise InputError(
+                f"--min-ratio {show(self.min_ratio)} is above --max-ratio {show(self.max_ratio)}: "
+                "no ratio can pass"
+            )
+        object.__setattr__(self, "fail_on", parse_fail_on(self.fail_on))
+
+
+@dataclass
+class CheckOutcome:
+    """One check of one run.
+
+    name : min_ratio, max_ratio, vanishing, exploding or nonfinite.
+    status : "pass"; "fail" (an enforced check that is violated); "warn" (violated, not enforced).
+    enforced : whether a violation fails the whole check.
+    measured : the value tested (n_1 / n_T, or a count of non-finite values).
+    threshold : the value it is compared with.
+    message : one line with the measured value and the threshold.
+    """
+
+    name: str
+    status: str
+    enforced: bool
+    measured: float | None
+    threshold: float | None
+    message: str
+
+
+@dataclass
+class CheckResult:
+    """What ``gradscope check`` reports, and what ``gradscope.check(...)`` returns.
+
+    passed : no enforced check failed. failures, warnings : how many checks failed or warned.
+    checks : every check, in a fixed order. criteria : the thresholds in force.
+    settings_file : the TOML file the settings were read from, or None.
+    config, loss, regime, flow, grad_norms (T,) : as in ``gradscope analyze``.
+    analysis : the full AnalyzeResult (Python only, not in the JSON).
+    """
+
+    command: ClassVar[str] = "check"
+
+    passed: bool
+    failures: int
+    warnings: int
+    checks: list[CheckOutcome]
+    criteria: Criteria
+    settings_file: str | None
+    config: dict
+    loss: float
+    regime: str
+    flow: Flow
+    grad_norms: np.ndarray
+    analysis: AnalyzeResult = field(metadata=HIDDEN, repr=False)
+
+
+def show(x: float) -> str:
+    """A threshold as the user wrote it: the shortest text that reads back as the same float."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def show_against(x: float, threshold: float) -> str:
+    """A measured value with 3 significant digits, or as many more as it takes to show truthfully
+    which side of the threshold it lies on (0.00099996 is not printed as 0.001 against 0.001)."""
+    if not math.isfinite(x):
+        return str(x)
+    for digits in range(3, 18):
+        text = f"{x:.{digits}g}"
+        rounded = float(text)
+        if (rounded < threshold) == (x < threshold) and (rounded > threshold) == (x > threshold):
+            return text
+    return repr(x)
+
+
+def _outcome(name: str, enforced: bool, ok: bool, measured, threshold, message: str) -> CheckOutcome:
+    status = "pass" if ok else ("fail" if enforced else "warn")
+    return CheckOutcome(name, status, enforced, measured, threshold, message)
+
+
+def _unmeasurable(norms: np.ndarray) -> str:
+    """Why n_1 / n_T is not a finite number."""
+    if not np.all(np.isfinite(norms)):
+        return "the gradients overflowed float64"
+    return "||dL/da_T|| is 0"
+
+
+def _bound(name: str, ratio: float, limit: float, norms: np.ndarray) -> CheckOutcome:
+    """min_ratio (ratio >= limit) or max_ratio (ratio <= limit)."""
+    opt = f"{flag(name)} {show(limit)}"
+    if not math.isfinite(ratio):
+        return _outcome(name, True, False, ratio, limit,
+                        f"{RATIO} is {ratio} ({_unmeasurable(norms)}), so {opt} cannot be met")
+    value = show_against(ratio, limit)
+    if name == "min_ratio":
+        ok = ratio >= limit
+        return _outcome(name, True, ok, ratio, limit,
+                        f"{RATIO} = {value} is {'at least' if ok else 'below'} {opt}")
+    ok = ratio <= limit
+    return _outcome(name, True, ok, ratio, limit, f"{RATIO} = {value} is {'at most' if ok else 'above'} {opt}")
+
+
+def _vanishing(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
+    ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.vanishing_ratio
+    ok = analysis.regime != "vanishing"
+    if not math.isfinite(ratio):
+        message = f"{RATIO} is {ratio} ({_unmeasurable(analysis.grad_norms)}): not vanishing"
+    elif ok:
+        message = f"{RATIO} = {show_against(ratio, limit)} is at least {show(limit)}: not vanishing"
+    else:
+        message = f"{RATIO} = {show_against(ratio, limit)} is below {show(limit)}: the gradient vanishes"
+    return _outcome("vanishing", enforced, ok, ratio, limit, message)
+
+
+def _exploding(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
+    ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.exploding_ratio
+    norms = analysis.grad_norms
+    ok = analysis.regime != "exploding"
+    overflowed = int(np.sum(~np.isfinite(norms)))
+    if overflowed:
+        message = f"{overflowed} of {norms.size} gradient norms overflowed float64: the gradient explodes"
+    elif not math.isfinite(ratio):
+        message = f"{RATIO} is {ratio} ({_unmeasurable(norms)}): counted as exploding"
+    elif ok:
+        message = f"{RATIO} = {show_against(ratio, limit)} is at most {show(limit)}: not exploding"
+    else:
+        message = f"{RATIO} = {show_against(ratio, limit)} is above {show(limit)}: the gradient explodes"
+    return _outcome("exploding", enforced, ok, ratio, limit, message)
+
+
+def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
+    norms = analysis.grad_norms
+    bad_norms = int(np.sum(~np.isfinite(norms)))
+    bad_loss = not math.isfinite(analysis.loss)
+    count = bad_norms + int(bad_loss)
+    if count == 0:
+        message = f"the loss and all {norms.size} gradient norms are finite"
+    else:
+        parts = [f"{bad_norms} of {norms.size} gradient norms"] if bad_norms else []
+        if bad_loss:
+            parts.append(f"the loss ({analysis.loss})")
+        message = f"{' and '.join(parts)} not finite: float64 overflowed"
+    return _outcome("nonfinite", enforced, count == 0, count, 0, message)
+
+
+def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | None = None) -> CheckResult:
+    """Test an analysed run against the criteria."""
+    ratio, norms = analysis.flow.ratio_first_last, analysis.grad_norms
+    checks = []
+    if criteria.min_ratio is not None:
+        checks.append(_bound("min_ratio", ratio, criteria.min_ratio, norms))
+    if criteria.max_ratio is not None:
+        checks.append(_bound("max_ratio", ratio, criteria.max_ratio, norms))
+    checks.append(_vanishing(analysis, "vanishing" in criteria.fail_on))
+    checks.append(_exploding(analysis, "exploding" in criteria.fail_on))
+    checks.append(_nonfinite(analysis, "nonfinite" in criteria.fail_on))
+    failures = sum(c.status == "fail" for c in checks)
+    return CheckResult(
+        passed=failures == 0,
+        failures=failures,
+        warnings=sum(c.status == "warn" for c in checks),
+        checks=checks,
+        criteria=criteria,
+        settings_file=settings_file,
+        config=analysis.config,
+        loss=analysis.loss,
+        regime=analysis.regime,
+        flow=analysis.flow,
+        grad_norms=norms,
+        analysis=analysis,
+    )
+
+
+def check(
+    config: RunConfig | None = None,
+    *,
+    min_ratio: float | None = None,
+    max_ratio: float | None = None,
+    fail_on: str | Iterable[str] = DEFAULT_FAIL_ON,
+    **settings,
+) -> CheckResult:
+    """Analyse one BPTT pass and test it: ``gradscope.check(seq_len=200, min_ratio=1e-4)``.
+
+    Takes the RunConfig fields as keywords (or a RunConfig) and the thresholds of ``Criteria``;
+    never raises for a failed check: look at ``result.passed``.
+    """
+    criteria = Criteria(min_ratio, max_ratio, fail_on)  # bad thresholds fail before the run
+    return evaluate(analyze(config, **settings), criteria)
+
+
+def failure_summary(result: CheckResult) -> str:
+    """One line naming every failed check with its measured value and threshold."""
+    failed = [f"{c.name}: {c.message}" for c in result.checks if c.status == "fail"]
+    return "check failed: " + "; ".join(failed)

@@ -1,0 +1,310 @@
+"""Cures for vanishing and exploding gradients, each a named strategy registered in MITIGATIONS.
+
+A mitigation acts at up to three fixed points of a training run, and a command applies it by name
+without knowing which:
+
+    configure(config)             before the model is built: cell, activation, init of Wa
+    penalty(model, traj, grads)   a regulariser Omega added to the loss: its value and gradient
+    clip(grads)                   after the gradient is computed, before the update
+
+The unclipped gradient is what every diagnostic reports; clipping changes only the update.
+
+    clip-norm      Pascanu et al. 2013, Algorithm 1: g = dL/dtheta over ALL parameters;
+                   if ||g|| >= threshold: g <- threshold g / ||g||   (torch clip_grad_norm_)
+    clip-value     clamp every element to [-c, c]: bounds each entry, changes the direction
+                   (torch clip_grad_value_)
+    orthogonal     Wa orthogonal (Saxe et al. 2014): every singular value 1 at init
+    identity-relu  the IRNN (Le, Jaitly & Hinton 2015): relu, Wa = I
+    relu           relu instead of tanh: f' = 1 on the active units
+    l2             Omega = lambda/2 ||W_hh||_F^2 on the recurrent weights only
+    omega          Pascanu et al.'s regulariser (REFERENCE §2), below
+    gru, lstm      gated cells, whose additive paths carry the gradient back
+
+Pascanu's Omega asks every step to preserve the norm of the gradient it passes back:
+
+    Omega = (1/B) sum_b sum_{t=2..T} ( ||delta_t^T J_t|| / ||delta_t|| - 1 )^2,
+    J_t = da_t/da_{t-1} = diag(f'(z_t)) Wa,   delta_t = dL/da_t of sequence b
+
+The gradient is taken through the explicit Wa ONLY: delta_t and the slopes f'(z_t) are held
+constant, as in the paper. Each sequence of the batch gets its own ratio, and the sum over steps is
+averaged over the batch, as the loss is. t = 1 is left out (a_0 = 0 is not a state of the model),
+and so are steps where ||delta_t|| is zero or subnormal (the ratio is undefined there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
+
+import numpy as np
+
+from .activations import get_activation
+from .bptt import Gradients, Trajectory
+from .cells import CELLS, Params
+from .config import RunConfig
+from .errors import InputError
+from .model import Model
+
+
+@dataclass(frozen=True)
+class Strengths:
+    """Thresholds and strengths of the mitigations, with their defaults.
+
+    clip_threshold : clip-norm's threshold on the global gradient norm (``--clip-threshold``).
+    clip_value : clip-value's bound on each gradient element (``--clip-value``).
+    l2 : lambda of the l2 penalty on W_hh (``--l2``).
+    omega : strength of Pascanu's Omega, added to the loss as omega * Omega (``--omega-strength``).
+    """
+
+    clip_threshold: float = 1.0
+    clip_value: float = 0.1
+    l2: float = 1e-3
+    omega: float = 1e-2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"{STRENGTH_FLAGS[f.name]} must be a positive finite number (got {value})")
+
+
+STRENGTH_FLAGS = {
+    "clip_threshold": "--clip-threshold",
+    "clip_value": "--clip-value",
+    "l2": "--l2",
+    "omega": "--omega-strength",
+}
+
+
+def global_norm(grads: Params) -> float:
+    """sqrt(sum over every parameter of sum g^2), computed without overflow for huge finite entries."""
+    with np.errstate(all="ignore"):
+        scale = max((float(np.max(np.abs(g))) for g in grads.values() if g.size), default=0.0)
+        if scale == 0.0 or not math.isfinite(scale):
+            return scale if not math.isnan(scale) else math.nan
+        total = sum(float(np.sum(np.square(g / scale))) for g in grads.values())
+        return scale * math.sqrt(total)
+
+
+def clip_by_norm(grads: Params, threshold: float) -> tuple[Params, bool]:
+    """Pascanu's Algorithm 1: if ||g|| >= threshold, g <- threshold g / ||g||. Returns (g, fired)."""
+    norm = global_norm(grads)
+    if not norm >= threshold:  # also when the norm is NaN: nothing sensible to rescale
+        return grads, False
+    return {k: g * (threshold / norm) for k, g in grads.items()}, True
+
+
+def clip_by_value(grads: Params, limit: float) -> tuple[Params, bool]:
+    """Clamp every element to [-limit, limit]. Returns (g, fired): fired when any element was cut."""
+    fired = any(bool(np.any(np.abs(g) > limit)) for g in grads.values())
+    return {k: np.clip(g, -limit, limit) for k, g in grads.items()}, fired
+
+
+def l2_penalty(weight: np.ndarray, strength: float) -> tuple[float, np.ndarray]:
+    """Omega = lambda/2 ||W||_F^2 and dOmega/dW = lambda W."""
+    return 0.5 * strength * float(np.sum(weight * weight)), strength * weight
+
+
+def omega_penalty(wa: np.ndarray, slopes: np.ndarray, deltas: np.ndarray) -> tuple[float, np.ndarray]:
+    """Pascanu's Omega and its gradient through Wa, with slopes and deltas held constant.
+
+    Parameters
+    ----------
+    wa : (H, H) the recurrent matrix Wa.
+    slopes : (K, B, H) f'(z_t) at the K steps summed over.
+    deltas : (K, B, H) delta_t = dL/da_t at the same steps.
+
+    Returns
+    -------
+    Omega : (1/B) sum_{t, b} (||w_tb^T Wa|| - 1)^2 with w_tb = f'(z_t) * delta_t / ||delta_t||,
+        which is ||delta_t^T J_t|| / ||delta_t|| for J_t = diag(f'(z_t)) Wa.
+    dOmega/dWa : (H, H) = (1/B) sum 2 (n - 1) / n  w u^T, u = Wa^T w and n = ||u||:
+        backprop through ||u|| (du = u/n) and through u_j = sum_i w_i Wa_ij (dWa_ij = w_i du_j).
+    """
+    batch = deltas.shape[1]
+    with np.errstate(all="ignore"):
+        d = np.linalg.norm(deltas, axis=2)  # (K, B) ||delta_t|| per sequence
+        kept = np.isfinite(d) & (d >= np.finfo(np.float64).tiny)  # skip ||delta|| ~ 0
+        w = np.where(kept[..., None], slopes * deltas / np.where(kept, d, 1.0)[..., None], 0.0)
+        u = w @ wa  # (K, B, H): row vectors w^T Wa = delta^T J / ||delta||
+        n = np.linalg.norm(u, axis=2)
+    omega = float(np.sum(np.where(kept, (n - 1.0) ** 2, 0.0))) / batch
+    # ||u|| has no gradient at u = 0 (every unit off, as relu allows): that term contributes none.
+    coeff = np.where(kept & (n > 0), 2.0 * (n - 1.0) / np.where(n > 0, n, 1.0), 0.0) / batch
+    h = wa.shape[0]
+    grad = (coeff[..., None] * w).reshape(-1, h).T @ u.reshape(-1, h)  # sum coeff w u^T
+    return omega, grad
+
+
+class Mitigation:
+    """A named cure. Subclasses set ``name``, ``help`` and override what they change.
+
+    overrides : RunConfig fields set before the model is built (cell, activation, init...).
+    strength : the Strengths field this mitigation reads, if any.
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    overrides: ClassVar[dict[str, object]] = {}
+    strength: ClassVar[str | None] = None
+
+    def __init__(self, strengths: Strengths = Strengths()) -> None:
+        self.strengths = strengths
+
+    @property
+    def settings(self) -> dict[str, float]:
+        """The strength this mitigation uses, by Strengths field name (empty when it has none)."""
+        return {self.strength: getattr(self.strengths, self.strength)} if self.strength else {}
+
+    def configure(self, config: RunConfig) -> RunConfig:
+        """The config of the mitigated model."""
+        if not self.overrides:
+            return config
+        if config.weights is not None:
+            raise InputError(
+                f"mitigation {self.name} sets the model's {', '.join(self.overrides)}, "
+                f"which --weights {config.weights} fixes; choose gradient or regulariser mitigations"
+            )
+        cell = self.overrides.get("cell")
+        if cell is not None and cell not in CELLS:
+            raise InputError(
+                f"mitigation {self.name} needs the {cell} cell, which is not available "
+                f"(cells: {', '.join(CELLS)})"
+            )
+        return replace(config, **self.overrides)
+
+    def check(self, model: Model) -> None:
+        """Raise InputError when the mitigation cannot apply to this model."""
+
+    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
+        """(value added to the loss, its gradient by parameter name); none by default."""
+        return 0.0, {}
+
+    def clip(self, grads: Params) -> tuple[Params, bool]:
+        """(the gradient to update with, whether clipping fired); unchanged by default."""
+        return grads, False
+
+
+class NoMitigation(Mitigation):
+    """The unmitigated run, for comparison: changes nothing (not registered, not a choice)."""
+
+    name = "none"
+    help = "no mitigation"
+
+
+class ClipNorm(Mitigation):
+    name = "clip-norm"
+    help = "rescale the whole gradient to --clip-threshold when its norm exceeds it (Pascanu)"
+    strength = "clip_threshold"
+
+    def clip(self, grads: Params) -> tuple[Params, bool]:
+        return clip_by_norm(grads, self.strengths.clip_threshold)
+
+
+class ClipValue(Mitigation):
+    name = "clip-value"
+    help = "clamp each gradient element to [-c, c], c = --clip-value"
+    strength = "clip_value"
+
+    def clip(self, grads: Params) -> tuple[Params, bool]:
+        return clip_by_value(grads, self.strengths.clip_value)
+
+
+class Orthogonal(Mitigation):
+    name = "orthogonal"
+    help = "orthogonal Wa at init (gain 1, no --spectral-radius): every singular value 1"
+    overrides = {"init": "orthogonal", "init_gain": 1.0, "spectral_radius": None}
+
+
+class IdentityReLU(Mitigation):
+    name = "identity-relu"
+    help = "the IRNN: relu activation with Wa = I"
+    overrides = {"cell": "rnn", "activation": "relu", "init": "identity", "init_gain": 1.0,
+                 "spectral_radius": None}
+
+
+class ReLU(Mitigation):
+    name = "relu"
+    help = "relu activation instead of tanh (f' = 1 on active units)"
+    overrides = {"cell": "rnn", "activation": "relu"}
+
+
+class L2(Mitigation):
+    name = "l2"
+    help = "weight decay on the recurrent weights only: lambda/2 ||W_hh||^2, lambda = --l2"
+    strength = "l2"
+
+    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
+        value, grad = l2_penalty(model.recurrent_weight, self.strengths.l2)
+        return value, {model.cell.recurrent: grad}
+
+
+class Omega(Mitigation):
+    name = "omega"
+    help = "Pascanu's regulariser: each step should preserve ||dL/da||; strength --omega-strength"
+    strength = "omega"
+
+    def check(self, model: Model) -> None:
+        if len(model.cell.gates) != 1:
+            raise InputError(
+                f"mitigation omega needs the vanilla rnn cell (J = diag(f'(z)) Wa), not {model.cell.name}"
+            )
+
+    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
+        slopes = get_activation(model.cell.activation).slope(traj.hidden[2:])  # f'(z_t) from a_t, t >= 2
+        value, grad = omega_penalty(model.recurrent_weight, slopes, grads.dL_da[1:])
+        strength = self.strengths.omega
+        return strength * value, {model.cell.recurrent: strength * grad}
+
+
+class GRU(Mitigation):
+    name = "gru"
+    help = "the GRU cell: the update gate's path z * h_{t-1} carries the gradient"
+    overrides = {"cell": "gru", "activation": "tanh"}
+
+
+class LSTM(Mitigation):
+    name = "lstm"
+    help = "the LSTM cell: the memory path f * c_{t-1} carries the gradient"
+    overrides = {"cell": "lstm", "activation": "tanh"}
+
+
+MITIGATIONS: dict[str, type[Mitigation]] = {
+    cls.name: cls for cls in (ClipNorm, ClipValue, Orthogonal, IdentityReLU, L2, Omega, ReLU, GRU, LSTM)
+}
+
+
+def make_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation:
+    """The mitigation registered as ``name``; an unknown name is an input error listing the choices."""
+    try:
+        cls = MITIGATIONS[name]
+    except KeyError:
+        raise InputError(f"unknown mitigation {name!r}; choose one of {', '.join(MITIGATIONS)}") from None
+    return cls(strengths)
+
+
+def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
+    """Strengths from the values given by field name (None: the default).
+
+    A value given for a mitigation that is not among ``names`` would change nothing: input error.
+    """
+    used = {MITIGATIONS[n].strength for n in names}
+    for field_name, value in given.items():
+        if value is not None and field_name not in used:
+            owner = next(n for n, cls in MITIGATIONS.items() if cls.strength == field_name)
+            raise InputError(f"{STRENGTH_FLAGS[field_name]} applies only to the {owner} mitigation, "
+                             "which is not selected")
+    return Strengths(**{k: v for k, v in given.items() if v is not None})
+
+
+def parse_mitigations(text: str | None) -> list[str]:
+    """Names from a comma-separated list (None or empty: all of them), each checked, in order."""
+    if text is None or not text.strip():
+        return list(MITIGATIONS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        make_mitigation(n)
+    if len(set(names)) != len(names):
+        raise InputError(f"--mitigations lists a name twice: {text}")
+    return names

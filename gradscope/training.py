@@ -1,0 +1,270 @@
+"""``train``: fit a model to a task with exact BPTT, an optimizer and optionally one mitigation.
+
+Every step draws a fresh batch from the task and logs, at the logged steps, what the gradient did:
+
+    loss                the task loss on the step's batch (before the update)
+    penalty             the mitigation's regulariser omega * Omega or lambda/2 ||W_hh||^2 (0 if none)
+    grad_norm           ||g||, the global norm of the UNCLIPPED gradient of loss + penalty
+    clipped_grad_norm   the norm of the update direction after clipping (= grad_norm if none fired)
+    clipped             whether clipping fired at that step
+    spectral_radius     rho(Wa) before the update; for gated cells the largest rho of W_hh's gate
+                        blocks (each (H, H)), since the stacked (G*H, H) matrix has no eigenvalues
+    ratio_first_last    ||dL/da_1|| / ||dL/da_T|| on the step's batch: how much reaches step 1
+
+Data: two streams of their own, spawned from ``--seed`` beside the weights and the analysis batch
+(experiment.rngs), so every mitigation in a comparison trains on the very same batches and is
+evaluated on the very same held-out batch. With ``--inputs`` the file's batch is used at every
+step (full-batch training) and for the evaluation.
+
+A run whose loss or gradient becomes NaN or infinite, or whose update overflows the weights, stops
+at that step with status ``diverged at step N``; nothing is raised and numpy prints no warnings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar, Iterator
+
+import numpy as np
+
+from .analysis import step_norms
+from .bptt import bptt, forward
+from .config import RunConfig
+from .errors import InputError
+from .experiment import Setup, build
+from .initializers import spectral_radius
+from .mitigations import Mitigation, NoMitigation, global_norm
+from .model import Model
+from .optimizers import OPTIMIZERS, make_optimizer
+from .serialize import HIDDEN
+from .statedict import Layout
+from .tasks import Batch
+
+STATUS_COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train.
+
+    steps : optimizer updates (``--steps``), each on a fresh batch.
+    optimizer : ``sgd`` or ``adam``; lr : its learning rate (None: the optimizer's default).
+    momentum : SGD's mu, or Adam's beta1.
+    log_every : log a record every this many steps (and at the first and last).
+    eval_size : sequences in the held-out batch the final loss is measured on.
+    """
+
+    steps: int = 300
+    optimizer: str = "adam"
+    lr: float | None = None
+    momentum: float = 0.9
+    log_every: int = 10
+    eval_size: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "eval_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1 (got {value})")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"--lr must be a positive finite number (got {self.lr})")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise InputError(f"--momentum must be in [0, 1) (got {self.momentum})")
+
+    def resolved(self) -> "TrainOptions":
+        """The same options with the learning rate filled in."""
+        return replace(self, lr=make_optimizer(self.optimizer, self.lr, self.momentum).lr)
+
+
+@dataclass
+class StepRecord:
+    """One logged step (see the module docstring)."""
+
+    step: int
+    loss: float
+    penalty: float
+    grad_norm: float
+    clipped_grad_norm: float
+    clipped: bool
+    spectral_radius: float
+    ratio_first_last: float
+
+
+@dataclass
+class TrainResult:
+    """What ``gradscope train`` reports.
+
+    config : the model and data settings, defaults resolved, after the mitigation changed them.
+    mitigation : its name, or "none"; mitigation_settings : the strength it used, by name.
+    training : the TrainOptions, learning rate resolved.
+    status : "completed" or "diverged at step N"; diverged, diverged_at : the same as data.
+    steps : steps run (the diverging one included).
+    initial_loss, final_loss : held-out loss before and after training; baseline_loss : the task's
+        trivial baseline; accuracy : held-out accuracy after training, None for regression.
+    max_grad_norm : the largest unclipped gradient norm over all steps (logged or not).
+    clip_events : at how many steps clipping fired.
+    spectral_radius_before, spectral_radius_after : of the recurrent matrix (see StepRecord).
+    history : the logged steps.
+    """
+
+    command: ClassVar[str] = "train"
+
+    config: dict
+    mitigation: str
+    mitigation_settings: dict
+    training: TrainOptions
+    parameter_count: int
+    status: str
+    diverged: bool
+    diverged_at: int | None
+    steps: int
+    initial_loss: float
+    final_loss: float
+    baseline_loss: float
+    accuracy: float | None
+    max_grad_norm: float
+    clip_events: int
+    spectral_radius_before: float
+    spectral_radius_after: float
+    history: list[StepRecord]
+    model: Model = field(metadata=HIDDEN, repr=False)
+    layout: Layout = field(metadata=HIDDEN, repr=False)
+
+
+Progress = Callable[[int, int, "StepRecord | None"], None]
+
+
+def recurrent_radius(model: Model) -> float:
+    """rho(Wa), or for gated cells the largest spectral radius among W_hh's (H, H) gate blocks."""
+    blocks = model.cell.gate_blocks(model.params).values()
+    if not all(np.all(np.isfinite(b)) for b in blocks):
+        return math.nan
+    return max(spectral_radius(b) for b in blocks)
+
+
+def data_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(training batches, held-out batch): children 2 and 3 of the seed; 0 and 1 are experiment.rngs'."""
+    children = np.random.SeedSequence(seed).spawn(4)
+    return np.random.default_rng(children[2]), np.random.default_rng(children[3])
+
+
+def batches(setup: Setup, rng: np.random.Generator) -> Iterator[Batch]:
+    """A fresh batch of the task per step, or the file's batch at every step with --inputs."""
+    config = setup.config
+    while True:
+        if config.inputs is not None:
+            yield setup.batch
+        else:
+            yield setup.task.sample(rng, config.batch_size, config.seq_len, setup.shape)
+
+
+def evaluate(model: Model, batch: Batch) -> tuple[float, float | None]:
+    """(loss, accuracy or None for regression) of the model on a batch."""
+    with np.errstate(all="ignore"):
+        logits = forward(model, batch.x).logits
+        y = np.asarray(batch.y, dtype=np.float64)
+        return model.loss.value_and_grad(logits, y)[0], model.loss.accuracy(logits, y)
+
+
+def _finite(params: dict[str, np.ndarray]) -> bool:
+    return all(bool(np.all(np.isfinite(p))) for p in params.values())
+
+
+def train_setup(
+    setup: Setup,
+    options: TrainOptions = TrainOptions(),
+    mitigation: Mitigation | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train the setup's model (a copy: the setup is left as built); see the module docstring."""
+    mitigation = mitigation or NoMitigation()
+    model = setup.model.copy()
+    mitigation.check(model)
+    options = options.resolved()
+    optimizer = make_optimizer(options.optimizer, options.lr, options.momentum)
+    opt_state = optimizer.init(model.params)
+    train_rng, eval_rng = data_streams(setup.config.seed)
+    if setup.config.inputs is not None:
+        held_out = setup.batch
+    else:
+        held_out = setup.task.sample(eval_rng, options.eval_size, setup.config.seq_len, setup.shape)
+    initial_loss, _ = evaluate(model, held_out)
+    radius_before = recurrent_radius(model)
+
+    history: list[StepRecord] = []
+    max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
+    stream = batches(setup, train_rng)
+    with np.errstate(all="ignore"):  # overflow is detected and reported, not warned about
+        for step in range(1, options.steps + 1):
+            batch = next(stream)
+            traj, grads = bptt(model, batch.x, batch.y)
+            penalty, extra = mitigation.penalty(model, traj, grads)
+            total = {k: g + extra[k] if k in extra else g for k, g in grads.params.items()}
+            norm = global_norm(total)
+            update, fired = mitigation.clip(total)
+            finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
+            max_norm = max(max_norm, norm) if finite else math.inf
+            clip_events += fired
+            if step == 1 or step % options.log_every == 0 or step == options.steps or not finite:
+                ends = step_norms(grads.dL_da[[0, -1]])
+                record = StepRecord(
+                    step, grads.loss, penalty, norm, global_norm(update), fired,
+                    recurrent_radius(model), float(ends[0] / ends[1]),
+                )
+                history.append(record)
+            else:
+                record = None
+            if finite:
+                params, opt_state = optimizer.step(model.params, update, opt_state)
+                finite = _finite(params)
+                model.params = params
+            if not finite:
+                diverged_at = step
+            if progress is not None:
+                progress(step, options.steps, record)
+            if diverged_at is not None:
+                break
+
+    final_loss, accuracy = evaluate(model, held_out)
+    return TrainResult(
+        config=setup.config.as_dict(),
+        mitigation=mitigation.name,
+        mitigation_settings=mitigation.settings,
+        training=options,
+        parameter_count=int(sum(p.size for p in model.params.values())),
+        status=STATUS_COMPLETED if diverged_at is None else f"diverged at step {diverged_at}",
+        diverged=diverged_at is not None,
+        diverged_at=diverged_at,
+        steps=step,
+        initial_loss=initial_loss,
+        final_loss=final_loss,
+        baseline_loss=setup.baseline_loss,
+        accuracy=accuracy,
+        max_grad_norm=max_norm,
+        clip_events=int(clip_events),
+        spectral_radius_before=radius_before,
+        spectral_radius_after=recurrent_radius(model),
+        history=history,
+        model=model,
+        layout=setup.layout,
+    )
+
+
+def train(
+    config: RunConfig | None = None,
+    options: TrainOptions = TrainOptions(),
+    mitigation: Mitigation | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Build the model the config describes, changed by the mitigation, and train it.
+
+    ``gradscope.train(RunConfig(task="adding", seq_len=50), TrainOptions(steps=200),
+    make_mitigation("clip-norm"))``.
+    """
+    config = config or RunConfig()
+    if mitigation is not None:
+        config = mitigation.configure(config)
+    return train_setup(build(config), options, mitigation, progress)
