@@ -6,12 +6,20 @@ renderers live in ``gradscope.cli`` and ``gradscope.render`` and are never impor
     >>> import gradscope
     >>> result = gradscope.analyze(seq_len=50, hidden_size=16)
     >>> result.regime, result.grad_norms.shape
+    >>> report = gradscope.check(seq_len=50, min_ratio=1e-4)   # the CI gate, without exiting
+    >>> report.passed, [c.message for c in report.checks if c.status == "fail"]
+    >>> gradscope.dumps(report)                                 # exactly what `--json` prints
 """
 
 from ._version import __version__
 from .analysis import AnalyzeResult, analyze
+from .checks import CheckOutcome, CheckResult, Criteria, check
 from .config import RunConfig
 from .errors import CheckFailed, InputError
+from .schemas import load_schema
 from .serialize import dumps, payload
 
-__all__ = ["AnalyzeResult", "CheckFailed", "InputError", "RunConfig", "__version__", "analyze", "dumps", "payload"]
+__all__ = [
+    "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",
+    "__version__", "analyze", "check", "dumps", "load_schema", "payload",
+]

@@ -159,7 +159,8 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
     grads = cell.param_grads(params, traj.x, hidden_prev, du, dv)
     if every:
         flat = dlogits_tm.reshape(steps * batch, -1)
-        grads["Wy"] = flat.T @ traj.hidden[1:].reshape(steps * batch, hidden_size)  # sum_t dlogits_t^T a_t
+        # sum_t dL/dlogits_t^T a_t: every step's readout adds to the one Wy
+        grads["Wy"] = flat.T @ traj.hidden[1:].reshape(steps * batch, hidden_size)
         grads["by"] = flat.sum(axis=0)
     else:
         grads["Wy"] = dlogits.T @ traj.hidden[steps]
@@ -175,9 +176,10 @@ def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradien
     the part that flows back from step T: it equals the total at T and, like the gradient of a
     readout at T only, obeys Pascanu's bound at every step. y as for ``backward``, (B, T, ...).
     """
-    steps = traj.hidden.shape[0] - 1
+    steps, y = traj.hidden.shape[0] - 1, np.asarray(y, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        last = backward(replace(model, readout="last"), replace(traj, logits=traj.logits[:, -1]), y[:, -1])
+        last_only = replace(traj, logits=traj.logits[:, -1])
+        last = backward(replace(model, readout="last"), last_only, y[:, -1])
     share = 1.0 / steps
     return Gradients(
         last.loss * share,

@@ -29,7 +29,6 @@ from .serialize import HIDDEN
 
 FAILURE_MODES = ("vanishing", "exploding", "nonfinite")
 DEFAULT_FAIL_ON = ("nonfinite",)
-RATIO = "ratio ||dL/da_1||/||dL/da_T||"
 
 
 def parse_fail_on(names: str | Iterable[str]) -> tuple[str, ...]:
@@ -148,6 +147,12 @@ def show_against(x: float, threshold: float) -> str:
     return repr(x)
 
 
+def ratio_label(analysis: AnalyzeResult) -> str:
+    """How messages name n_1 / n_T: with the lesson's a_t for the vanilla RNN, h_t for gated cells."""
+    state = "a" if analysis.gate_spectra is None else "h"
+    return f"ratio ||dL/d{state}_1||/||dL/d{state}_T||"
+
+
 def _outcome(name: str, enforced: bool, ok: bool, measured, threshold, message: str) -> CheckOutcome:
     status = "pass" if ok else ("fail" if enforced else "warn")
     return CheckOutcome(name, status, enforced, measured, threshold, message)
@@ -160,46 +165,48 @@ def _unmeasurable(norms: np.ndarray) -> str:
     return "||dL/da_T|| is 0"
 
 
-def _bound(name: str, ratio: float, limit: float, norms: np.ndarray) -> CheckOutcome:
+def _bound(name: str, analysis: AnalyzeResult, limit: float) -> CheckOutcome:
     """min_ratio (ratio >= limit) or max_ratio (ratio <= limit)."""
+    ratio, norms, label = analysis.flow.ratio_first_last, analysis.grad_norms, ratio_label(analysis)
     opt = f"{flag(name)} {show(limit)}"
     if not math.isfinite(ratio):
         return _outcome(name, True, False, ratio, limit,
-                        f"{RATIO} is {ratio} ({_unmeasurable(norms)}), so {opt} cannot be met")
+                        f"{label} is {ratio} ({_unmeasurable(norms)}), so {opt} cannot be met")
     value = show_against(ratio, limit)
     if name == "min_ratio":
         ok = ratio >= limit
         return _outcome(name, True, ok, ratio, limit,
-                        f"{RATIO} = {value} is {'at least' if ok else 'below'} {opt}")
+                        f"{label} = {value} is {'at least' if ok else 'below'} {opt}")
     ok = ratio <= limit
-    return _outcome(name, True, ok, ratio, limit, f"{RATIO} = {value} is {'at most' if ok else 'above'} {opt}")
+    return _outcome(name, True, ok, ratio, limit, f"{label} = {value} is {'at most' if ok else 'above'} {opt}")
 
 
 def _vanishing(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.vanishing_ratio
+    label = ratio_label(analysis)
     ok = analysis.regime != "vanishing"
     if not math.isfinite(ratio):
-        message = f"{RATIO} is {ratio} ({_unmeasurable(analysis.grad_norms)}): not vanishing"
+        message = f"{label} is {ratio} ({_unmeasurable(analysis.grad_norms)}): not vanishing"
     elif ok:
-        message = f"{RATIO} = {show_against(ratio, limit)} is at least {show(limit)}: not vanishing"
+        message = f"{label} = {show_against(ratio, limit)} is at least {show(limit)}: not vanishing"
     else:
-        message = f"{RATIO} = {show_against(ratio, limit)} is below {show(limit)}: the gradient vanishes"
+        message = f"{label} = {show_against(ratio, limit)} is below {show(limit)}: the gradient vanishes"
     return _outcome("vanishing", enforced, ok, ratio, limit, message)
 
 
 def _exploding(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.exploding_ratio
-    norms = analysis.grad_norms
+    norms, label = analysis.grad_norms, ratio_label(analysis)
     ok = analysis.regime != "exploding"
     overflowed = int(np.sum(~np.isfinite(norms)))
     if overflowed:
         message = f"{overflowed} of {norms.size} gradient norms overflowed float64: the gradient explodes"
     elif not math.isfinite(ratio):
-        message = f"{RATIO} is {ratio} ({_unmeasurable(norms)}): counted as exploding"
+        message = f"{label} is {ratio} ({_unmeasurable(norms)}): counted as exploding"
     elif ok:
-        message = f"{RATIO} = {show_against(ratio, limit)} is at most {show(limit)}: not exploding"
+        message = f"{label} = {show_against(ratio, limit)} is at most {show(limit)}: not exploding"
     else:
-        message = f"{RATIO} = {show_against(ratio, limit)} is above {show(limit)}: the gradient explodes"
+        message = f"{label} = {show_against(ratio, limit)} is above {show(limit)}: the gradient explodes"
     return _outcome("exploding", enforced, ok, ratio, limit, message)
 
 
@@ -210,22 +217,21 @@ def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     count = bad_norms + int(bad_loss)
     if count == 0:
         message = f"the loss and all {norms.size} gradient norms are finite"
+    elif not bad_norms:
+        message = f"the loss is {analysis.loss}: float64 overflowed"
     else:
-        parts = [f"{bad_norms} of {norms.size} gradient norms"] if bad_norms else []
-        if bad_loss:
-            parts.append(f"the loss ({analysis.loss})")
-        message = f"{' and '.join(parts)} not finite: float64 overflowed"
+        loss = f"the loss ({analysis.loss}) and " if bad_loss else ""
+        message = f"{loss}{bad_norms} of {norms.size} gradient norms are not finite: float64 overflowed"
     return _outcome("nonfinite", enforced, count == 0, count, 0, message)
 
 
 def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | None = None) -> CheckResult:
     """Test an analysed run against the criteria."""
-    ratio, norms = analysis.flow.ratio_first_last, analysis.grad_norms
     checks = []
     if criteria.min_ratio is not None:
-        checks.append(_bound("min_ratio", ratio, criteria.min_ratio, norms))
+        checks.append(_bound("min_ratio", analysis, criteria.min_ratio))
     if criteria.max_ratio is not None:
-        checks.append(_bound("max_ratio", ratio, criteria.max_ratio, norms))
+        checks.append(_bound("max_ratio", analysis, criteria.max_ratio))
     checks.append(_vanishing(analysis, "vanishing" in criteria.fail_on))
     checks.append(_exploding(analysis, "exploding" in criteria.fail_on))
     checks.append(_nonfinite(analysis, "nonfinite" in criteria.fail_on))
@@ -241,7 +247,7 @@ def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | N
         loss=analysis.loss,
         regime=analysis.regime,
         flow=analysis.flow,
-        grad_norms=norms,
+        grad_norms=analysis.grad_norms,
         analysis=analysis,
     )
 

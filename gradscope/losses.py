@@ -70,7 +70,7 @@ def _check_ce(y: np.ndarray, output_size: int, steps: int | None = None) -> str 
     if output_size < 2:
         return f"loss ce needs at least 2 outputs (classes), the model has {output_size}"
     if steps is not None and (y.ndim != 2 or y.shape[1] != steps):
-        return f"ce targets at every step must be class indices of shape (B, {steps}), got shape {y.shape}"
+        return f"ce targets at every step must be classes of shape (B, {steps}), got shape {y.shape}"
     if steps is None and y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
         return f"ce targets must be class indices of shape (B,), got shape {y.shape}"
     if y.size and (np.any(y != np.round(y)) or y.min() < 0 or y.max() >= output_size):
@@ -83,7 +83,7 @@ def _check_mse(y: np.ndarray, output_size: int, steps: int | None = None) -> str
         if y.size != y.shape[0] * output_size:
             return f"mse targets must have {output_size} value(s) per sequence, got shape {y.shape}"
     elif not _per_step(y, steps, output_size):
-        return f"mse targets at every step must have shape (B, {steps}, {output_size}), got shape {y.shape}"
+        return f"mse targets at every step must have shape (B, {steps}, {output_size}), got {y.shape}"
     return None
 
 

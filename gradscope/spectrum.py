@@ -43,7 +43,7 @@ def spectrum(matrix: np.ndarray) -> Spectrum:
         if not finite:
             nan = np.full(matrix.shape[0], np.nan)
             return Spectrum(np.nan, np.nan, np.nan, np.nan, nan.astype(complex), nan)
-        eig = np.linalg.eigvals(matrix)
+        eig = np.linalg.eigvals(matrix).astype(np.complex128)  # always [re, im] pairs in the JSON
         eig = eig[np.lexsort((-eig.imag, -eig.real, -np.abs(eig)))]  # by modulus, ties stable
         sv = np.linalg.svd(matrix, compute_uv=False)
         smin = float(sv[-1])

@@ -29,7 +29,7 @@ from typing import Callable, ClassVar, Iterator
 import numpy as np
 
 from .analysis import step_norms
-from .bptt import bptt, forward
+from .bptt import Gradients, Trajectory, bptt, forward, last_step_backward
 from .config import RunConfig
 from .errors import InputError
 from .experiment import Setup, build
@@ -103,7 +103,8 @@ class TrainResult:
     status : "completed" or "diverged at step N"; diverged, diverged_at : the same as data.
     steps : steps run (the diverging one included).
     initial_loss, final_loss : held-out loss before and after training; baseline_loss : the task's
-        trivial baseline; accuracy : held-out accuracy after training, None for regression.
+        trivial baseline; accuracy : held-out accuracy after training, None for regression;
+        baseline_accuracy : the majority class's, where the task states one.
     max_grad_norm : the largest unclipped gradient norm over all steps (logged or not).
     clip_events : at how many steps clipping fired.
     spectral_radius_before, spectral_radius_after : of the recurrent matrix (see StepRecord).
@@ -125,6 +126,7 @@ class TrainResult:
     final_loss: float
     baseline_loss: float
     accuracy: float | None
+    baseline_accuracy: float | None
     max_grad_norm: float
     clip_events: int
     spectral_radius_before: float
@@ -151,22 +153,45 @@ def data_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(children[2]), np.random.default_rng(children[3])
 
 
-def batches(setup: Setup, rng: np.random.Generator) -> Iterator[Batch]:
+def batches(setup: Setup, rng: np.random.Generator, seq_len: int) -> Iterator[Batch]:
     """A fresh batch of the task per step, or the file's batch at every step with --inputs."""
-    config = setup.config
     while True:
-        if config.inputs is not None:
+        if setup.config.inputs is not None:
             yield setup.batch
         else:
-            yield setup.task.sample(rng, config.batch_size, config.seq_len, setup.shape)
+            yield setup.task.sample(rng, setup.config.batch_size, seq_len, setup.shape)
 
 
-def evaluate(model: Model, batch: Batch) -> tuple[float, float | None]:
-    """(loss, accuracy or None for regression) of the model on a batch."""
+def evaluate(model: Model, batches: list[Batch]) -> tuple[float, float | None]:
+    """(loss, accuracy or None for regression) of the model over batches, weighted by their sizes."""
+    losses, accuracies, sizes = [], [], []
     with np.errstate(all="ignore"):
-        logits = forward(model, batch.x).logits
-        y = np.asarray(batch.y, dtype=np.float64)
-        return model.loss.value_and_grad(logits, y)[0], model.loss.accuracy(logits, y)
+        for batch in batches:
+            logits = forward(model, batch.x).logits
+            y = np.asarray(batch.y, dtype=np.float64)
+            losses.append(model.loss.value_and_grad(logits, y)[0])
+            accuracies.append(model.loss.accuracy(logits, y))
+            sizes.append(batch.x.shape[0])
+        loss = float(np.average(losses, weights=sizes))
+    return loss, None if accuracies[0] is None else float(np.average(accuracies, weights=sizes))
+
+
+def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> list[Batch]:
+    """The evaluation data: the task's own held-out set, the --inputs batch, or a fresh draw."""
+    if setup.config.inputs is not None:
+        return [setup.batch]
+    kept = setup.task.validation_batches(setup.shape)
+    if kept is not None:
+        return list(kept)
+    return [setup.task.sample(rng, size, seq_len, setup.shape)]
+
+
+def _reach(model: Model, traj: Trajectory, grads: Gradients, batch: Batch) -> float:
+    """||dL/da_1|| / ||dL/da_T||; for a readout at every step, of what flows back from T alone."""
+    if model.readout == "every":  # each step's own loss would mask the flow (as in analyze)
+        grads = last_step_backward(model, traj, batch.y)
+    first, last = step_norms(grads.dL_da[[0, -1]])
+    return float(first / last)
 
 
 def _finite(params: dict[str, np.ndarray]) -> bool:
@@ -178,25 +203,29 @@ def train_setup(
     options: TrainOptions = TrainOptions(),
     mitigation: Mitigation | None = None,
     progress: Progress | None = None,
+    seq_len: int | None = None,
 ) -> TrainResult:
-    """Train the setup's model (a copy: the setup is left as built); see the module docstring."""
+    """Train the setup's model (a copy: the setup is left as built); see the module docstring.
+
+    seq_len : the length batches are drawn at, as ``--seq-len`` says (None: the setup's batch's).
+        It differs from the setup's only for a task whose length varies by batch (temporal-order).
+    progress : called after every step as ``progress(step, steps, record or None)``.
+    """
     mitigation = mitigation or NoMitigation()
     model = setup.model.copy()
     mitigation.check(model)
     options = options.resolved()
+    seq_len = seq_len or setup.config.seq_len
     optimizer = make_optimizer(options.optimizer, options.lr, options.momentum)
     opt_state = optimizer.init(model.params)
     train_rng, eval_rng = data_streams(setup.config.seed)
-    if setup.config.inputs is not None:
-        held_out = setup.batch
-    else:
-        held_out = setup.task.sample(eval_rng, options.eval_size, setup.config.seq_len, setup.shape)
-    initial_loss, _ = evaluate(model, held_out)
+    evaluation = held_out(setup, eval_rng, options.eval_size, seq_len)
+    initial_loss, _ = evaluate(model, evaluation)
     radius_before = recurrent_radius(model)
 
     history: list[StepRecord] = []
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
-    stream = batches(setup, train_rng)
+    stream = batches(setup, train_rng, seq_len)
     with np.errstate(all="ignore"):  # overflow is detected and reported, not warned about
         for step in range(1, options.steps + 1):
             batch = next(stream)
@@ -208,15 +237,11 @@ def train_setup(
             finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
             max_norm = max(max_norm, norm) if finite else math.inf
             clip_events += fired
+            record = None
             if step == 1 or step % options.log_every == 0 or step == options.steps or not finite:
-                ends = step_norms(grads.dL_da[[0, -1]])
-                record = StepRecord(
-                    step, grads.loss, penalty, norm, global_norm(update), fired,
-                    recurrent_radius(model), float(ends[0] / ends[1]),
-                )
+                record = StepRecord(step, grads.loss, penalty, norm, global_norm(update), fired,
+                                    recurrent_radius(model), _reach(model, traj, grads, batch))
                 history.append(record)
-            else:
-                record = None
             if finite:
                 params, opt_state = optimizer.step(model.params, update, opt_state)
                 finite = _finite(params)
@@ -228,7 +253,7 @@ def train_setup(
             if diverged_at is not None:
                 break
 
-    final_loss, accuracy = evaluate(model, held_out)
+    final_loss, accuracy = evaluate(model, evaluation)
     return TrainResult(
         config=setup.config.as_dict(),
         mitigation=mitigation.name,
@@ -243,6 +268,7 @@ def train_setup(
         final_loss=final_loss,
         baseline_loss=setup.baseline_loss,
         accuracy=accuracy,
+        baseline_accuracy=setup.task.baseline_accuracy(),
         max_grad_norm=max_norm,
         clip_events=int(clip_events),
         spectral_radius_before=radius_before,
@@ -267,4 +293,5 @@ def train(
     config = config or RunConfig()
     if mitigation is not None:
         config = mitigation.configure(config)
-    return train_setup(build(config), options, mitigation, progress)
+    setup = build(config)
+    return train_setup(setup, options, mitigation, progress, config.seq_len or setup.task.default_seq_len)

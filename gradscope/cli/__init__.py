@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 from . import analyze  # noqa: F401  (registers the command)
+from . import check  # noqa: F401  (registers the command)
+from . import schema  # noqa: F401  (registers the command)
 from .app import app, main
 
 

@@ -22,7 +22,7 @@ def analyze_command(
     config: RunConfig,
     json: JsonFlag = False,
     save_grads: Annotated[Optional[Path], typer.Option(
-        help="Write loss, dL_da (T, B, H) and every parameter's gradient under its PyTorch key (.npz).",
+        help="Write loss, dL_da (T, B, H) (and dL_dc for lstm) and every parameter's gradient under its PyTorch key (.npz).",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
     save_weights: Annotated[Optional[Path], typer.Option(
         help="Write the model as a PyTorch state dict (rnn.*, fc.*) in .npz.",

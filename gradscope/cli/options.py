@@ -46,27 +46,27 @@ def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
 
 RUN_OPTIONS: dict[str, tuple[object, object]] = {
     "cell": (
-        Annotated[Optional[_choices(CELLS)], _opt(MODEL, "Recurrent cell. [default: rnn, or what --weights holds]", show_default=False)],
+        Annotated[Optional[_choices(CELLS)], _opt(MODEL, "Recurrent cell.", show_default="rnn, or what --weights holds")],
         None,
     ),
     "activation": (
-        Annotated[Optional[_choices(ACTIVATIONS)], _opt(MODEL, "Hidden activation f of the vanilla RNN. [default: tanh]", show_default=False)],
+        Annotated[Optional[_choices(ACTIVATIONS)], _opt(MODEL, "Hidden activation f of the vanilla RNN (gru and lstm: tanh only).", show_default="tanh")],
         None,
     ),
     "hidden_size": (
-        Annotated[Optional[int], _opt(MODEL, f"Hidden units H. [default: {DEFAULT_HIDDEN_SIZE}]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(MODEL, "Hidden units H.", min=1, show_default=str(DEFAULT_HIDDEN_SIZE))],
         None,
     ),
     "input_size": (
-        Annotated[Optional[int], _opt(MODEL, "Input features D per step. [default: from the task, 8 for random]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(MODEL, "Input features D per step.", min=1, show_default="from the task, 8 for random")],
         None,
     ),
     "output_size": (
-        Annotated[Optional[int], _opt(MODEL, "Outputs O (classes for ce). [default: from the task and loss]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(MODEL, "Outputs O (classes for ce).", min=1, show_default="from the task and loss")],
         None,
     ),
     "init": (
-        Annotated[_choices(INITIALIZERS), _opt(MODEL, "Initialiser of the recurrent matrix Wa.")],
+        Annotated[_choices(INITIALIZERS), _opt(MODEL, "Initialiser of the recurrent matrix Wa (of each gate's block of W_hh for gru, lstm).")],
         "normal",
     ),
     "init_gain": (
@@ -74,11 +74,11 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         1.0,
     ),
     "spectral_radius": (
-        Annotated[Optional[float], _opt(MODEL, "Rescale Wa to this spectral radius after init.", show_default=False)],
+        Annotated[Optional[float], _opt(MODEL, "Rescale Wa (each gate's block of W_hh for gru, lstm) to this spectral radius after init.", show_default=False)],
         None,
     ),
     "loss": (
-        Annotated[Optional[_choices(LOSSES)], _opt(MODEL, "Loss: bce (1 output), ce (classes), mse. [default: from the task]", show_default=False)],
+        Annotated[Optional[_choices(LOSSES)], _opt(MODEL, "Loss: bce (1 output), ce (classes), mse.", show_default="from the task")],
         None,
     ),
     "task": (
@@ -86,11 +86,11 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         "random",
     ),
     "seq_len": (
-        Annotated[Optional[int], _opt(DATA, f"Sequence length T. [default: {_seq_len_default()}, or what --inputs holds]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(DATA, "Sequence length T.", min=1, show_default=f"{_seq_len_default()}, or what --inputs holds")],
         None,
     ),
     "batch_size": (
-        Annotated[Optional[int], _opt(DATA, f"Batch size B. [default: {DEFAULT_BATCH_SIZE}]", min=1, show_default=False)],
+        Annotated[Optional[int], _opt(DATA, "Batch size B.", min=1, show_default=str(DEFAULT_BATCH_SIZE))],
         None,
     ),
     "seed": (
@@ -110,7 +110,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "text": (
-        Annotated[Optional[Path], _opt(TEXT, "Texts: CSV/TSV with a header, JSON Lines, or a directory of class folders (aclImdb). [default: built-in movie reviews]", show_default=False)],
+        Annotated[Optional[Path], _opt(TEXT, "Texts: CSV/TSV with a header, JSON Lines, or a directory of class folders (aclImdb).", show_default="built-in movie reviews")],
         None,
     ),
     "text_column": (Annotated[str, _opt(TEXT, "Column (or JSON field) holding the text.")], "text"),

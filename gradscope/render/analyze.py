@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -35,17 +36,24 @@ def config_lines(config: dict) -> list[str]:
     return ["  ".join(model), "  ".join(data)]
 
 
+def symbols(result: AnalyzeResult) -> tuple[str, str]:
+    """The hidden state and recurrent weight as the reader knows them: the lesson's a_t and Wa for
+    the vanilla RNN, PyTorch's h_t and W_hh for the gated cells."""
+    return ("a", "Wa") if result.gate_spectra is None else ("h", "W_hh")
+
+
 def step_table(result: AnalyzeResult, max_rows: int) -> Table:
     """||dL/da_t|| at chosen steps with its ratio to T, the bound and the contribution to dL/dWa."""
+    state, weight = symbols(result)
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("step t", justify="right")
-    table.add_column("||dL/da_t||", justify="right")
+    table.add_column(f"||dL/d{state}_t||", justify="right")
     table.add_column("ratio to T", justify="right")
     if result.pascanu is not None:
         table.add_column("Pascanu bound", justify="right")
     if result.cell_grad_norms is not None:
         table.add_column("||dL/dc_t||", justify="right")
-    table.add_column("||dL/dWa_t||", justify="right")
+    table.add_column(f"||dL/d{weight}_t||", justify="right")
     for t in select_steps(len(result.grad_norms), max_rows):
         row = [str(t), num(result.grad_norms[t - 1]), num(result.ratios[t - 1])]
         if result.pascanu is not None:
@@ -83,6 +91,26 @@ def spectrum_lines(result: AnalyzeResult, eigen_count: int = 4) -> list[str]:
     return lines
 
 
+def spectrum_title(result: AnalyzeResult) -> str:
+    """What ``spectrum`` is of: Wa, or a gated cell's mean step Jacobian over its state."""
+    if result.spectrum_of == "recurrent_weight":
+        return "Spectrum of Wa"
+    if len(result.setup.model.cell.state_names) == 2:
+        return "Spectrum of the mean step Jacobian d(h_t, c_t)/d(h_{t-1}, c_{t-1})"
+    return "Spectrum of the mean step Jacobian dh_t/dh_{t-1}"
+
+
+def gate_table(result: AnalyzeResult) -> Table:
+    """One row per gate block W_h<gate> of W_hh: its radius, extreme singular values, condition."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("block of W_hh", "radius", "sigma max", "sigma min", "condition"):
+        table.add_column(name, justify="left" if name.startswith("block") else "right")
+    for gate, s in result.gate_spectra.items():
+        table.add_row(f"W_h{gate}", num(s.spectral_radius), num(s.max_singular_value),
+                      num(s.min_singular_value), num(s.condition_number))
+    return table
+
+
 def verdict_text(result: AnalyzeResult) -> Text:
     f, th = result.flow, result.thresholds
     text = Text("Verdict: ")
@@ -94,7 +122,8 @@ def verdict_text(result: AnalyzeResult) -> Text:
                else "gradients overflowed")
     else:
         why = f"{num(th.vanishing_ratio)} <= ratio <= {num(th.exploding_ratio)}"
-    text.append(f"  ||dL/da_1|| / ||dL/da_T|| = {num(f.ratio_first_last)} ({why})\n")
+    state, _ = symbols(result)
+    text.append(f"  ||dL/d{state}_1|| / ||dL/d{state}_T|| = {num(f.ratio_first_last)} ({why})\n")
     rate = f"x{num(f.rate_per_step)}" if f.rate_per_step is not None else "-"
     text.append(f"  slope {num(f.slope)} per step back ({rate} per step)")
     if f.horizon is not None:
@@ -123,14 +152,20 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
         logs = np.log10(result.grad_norms)
     finite = logs[np.isfinite(logs)]
     span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
-    console.print(f"log10 ||dL/da_t||, t = 1..{steps}:{span}")
+    console.print(f"log10 ||dL/d{symbols(result)[0]}_t||, t = 1..{steps}:{span}")
     console.print("  " + sparkline(logs, 60))
     lines = spectrum_lines(result)
     if lines:
         console.print()
-        console.print(Text("Spectrum of Wa", style="bold"))
+        console.print(Text(spectrum_title(result), style="bold"))
+        if result.gate_spectra is not None:
+            console.print("  (mean over the steps and the batch of this run)")
         for line in lines:
             console.print(line)
+    if result.gate_spectra is not None:
+        console.print()
+        console.print(Text("Gate blocks of the recurrent weight W_hh", style="bold"))
+        console.print(Padding(gate_table(result), (0, 0, 0, 2), expand=False))
     overflowed = int(np.sum(~np.isfinite(result.grad_norms)))
     if overflowed:
         console.print(

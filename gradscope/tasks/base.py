@@ -93,7 +93,7 @@ class Task(ABC):
     def fixed_shape(
         self, input_size: int | None, output_size: int | None, loss: str | None, shape: TaskShape
     ) -> TaskShape:
-        """``resolve`` for a task that fixes D, O and the loss: each may be repeated, not contradicted."""
+        """``resolve`` for a task fixing D, O and the loss: the user may repeat them, not contradict."""
         if loss is not None and loss != shape.loss:
             raise InputError(f"--loss must be {shape.loss} for the {self.name} task (got {loss})")
         self.fixed("input-size", input_size, shape.input_size, self.name)

@@ -51,7 +51,9 @@ class Layout:
 def layout(seq_len: int) -> Layout:
     """The original's ranges (L = 100: lengths 100-110, t1 10-20, t2 50-60), scaled to L."""
     if seq_len < MIN_SEQ_LEN:
-        raise InputError(f"the temporal-order task needs --seq-len of at least {MIN_SEQ_LEN} (got {seq_len})")
+        raise InputError(
+            f"the temporal-order task needs --seq-len of at least {MIN_SEQ_LEN} (got {seq_len})"
+        )
     return Layout(
         (seq_len, seq_len + seq_len // 10),
         (seq_len // 10, seq_len // 5),
@@ -64,7 +66,8 @@ class TemporalOrderTask(Task):
     help = "order of two symbols X/Y among distractors, lengths L..1.1L (ce, 4 classes, baseline ln 4)"
 
     def resolve(self, input_size: int | None, output_size: int | None, loss: str | None) -> TaskShape:
-        return self.fixed_shape(input_size, output_size, loss, TaskShape(len(SYMBOLS), len(CLASSES), "ce"))
+        shape = TaskShape(len(SYMBOLS), len(CLASSES), "ce")
+        return self.fixed_shape(input_size, output_size, loss, shape)
 
     def sample(self, rng: np.random.Generator, batch_size: int, seq_len: int, shape: TaskShape) -> Batch:
         """x (B, T, 8) one-hot with T drawn from ``layout(seq_len).lengths``; y (B,) classes 0..3."""

@@ -1,0 +1,176 @@
+"""``compare``: the same task, data and seed, trained without and with each mitigation.
+
+For each run (the unmitigated one, named "none", first) it measures the gradient flow at
+initialisation with ``analyze_setup`` (on the very batch ``gradscope analyze`` would use), trains
+with ``train_setup`` (the same training batches and held-out batch for every run: training.py),
+and keeps one row of numbers. The best run is the one with the lowest held-out loss among those
+that did not diverge.
+
+The runs are independent, so they run in parallel, one process each (``jobs``). Each worker
+builds its own model from the picklable (config, options, name, strengths), so the numbers are
+the same bit for bit whatever ``jobs`` is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from .analysis import analyze_setup
+from .config import RunConfig
+from .errors import InputError
+from .experiment import Setup, build
+from .mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
+from .training import TrainOptions, train_setup
+
+
+@dataclass
+class CompareRun:
+    """One row of the comparison.
+
+    mitigation : its name ("none" for the unmitigated run); cell, activation, init : of its model.
+    ratio_first_last, rate_per_step, regime : the gradient flow at initialisation (analyze's flow).
+    initial_loss, final_loss : held-out loss before and after training; accuracy : after, or None.
+    max_grad_norm, clip_events, diverged, status, steps : from training (training.TrainResult).
+    spectral_radius_before, spectral_radius_after : of the recurrent matrix.
+    best : the lowest final loss among the runs that did not diverge.
+    """
+
+    mitigation: str
+    cell: str
+    activation: str
+    init: str | None
+    ratio_first_last: float
+    rate_per_step: float | None
+    regime: str
+    initial_loss: float
+    final_loss: float
+    accuracy: float | None
+    max_grad_norm: float
+    clip_events: int
+    diverged: bool
+    status: str
+    steps: int
+    spectral_radius_before: float
+    spectral_radius_after: float
+    best: bool = False
+
+
+@dataclass
+class CompareResult:
+    """What ``gradscope compare`` reports.
+
+    config : the unmitigated run's settings, defaults resolved; each mitigation changes its own.
+    training : the TrainOptions every run used; strengths : the mitigations' strengths.
+    baseline_loss : the task's trivial baseline; best : the best run's mitigation (None if all
+    diverged); runs : one CompareRun per mitigation, "none" first.
+    """
+
+    command: ClassVar[str] = "compare"
+
+    config: dict
+    training: TrainOptions
+    strengths: Strengths
+    baseline_loss: float
+    best: str | None
+    runs: list[CompareRun]
+
+
+def _mitigation(name: str, strengths: Strengths) -> Mitigation:
+    return NoMitigation(strengths) if name == NoMitigation.name else make_mitigation(name, strengths)
+
+
+def _setup(config: RunConfig, mitigation: Mitigation) -> Setup:
+    setup = build(mitigation.configure(config))
+    mitigation.check(setup.model)
+    return setup
+
+
+def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths) -> CompareRun:
+    """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
+    mitigation = _mitigation(name, strengths)
+    setup = _setup(config, mitigation)
+    flow = analyze_setup(setup).flow
+    trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len)
+    resolved = setup.config
+    return CompareRun(
+        mitigation=name,
+        cell=resolved.cell,
+        activation=resolved.activation,
+        init=resolved.init,
+        ratio_first_last=flow.ratio_first_last,
+        rate_per_step=flow.rate_per_step,
+        regime=flow.regime,
+        initial_loss=trained.initial_loss,
+        final_loss=trained.final_loss,
+        accuracy=trained.accuracy,
+        max_grad_norm=trained.max_grad_norm,
+        clip_events=trained.clip_events,
+        diverged=trained.diverged,
+        status=trained.status,
+        steps=trained.steps,
+        spectral_radius_before=trained.spectral_radius_before,
+        spectral_radius_after=trained.spectral_radius_after,
+    )
+
+
+def best_run(runs: list[CompareRun]) -> CompareRun | None:
+    """The run with the lowest final loss among those that neither diverged nor ended non-finite."""
+    finished = [r for r in runs if not r.diverged and math.isfinite(r.final_loss)]
+    return min(finished, key=lambda r: r.final_loss, default=None)
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def compare(
+    config: RunConfig | None = None,
+    options: TrainOptions = TrainOptions(),
+    mitigations: list[str] | None = None,
+    strengths: Strengths = Strengths(),
+    jobs: int | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> CompareResult:
+    """Train the unmitigated model and each mitigation (all registered ones by default) side by side.
+
+    ``progress(done, total, name)`` is called as each run finishes (in the order they finish).
+    """
+    config = config or RunConfig()
+    names = [NoMitigation.name] + list(MITIGATIONS if mitigations is None else mitigations)
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
+        raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
+    options = options.resolved()
+    # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
+    baseline = [_setup(config, _mitigation(name, strengths)) for name in names][0]
+
+    rows: dict[str, CompareRun] = {}
+    if jobs == 1 or len(names) == 1:
+        for name in names:
+            rows[name] = run_one(config, options, name, strengths)
+            if progress is not None:
+                progress(len(rows), len(names), name)
+    else:
+        with ProcessPoolExecutor(min(jobs, len(names))) as pool:
+            futures = {pool.submit(run_one, config, options, n, strengths): n for n in names}
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+                if progress is not None:
+                    progress(len(rows), len(names), futures[future])
+    runs = [rows[n] for n in names]
+    best = best_run(runs)
+    if best is not None:
+        best.best = True
+    return CompareResult(
+        config=baseline.config.as_dict(),
+        training=options,
+        strengths=strengths,
+        baseline_loss=baseline.baseline_loss,
+        best=best.mitigation if best is not None else None,
+        runs=runs,
+    )

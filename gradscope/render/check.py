@@ -1,0 +1,89 @@
+"""The terminal view of a CheckResult: the run, where the settings came from, one row per check.
+
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..checks import CheckOutcome, CheckResult, show
+from .analyze import REGIME_STYLE, config_lines, symbols
+from .common import num, sparkline
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
+TITLE = "gradscope check  "
+
+
+def value_text(x: float | int | None) -> str:
+    """A measured value or threshold: counts as whole numbers, floats as in every table."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return str(int(x))
+    return num(x)
+
+
+def threshold_text(x: float | int | None) -> str:
+    """A threshold as the user wrote it (1e-06, not 1.00e-06)."""
+    return show(x) if isinstance(x, float) else value_text(x)
+
+
+def settings_line(result: CheckResult) -> str:
+    """Where the settings came from: the file, or only flags and defaults."""
+    if result.settings_file is None:
+        return "settings: flags and defaults (no [tool.gradscope] found)"
+    return f"settings: {result.settings_file}, overridden by the flags given"
+
+
+def check_table(checks: list[CheckOutcome]) -> Table:
+    """One row per check: its result, whether it is enforced, the measured value and the threshold."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("enforced")
+    table.add_column("measured", justify="right")
+    table.add_column("threshold", justify="right")
+    for c in checks:
+        table.add_row(c.name, Text(c.status.upper(), style=STATUS_STYLE[c.status]),
+                      "yes" if c.enforced else "no", value_text(c.measured), threshold_text(c.threshold))
+    return table
+
+
+def outcome_text(result: CheckResult) -> Text:
+    """The last line: PASSED or FAILED, with the counts."""
+    total = len(result.checks)
+    if result.passed:
+        text = Text("PASSED", style=STATUS_STYLE["pass"] + " bold")
+        text.append(f"  {total} checks")
+    else:
+        text = Text("FAILED", style=STATUS_STYLE["fail"])
+        text.append(f"  {result.failures} of {total} checks failed")
+    if result.warnings:
+        text.append(f", {result.warnings} warning{'s' if result.warnings > 1 else ''}")
+    return text
+
+
+def render_check(result: CheckResult, console: Console) -> None:
+    """Print the check for a person (and for a CI log)."""
+    model_line, data_line = config_lines(result.config)
+    console.print(Text(TITLE, style="bold") + Text(model_line))
+    console.print(Text(" " * len(TITLE) + data_line))
+    console.print(Text(settings_line(result)))  # Text: "[tool.gradscope]" is not rich markup
+    console.print()
+    state, _ = symbols(result.analysis)
+    ratio = Text(f"||dL/d{state}_1|| / ||dL/d{state}_T|| = {num(result.flow.ratio_first_last)}   regime ")
+    ratio.append(result.regime, style=REGIME_STYLE[result.regime])
+    console.print(ratio)
+    with np.errstate(all="ignore"):
+        console.print("  " + sparkline(np.log10(result.grad_norms), 60))
+    console.print()
+    console.print(check_table(result.checks))
+    notes = [c for c in result.checks if c.status != "pass"]
+    if notes:
+        console.print()
+        for c in notes:
+            console.print(Text(f"{c.status.upper()} ", style=STATUS_STYLE[c.status]) + Text(f"{c.name}: {c.message}"))
+    console.print()
+    console.print(outcome_text(result))

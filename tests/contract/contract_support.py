@@ -1,0 +1,66 @@
+"""What the contract tests run: a small, fast invocation of every command that has a JSON schema.
+
+A command not listed in SAMPLE_ARGS runs with GENERIC_ARGS (the shared run flags, kept small); a
+command whose small run needs other flags (fewer training steps, say) adds its line here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import typer
+
+from gradscope.cli import app, main
+from gradscope.schemas import schema_commands
+
+GENERIC_ARGS = ["--seq-len", "12", "--hidden-size", "6", "--batch-size", "4"]
+SAMPLE_ARGS: dict[str, list[str]] = {
+    "analyze": GENERIC_ARGS,
+    "check": [*GENERIC_ARGS, "--min-ratio", "1e-30"],
+}
+# An extreme overflow: a linear RNN whose Wa has spectral radius 3, run over 2000 steps.
+OVERFLOW_ARGS = ["--activation", "linear", "--spectral-radius", "3", "--seq-len", "2000"]
+SCHEMA_COMMANDS = schema_commands()
+
+
+def cli_commands() -> set[str]:
+    """Every command registered on the CLI."""
+    return set(typer.main.get_command(app).commands)
+
+
+def sample_argv(command: str) -> list[str]:
+    return [command, *SAMPLE_ARGS.get(command, GENERIC_ARGS)]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit code, stdout, stderr). Usable inside hypothesis tests."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_json(argv: list[str]) -> tuple[int, dict]:
+    """Run a command with --json in-process: (exit code, the parsed document)."""
+    code, out, err = run_cli([*argv, "--json"])
+    assert code in (0, 1), f"gradscope {' '.join(argv)} --json exited {code}: {err}"
+    return code, json.loads(out)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess on a pipe: no forced colours, no CI summary file."""
+    dropped = ("FORCE_COLOR", "NO_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "GITHUB_STEP_SUMMARY")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(extra)
+    return env
+
+
+def run_subprocess(argv: list[str], **env: str) -> subprocess.CompletedProcess:
+    """``python -m gradscope ARGV`` with stdout and stderr on pipes."""
+    return subprocess.run([sys.executable, "-m", "gradscope", *argv], capture_output=True,
+                          env=clean_env(**env), timeout=300)

@@ -1,0 +1,51 @@
+"""The core imports neither typer nor rich (nor click): proven in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+FRAMEWORKS = ("typer", "rich", "click")
+
+PROBE = """
+import json, sys
+from pathlib import Path
+import gradscope
+frameworks_after_init = sorted(m for m in {frameworks!r} if m in sys.modules)
+# Found on disk, not with pkgutil.walk_packages, which imports every package (the CLI too).
+root = Path(gradscope.__file__).parent
+names = [".".join(("gradscope", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+         for p in sorted(root.rglob("*.py"))]
+core = [n for n in names if not n.startswith(("gradscope.cli", "gradscope.render", "gradscope.__main__"))]
+for name in core:
+    __import__(name)
+print(json.dumps({{
+    "after_init": frameworks_after_init,
+    "core": core,
+    "frameworks": sorted(m for m in {frameworks!r} if m in sys.modules),
+    "ui": sorted(m for m in sys.modules if m.startswith(("gradscope.cli", "gradscope.render"))),
+}}))
+"""
+
+
+def probe(code: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_core_imports_no_cli_framework():
+    seen = probe(PROBE.format(frameworks=FRAMEWORKS))
+    assert seen["after_init"] == [], "import gradscope pulled in a CLI framework"
+    assert {"gradscope.analysis", "gradscope.checks", "gradscope.project_config",
+            "gradscope.schemas", "gradscope.serialize"} <= set(seen["core"])
+    assert seen["frameworks"] == [], f"the core imports {seen['frameworks']}"
+    assert seen["ui"] == [], f"the core imports {seen['ui']}"
+
+
+def test_the_probe_notices_a_framework():
+    """Importing the CLI does load typer and rich, so the probe above can fail."""
+    seen = probe("import json, sys, gradscope.cli\n"
+                 f"print(json.dumps({{'frameworks': sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)}}))")
+    assert {"typer", "rich"} <= set(seen["frameworks"])
