@@ -14,6 +14,7 @@ import numpy as np
 from .activations import get_activation
 from .bptt import Gradients, bptt, last_step_backward
 from .config import RunConfig
+from .dynamics import Lyapunov, lyapunov
 from .experiment import Setup, build
 from .flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from .model import Model
@@ -46,6 +47,8 @@ class AnalyzeResult:
     gate_spectra : gate name -> spectrum of that gate's (H, H) block of W_hh; None for the RNN.
     pascanu : Pascanu et al.'s bound against the measured ratios.
     flow : slope, rate, horizon and the verdict; regime repeats flow.regime.
+    lyapunov : the leading Lyapunov exponent lambda_1 of the forward run and its horizon -1/lambda_1
+        (dynamics.py): the rate the slope tends to on a long run, from the step Jacobians alone.
     """
 
     command: ClassVar[str] = "analyze"
@@ -64,6 +67,7 @@ class AnalyzeResult:
     gate_spectra: dict[str, Spectrum] | None
     pascanu: PascanuCheck | None
     flow: Flow
+    lyapunov: Lyapunov
     regime: str
     thresholds: Thresholds
     setup: Setup = field(metadata=HIDDEN, repr=False)
@@ -138,6 +142,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         gate_spectra=gate_spectra,
         pascanu=pascanu,
         flow=summary,
+        lyapunov=lyapunov(model, traj),
         regime=summary.regime,
         thresholds=Thresholds(),
         setup=setup,

@@ -162,55 +162,48 @@ def _unmeasurable(norms: np.ndarray) -> str:
     """Why n_1 / n_T is not a finite number."""
     if not np.all(np.isfinite(norms)):
         return "the gradients overflowed float64"
-    return "||dL/da_T|| is 0"
+    return "the last gradient norm is 0"
+
+
+def _against(label: str, ratio: float, limit: float, limit_text: str, lower: bool) -> tuple[bool, str]:
+    """Whether a finite ratio respects a lower (or an upper) bound, and the sentence that says so."""
+    ok = ratio >= limit if lower else ratio <= limit
+    word = ("at least" if ok else "below") if lower else ("at most" if ok else "above")
+    return ok, f"{label} = {show_against(ratio, limit)} is {word} {limit_text}"
 
 
 def _bound(name: str, analysis: AnalyzeResult, limit: float) -> CheckOutcome:
-    """min_ratio (ratio >= limit) or max_ratio (ratio <= limit)."""
-    ratio, norms, label = analysis.flow.ratio_first_last, analysis.grad_norms, ratio_label(analysis)
+    """min_ratio (ratio >= limit) or max_ratio (ratio <= limit); an unmeasurable ratio fails."""
+    ratio, label = analysis.flow.ratio_first_last, ratio_label(analysis)
     opt = f"{flag(name)} {show(limit)}"
     if not math.isfinite(ratio):
-        return _outcome(name, True, False, ratio, limit,
-                        f"{label} is {ratio} ({_unmeasurable(norms)}), so {opt} cannot be met")
-    value = show_against(ratio, limit)
-    if name == "min_ratio":
-        ok = ratio >= limit
-        return _outcome(name, True, ok, ratio, limit,
-                        f"{label} = {value} is {'at least' if ok else 'below'} {opt}")
-    ok = ratio <= limit
-    return _outcome(name, True, ok, ratio, limit, f"{label} = {value} is {'at most' if ok else 'above'} {opt}")
+        message = f"{label} is {ratio} ({_unmeasurable(analysis.grad_norms)}), so {opt} cannot be met"
+        return _outcome(name, True, False, ratio, limit, message)
+    ok, message = _against(label, ratio, limit, opt, lower=name == "min_ratio")
+    return _outcome(name, True, ok, ratio, limit, message)
 
 
-def _vanishing(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
-    ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.vanishing_ratio
-    label = ratio_label(analysis)
-    ok = analysis.regime != "vanishing"
-    if not math.isfinite(ratio):
-        message = f"{label} is {ratio} ({_unmeasurable(analysis.grad_norms)}): not vanishing"
-    elif ok:
-        message = f"{label} = {show_against(ratio, limit)} is at least {show(limit)}: not vanishing"
-    else:
-        message = f"{label} = {show_against(ratio, limit)} is below {show(limit)}: the gradient vanishes"
-    return _outcome("vanishing", enforced, ok, ratio, limit, message)
+VERDICT_WORDS = {"vanishing": "the gradient vanishes", "exploding": "the gradient explodes"}
 
 
-def _exploding(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
-    ratio, limit = analysis.flow.ratio_first_last, analysis.thresholds.exploding_ratio
-    norms, label = analysis.grad_norms, ratio_label(analysis)
-    ok = analysis.regime != "exploding"
+def _verdict(name: str, analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
+    """vanishing or exploding: the verdict of flow.regime, with the measurement behind it."""
+    ratio, norms, label = analysis.flow.ratio_first_last, analysis.grad_norms, ratio_label(analysis)
+    limit = getattr(analysis.thresholds, f"{name}_ratio")
+    ok = analysis.regime != name
     overflowed = int(np.sum(~np.isfinite(norms)))
     if overflowed:
-        message = f"{overflowed} of {norms.size} gradient norms overflowed float64: the gradient explodes"
+        measured = f"{overflowed} of {norms.size} gradient norms overflowed float64"
     elif not math.isfinite(ratio):
-        message = f"{label} is {ratio} ({_unmeasurable(norms)}): counted as exploding"
-    elif ok:
-        message = f"{label} = {show_against(ratio, limit)} is at most {show(limit)}: not exploding"
+        measured = f"{label} is {ratio} ({_unmeasurable(norms)})"
     else:
-        message = f"{label} = {show_against(ratio, limit)} is above {show(limit)}: the gradient explodes"
-    return _outcome("exploding", enforced, ok, ratio, limit, message)
+        measured = _against(label, ratio, limit, show(limit), lower=name == "vanishing")[1]
+    verdict = f"not {name}" if ok else VERDICT_WORDS[name]
+    return _outcome(name, enforced, ok, ratio, limit, f"{measured}: {verdict}")
 
 
 def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
+    """nonfinite: counts the loss and the gradient norms that are NaN or infinite."""
     norms = analysis.grad_norms
     bad_norms = int(np.sum(~np.isfinite(norms)))
     bad_loss = not math.isfinite(analysis.loss)
@@ -232,8 +225,8 @@ def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | N
         checks.append(_bound("min_ratio", analysis, criteria.min_ratio))
     if criteria.max_ratio is not None:
         checks.append(_bound("max_ratio", analysis, criteria.max_ratio))
-    checks.append(_vanishing(analysis, "vanishing" in criteria.fail_on))
-    checks.append(_exploding(analysis, "exploding" in criteria.fail_on))
+    checks.append(_verdict("vanishing", analysis, "vanishing" in criteria.fail_on))
+    checks.append(_verdict("exploding", analysis, "exploding" in criteria.fail_on))
     checks.append(_nonfinite(analysis, "nonfinite" in criteria.fail_on))
     failures = sum(c.status == "fail" for c in checks)
     return CheckResult(

@@ -14,7 +14,7 @@ the same bit for bit whatever ``jobs`` is.
 from __future__ import annotations
 
 import math
-import os
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -24,8 +24,8 @@ from .config import RunConfig
 from .errors import InputError
 from .experiment import Setup, build
 from .mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
-from .training import TrainOptions, train_setup
-
+from .parallel import one_blas_thread_per_process
+from .training import TRAIN_DEFAULTS, StepRecord, TrainOptions, train_setup
 
 @dataclass
 class CompareRun:
@@ -33,9 +33,11 @@ class CompareRun:
 
     mitigation : its name ("none" for the unmitigated run); cell, activation, init : of its model.
     ratio_first_last, rate_per_step, regime : the gradient flow at initialisation (analyze's flow).
-    initial_loss, final_loss : held-out loss before and after training; accuracy : after, or None.
+    initial_loss, final_loss : held-out loss before and after training; loss_ratio : final_loss over
+        the task's trivial baseline (below 1: the model learned something); accuracy : or None.
     max_grad_norm, clip_events, diverged, status, steps : from training (training.TrainResult).
     spectral_radius_before, spectral_radius_after : of the recurrent matrix.
+    history : the logged steps of its training (training.StepRecord).
     best : the lowest final loss among the runs that did not diverge.
     """
 
@@ -48,6 +50,7 @@ class CompareRun:
     regime: str
     initial_loss: float
     final_loss: float
+    loss_ratio: float
     accuracy: float | None
     max_grad_norm: float
     clip_events: int
@@ -56,6 +59,7 @@ class CompareRun:
     steps: int
     spectral_radius_before: float
     spectral_radius_after: float
+    history: list[StepRecord]
     best: bool = False
 
 
@@ -106,6 +110,7 @@ def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Stre
         regime=flow.regime,
         initial_loss=trained.initial_loss,
         final_loss=trained.final_loss,
+        loss_ratio=trained.final_loss / trained.baseline_loss,
         accuracy=trained.accuracy,
         max_grad_norm=trained.max_grad_norm,
         clip_events=trained.clip_events,
@@ -114,6 +119,7 @@ def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Stre
         steps=trained.steps,
         spectral_radius_before=trained.spectral_radius_before,
         spectral_radius_after=trained.spectral_radius_after,
+        history=trained.history,
     )
 
 
@@ -123,31 +129,30 @@ def best_run(runs: list[CompareRun]) -> CompareRun | None:
     return min(finished, key=lambda r: r.final_loss, default=None)
 
 
-def default_jobs() -> int:
-    """The CPUs this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def compare(
     config: RunConfig | None = None,
     options: TrainOptions = TrainOptions(),
     mitigations: list[str] | None = None,
     strengths: Strengths = Strengths(),
-    jobs: int | None = None,
+    jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CompareResult:
     """Train the unmitigated model and each mitigation (all registered ones by default) side by side.
 
-    ``progress(done, total, name)`` is called as each run finishes (in the order they finish).
+    jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
+        ``parallel.default_jobs()``). The processes are spawned, so a script that asks for them must guard its own
+        code with ``if __name__ == "__main__":``, as multiprocessing requires.
+    progress : ``progress(done, total, name)`` as each run finishes (in the order they finish).
     """
-    config = config or RunConfig()
+    config = config or RunConfig(**TRAIN_DEFAULTS)
     names = [NoMitigation.name] + list(MITIGATIONS if mitigations is None else mitigations)
-    jobs = default_jobs() if jobs is None else jobs
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
-    baseline = [_setup(config, _mitigation(name, strengths)) for name in names][0]
+    setups = {name: _setup(config, _mitigation(name, strengths)) for name in names}
+    # The gated cells take several times longer per step: start them first, so no core idles at the end.
+    by_cost = sorted(names, key=lambda n: -len(setups[n].model.cell.gates))
 
     rows: dict[str, CompareRun] = {}
     if jobs == 1 or len(names) == 1:
@@ -156,16 +161,22 @@ def compare(
             if progress is not None:
                 progress(len(rows), len(names), name)
     else:
-        with ProcessPoolExecutor(min(jobs, len(names))) as pool:
-            futures = {pool.submit(run_one, config, options, n, strengths): n for n in names}
-            for future in as_completed(futures):
-                rows[futures[future]] = future.result()
-                if progress is not None:
-                    progress(len(rows), len(names), futures[future])
+        pool = ProcessPoolExecutor(min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn"))
+        with one_blas_thread_per_process(), pool:
+            futures = {pool.submit(run_one, config, options, n, strengths): n for n in by_cost}
+            try:
+                for future in as_completed(futures):
+                    rows[futures[future]] = future.result()
+                    if progress is not None:
+                        progress(len(rows), len(names), futures[future])
+            except BaseException:  # an error or Ctrl-C: do not wait for the runs still queued
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     runs = [rows[n] for n in names]
     best = best_run(runs)
     if best is not None:
         best.best = True
+    baseline = setups[NoMitigation.name]
     return CompareResult(
         config=baseline.config.as_dict(),
         training=options,

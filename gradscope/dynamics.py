@@ -10,22 +10,25 @@ overflow long before a run ends. It is accumulated by QR instead, one step at a 
 
     J_t Q_{t-1} = Q_t R_t                so    J_t ... J_1 = Q_t R_t ... R_1
 
-with R_t upper triangular. log|R_t,ii| is how much the i-th direction of the tracked frame grows at
+with R_t upper triangular. ln|R_t,ii| is how much the i-th direction of the tracked frame grows at
 step t beyond the first i-1, so
 
-    lambda_i = (1/n) sum_{t > transient} log|R_t,ii|        the Lyapunov exponents (Engelken, Wolf
+    lambda_i = (1/n) sum_{t > transient} ln|R_t,ii|         the Lyapunov exponents (Engelken, Wolf
                                                             & Abbott 2020), n = T - transient
-    log sigma_i(P) ~ sum_t log|R_t,ii|                      the singular values of the product
+    ln sigma_i(P) ~ sum_t ln|R_t,ii|                        the singular values, asymptotically
 
 lambda_1 < 0: perturbations, and with them gradients, shrink like exp(lambda_1 (T - k)), and the
 horizon -1/lambda_1 is how many steps back the gradient loses a factor e. lambda_1 > 0: the
 dynamics is chaotic and gradients explode. The transient lets Q_t forget its arbitrary start.
 
-One QR sweep gives the singular values only asymptotically. For exact ones the accumulation is
-repeated on the transposed triangular product, R_1^T ... R_n^T (Stewart 1995, graded QR
-decompositions of products): each sweep is one step of the unshifted QR iteration for the singular
-values, so the triangular product tends to a diagonal, which then holds the singular values, each
-to full relative accuracy however tiny or huge. Never is a product of the factors formed.
+The sums of ln|R_t,ii| are the singular values only in the limit of a long run (on T = 100 steps
+they can be off by a factor e^7). The exact ones come from the triangular product R_n ... R_1
+itself, which has the singular values of P (Q_n is orthogonal). It is kept with each row scaled
+to unit length and its scale as a logarithm, X = diag(e^l) U, so nothing under- or overflows;
+and because the factors are triangular, a row only ever mixes with the rows below it, which are
+smaller: the tiny singular values are not drowned by the large ones. A one-sided Jacobi method
+(Hestenes; Demmel & Veselic 1992), written in those logarithms, then orthogonalises the rows:
+their lengths are the singular values, each to high relative accuracy however tiny or huge.
 
 Batches: every sequence has its own trajectory and Jacobians. Exponents and singular values are
 computed per sequence and averaged over the batch (logarithms averaged: a geometric mean); the
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import ClassVar, Iterable, Iterator
 
 import numpy as np
@@ -49,18 +53,10 @@ from .serialize import HIDDEN
 
 # |lambda_1| up to this is rounding, not growth: the orthogonal linear RNN and the IRNN sit there.
 NEUTRAL_EXPONENT = 1e-9
-# Refinement sweeps through the product stop when no ln sigma_i moves more than SWEEP_TOLERANCE,
-# or when the moves stop shrinking below ROUNDING_FLOOR: the tiniest singular values of a long run
-# are known only to that (their data, the factors, carry rounding errors of their own).
-SWEEP_TOLERANCE = 1e-13
-ROUNDING_FLOOR = 1e-7
-MAX_SWEEPS = 500
-# Neighbouring triangular factors are multiplied together while the product's diagonal spans at
-# most this ratio: far from underflow, so each sweep runs through a handful of factors, not T.
-GRADING_RANGE = 1e100
-# Most bytes of triangular factors held at once for the exact singular values; the batch is
-# processed in groups of sequences that fit.
-PRODUCT_MEMORY = 256 * 2**20
+# The Jacobi method stops when every pair of rows is orthogonal to this (cosine, per unit of S)...
+JACOBI_TOLERANCE = 4 * np.finfo(np.float64).eps
+# ...or after this many sweeps over all pairs; it converges quadratically, in 5 to 10.
+MAX_JACOBI_SWEEPS = 40
 
 
 def default_transient(steps: int) -> int:
@@ -77,8 +73,8 @@ class Lyapunov:
     exponents_std : (k,) their standard deviation over the sequences of the batch.
     leading_exponent : lambda_1, the first of them.
     horizon : -1 / lambda_1 steps when lambda_1 < 0, else None: the e-folding memory of the gradient.
-    regime : "vanishing" (lambda_1 < 0), "exploding" (lambda_1 > 0), or "neutral" (|lambda_1| at
-        most NEUTRAL_EXPONENT, rounding).
+    regime : "vanishing" (lambda_1 < 0), "exploding" (lambda_1 > 0, or the run overflowed), or
+        "neutral" (|lambda_1| at most NEUTRAL_EXPONENT: rounding).
     transient : steps skipped before averaging; steps : n, the steps averaged.
     """
 
@@ -98,8 +94,8 @@ class ProductSpectrum:
     steps : T - 1, the number of factors.
     log10_singular_values : (S,) descending, log10 sigma_i(P), the mean over the batch.
     exponents : (S,) ln sigma_i(P) / steps, the finite-time exponents (mean over the batch).
-    sweeps : QR sweeps through the product until the singular values settled (the most over the
-        batch); converged : whether they settled within MAX_SWEEPS.
+    sweeps : Jacobi sweeps until the rows were orthogonal (the most over the batch).
+    converged : whether they were, within MAX_JACOBI_SWEEPS.
     """
 
     steps: int
@@ -114,7 +110,7 @@ class CellPath:
     """The LSTM's direct memory path, c_{t-1} -> c_t with h held: dc_t/dc_{t-1} = diag(f_t).
 
     Its product over steps is diagonal, so each unit i has its own exponent, the mean of
-    ln f_t,i; sorted descending per sequence, then averaged over the batch.
+    ln f_t,i after the transient; sorted descending per sequence, then averaged over the batch.
 
     exponents : (H,) per step; leading_exponent : the first; horizon : -1 / leading_exponent steps.
     log10_singular_values : (H,) log10 of prod_{t=2..T} f_t,i, descending: the product over the run.
@@ -131,7 +127,7 @@ class SpectrumResult:
     """What ``gradscope spectrum`` reports.
 
     config : every setting, defaults resolved (RunConfig fields).
-    state : names of the flattened state's parts ("h", or "h", "c"); state_size : S.
+    state : names of the flattened state's parts, ["h"] or ["h", "c"]; state_size : S.
     lyapunov : the Lyapunov spectrum, every exponent (k = S).
     product : the singular values of the Jacobian product over the run.
     cell_path : the memory cell's direct path, for cells with one (LSTM), else None.
@@ -148,131 +144,205 @@ class SpectrumResult:
     setup: Setup = field(metadata=HIDDEN, repr=False)
 
 
-class _NonFinite(Exception):
-    """A step Jacobian held inf or nan (the trajectory overflowed): no exponents to speak of."""
+# --- the step Jacobians and the QR accumulation --------------------------------------------------
 
 
-def step_jacobians(model: Model, traj: Trajectory, start: int = 1) -> Iterator[np.ndarray]:
-    """J_t = d s_t / d s_{t-1} for t = start..T (1-based), each (B, S, S), one at a time."""
-    for cache in traj.caches[start - 1 :]:
-        with np.errstate(all="ignore"):
-            jac = model.cell.step_jacobian(model.params, cache)
-        if not np.all(np.isfinite(jac)):
-            raise _NonFinite
-        yield jac
+def step_jacobians(model: Model, traj: Trajectory) -> Iterator[np.ndarray]:
+    """J_t = d s_t / d s_{t-1} for t = 1..T, each (B, S, S), one at a time."""
+    for cache in traj.caches:
+        yield model.cell.step_jacobian(model.params, cache)
 
 
-def qr_accumulate(factors: Iterable[np.ndarray], columns: int | None = None) -> Iterator[np.ndarray]:
-    """R_1, R_2, ... of J_t Q_{t-1} = Q_t R_t from Q_0 = I; factors (b, S, S), each R (b, k, k).
-
-    ``columns`` k <= S tracks only the leading k directions (reduced QR): k = 1 is the power
-    iteration that gives lambda_1 alone, at a fraction of the cost.
-    """
-    q = None
-    for jac in factors:
-        if q is None:
-            size = jac.shape[-1]
-            k = size if columns is None else min(columns, size)
-            q = np.broadcast_to(np.eye(size, k), (jac.shape[0], size, k))
-        q, r = np.linalg.qr(jac @ q)  # J_t Q_{t-1} = Q_t R_t
-        yield r
+def overflowed(traj: Trajectory) -> bool:
+    """Whether a state of the forward run is inf or nan: then the Jacobians along it are not the
+    derivatives of anything, and every exponent is undefined (nan, null in JSON)."""
+    return not all(np.all(np.isfinite(part)) for state in traj.states for part in state)
 
 
 def log_abs_diagonal(r: np.ndarray) -> np.ndarray:
-    """ln |R_ii| of a stack of triangular factors, (b, k, k) -> (b, k); -inf where R_ii = 0."""
+    """ln |R_ii| of a stack of matrices, (b, k, k) -> (b, k); -inf where R_ii = 0."""
     with np.errstate(divide="ignore"):
         return np.log(np.abs(np.diagonal(r, axis1=-2, axis2=-1)))
 
 
-def lyapunov_exponents(factors: Iterable[np.ndarray], transient: int, columns: int | None = None) -> np.ndarray:
-    """Per-sequence exponents (b, k): (1/n) sum_{t > transient} ln|R_t,ii| over the factors J_1..J_T."""
-    total, n = None, 0
-    for t, r in enumerate(qr_accumulate(factors, columns), start=1):
-        if t > transient:
-            logs = log_abs_diagonal(r)
-            total = logs if total is None else total + logs
-            n += 1
-    if total is None:
-        raise InputError(f"--transient {transient} leaves no steps to average over")
-    return total / n
+class QRFrame:
+    """The orthonormal frame Q_t of J_t Q_{t-1} = Q_t R_t, from Q_0 = I: ``step(J_t)`` gives R_t.
 
-
-def _change(new: np.ndarray, old: np.ndarray) -> float:
-    """The largest move of a ln sigma_i between sweeps; inf while the zero ones still change."""
-    if not np.array_equal(np.isneginf(new), np.isneginf(old)):
-        return math.inf
-    finite = np.isfinite(new) & np.isfinite(old)
-    return float(np.max(np.abs(new[finite] - old[finite]), initial=0.0))
-
-
-def _graded(product: np.ndarray) -> bool:
-    """Whether every sequence's triangular product keeps its nonzero diagonal within GRADING_RANGE
-    of its largest entry: nothing near underflow yet, so the multiplication lost nothing."""
-    with np.errstate(all="ignore"):
-        top = np.max(np.abs(product), axis=(1, 2))
-        diag = np.abs(np.diagonal(product, axis1=1, axis2=2))
-        low = np.min(np.where(diag > 0, diag, np.inf), axis=1)
-    return bool(np.all(np.isfinite(top) & ((top == 0) | (low == np.inf) | (low * GRADING_RANGE >= top))))
-
-
-def collapse(rs: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Fewer triangular factors (b, S, S) with the same product, each scaled to max |entry| 1.
-
-    Returns (factors, ln scale (b,)): R_n ... R_1 = exp(scale) F_m ... F_1. The diagonal of a
-    product of triangular matrices is the product of their diagonals, and the trailing block
-    depends only on the trailing blocks, so grouping keeps tiny singular values as exact as
-    before, as long as nothing underflows: ``_graded`` decides where a group ends.
+    ``columns`` k <= S tracks the leading k directions only (reduced QR, R_t (b, k, k)): k = 1 is
+    the power iteration that gives lambda_1 alone, at a fraction of the cost.
     """
-    scale = np.zeros(rs[0].shape[0])
-    out, group = [], None
-    for r in rs:
-        trial = r if group is None else r @ group
-        if group is not None and not _graded(trial):
-            out.append(group)
-            trial = r
-        top = np.max(np.abs(trial), axis=(1, 2))
-        top = np.where(top > 0, top, 1.0)  # an all-zero factor stays as it is: its sigma are 0
-        group = trial / top[:, None, None]
-        scale += np.log(top)
-    out.append(group)
-    return out, scale
+
+    def __init__(self, columns: int | None = None) -> None:
+        self.columns = columns
+        self.q: np.ndarray | None = None
+
+    def step(self, jac: np.ndarray) -> np.ndarray:
+        if self.q is None:
+            size = jac.shape[-1]
+            k = size if self.columns is None else min(self.columns, size)
+            self.q = np.broadcast_to(np.eye(size, k), (jac.shape[0], size, k))
+        moved = jac @ self.q
+        if moved.shape[-1] == 1:
+            # One column: QR is normalisation, R = ||J_t q||; a vector J_t annihilates keeps q.
+            r = np.linalg.norm(moved, axis=1, keepdims=True)
+            self.q = np.where(r > 0, moved / np.where(r > 0, r, 1.0), self.q)
+            return r
+        self.q, r = np.linalg.qr(moved)  # J_t Q_{t-1} = Q_t R_t
+        return r
+
+
+class LyapunovSum:
+    """Accumulates sum_{t > transient} ln|R_t,ii| over J_1, J_2, ...; ``per_sequence`` (b, k)."""
+
+    def __init__(self, transient: int, columns: int | None = None) -> None:
+        self.frame = QRFrame(columns)
+        self.transient = transient
+        self.total: np.ndarray | float = 0.0
+        self.steps = 0
+
+    def add(self, t: int, jac: np.ndarray) -> None:
+        r = self.frame.step(jac)  # the frame is carried through the transient too
+        if t > self.transient:
+            self.total = self.total + log_abs_diagonal(r)
+            self.steps += 1
+
+    def per_sequence(self) -> np.ndarray:
+        return self.total / self.steps
+
+
+class TriangularProduct:
+    """R_n ... R_1 of the QR accumulation of the factors added, row-scaled: diag(e^l) U.
+
+    U (b, S, S) has unit rows (or zero ones) and l (b, S) their logarithmic lengths (-inf for zero
+    rows). With X = R X_prev, row i of X is sum_{k >= i} R_ik e^{l_k} u_k: each coefficient is
+    taken relative to the row's largest, e^{ln|R_ik| + l_k - max}, which cannot overflow.
+    """
+
+    def __init__(self) -> None:
+        self.frame = QRFrame()
+        self.u: np.ndarray | None = None
+        self.l: np.ndarray | None = None
+
+    def add(self, jac: np.ndarray) -> None:
+        r = self.frame.step(jac)
+        if self.u is None:
+            b, s = r.shape[0], r.shape[-1]
+            self.u, self.l = np.broadcast_to(np.eye(s), (b, s, s)), np.zeros((b, s))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log(np.abs(r)) + self.l[:, None, :]  # ln|R_ik e^{l_k}|, -inf where 0
+            top = np.max(logs, axis=2)
+            shift = np.where(np.isfinite(top), top, 0.0)
+            coef = np.sign(r) * np.exp(logs - shift[:, :, None])  # R_ik e^{l_k} / e^{top_i}
+            rows = coef @ self.u
+            norms = np.linalg.norm(rows, axis=2)
+            self.u = rows / np.where(norms > 0, norms, 1.0)[:, :, None]
+            self.l = shift + np.log(norms)  # a zero row: ln 0 = -inf
+
+    def log_singular_values(self) -> tuple[np.ndarray, int, bool]:
+        """ln sigma_i (b, S) descending, with the Jacobi sweeps taken and whether they converged."""
+        return jacobi_log_singular_values(self.u, self.l)
+
+
+@lru_cache(maxsize=16)
+def round_robin(n: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The n - 1 rounds of the circle method (n even): n/2 disjoint pairs each, every pair once."""
+    ring = list(range(1, n))
+    rounds = []
+    for _ in range(n - 1):
+        order = [0] + ring
+        rounds.append((np.array(order[: n // 2]), np.array(order[n // 2 :][::-1])))
+        ring = ring[-1:] + ring[:-1]
+    return tuple(rounds)
+
+
+def jacobi_log_singular_values(u: np.ndarray, l: np.ndarray) -> tuple[np.ndarray, int, bool]:
+    """ln sigma (b, S) descending of X = diag(e^l) U by one-sided Jacobi on its rows, in logarithms.
+
+    Rows a (the longer, length e^{l_a}) and b (e^{l_b} = rho e^{l_a}, rho <= 1) with unit directions
+    u_a, u_b and cosine c = u_a . u_b are rotated to orthogonal ones. Hestenes' rotation, with
+    zeta = (rho^2 - 1) / (2 rho c) and t = sign(zeta) / (|zeta| + sqrt(1 + zeta^2)), written in
+    tau = t / rho so that rho -> 0 stays finite (there it is Gram-Schmidt, tau = -c):
+
+        h = (1 - rho^2) / (2 |c|)       tau = -sign(c) / (h + sqrt(rho^2 + h^2))
+        cs = 1 / sqrt(1 + tau^2 rho^2)
+        row a <- e^{l_a} cs (u_a - tau rho^2 u_b)      row b <- e^{l_b} cs (tau u_a + u_b)
+
+    Pairs are rotated n/2 at a time in round-robin order, over the whole batch at once.
+    """
+    u, l = np.array(u, dtype=np.float64), np.array(l, dtype=np.float64)
+    b, s, _ = u.shape
+    if s % 2:  # an odd count: a zero row as partner, which no rotation ever touches
+        u = np.concatenate([u, np.zeros((b, 1, s))], axis=1)
+        l = np.concatenate([l, np.full((b, 1), -np.inf)], axis=1)
+    tolerance = JACOBI_TOLERANCE * s
+    sweeps, converged = 0, False
+    with np.errstate(all="ignore"):
+        while sweeps < MAX_JACOBI_SWEEPS and not converged:
+            sweeps += 1
+            converged = True
+            for p, q in round_robin(u.shape[1]):
+                swap = l[:, q] > l[:, p]  # a is the longer row of each pair
+                ia = np.where(swap, q[None, :], p[None, :])
+                ib = np.where(swap, p[None, :], q[None, :])
+                rows = np.arange(b)[:, None]
+                ua, ub, la, lb = u[rows, ia], u[rows, ib], l[rows, ia], l[rows, ib]
+                cos = np.einsum("bks,bks->bk", ua, ub)  # zero rows give 0: never rotated
+                active = np.abs(cos) > tolerance
+                if not active.any():
+                    continue
+                converged = False
+                rho = np.exp(lb - la)
+                rho = np.where(np.isfinite(rho), rho, 0.0)
+                h = (1.0 - rho * rho) / (2.0 * np.where(active, np.abs(cos), 1.0))
+                tau = -np.sign(cos) / (h + np.sqrt(rho * rho + h * h))
+                cs = 1.0 / np.sqrt(1.0 + (tau * rho) ** 2)
+                new_a = ua - (tau * rho * rho)[:, :, None] * ub
+                new_b = tau[:, :, None] * ua + ub
+                norm_a = np.linalg.norm(new_a, axis=2)
+                norm_b = np.linalg.norm(new_b, axis=2)
+                keep = ~active[:, :, None]
+                u[rows, ia] = np.where(keep, ua, new_a / np.where(norm_a > 0, norm_a, 1.0)[:, :, None])
+                u[rows, ib] = np.where(keep, ub, new_b / np.where(norm_b > 0, norm_b, 1.0)[:, :, None])
+                l[rows, ia] = np.where(active, la + np.log(cs * norm_a), la)
+                l[rows, ib] = np.where(active, lb + np.log(cs * norm_b), lb)
+    return -np.sort(-l[:, :s], axis=1), sweeps, converged
 
 
 def product_log_singular_values(factors: Iterable[np.ndarray]) -> tuple[np.ndarray, int, bool]:
-    """ln sigma_i of the product J_n ... J_1 of factors (b, S, S), never formed.
+    """ln sigma_i (b, S) descending of J_n ... J_1 for factors (b, S, S) in the order applied.
 
-    Returns (ln sigma (b, S) descending, sweeps, converged). The first sweep is the QR accumulation;
-    each further one accumulates the transposed triangular product R_1^T ... R_n^T (applied from
-    the right, R_n^T first), which has the same singular values, until its diagonal settles.
+    Returns (ln sigma, Jacobi sweeps, converged). The product itself is never formed.
     """
-    rs = list(qr_accumulate(factors))
-    if not rs:
-        raise InputError("the Jacobian product needs at least one step: use --seq-len 2 or more")
-    rs, scale = collapse(rs)
-    logs = scale[:, None] + sum(log_abs_diagonal(r) for r in rs)
-    sweeps, converged, last_change = 1, False, math.inf
-    while sweeps < MAX_SWEEPS and not converged:
-        rs, more = collapse(list(qr_accumulate(r.transpose(0, 2, 1) for r in reversed(rs))))
-        scale = scale + more
-        new = scale[:, None] + sum(log_abs_diagonal(r) for r in rs)
-        sweeps += 1
-        change = _change(new, logs)
-        converged = change <= SWEEP_TOLERANCE or (change <= ROUNDING_FLOOR and change >= last_change)
-        logs, last_change = new, change
-    return -np.sort(-logs, axis=1), sweeps, converged
+    product = TriangularProduct()
+    for jac in factors:
+        product.add(jac)
+    if product.u is None:
+        raise InputError("the Jacobian product needs at least one factor")
+    return product.log_singular_values()
+
+
+def lyapunov_exponents(factors: Iterable[np.ndarray], transient: int, columns: int | None = None) -> np.ndarray:
+    """Per-sequence exponents (b, k): (1/n) sum_{t > transient} ln|R_t,ii| over the factors J_1..J_T."""
+    total = LyapunovSum(transient, columns)
+    for t, jac in enumerate(factors, start=1):
+        total.add(t, jac)
+    if total.steps == 0:
+        raise InputError(f"--transient {transient} leaves no steps to average over")
+    return total.per_sequence()
+
+
+# --- summaries -----------------------------------------------------------------------------------
 
 
 def _regime(leading: float) -> str:
-    if math.isnan(leading):
-        return "exploding"  # the trajectory overflowed
-    if leading < -NEUTRAL_EXPONENT:
-        return "vanishing"
-    return "exploding" if leading > NEUTRAL_EXPONENT else "neutral"
+    if math.isnan(leading) or leading > NEUTRAL_EXPONENT:
+        return "exploding"  # nan: the trajectory overflowed
+    return "vanishing" if leading < -NEUTRAL_EXPONENT else "neutral"
 
 
 def horizon(leading: float) -> float | None:
     """-1 / lambda_1 steps when the gradient fades (0 when lambda_1 = -inf), else None."""
-    return abs(-1.0 / leading) if leading < -NEUTRAL_EXPONENT else None
+    return abs(1.0 / leading) if leading < -NEUTRAL_EXPONENT else None
 
 
 def _lyapunov(per_sequence: np.ndarray, transient: int, steps: int) -> Lyapunov:
@@ -282,17 +352,17 @@ def _lyapunov(per_sequence: np.ndarray, transient: int, steps: int) -> Lyapunov:
     return Lyapunov(mean, std, leading, horizon(leading), _regime(leading), transient, steps)
 
 
-def _nan_lyapunov(columns: int, transient: int, steps: int) -> Lyapunov:
-    nan = np.full(columns, np.nan)
-    return Lyapunov(nan, nan.copy(), math.nan, None, _regime(math.nan), transient, steps)
-
-
 def resolve_transient(transient: int | None, steps: int) -> int:
-    """The transient to use for a run of ``steps`` steps: given, or the default; checked."""
+    """The transient for a run of ``steps`` steps, given or the default, checked."""
     transient = default_transient(steps) if transient is None else transient
-    if transient < 0 or transient >= steps:
+    if not 0 <= transient < steps:
         raise InputError(f"--transient must be between 0 and T - 1 = {steps - 1} (got {transient})")
     return transient
+
+
+def state_size(model: Model) -> int:
+    """S, the width of the flattened state: H, or 2H for (h, c)."""
+    return model.hidden_size * len(model.cell.state_names)
 
 
 def lyapunov(model: Model, traj: Trajectory, transient: int | None = None, columns: int | None = 1) -> Lyapunov:
@@ -302,95 +372,73 @@ def lyapunov(model: Model, traj: Trajectory, transient: int | None = None, colum
     """
     steps = len(traj.caches)
     transient = resolve_transient(transient, steps)
-    size = _state_size(model)
-    k = size if columns is None else min(columns, size)
-    try:
-        per_sequence = lyapunov_exponents(step_jacobians(model, traj), transient, k)
-    except _NonFinite:
-        return _nan_lyapunov(k, transient, steps - transient)
-    return _lyapunov(per_sequence, transient, steps - transient)
-
-
-def _state_size(model: Model) -> int:
-    return model.hidden_size * len(model.cell.state_names)
-
-
-def product_spectrum(model: Model, traj: Trajectory) -> ProductSpectrum:
-    """The singular values of J_T ... J_2 for every sequence, averaged over the batch."""
-    steps, batch = len(traj.caches) - 1, traj.x.shape[1]
-    if steps < 1:
-        raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more")
-    size = _state_size(model)
-    group = max(1, PRODUCT_MEMORY // (steps * size * size * 8))
-    logs, sweeps, converged = [], 0, True
-    try:
-        for lo in range(0, batch, group):
-            chunk = (jac[lo : lo + group] for jac in step_jacobians(model, traj, start=2))
-            ln_sigma, used, ok = product_log_singular_values(chunk)
-            logs.append(ln_sigma)
-            sweeps, converged = max(sweeps, used), converged and ok
-    except _NonFinite:
-        nan = np.full(size, np.nan)
-        return ProductSpectrum(steps, nan, nan.copy(), 0, False)
-    ln_sigma = np.concatenate(logs)
-    with np.errstate(invalid="ignore"):
-        mean = ln_sigma.mean(axis=0)
-    return ProductSpectrum(steps, mean / math.log(10.0), mean / steps, sweeps, converged)
-
-
-def cell_path(model: Model, traj: Trajectory, transient: int) -> CellPath | None:
-    """The memory cell's direct path diag(f_t), read off the (c, c) block of each step Jacobian.
-
-    c_t = f_t c_{t-1} + i_t g_t with gates that see h_{t-1} but not c_{t-1}: that block is diag(f_t).
-    None for cells whose state is h alone. The run needs T >= 2 and transient < T.
-    """
-    if len(model.cell.state_names) < 2:
-        return None
-    h = model.hidden_size
-    steps = len(traj.caches)
-    averaged, product = 0.0, 0.0
-    try:
-        for t, jac in enumerate(step_jacobians(model, traj), start=1):
-            logs = log_abs_diagonal(jac[:, h : 2 * h, h : 2 * h])  # ln|f_t,i|, (B, H)
-            if t > transient:
-                averaged = averaged + logs
-            if t >= 2:
-                product = product + logs
-    except _NonFinite:
-        nan = np.full(h, np.nan)
-        return CellPath(nan, math.nan, None, nan.copy())
-    with np.errstate(invalid="ignore"):
-        exponents = (-np.sort(-averaged / (steps - transient), axis=1)).mean(axis=0)
-        log10_sv = (-np.sort(-product, axis=1)).mean(axis=0) / math.log(10.0)
-    leading = float(exponents[0])
-    return CellPath(exponents, leading, horizon(leading), log10_sv)
+    k = state_size(model) if columns is None else min(columns, state_size(model))
+    if overflowed(traj):
+        return _lyapunov(np.full((1, k), np.nan), transient, steps - transient)
+    return _lyapunov(lyapunov_exponents(step_jacobians(model, traj), transient, k), transient, steps - transient)
 
 
 def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult:
-    """The Jacobian-product analysis of a built setup's forward run."""
+    """Lyapunov spectrum, product singular values and cell path of a built setup's forward run.
+
+    One pass over the steps computes each J_t once and feeds it to three accumulations: the
+    Lyapunov frame (from J_1), the triangular product of J_T ... J_2, and, for a cell with a memory
+    cell, ln f_t from the (c, c) block of J_t, which is diag(f_t): c_t = f_t c_{t-1} + i_t g_t, and
+    the gates see h_{t-1} but not c_{t-1}.
+    """
     model = setup.model
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         traj = forward(model, setup.batch.x)
-    steps = len(traj.caches)
+    steps, h, size = len(traj.caches), model.hidden_size, state_size(model)
     if steps < 2:
         raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more")
     transient = resolve_transient(transient, steps)
+    memory = len(model.cell.state_names) > 1
+    if overflowed(traj):
+        nan = np.full((1, size), np.nan)
+        per_sequence, ln_sigma, sweeps, converged = nan, nan, 0, False
+        forget_averaged = forget_product = nan[:, :h]
+    else:
+        lyap, product = LyapunovSum(transient), TriangularProduct()
+        forget_averaged, forget_product = 0.0, 0.0
+        for t, jac in enumerate(step_jacobians(model, traj), start=1):
+            lyap.add(t, jac)
+            if t >= 2:
+                product.add(jac)
+            if memory:
+                ln_f = log_abs_diagonal(jac[:, h : 2 * h, h : 2 * h])  # ln f_t,i, (B, H)
+                if t > transient:
+                    forget_averaged = forget_averaged + ln_f / (steps - transient)
+                if t >= 2:
+                    forget_product = forget_product + ln_f
+        per_sequence = lyap.per_sequence()
+        ln_sigma, sweeps, converged = product.log_singular_values()
+    with np.errstate(invalid="ignore"):
+        mean = ln_sigma.mean(axis=0)
     return SpectrumResult(
         config=setup.config.as_dict(),
         state=list(model.cell.state_names),
-        state_size=_state_size(model),
-        lyapunov=lyapunov(model, traj, transient, columns=None),
-        product=product_spectrum(model, traj),
-        cell_path=cell_path(model, traj, transient),
+        state_size=size,
+        lyapunov=_lyapunov(per_sequence, transient, steps - transient),
+        product=ProductSpectrum(steps - 1, mean / math.log(10.0), mean / (steps - 1), sweeps, converged),
+        cell_path=_cell_path(forget_averaged, forget_product) if memory else None,
         setup=setup,
     )
+
+
+def _cell_path(exponents: np.ndarray, ln_product: np.ndarray) -> CellPath:
+    """Per-unit exponents and ln prod f (B, H) -> sorted per sequence, averaged over the batch."""
+    with np.errstate(invalid="ignore"):
+        mean = (-np.sort(-exponents, axis=1)).mean(axis=0)
+        log10_sv = (-np.sort(-ln_product, axis=1)).mean(axis=0) / math.log(10.0)
+    leading = float(mean[0])
+    return CellPath(mean, leading, horizon(leading), log10_sv)
 
 
 def jacobian_spectrum(config: RunConfig | None = None, transient: int | None = None, **settings) -> SpectrumResult:
     """Build the model and batch a config describes and analyse its Jacobian products.
 
-    ``gradscope.jacobian_spectrum(spectral_radius=1.5, transient=20)`` takes the RunConfig fields
-    as keywords.
+    ``jacobian_spectrum(spectral_radius=1.5, transient=20)`` takes the RunConfig fields as keywords.
     """
     config = config or RunConfig(**settings)
     return spectrum_setup(build(config), transient)

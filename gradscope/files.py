@@ -15,6 +15,9 @@ import numpy as np
 
 from .errors import InputError
 
+# The first bytes of an .npz (a zip archive, or an empty one) and of an .npy file.
+NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+
 
 def _check_readable(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
@@ -22,6 +25,14 @@ def _check_readable(path: str | os.PathLike, what: str) -> Path:
         raise InputError(f"{what} file not found: {p}")
     if p.is_dir():
         raise InputError(f"{what} path is a directory, not a file: {p}")
+    # np.load takes any other file for a pickle, and would report "pickled data" for a text file.
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(6)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {p}: {exc.strerror or exc}") from None
+    if not head.startswith(NUMPY_MAGIC):
+        raise InputError(f"{what} file {p} is not in NumPy's .npz or .npy format")
     return p
 
 

@@ -275,13 +275,17 @@ MITIGATIONS: dict[str, type[Mitigation]] = {
 }
 
 
-def make_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation:
-    """The mitigation registered as ``name``; an unknown name is an input error listing the choices."""
+def mitigation_class(name: str) -> type[Mitigation]:
+    """The class registered as ``name``; an unknown name is an input error listing the choices."""
     try:
-        cls = MITIGATIONS[name]
+        return MITIGATIONS[name]
     except KeyError:
         raise InputError(f"unknown mitigation {name!r}; choose one of {', '.join(MITIGATIONS)}") from None
-    return cls(strengths)
+
+
+def make_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation:
+    """The mitigation registered as ``name``, with these strengths."""
+    return mitigation_class(name)(strengths)
 
 
 def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
@@ -289,7 +293,7 @@ def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
 
     A value given for a mitigation that is not among ``names`` would change nothing: input error.
     """
-    used = {MITIGATIONS[n].strength for n in names}
+    used = {mitigation_class(n).strength for n in names}
     for field_name, value in given.items():
         if value is not None and field_name not in used:
             owner = next(n for n, cls in MITIGATIONS.items() if cls.strength == field_name)
@@ -304,7 +308,7 @@ def parse_mitigations(text: str | None) -> list[str]:
         return list(MITIGATIONS)
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
-        make_mitigation(n)
+        mitigation_class(n)
     if len(set(names)) != len(names):
         raise InputError(f"--mitigations lists a name twice: {text}")
     return names

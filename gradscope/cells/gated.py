@@ -59,11 +59,19 @@ class GatedCell(Cell):
             "b_hh": np.zeros(rows),
         }
 
+    def input_bias(self, params: Params) -> np.ndarray:
+        """The bias added to W_ih x_t in u_t: b_ih."""
+        return params["b_ih"]
+
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
         steps, batch, d = x.shape
-        u = x.reshape(steps * batch, d) @ params["W_ih"].T  # W_ih x_t for all steps, one matmul
-        u += params["b_ih"]
-        return u.reshape(steps, batch, -1)
+        # u = [x_t, 1] [W_ih, bias]^T: the bias rides along in the one matmul over all steps,
+        # instead of a second pass over the (T, B, G*H) result.
+        ones = np.empty((steps * batch, d + 1))
+        ones[:, :d] = x.reshape(steps * batch, d)
+        ones[:, d] = 1.0
+        weights = np.concatenate((params["W_ih"], self.input_bias(params)[:, None]), axis=1)
+        return (ones @ weights.T).reshape(steps, batch, -1)
 
     @abstractmethod
     def local_backward(

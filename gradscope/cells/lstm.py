@@ -71,10 +71,9 @@ class LSTMCell(GatedCell):
     state_names = ("h", "c")
     torch_module = "nn.LSTM"
 
-    def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
-        u = super().project_inputs(params, x)
-        u += params["b_hh"]  # b_hh enters a_t as b_ih does: add it once here, not at every step
-        return u
+    def input_bias(self, params: Params) -> np.ndarray:
+        """b_ih + b_hh: b_hh enters a_t as b_ih does, so it is added once in u, not at every step."""
+        return params["b_ih"] + params["b_hh"]
 
     def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, LSTMCache]:
         h_prev, c_prev = state

@@ -10,10 +10,11 @@ import typer
 from ..analysis import analyze
 from ..config import RunConfig
 from ..files import save_npz
+from ..render import plots
 from ..render.analyze import render_analyze
 from ..statedict import export, export_grads
 from .app import app, emit
-from .options import OUTPUT, JsonFlag, run_options
+from .options import OUTPUT, JsonFlag, PlotFile, run_options
 
 
 @app.command("analyze")
@@ -30,10 +31,14 @@ def analyze_command(
     max_rows: Annotated[int, typer.Option(
         help="Most rows in the step table; longer runs show log-spaced steps.",
         rich_help_panel=OUTPUT, min=2)] = 16,
+    plot: PlotFile = None,
 ) -> None:
     """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
+    path = plots.prepare(plot) if plot is not None else None
     result = analyze(config)
     setup = result.setup
+    if path is not None:
+        plots.plot_analyze(result, path)
     if save_grads is not None:
         grads = export_grads(setup.model, result.gradients.params, setup.layout)
         arrays = {"loss": result.gradients.loss, "dL_da": result.gradients.dL_da, **grads}

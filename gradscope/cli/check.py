@@ -49,12 +49,12 @@ def check_command(
         rich_help_panel=CHECKS, show_default=False)] = None,
     fail_on: Annotated[Optional[str], typer.Option(
         help=f"Verdicts that fail the check, comma-separated: {', '.join(FAILURE_MODES)}, or none; "
-             "the others only warn. [default: nonfinite]",
+             "the others only warn. \\[default: nonfinite]",
         rich_help_panel=CHECKS, show_default=False, metavar="LIST")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config",
-        help="TOML file with the settings (its [tool.gradscope] table, or top-level keys). "
-             "[default: the nearest pyproject.toml with [tool.gradscope]]",
+        help="TOML file with the settings (its \\[tool.gradscope] table, or top-level keys). "
+             "\\[default: the nearest pyproject.toml with \\[tool.gradscope]]",
         rich_help_panel=CHECKS, show_default=False, dir_okay=False)] = None,
     output_format: Annotated[Literal["text", "github"], typer.Option(
         "--format",

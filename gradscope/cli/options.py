@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import typing
@@ -134,6 +135,34 @@ def run_options(command: typing.Callable) -> typing.Callable:
     return _with_run_flags(command, "config", lambda settings: RunConfig(**settings))
 
 
+def run_options_with(**defaults: object) -> typing.Callable[[typing.Callable], typing.Callable]:
+    """``run_options`` with other defaults for some shared flags, shown as such in --help.
+
+    ``@run_options_with(task="adding", seq_len=50)``: for a command whose job needs other data by
+    default (``train``, ``compare``: a task that can be learned, sequences that train in seconds).
+    """
+    return lambda command: _with_run_flags(
+        command, "config", lambda settings: RunConfig(**settings), defaults
+    )
+
+
+def run_options_without(*excluded: str) -> typing.Callable[[typing.Callable], typing.Callable]:
+    """``run_options`` without some shared flags, for a command that takes those settings its own
+    way: ``@run_options_without("cell", "activation")`` for ``sweep``, which takes lists of them.
+    The RunConfig gets their defaults."""
+    return lambda command: _with_run_flags(
+        command, "config", lambda settings: RunConfig(**settings), excluded=excluded
+    )
+
+
+def _shown_default(annotation: object) -> object:
+    """The flag's annotation with its OptionInfo copied to show the actual default in --help."""
+    base, info = typing.get_args(annotation)
+    info = copy.copy(info)
+    info.show_default = True
+    return Annotated[base, info]
+
+
 def run_settings(command: typing.Callable) -> typing.Callable:
     """Like ``run_options``, but give ``command(settings: dict, **own)`` the flags' raw values.
 
@@ -144,7 +173,8 @@ def run_settings(command: typing.Callable) -> typing.Callable:
 
 
 def _with_run_flags(
-    command: typing.Callable, param: str, make: typing.Callable[[dict], object]
+    command: typing.Callable, param: str, make: typing.Callable[[dict], object],
+    defaults: dict[str, object] | None = None, excluded: tuple[str, ...] = (),
 ) -> typing.Callable:
     own = inspect.signature(command, eval_str=True)
     hints = typing.get_type_hints(command, include_extras=True)
@@ -152,12 +182,15 @@ def _with_run_flags(
             for p in own.parameters.values() if p.name != param]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in RUN_OPTIONS.items()
+        for name, (annotation, default) in RUN_OPTIONS.items() if name not in excluded
     ]
+    for name, value in (defaults or {}).items():
+        i = [p.name for p in shared].index(name)
+        shared[i] = shared[i].replace(default=value, annotation=_shown_default(shared[i].annotation))
 
     @functools.wraps(command)
     def wrapper(**kwargs):
-        settings = {name: kwargs.pop(name) for name in RUN_OPTIONS}
+        settings = {name: kwargs.pop(name) for name in RUN_OPTIONS if name not in excluded}
         for name in ("weights", "inputs", "targets", "text"):
             if settings[name] is not None:
                 settings[name] = str(settings[name])
@@ -171,3 +204,6 @@ def _with_run_flags(
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel=OUTPUT)]
+PlotFile = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Also draw the picture to FILE, .png or .svg (needs matplotlib: pip install 'gradscope\\[plot]').",
+    rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]

@@ -128,6 +128,12 @@ def verdict_text(result: AnalyzeResult) -> Text:
     text.append(f"  slope {num(f.slope)} per step back ({rate} per step)")
     if f.horizon is not None:
         text.append(f", horizon {num(f.horizon)} steps")
+    lyap = result.lyapunov
+    text.append(f"\n  Lyapunov lambda_1 {num(lyap.leading_exponent)} per step")
+    if lyap.horizon is not None:
+        text.append(f", horizon {num(lyap.horizon)} steps")
+    else:
+        text.append(f" ({lyap.regime})")
     return text
 
 

@@ -84,6 +84,7 @@ def render_check(result: CheckResult, console: Console) -> None:
     if notes:
         console.print()
         for c in notes:
-            console.print(Text(f"{c.status.upper()} ", style=STATUS_STYLE[c.status]) + Text(f"{c.name}: {c.message}"))
+            label = Text(f"{c.status.upper()} ", style=STATUS_STYLE[c.status])
+            console.print(label + Text(f"{c.name}: {c.message}"))
     console.print()
     console.print(outcome_text(result))

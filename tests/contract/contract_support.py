@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import typer
 
@@ -22,6 +23,10 @@ GENERIC_ARGS = ["--seq-len", "12", "--hidden-size", "6", "--batch-size", "4"]
 SAMPLE_ARGS: dict[str, list[str]] = {
     "analyze": GENERIC_ARGS,
     "check": [*GENERIC_ARGS, "--min-ratio", "1e-30"],
+    "train": [*GENERIC_ARGS, "--steps", "5"],
+    "compare": [*GENERIC_ARGS, "--steps", "3", "--eval-size", "8"],
+    "sweep": ["--hidden-size", "6", "--batch-size", "4", "--x", "spectral_radius=0.5,1,2",
+              "--y", "seq_len=4,12", "--jobs", "1"],
 }
 # An extreme overflow: a linear RNN whose Wa has spectral radius 3, run over 2000 steps.
 OVERFLOW_ARGS = ["--activation", "linear", "--spectral-radius", "3", "--seq-len", "2000"]
@@ -38,9 +43,14 @@ def sample_argv(command: str) -> list[str]:
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit code, stdout, stderr). Usable inside hypothesis tests."""
+    """Run the CLI in-process: (exit code, stdout, stderr). Usable inside hypothesis tests.
+
+    GITHUB_STEP_SUMMARY is hidden, so that a test suite run in GitHub Actions adds nothing to
+    the job's summary.
+    """
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with mock.patch.dict(os.environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        os.environ.pop("GITHUB_STEP_SUMMARY", None)
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
 

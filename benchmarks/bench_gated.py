@@ -1,0 +1,125 @@
+"""gradscope's full diagnostic pass against PyTorch, GRU and LSTM, CPU, float64.
+
+For each cell and each (B, T, D, H) the same weights and batch go through
+
+- gradscope: forward, BPTT with dL/dh_t (and dL/dc_t for the LSTM) at every step and every
+  parameter gradient, the per-step norms and the per-step contributions to dL/dW_hh (what
+  ``gradscope analyze`` computes before its spectra);
+- torch.nn.GRU / torch.nn.LSTM forward + backward (parameter gradients only);
+- an unrolled torch.nn.GRUCell / LSTMCell with ``retain_grad`` on every h_t (and c_t): how a torch
+  user gets dL/dh_t.
+
+Ratios are torch time / gradscope time (> 1: gradscope is faster). Target (issue 3): faster than
+torch at the two smaller sizes, no slower at the largest. Each timing is the median of several
+rounds, the contenders taking turns within each round; the thread pools are left to go idle before
+every run, so that none measures another's spinning threads.
+Run: ``python benchmarks/bench_gated.py`` (``--quick`` for one repeat each, ``--cell lstm`` for one cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bptt import torch_rnn as torch_module  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
+from common import SIZES, environment, ms, print_table, ratio  # noqa: E402
+
+from gradscope.analysis import step_norms  # noqa: E402
+from gradscope.bptt import bptt  # noqa: E402
+from gradscope.statedict import load_model  # noqa: E402
+
+SETTLE = 0.3  # seconds: longer than an OpenMP / OpenBLAS thread pool spins after its last job
+
+
+def diagnostic_pass(model, x, y) -> None:
+    _, grads = bptt(model, x, y)
+    step_norms(grads.dL_da)
+    if grads.dL_dc is not None:
+        step_norms(grads.dL_dc)
+    grads.contribution_norms()
+
+
+def torch_setup(cell, b, t, d, h, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    module, step = {"gru": (torch.nn.GRU, torch.nn.GRUCell), "lstm": (torch.nn.LSTM, torch.nn.LSTMCell)}[cell]
+    rnn = module(d, h, batch_first=True).double()
+    fc = torch.nn.Linear(h, 1).double()
+    unrolled = step(d, h).double()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(unrolled, name).copy_(getattr(rnn, name + "_l0"))
+    x = torch.randn(b, t, d, dtype=torch.float64)
+    y = (torch.rand(b, 1) > 0.5).double()
+    return rnn, unrolled, fc, x, y
+
+
+def torch_unrolled(step, fc, x, y) -> list:
+    import torch
+
+    step.zero_grad(set_to_none=True)
+    fc.zero_grad(set_to_none=True)
+    zeros = torch.zeros(x.shape[0], step.hidden_size, dtype=torch.float64)
+    lstm = isinstance(step, torch.nn.LSTMCell)
+    state = (zeros, zeros) if lstm else zeros
+    kept = []
+    for t in range(x.shape[1]):
+        state = step(x[:, t], state)
+        for s in state if lstm else (state,):
+            s.retain_grad()
+            kept.append(s)
+    h = state[0] if lstm else state
+    torch.nn.functional.binary_cross_entropy_with_logits(fc(h), y).backward()
+    return [s.grad for s in kept]
+
+
+def interleaved_medians(fns: list, repeats: int, warmup: int = 2) -> list[float]:
+    """Median wall time of each of ``fns``, run in turn in every round.
+
+    On a shared machine the load drifts; taking the rounds in turn gives every contender the same
+    conditions, so the ratios stay meaningful even when the absolute times move.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(warmup + repeats):
+        for fn, kept in zip(fns, times):
+            time.sleep(SETTLE)
+            t0 = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                kept.append(time.perf_counter() - t0)
+    return [statistics.median(kept) for kept in times]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one timed repeat per measurement")
+    parser.add_argument("--cell", choices=["gru", "lstm"], action="append", help="cells to run (default: both)")
+    args = parser.parse_args()
+
+    repeats = 1 if args.quick else 7
+    print(environment())
+    rows = []
+    for cell in args.cell or ["gru", "lstm"]:
+        for b, t, d, h in SIZES:
+            rnn, unrolled, fc, x, y = torch_setup(cell, b, t, d, h)
+            state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
+            state.update({f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()})
+            model, _ = load_model(state, "benchmark", cell, "tanh", "bce")
+            xn, yn = x.numpy(), y.numpy()
+            ours, t_module, t_unrolled = interleaved_medians([
+                lambda: diagnostic_pass(model, xn, yn),
+                lambda: torch_module(rnn, fc, x, y),
+                lambda: torch_unrolled(unrolled, fc, x, y),
+            ], repeats)
+            rows.append([cell, f"({b}, {t}, {d}, {h})", ms(ours), ms(t_module), ratio(t_module, ours),
+                         ms(t_unrolled), ratio(t_unrolled, ours)])
+    print_table(["cell", "(B, T, D, H)", "gradscope", "nn.GRU/LSTM", "ratio", "unrolled", "ratio"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``gradscope compare``: the same task, data and seed, trained without and with each mitigation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..comparison import compare
+from ..config import RunConfig
+from ..mitigations import MITIGATIONS, parse_mitigations
+from ..parallel import default_jobs
+from ..render import plots
+from ..render.compare import render_compare
+from ..render.train import step_progress
+from ..training import TRAIN_DEFAULTS, TrainOptions
+from .app import app, emit
+from .options import JsonFlag, PlotFile, run_options_with
+from .train import (
+    MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, Momentum,
+    OmegaStrength, Optimizer, Steps, plot_losses, strengths_for,
+)
+
+_DEFAULTS = TrainOptions()
+
+
+@app.command("compare")
+@run_options_with(**TRAIN_DEFAULTS)
+def compare_command(
+    config: RunConfig,
+    mitigations: Annotated[Optional[str], typer.Option(
+        help=f"Comma-separated mitigations to compare with the unmitigated run: {', '.join(MITIGATIONS)}.",
+        rich_help_panel=MITIGATION, show_default="all", metavar="LIST")] = None,
+    steps: Steps = _DEFAULTS.steps,
+    optimizer: Optimizer = _DEFAULTS.optimizer,
+    lr: LearningRate = None,
+    momentum: Momentum = _DEFAULTS.momentum,
+    eval_size: EvalSize = _DEFAULTS.eval_size,
+    clip_threshold: ClipThreshold = None,
+    clip_value: ClipValue = None,
+    l2: L2Strength = None,
+    omega_strength: OmegaStrength = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
+        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+    json: JsonFlag = False,
+    plot: PlotFile = None,
+) -> None:
+    """Train without and with each mitigation on the same data, and compare them side by side."""
+    path = plots.prepare(plot) if plot is not None else None
+    names = parse_mitigations(mitigations)
+    options = TrainOptions(steps=steps, optimizer=optimizer, lr=lr, momentum=momentum, eval_size=eval_size)
+    strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
+    with step_progress("runs", len(names) + 1) as advance:
+        result = compare(config, options, names, strengths, default_jobs() if jobs is None else jobs,
+                         lambda done, total, name: advance(done))
+    if path is not None:
+        plot_losses({r.mitigation: r.history for r in result.runs}, path, result.config, result.baseline_loss)
+    emit(result, json, lambda console: render_compare(result, console))

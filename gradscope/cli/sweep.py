@@ -1,0 +1,79 @@
+"""``gradscope sweep``: the vanishing/exploding phase diagram over two settings, on every core."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from ..activations import ACTIVATIONS
+from ..cells import CELLS
+from ..config import RunConfig
+from ..errors import InputError
+from ..parallel import default_jobs
+from ..render import plots
+from ..render.sweep import render_sweep
+from ..render.train import step_progress
+from ..sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
+from .app import app, emit
+from .options import JsonFlag, PlotFile, run_options_without
+
+GRID = "Grid"
+RUNNING = "Running"
+
+
+def _names(text: Optional[str], option: str) -> Optional[list[str]]:
+    """A comma-separated list of names; an empty item is an input error."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise InputError(f"{option} takes names separated by commas (got {text!r})")
+    return names
+
+
+@app.command("sweep")
+@run_options_without("cell", "activation")
+def sweep_command(
+    config: RunConfig,
+    x: Annotated[str, typer.Option(
+        "--x", help="The setting across, NAME=VALUES: NAME any numeric setting (spectral_radius, "
+                    "seq_len, hidden_size, init_gain, seed, ...), VALUES a list a,b,c or a range "
+                    "START:STOP:COUNT (both ends included; :log after it spaces geometrically).",
+        rich_help_panel=GRID)] = DEFAULT_X,
+    y: Annotated[str, typer.Option("--y", help="The setting up, NAME=VALUES as for --x.",
+                                   rich_help_panel=GRID)] = DEFAULT_Y,
+    metric: Annotated[Literal[tuple(METRICS)], typer.Option(  # type: ignore[misc]
+        help="ratio: log10 ||dL/da_1|| / ||dL/da_T|| (as analyze); lyapunov: the leading "
+             "Lyapunov exponent lambda_1 (as spectrum). Both are 0 on the boundary.",
+        rich_help_panel=GRID)] = "ratio",
+    cells: Annotated[Optional[str], typer.Option(
+        help=f"Cells, one map each, comma-separated: {', '.join(CELLS)}.", rich_help_panel=GRID,
+        show_default="rnn, or what --weights holds")] = None,
+    activations: Annotated[Optional[str], typer.Option(
+        help=f"Activations, comma-separated: {', '.join(ACTIVATIONS)}; combinations a cell does "
+             "not support are skipped.", rich_help_panel=GRID, show_default="tanh")] = None,
+    transient: Annotated[Optional[int], typer.Option(
+        help="With --metric lyapunov: steps left out before lambda_1 is averaged.",
+        rich_help_panel=GRID, min=0, show_default="T // 10")] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Processes that evaluate the points.", min=1, rich_help_panel=RUNNING,
+        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Run the points on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
+             "needs pip install 'gradscope\\[dask]'.", metavar="ADDRESS", show_default=False,
+        rich_help_panel=RUNNING)] = None,
+    json: JsonFlag = False,
+    plot: PlotFile = None,
+) -> None:
+    """The vanishing/exploding phase diagram: a heatmap of the gradient over two settings."""
+    if scheduler is not None and jobs is not None:
+        raise InputError("--jobs sets local processes; with --scheduler the cluster's workers run the points")
+    path = plots.prepare(plot) if plot is not None else None
+    plan = plan_sweep(config, x, y, metric, _names(cells, "--cells"), _names(activations, "--activations"),
+                      transient)
+    with step_progress("grid points", len(plan.points)) as advance:
+        result = run_sweep(plan, jobs or default_jobs(), scheduler, lambda done, total: advance(done))
+    if path is not None:
+        plots.plot_sweep(result, path)
+    emit(result, json, lambda console: render_sweep(result, console))

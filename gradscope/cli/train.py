@@ -1,0 +1,132 @@
+"""``gradscope train``: train a model on a task, with or without a mitigation, logging the gradient.
+
+The training and mitigation flags are defined here once; ``gradscope compare`` takes them too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from ..config import RunConfig
+from ..errors import InputError
+from ..files import save_npz
+from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
+from ..optimizers import OPTIMIZERS, SGD, Adam
+from ..render import plots
+from ..render.train import render_train, step_progress
+from ..serialize import dumps_line, payload
+from ..statedict import export
+from ..training import TRAIN_DEFAULTS, StepRecord, TrainOptions, TrainResult, train
+from .app import app, emit
+from .options import OUTPUT, JsonFlag, PlotFile, run_options_with
+
+TRAINING = "Training"
+MITIGATION = "Mitigation"
+_DEFAULTS = TrainOptions()
+_STRENGTHS = Strengths()
+
+
+def _strength(field: str, what: str, *decls: str) -> typer.models.OptionInfo:
+    owner = next(name for name, cls in MITIGATIONS.items() if cls.strength == field)
+    return typer.Option(*decls, help=f"{what} ({owner}).", rich_help_panel=MITIGATION,
+                        show_default=f"{getattr(_STRENGTHS, field):g}")
+
+
+Steps = Annotated[int, typer.Option(help="Optimizer updates, each on a fresh batch of the task.",
+                                     rich_help_panel=TRAINING)]
+Optimizer = Annotated[Literal[tuple(OPTIMIZERS)], typer.Option(  # type: ignore[misc]
+    help="sgd (with momentum) or adam.", rich_help_panel=TRAINING)]
+LearningRate = Annotated[Optional[float], typer.Option(
+    "--lr", help="Learning rate.", rich_help_panel=TRAINING,
+    show_default=f"{Adam.default_lr:g} for adam, {SGD.default_lr:g} for sgd")]
+Momentum = Annotated[float, typer.Option(help="SGD's momentum, or Adam's beta1.", rich_help_panel=TRAINING)]
+LogEvery = Annotated[int, typer.Option(help="Log a step every this many (and the first and last).",
+                                        rich_help_panel=TRAINING)]
+EvalSize = Annotated[int, typer.Option(help="Sequences in the held-out batch the final loss is measured on.",
+                                        rich_help_panel=TRAINING)]
+ClipThreshold = Annotated[Optional[float], _strength("clip_threshold", "Threshold on the global gradient norm")]
+ClipValue = Annotated[Optional[float], _strength("clip_value", "Bound on each gradient element")]
+L2Strength = Annotated[Optional[float], _strength("l2", "lambda of the penalty lambda/2 ||W_hh||^2", "--l2")]
+OmegaStrength = Annotated[Optional[float], _strength("omega", "Weight of Pascanu's Omega in the loss")]
+SaveWeights = Annotated[Optional[Path], typer.Option(
+    help="Write the trained model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
+    rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]
+
+
+def strengths_for(names: list[str], clip_threshold: float | None, clip_value: float | None,
+                  l2: float | None, omega_strength: float | None) -> Strengths:
+    """The strengths flags given, checked against the mitigations that will use them."""
+    return resolve_strengths(names, clip_threshold=clip_threshold, clip_value=clip_value, l2=l2,
+                             omega=omega_strength)
+
+
+def _ndjson_line(record: dict) -> None:
+    sys.stdout.write(dumps_line(record) + "\n")
+    sys.stdout.flush()
+
+
+@app.command("train")
+@run_options_with(**TRAIN_DEFAULTS)
+def train_command(
+    config: RunConfig,
+    steps: Steps = _DEFAULTS.steps,
+    optimizer: Optimizer = _DEFAULTS.optimizer,
+    lr: LearningRate = None,
+    momentum: Momentum = _DEFAULTS.momentum,
+    log_every: LogEvery = _DEFAULTS.log_every,
+    eval_size: EvalSize = _DEFAULTS.eval_size,
+    mitigation: Annotated[Optional[str], typer.Option(
+        help=f"Apply one mitigation: {', '.join(MITIGATIONS)}.",
+        rich_help_panel=MITIGATION, show_default="none", metavar="NAME")] = None,
+    clip_threshold: ClipThreshold = None,
+    clip_value: ClipValue = None,
+    l2: L2Strength = None,
+    omega_strength: OmegaStrength = None,
+    json: JsonFlag = False,
+    ndjson: Annotated[bool, typer.Option(
+        "--ndjson", help="Stream one JSON line per logged step on stdout, then a summary line.",
+        rich_help_panel=OUTPUT)] = False,
+    save_weights: SaveWeights = None,
+    plot: PlotFile = None,
+) -> None:
+    """Train with BPTT and log the loss, the gradient norm and how far the gradient reaches."""
+    if json and ndjson:
+        raise InputError("--json and --ndjson are alternatives: give one")
+    path = plots.prepare(plot) if plot is not None else None
+    options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
+    names = [mitigation] if mitigation is not None else []
+    strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
+    chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None
+
+    with step_progress("training", steps) as advance:
+        def progress(step: int, total: int, record: StepRecord | None) -> None:
+            advance(step)
+            if ndjson and record is not None:
+                _ndjson_line({"event": "step", **dataclasses.asdict(record)})
+
+        result = train(config, options, chosen, progress)
+    if path is not None:
+        plot_losses({result.mitigation: result.history}, path, result.config, result.baseline_loss)
+    if save_weights is not None:
+        save_npz(save_weights, export(result.model, result.layout))
+    if ndjson:
+        _ndjson_line({"event": "summary", **summary(result)})
+    else:
+        emit(result, json, lambda console: render_train(result, console))
+
+
+def plot_losses(histories: dict[str, list[StepRecord]], path: Path, config: dict, baseline: float) -> None:
+    """--plot: the logged training loss of each run against the step, the baseline dashed."""
+    curves = {name: ([r.step for r in h], [r.loss for r in h]) for name, h in histories.items()}
+    title = f"{config['task']}, T={config['seq_len']}: training loss"
+    plots.plot_losses(curves, path, title, baseline)
+
+
+def summary(result: TrainResult) -> dict:
+    """The --json document without the history, which --ndjson has already streamed."""
+    return {k: v for k, v in payload(result).items() if k != "history"}

@@ -1,0 +1,84 @@
+"""The terminal view of a CompareResult: one row per run, side by side, at 80 columns.
+
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..comparison import CompareResult, CompareRun
+from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
+from .common import num
+from .train import print_header
+
+BEST = "*"
+LEGEND = (
+    "ratio@0: ||dL/da_1|| / ||dL/da_T|| at initialisation; rate: its mean factor per step back. "
+    "loss: held-out loss after training; /base: loss over the trivial baseline (below 1: the model "
+    "learned something). clips: steps where clipping fired. rho@0, rho: spectral radius of the "
+    "recurrent matrix before and after training (gated cells: of the largest gate block). "
+    "div@N: diverged at step N."
+)
+
+
+def short(x: float | None) -> str:
+    """Two significant digits; exponents without sign padding (7.5e14, 1.2e-6), so ten runs fit 80
+    columns even when a run blows up to 1e212."""
+    if x is None or not math.isfinite(x) or x == 0 or 1e-3 <= abs(x) < 1e3:
+        return num(x, 2)
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _result(run: CompareRun) -> Text:
+    if run.diverged:
+        return Text(f"div@{run.steps}", style="bold red")
+    return Text("ok", style="green")
+
+
+def runs_table(result: CompareResult) -> Table:
+    """Flow at init, training outcome and spectral radius of every run."""
+    accuracy = any(r.accuracy is not None for r in result.runs)
+    table = Table(box=None, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
+    table.add_column("mitigation", justify="left", no_wrap=True)
+    for header in ("ratio@0", "rate", "loss", "/base") + ("acc",) * accuracy + ("max||g||", "clips", "rho@0",
+                                                                                   "rho"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("result", justify="left", no_wrap=True)
+    for r in result.runs:
+        name = Text(f"{BEST if r.best else ' '}{r.mitigation}", style="bold" if r.best else "")
+        row = [name, short(r.ratio_first_last), num(r.rate_per_step), short(r.final_loss),
+               short(r.loss_ratio)]
+        if accuracy:
+            row.append(short(r.accuracy))
+        row += [short(r.max_grad_norm), str(r.clip_events), short(r.spectral_radius_before),
+                short(r.spectral_radius_after), _result(r)]
+        table.add_row(*row)
+    return table
+
+
+def render_compare(result: CompareResult, console: Console) -> None:
+    """Print the comparison for a person."""
+    print_header(console, "compare", result.config)
+    t = result.training
+    console.print(f"{t.optimizer} lr={t.lr:g}, {t.steps} steps per run, trivial baseline loss "
+                  f"{num(result.baseline_loss, 4)}")
+    used = [MITIGATIONS[r.mitigation].strength for r in result.runs if r.mitigation in MITIGATIONS]
+    strengths = [f"{STRENGTH_FLAGS[k]} {v:g}" for k, v in asdict(result.strengths).items() if k in used]
+    if strengths:
+        console.print(", ".join(strengths))
+    console.print()
+    console.print(runs_table(result))
+    console.print()
+    console.print(LEGEND)
+    if result.best is not None:
+        console.print(Text(f"{BEST} best: {result.best}, the lowest held-out loss of the runs that did "
+                           "not diverge", style="bold"))
+    else:
+        console.print(Text("every run diverged", style="bold red"))

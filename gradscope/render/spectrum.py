@@ -1,0 +1,76 @@
+"""The terminal view of a SpectrumResult: the leading exponents, the product's singular values, the
+LSTM's cell path, and the verdict of lambda_1.
+
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..dynamics import SpectrumResult
+from .analyze import config_lines
+from .common import num
+
+REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}
+
+
+def exponent_table(result: SpectrumResult, rows: int) -> Table:
+    """The leading exponents: Lyapunov (with the spread over the batch) and of the product."""
+    lyap, product = result.lyapunov, result.product
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("i", "lambda_i", "std over batch", "log10 sigma_i(P)", "ln sigma_i(P) / steps"):
+        table.add_column(name, justify="right")
+    for i in range(min(rows, result.state_size)):
+        table.add_row(str(i + 1), num(lyap.exponents[i]), num(lyap.exponents_std[i]),
+                      num(product.log10_singular_values[i]), num(product.exponents[i]))
+    return table
+
+
+def cell_path_table(result: SpectrumResult, rows: int) -> Table:
+    """The LSTM's direct memory path: per-unit exponents of diag(f_t) and of its product."""
+    path = result.cell_path
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("i", "mean ln f_t,i", "log10 prod f_t,i"):
+        table.add_column(name, justify="right")
+    for i in range(min(rows, len(path.exponents))):
+        table.add_row(str(i + 1), num(path.exponents[i]), num(path.log10_singular_values[i]))
+    return table
+
+
+def verdict_text(result: SpectrumResult) -> Text:
+    lyap = result.lyapunov
+    text = Text("Verdict: ")
+    text.append(lyap.regime.upper(), style=REGIME_STYLE[lyap.regime])
+    text.append(f"  lambda_1 = {num(lyap.leading_exponent)} per step")
+    if lyap.horizon is not None:
+        text.append(f", horizon {num(lyap.horizon)} steps")
+    if result.cell_path is not None and result.cell_path.horizon is not None:
+        text.append(f"\n  cell path: {num(result.cell_path.leading_exponent)} per step, "
+                    f"horizon {num(result.cell_path.horizon)} steps")
+    return text
+
+
+def render_spectrum(result: SpectrumResult, console: Console, rows: int = 8) -> None:
+    """Print the Jacobian-product analysis for a person."""
+    model_line, data_line = config_lines(result.config)
+    console.print(Text("gradscope spectrum  ", style="bold") + Text(model_line))
+    console.print(" " * len("gradscope spectrum  ") + data_line)
+    lyap, product = result.lyapunov, result.product
+    state = ", ".join(result.state)
+    console.print(f"state ({state}), S = {result.state_size}; exponents per step (natural log), "
+                  "mean over the batch")
+    console.print(f"Lyapunov exponents over {lyap.steps} steps after a {lyap.transient}-step transient")
+    console.print(f"singular values of the product P = J_T ... J_2 of {product.steps} steps")
+    console.print()
+    console.print(exponent_table(result, rows))
+    if not product.converged:
+        console.print(f"the singular values did not settle in {product.sweeps} Jacobi sweeps", style="red")
+    if result.cell_path is not None:
+        console.print()
+        console.print(Text("Cell path c_{t-1} -> c_t: diag(f_t)", style="bold"))
+        console.print(cell_path_table(result, rows))
+    console.print()
+    console.print(verdict_text(result))

@@ -1,0 +1,152 @@
+"""The terminal view of a SweepResult: one heatmap per cell and activation, a legend, the crossings.
+
+Each grid point is a character whose shape gives its band on the shared scale, so the diagram
+reads on a pipe or with NO_COLOR; on a colour terminal the same characters get a diverging
+background, blue (vanishing) through white to red (exploding). The largest y is on top.
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from ..sweep import Heatmap, SweepResult
+from .common import num
+
+# Bands from the deepest vanishing to the strongest exploding (Scale.edges separate them), and
+# the overflow mark: (character, style).
+BANDS = (
+    ("=", "white on blue"),
+    ("-", "black on bright_blue"),
+    (".", "black on cyan"),
+    ("o", "black on white"),
+    ("+", "black on yellow"),
+    ("*", "black on bright_red"),
+    ("#", "white on red"),
+)
+OVERFLOW = ("!", "bold white on magenta")
+WIDTH = 80
+
+
+def band(value: float, edges: list[float]) -> tuple[str, str]:
+    """The (character, style) of a value: -inf in the deepest vanishing band; +inf, nan overflow."""
+    if math.isnan(value) or value == math.inf:
+        return OVERFLOW
+    low, high = edges[2], edges[3]
+    if low <= value <= high:
+        return BANDS[3]
+    below = sum(value < e for e in edges[:3])  # 3: below every lower edge, 1: just under the band
+    above = sum(value > e for e in edges[3:])
+    return BANDS[3 - below] if value < low else BANDS[3 + above]
+
+
+def shown_columns(columns: int, label_width: int) -> tuple[list[int], int]:
+    """The x indices drawn and the characters per point: up to 4 each, and when there are more
+    points than 80 columns hold, evenly spaced ones (--json and --plot keep them all)."""
+    room = WIDTH - label_width - 2
+    if columns > room:
+        return sorted(set(np.round(np.linspace(0, columns - 1, room)).astype(int).tolist())), 1
+    return list(range(columns)), max(1, min(4, room // columns))
+
+
+def _x_labels(values: list, width: int, offset: int) -> str:
+    """Tick labels under the columns, each from its column's start; those that would touch the one
+    before are left out, and the last column is always labelled."""
+    labels = [num(v) for v in values]
+    placed: list[tuple[int, str]] = []
+    for j, label in enumerate(labels):
+        start = offset + j * width
+        if not placed or start > placed[-1][0] + len(placed[-1][1]):
+            placed.append((start, label))
+    last = offset + (len(values) - 1) * width
+    if placed[-1][0] != last:
+        while placed and placed[-1][0] + len(placed[-1][1]) >= last:
+            placed.pop()
+        placed.append((last, labels[-1]))
+    line = ""
+    for start, label in placed:
+        line = line.ljust(start) + label
+    return line
+
+
+def heatmap_lines(result: SweepResult, heatmap: Heatmap) -> list[Text]:
+    """The diagram of one map: rows of characters, the axis, the tick labels."""
+    ys = [num(v) for v in result.y.values]
+    label_width = max(len(result.y.name), *(len(y) for y in ys))
+    columns, width = shown_columns(len(result.x.values), label_width)
+    lines = [Text(result.y.name.rjust(label_width))]
+    for i in range(len(result.y.values) - 1, -1, -1):
+        line = Text(ys[i].rjust(label_width) + " |")
+        for j in columns:
+            char, style = band(float(heatmap.values[i][j]), result.scale.edges)
+            line.append(char * width, style=style)
+        lines.append(line)
+    lines.append(Text(" " * label_width + " +" + "-" * (width * len(columns))))
+    ticks = _x_labels([result.x.values[j] for j in columns], width, label_width + 2)
+    lines.append(Text(ticks + "  " + result.x.name if len(ticks) + len(result.x.name) + 2 <= WIDTH
+                      else ticks + "\n" + " " * (label_width + 2) + result.x.name))
+    return lines
+
+
+def legend_lines(result: SweepResult) -> list[Text]:
+    """Each character, its colour and the range of values it stands for."""
+    e = result.scale.edges
+    ranges = [f"< {num(e[0])}", f"{num(e[0])} .. {num(e[1])}", f"{num(e[1])} .. {num(e[2])}",
+              f"{num(e[2])} .. {num(e[3])} (stable)", f"{num(e[3])} .. {num(e[4])}",
+              f"{num(e[4])} .. {num(e[5])}", f"> {num(e[5])}"]
+    entries = [(char, style, text) for (char, style), text in zip(BANDS, ranges)]
+    entries.append((*OVERFLOW, "overflowed (null in --json)"))
+    lines, line = [], Text("  ")
+    for char, style, text in entries:
+        piece = Text(char, style=style) + Text(f" {text}")
+        if len(line) + 3 + len(piece) > WIDTH:
+            lines.append(line)
+            line = Text("  ")
+        line += (Text("   ") if len(line) > 2 else Text("")) + piece
+    lines.append(line)
+    return lines
+
+
+def crossing_lines(result: SweepResult, heatmap: Heatmap) -> list[str]:
+    """Where each row crosses 0 along x: the vanishing/exploding boundary."""
+    pairs = [f"{num(y)}: {num(c)}" if c is not None else f"{num(y)}: -"
+             for y, c in zip(result.y.values, heatmap.crossings)]
+    head = f"  crosses 0 at {result.x.name}, by {result.y.name}:"
+    lines, line = [], head
+    for pair in pairs:
+        if len(line) + 2 + len(pair) > WIDTH:
+            lines.append(line)
+            line = "   "
+        line += f" {pair}" if line == head else f"  {pair}"
+    lines.append(line)
+    return lines
+
+
+def render_sweep(result: SweepResult, console: Console) -> None:
+    """Print the phase diagrams for a person."""
+    console.print(Text("gradscope sweep  ", style="bold") + Text(result.quantity))
+    console.print(f"grid: {result.y.name} ({len(result.y.values)} values) by {result.x.name} "
+                  f"({len(result.x.values)} values), {len(result.maps)} map(s)")
+    if result.transient is not None:
+        console.print(f"lambda_1 averaged after a {result.transient}-step transient")
+    label_width = max(len(result.y.name), *(len(num(v)) for v in result.y.values))
+    columns, _ = shown_columns(len(result.x.values), label_width)
+    if len(columns) < len(result.x.values):
+        console.print(f"showing {len(columns)} of the {len(result.x.values)} x values, evenly spaced")
+    for heatmap in result.maps:
+        console.print()
+        console.print(Text(f"{heatmap.cell} / {heatmap.activation}", style="bold"))
+        for line in heatmap_lines(result, heatmap):
+            console.print(line)
+        for line in crossing_lines(result, heatmap):
+            console.print(line)
+    console.print()
+    console.print(Text("Legend", style="bold") + Text(f" ({result.quantity}; below 0 vanishing, above exploding)"))
+    for line in legend_lines(result):
+        console.print(line)
+    for skipped in result.skipped:
+        console.print(f"skipped {skipped.cell} / {skipped.activation}: {skipped.reason}")

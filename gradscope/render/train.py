@@ -1,0 +1,112 @@
+"""The terminal view of a TrainResult, and the progress bar of the long-running commands.
+
+Every number shown is a field of the result's JSON document (serialize.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable, Iterator
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..mitigations import STRENGTH_FLAGS
+from ..training import StepRecord, TrainResult
+from .analyze import config_lines
+from .common import console as make_console
+from .common import num, sparkline
+
+MAX_ROWS = 15
+
+
+@contextlib.contextmanager
+def step_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while the block runs, only when stderr is a terminal.
+
+    Yields ``advance(completed)``; a no-op on a pipe, so callers need not ask.
+    """
+    if not sys.stderr.isatty():
+        yield lambda completed: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=make_console(stderr=True), transient=True,
+        redirect_stdout=False, redirect_stderr=False,  # stdout carries data (--ndjson), untouched
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda completed: bar.update(task, completed=completed)
+
+
+def subsample(history: list[StepRecord], rows: int = MAX_ROWS) -> list[StepRecord]:
+    """At most ``rows`` records, evenly spread, always with the first and the last."""
+    if len(history) <= rows:
+        return history
+    picks = np.unique(np.round(np.linspace(0, len(history) - 1, rows)).astype(int))
+    return [history[i] for i in picks]
+
+
+def training_line(result: TrainResult) -> str:
+    """Optimizer, steps and the mitigation with its strength."""
+    t = result.training
+    momentum = "beta1" if t.optimizer == "adam" else "momentum"
+    settings = "".join(f" ({STRENGTH_FLAGS[k]} {v:g})" for k, v in result.mitigation_settings.items())
+    return (f"{t.optimizer} lr={t.lr:g} {momentum}={t.momentum:g}, {t.steps} steps, "
+            f"mitigation {result.mitigation}{settings}")
+
+
+def history_table(result: TrainResult) -> Table:
+    """The logged steps, subsampled to MAX_ROWS; penalty and clipping only where they happened."""
+    rows = subsample(result.history)
+    penalty = any(r.penalty for r in result.history)
+    clipped = any(r.clipped for r in result.history)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    headers = ["step", "loss"] + ["penalty"] * penalty + ["||g||"] + ["clipped to"] * clipped
+    for header in headers + ["rho", "||dL/da_1||/||dL/da_T||"]:
+        table.add_column(header, justify="right")
+    for r in rows:
+        cells = [str(r.step), num(r.loss, 4)] + [num(r.penalty)] * penalty + [num(r.grad_norm)]
+        cells += [num(r.clipped_grad_norm) if r.clipped else "-"] * clipped
+        table.add_row(*cells, num(r.spectral_radius), num(r.ratio_first_last))
+    return table
+
+
+def outcome(result: TrainResult) -> Text:
+    """Loss reached against the baseline, accuracy, and how it ended."""
+    text = Text(f"held-out loss {num(result.final_loss, 4)}  (trivial baseline "
+                f"{num(result.baseline_loss, 4)}, before training {num(result.initial_loss, 4)})\n")
+    if result.accuracy is not None:
+        base = (f" (trivial {num(result.baseline_accuracy)})" if result.baseline_accuracy is not None else "")
+        text.append(f"accuracy {num(result.accuracy)}{base}\n")
+    text.append(f"largest ||g|| {num(result.max_grad_norm)}, clipping fired at {result.clip_events} "
+                f"of {result.steps} steps, rho {num(result.spectral_radius_before)} -> "
+                f"{num(result.spectral_radius_after)}\n")
+    text.append("status: ")
+    text.append(result.status, style="bold red" if result.diverged else "bold green")
+    return text
+
+
+def print_header(console: Console, command: str, config: dict) -> None:
+    """The command's name, then the model and the data settings on two aligned lines."""
+    model_line, data_line = config_lines(config)
+    title = f"gradscope {command}  "
+    console.print(Text(title, style="bold") + Text(model_line))
+    console.print(" " * len(title) + data_line)
+
+
+def render_train(result: TrainResult, console: Console) -> None:
+    """Print a training run for a person."""
+    print_header(console, "train", result.config)
+    console.print(training_line(result))
+    console.print()
+    console.print(history_table(result))
+    with np.errstate(all="ignore"):
+        logs = np.log10([r.loss for r in result.history])
+    console.print(f"log10 loss over the {len(result.history)} logged steps:  " + sparkline(logs, 40))
+    console.print()
+    console.print(outcome(result))

@@ -1,0 +1,432 @@
+"""``sweep``: the vanishing/exploding phase diagram over two settings.
+
+Every point of a grid over two numeric settings (x and y, by default the spectral radius of Wa
+against the sequence length T) is one fresh run, built and measured exactly as ``analyze`` does,
+for each combination of the cells and activations chosen. The metric at a point is
+
+    ratio      log10(||dL/da_1|| / ||dL/da_T||)       analyze's end-to-end ratio; < 0 vanishing
+    lyapunov   lambda_1, per step                      dynamics.lyapunov; < 0 vanishing
+
+so 0 is the boundary between vanishing and exploding in both. Each row reports where it first
+crosses from below 0 to 0 or above along x (linear interpolation between the two grid points).
+
+A point depends on its settings alone (the seed fixes weights and data), so the grid runs in any
+order on any number of processes, or on a Dask cluster, with results identical to one process.
+
+Axes are written NAME=VALUES, NAME any numeric RunConfig setting (``seq_len`` or ``seq-len``):
+
+    spectral_radius=0.5,1,2          a list
+    spectral_radius=0.5:2:16         16 evenly spaced values, both ends included
+    seq_len=10:1000:7:log            7 geometrically spaced values
+
+Whole-number settings round a range to whole numbers (a list must hold whole numbers already);
+values repeating after that are an error, as is any value the setting does not accept.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import multiprocessing
+import typing
+from dataclasses import dataclass, replace
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .analysis import analyze_setup
+from .bptt import forward
+from .cells import CELLS
+from .config import RunConfig, flag
+from .dynamics import lyapunov
+from .errors import InputError
+from .experiment import build
+from .flow import EXPLODING_RATIO, VANISHING_RATIO
+from .parallel import one_blas_thread_per_process
+
+METRICS = {
+    "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",
+    "lyapunov": "leading Lyapunov exponent lambda_1 per step",
+}
+# The band around 0 where a point counts as neither: analyze's verdict "stable" for the ratio
+# (0.01 <= ratio <= 100), and a change of at most 1% per step for lambda_1.
+STABLE = {
+    "ratio": (math.log10(VANISHING_RATIO), math.log10(EXPLODING_RATIO)),
+    "lyapunov": (-0.01, 0.01),
+}
+DEFAULT_X = "spectral_radius=0.5:2:16"
+DEFAULT_Y = "seq_len=10,20,50,100"
+MAX_AXIS_VALUES = 1000
+# Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
+CHUNKS_PER_WORKER = 8
+
+Progress = Callable[[int, int], None]
+
+
+def sweepable() -> dict[str, type]:
+    """The numeric RunConfig settings, name -> int or float: what an axis may sweep."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        options = typing.get_args(hint) or (hint,)
+        for kind in (int, float):
+            if kind in options:
+                kinds[name] = kind
+    return kinds
+
+
+@dataclass
+class Axis:
+    """One axis of the grid: the RunConfig setting and its values, in the order given."""
+
+    name: str
+    values: list
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{where}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: {text.strip()!r} is not a finite number")
+    return value
+
+
+def _range(spec: str, where: str) -> np.ndarray:
+    parts = spec.split(":")
+    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3].strip() != "log"):
+        raise InputError(f"{where}: a range is START:STOP:COUNT or START:STOP:COUNT:log (got {spec!r})")
+    start, stop = _number(parts[0], where), _number(parts[1], where)
+    count = _number(parts[2], where)
+    if count != int(count) or not 2 <= count <= MAX_AXIS_VALUES:
+        raise InputError(f"{where}: COUNT must be a whole number from 2 to {MAX_AXIS_VALUES} (got {parts[2].strip()})")
+    if len(parts) == 4:
+        if start <= 0 or stop <= 0:
+            raise InputError(f"{where}: a log range needs positive ends (got {spec!r})")
+        return np.geomspace(start, stop, int(count))
+    return np.linspace(start, stop, int(count))
+
+
+def parse_axis(text: str, option: str) -> Axis:
+    """An axis from ``NAME=VALUES`` (module docstring); ``option`` (--x, --y) names it in errors."""
+    name, sep, spec = text.partition("=")
+    key = name.strip().lstrip("-").replace("-", "_")
+    if not sep or not key or not spec.strip():
+        raise InputError(f"{option} takes NAME=VALUES, e.g. {option} {DEFAULT_X} (got {text!r})")
+    kinds = sweepable()
+    if key not in kinds:
+        raise InputError(f"{option}: {name.strip()!r} is not a numeric setting; choose one of {', '.join(kinds)}")
+    where = f"{option} {key}"
+    if ":" in spec:
+        raw = _range(spec, where)
+        if kinds[key] is int:
+            raw = np.round(raw)
+    else:
+        raw = np.array([_number(v, where) for v in spec.split(",")])
+        if len(raw) > MAX_AXIS_VALUES:
+            raise InputError(f"{where}: at most {MAX_AXIS_VALUES} values (got {len(raw)})")
+        if kinds[key] is int and np.any(raw != np.round(raw)):
+            raise InputError(f"{where} takes whole numbers (got {spec.strip()})")
+    values = [int(v) for v in raw] if kinds[key] is int else [float(f"{v:.12g}") for v in raw]
+    if len(set(values)) != len(values):
+        raise InputError(f"{where}: values repeat ({spec.strip()}); use fewer points or a wider range")
+    return Axis(key, values)
+
+
+@dataclass
+class Heatmap:
+    """The metric over the grid for one cell and activation.
+
+    values : (len(y), len(x)), values[i][j] at y.values[i], x.values[j]; inf where the gradient
+        overflowed (null in JSON), -inf where it vanished to exactly 0.
+    crossings : for each y, the x at which the row first crosses from below 0 to 0 or above
+        (interpolated linearly; the midpoint when one side is not finite), or None.
+    """
+
+    cell: str
+    activation: str
+    values: np.ndarray
+    crossings: list
+
+
+@dataclass
+class Skipped:
+    """A combination not run, and why (the cell does not support the activation)."""
+
+    cell: str
+    activation: str
+    reason: str
+
+
+@dataclass
+class Scale:
+    """The colour scale of the heatmaps, shared by all of them.
+
+    stable : [low, high], the band counted as neither vanishing nor exploding (STABLE).
+    limit : the largest |finite value| over every map.
+    edges : six ascending band edges: three bands below ``stable``, three above, equal in width.
+    """
+
+    stable: list[float]
+    limit: float
+    edges: list[float]
+
+
+@dataclass
+class SweepResult:
+    """What ``gradscope sweep`` reports.
+
+    config : the settings every point shares (RunConfig fields; the swept two are set per point,
+        cell and activation per map).
+    metric : "ratio" or "lyapunov"; quantity : what it measures, in words.
+    transient : steps skipped before averaging lambda_1 (lyapunov; None: T // 10 at each point).
+    x, y : the axes. maps : one Heatmap per combination run. skipped : combinations not run.
+    scale : the colour scale.
+    """
+
+    command: ClassVar[str] = "sweep"
+
+    config: dict
+    metric: str
+    quantity: str
+    transient: int | None
+    x: Axis
+    y: Axis
+    maps: list[Heatmap]
+    skipped: list[Skipped]
+    scale: Scale
+
+
+def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> float:
+    """The metric of one fresh run: log10 of analyze's end-to-end ratio, or lambda_1."""
+    setup = build(config)
+    with np.errstate(all="ignore"):
+        if metric == "ratio":
+            return float(np.log10(analyze_setup(setup).ratios[0]))
+        traj = forward(setup.model, setup.batch.x)
+    return lyapunov(setup.model, traj, transient).leading_exponent
+
+
+def evaluate_chunk(configs: list[RunConfig], metric: str, transient: int | None) -> list[float]:
+    """``evaluate`` over a list of points: what one worker process or Dask task runs."""
+    return [evaluate(c, metric, transient) for c in configs]
+
+
+def _chunks(count: int, workers: int) -> list[range]:
+    size = max(1, math.ceil(count / (workers * CHUNKS_PER_WORKER)))
+    return [range(lo, min(lo + size, count)) for lo in range(0, count, size)]
+
+
+def _run_local(configs: list[RunConfig], metric: str, transient: int | None, jobs: int,
+               progress: Progress) -> list[float]:
+    values = [math.nan] * len(configs)
+    if jobs == 1:
+        for i, config in enumerate(configs):
+            values[i] = evaluate(config, metric, transient)
+            progress(i + 1, len(configs))
+        return values
+    done = 0
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    with one_blas_thread_per_process(), pool:
+        futures = {pool.submit(evaluate_chunk, [configs[i] for i in chunk], metric, transient): chunk
+                   for chunk in _chunks(len(configs), jobs)}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                chunk = futures[future]
+                for i, value in zip(chunk, future.result()):
+                    values[i] = value
+                done += len(chunk)
+                progress(done, len(configs))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return values
+
+
+def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, address: str,
+              progress: Progress) -> list[float]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise InputError(
+            "--scheduler needs Dask: pip install 'gradscope[dask]'"
+        ) from None
+    try:
+        client = Client(address, timeout=10, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
+    values = [math.nan] * len(configs)
+    done = 0
+    try:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        chunks = _chunks(len(configs), workers)
+        futures = [client.submit(evaluate_chunk, [configs[i] for i in chunk], metric, transient, pure=False)
+                   for chunk in chunks]
+        index = {future.key: chunk for future, chunk in zip(futures, chunks)}
+        for future in as_completed(futures, loop=client.loop):
+            chunk = index[future.key]
+            for i, value in zip(chunk, future.result()):
+                values[i] = value
+            done += len(chunk)
+            progress(done, len(configs))
+    finally:
+        client.close()
+    return values
+
+
+def crossings(values: np.ndarray, xs: Sequence[float]) -> list:
+    """For each row of values (ny, nx): the x where it first goes from < 0 to >= 0, or None.
+
+    Not-finite values count by sign, nan (an overflow) as above 0; across one, the midpoint.
+    """
+    out = []
+    for row in values:
+        found = None
+        for j in range(len(xs) - 1):
+            a, b = row[j], row[j + 1]
+            if a < 0 and not b < 0:
+                if math.isfinite(a) and math.isfinite(b):
+                    found = float(xs[j] + (xs[j + 1] - xs[j]) * (-a) / (b - a))
+                else:
+                    found = float((xs[j] + xs[j + 1]) / 2)
+                break
+        out.append(found)
+    return out
+
+
+def scale(metric: str, maps: list[Heatmap]) -> Scale:
+    """The shared colour scale: the stable band and three equal bands on each side up to the limit."""
+    low, high = STABLE[metric]
+    finite = [np.abs(m.values[np.isfinite(m.values)]) for m in maps]
+    limit = float(max((f.max() for f in finite if f.size), default=0.0))
+    width = max(limit - high, high) / 3
+    edges = [low - 2 * width, low - width, low, high, high + width, high + 2 * width]
+    return Scale([low, high], limit, edges)
+
+
+def _combinations(base: RunConfig, cells: Sequence[str] | None,
+                  activations: Sequence[str] | None) -> tuple[list[tuple[str, str]], list[Skipped]]:
+    if cells is None:
+        # the cell of --weights, or the vanilla RNN
+        cells = [build(base).config.cell if base.weights is not None else "rnn"]
+    for cell in cells:
+        if cell not in CELLS:
+            raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+    activations = activations or ["tanh"]
+    for activation in activations:
+        if activation not in ACTIVATIONS:
+            raise InputError(f"--activations: unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    runs, skipped = [], []
+    for cell in dict.fromkeys(cells):
+        for activation in dict.fromkeys(activations):
+            supported = CELLS[cell].activations
+            if activation in supported:
+                runs.append((cell, activation))
+            else:
+                skipped.append(Skipped(cell, activation, f"{cell} supports --activation {', '.join(supported)}"))
+    if not runs:
+        raise InputError("no combination of --cells and --activations can run: " +
+                         "; ".join(s.reason for s in skipped))
+    return runs, skipped
+
+
+def _check_axes(base: RunConfig, x: Axis, y: Axis) -> None:
+    if x.name == y.name:
+        raise InputError(f"--x and --y both sweep {x.name}; sweep two different settings")
+    defaults = RunConfig()
+    for option, axis in (("--x", x), ("--y", y)):
+        given = getattr(base, axis.name)
+        if given != getattr(defaults, axis.name):
+            raise InputError(f"{flag(axis.name)} {given} conflicts with {option}, which sweeps {axis.name}; drop one")
+        for value in axis.values:
+            try:
+                replace(base, **{axis.name: value})
+            except InputError as exc:
+                raise InputError(f"{option} {axis.name}={value}: {exc}") from None
+
+
+@dataclass
+class SweepPlan:
+    """A checked grid, ready to run: the points in order (map by map, row by row, x fastest)."""
+
+    base: RunConfig
+    x: Axis
+    y: Axis
+    metric: str
+    transient: int | None
+    runs: list[tuple[str, str]]
+    skipped: list[Skipped]
+    points: list[RunConfig]
+
+
+def plan_sweep(
+    base: RunConfig | None = None,
+    x: Axis | str = DEFAULT_X,
+    y: Axis | str = DEFAULT_Y,
+    metric: str = "ratio",
+    cells: Sequence[str] | None = None,
+    activations: Sequence[str] | None = None,
+    transient: int | None = None,
+) -> SweepPlan:
+    """Check everything about a sweep that can be checked before running it.
+
+    base : the settings every point shares. x, y : Axis objects or NAME=VALUES text.
+    cells : default the cell of --weights, or rnn; activations : default tanh. A combination the
+    cell does not support is skipped (and reported), not an error.
+    """
+    base = base or RunConfig()
+    x = parse_axis(x, "--x") if isinstance(x, str) else x
+    y = parse_axis(y, "--y") if isinstance(y, str) else y
+    if metric not in METRICS:
+        raise InputError(f"--metric must be one of {', '.join(METRICS)} (got {metric!r})")
+    if transient is not None and metric != "lyapunov":
+        raise InputError("--transient applies to --metric lyapunov only")
+    if transient is not None and transient < 0:
+        raise InputError(f"--transient must be at least 0 (got {transient})")
+    _check_axes(base, x, y)
+    runs, skipped = _combinations(base, cells, activations)
+    points = [
+        replace(base, cell=cell, activation=activation, **{y.name: yv, x.name: xv})
+        for cell, activation in runs for yv in y.values for xv in x.values
+    ]
+    return SweepPlan(base, x, y, metric, transient, runs, skipped, points)
+
+
+def run_sweep(plan: SweepPlan, jobs: int = 1, scheduler: str | None = None,
+              progress: Progress | None = None) -> SweepResult:
+    """Evaluate every point of the plan and assemble the heatmaps.
+
+    jobs : local processes; with more than one, the workers are spawned (not forked), so a script
+        that calls this must guard its own top level with ``if __name__ == "__main__":``.
+    scheduler : a Dask scheduler's address: the points run on its cluster instead.
+    progress : called with (points done, points in all) as results come in.
+    """
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1 (got {jobs})")
+    report = progress or (lambda done, total: None)
+    if scheduler is not None:
+        flat = _run_dask(plan.points, plan.metric, plan.transient, scheduler, report)
+    else:
+        flat = _run_local(plan.points, plan.metric, plan.transient, min(jobs, len(plan.points)), report)
+    x, y = plan.x, plan.y
+    grid = np.array(flat, dtype=np.float64).reshape(len(plan.runs), len(y.values), len(x.values))
+    maps = [Heatmap(cell, activation, grid[k], crossings(grid[k], x.values))
+            for k, (cell, activation) in enumerate(plan.runs)]
+    return SweepResult(
+        config=plan.base.as_dict(),
+        metric=plan.metric,
+        quantity=METRICS[plan.metric],
+        transient=plan.transient,
+        x=x,
+        y=y,
+        maps=maps,
+        skipped=plan.skipped,
+        scale=scale(plan.metric, maps),
+    )
+
+
+def sweep(base: RunConfig | None = None, *, jobs: int = 1, scheduler: str | None = None,
+          progress: Progress | None = None, **grid) -> SweepResult:
+    """``plan_sweep`` and ``run_sweep`` in one call: ``sweep(x="seq_len=10,100", metric="lyapunov")``."""
+    return run_sweep(plan_sweep(base, **grid), jobs, scheduler, progress)
