@@ -122,7 +122,9 @@ def build(config: RunConfig) -> Setup:
     weights_rng, data_rng = rngs(config.seed)
     if config.weights is not None:
         model, layout = _loaded_model(config)
-        shape = task.resolve(model.input_size, model.output_size, model.loss.name)
+        # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
+        shape = task.resolve(model.input_size, model.output_size, config.loss)
+        model.loss = get_loss(shape.loss)
         model.readout = shape.readout  # a state dict holds one Linear; the task says where it reads
     else:
         shape = task.resolve(config.input_size, config.output_size, config.loss)

@@ -88,11 +88,24 @@ def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
     return _numeric(data, f"{what} file {p}")
 
 
+def check_output(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] = (".npz",)) -> Path:
+    """Check an output path before any work is done, so that a typo loses no computation."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise InputError(f"{flag} {p}: the file must end in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise InputError(f"{flag} {p}: is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {p}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag} {p}: the folder {parent} is not writable")
+    return p
+
+
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float]) -> None:
     """Write arrays uncompressed; an unwritable path is an input error."""
-    p = Path(path)
-    if p.suffix != ".npz":
-        raise InputError(f"output file must end in .npz: {p}")
+    p = check_output(path, "output file")
     try:
         with open(p, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -195,7 +195,7 @@ class NoMitigation(Mitigation):
 
 class ClipNorm(Mitigation):
     name = "clip-norm"
-    help = "rescale the whole gradient to --clip-threshold when its norm exceeds it (Pascanu)"
+    help = "if ||g|| >= --clip-threshold, rescale g to that norm (Pascanu)"
     strength = "clip_threshold"
 
     def clip(self, grads: Params) -> tuple[Params, bool]:
@@ -213,7 +213,7 @@ class ClipValue(Mitigation):
 
 class Orthogonal(Mitigation):
     name = "orthogonal"
-    help = "orthogonal Wa at init (gain 1, no --spectral-radius): every singular value 1"
+    help = "orthogonal Wa at init (gain 1; --spectral-radius dropped)"
     overrides = {"init": "orthogonal", "init_gain": 1.0, "spectral_radius": None}
 
 
@@ -232,7 +232,7 @@ class ReLU(Mitigation):
 
 class L2(Mitigation):
     name = "l2"
-    help = "weight decay on the recurrent weights only: lambda/2 ||W_hh||^2, lambda = --l2"
+    help = "weight decay on the recurrent weights only: --l2 / 2 ||W_hh||^2"
     strength = "l2"
 
     def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
@@ -242,7 +242,7 @@ class L2(Mitigation):
 
 class Omega(Mitigation):
     name = "omega"
-    help = "Pascanu's regulariser: each step should preserve ||dL/da||; strength --omega-strength"
+    help = "Pascanu's regulariser: every step should keep ||dL/da|| (vanilla RNN)"
     strength = "omega"
 
     def check(self, model: Model) -> None:

@@ -60,6 +60,7 @@ DEFAULT_Y = "seq_len=10,20,50,100"
 MAX_AXIS_VALUES = 1000
 # Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
 CHUNKS_PER_WORKER = 8
+DASK_CONNECT_SECONDS = 10
 
 Progress = Callable[[int, int], None]
 
@@ -138,8 +139,8 @@ def parse_axis(text: str, option: str) -> Axis:
 class Heatmap:
     """The metric over the grid for one cell and activation.
 
-    values : (len(y), len(x)), values[i][j] at y.values[i], x.values[j]; inf where the gradient
-        overflowed (null in JSON), -inf where it vanished to exactly 0.
+    values : (len(y), len(x)), values[i][j] at y.values[i], x.values[j]; inf or nan where the
+        gradient overflowed (null in JSON), -inf where it vanished to exactly 0.
     crossings : for each y, the x at which the row first crosses from below 0 to 0 or above
         (interpolated linearly; the midpoint when one side is not finite), or None.
     """
@@ -249,11 +250,9 @@ def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, addr
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
-        raise InputError(
-            "--scheduler needs Dask: pip install 'gradscope[dask]'"
-        ) from None
+        raise InputError("--scheduler needs Dask: pip install 'gradscope[dask]'") from None
     try:
-        client = Client(address, timeout=10, set_as_default=False)
+        client = Client(address, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
     values = [math.nan] * len(configs)
@@ -307,9 +306,13 @@ def scale(metric: str, maps: list[Heatmap]) -> Scale:
 
 def _combinations(base: RunConfig, cells: Sequence[str] | None,
                   activations: Sequence[str] | None) -> tuple[list[tuple[str, str]], list[Skipped]]:
-    if cells is None:
-        # the cell of --weights, or the vanilla RNN
-        cells = [build(base).config.cell if base.weights is not None else "rnn"]
+    if base.weights is not None:
+        held = build(base).config.cell
+        wrong = [cell for cell in cells or () if cell != held]
+        if wrong:
+            raise InputError(f"--cells {wrong[0]}: {base.weights} holds a {held} model")
+        cells = [held]
+    cells = cells or ["rnn"]
     for cell in cells:
         if cell not in CELLS:
             raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(CELLS)}")

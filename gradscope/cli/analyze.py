@@ -9,7 +9,7 @@ import typer
 
 from ..analysis import analyze
 from ..config import RunConfig
-from ..files import save_npz
+from ..files import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
 from ..statedict import export, export_grads
@@ -35,6 +35,9 @@ def analyze_command(
 ) -> None:
     """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
     path = plots.prepare(plot) if plot is not None else None
+    for flag, target in (("--save-grads", save_grads), ("--save-weights", save_weights)):
+        if target is not None:
+            check_output(target, flag)
     result = analyze(config)
     setup = result.setup
     if path is not None:

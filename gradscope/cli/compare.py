@@ -17,8 +17,8 @@ from ..training import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_with
 from .train import (
-    MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, Momentum,
-    OmegaStrength, Optimizer, Steps, plot_losses, strengths_for,
+    MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
+    Momentum, OmegaStrength, Optimizer, Steps, plot_losses, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -35,6 +35,7 @@ def compare_command(
     optimizer: Optimizer = _DEFAULTS.optimizer,
     lr: LearningRate = None,
     momentum: Momentum = _DEFAULTS.momentum,
+    log_every: LogEvery = _DEFAULTS.log_every,
     eval_size: EvalSize = _DEFAULTS.eval_size,
     clip_threshold: ClipThreshold = None,
     clip_value: ClipValue = None,
@@ -49,7 +50,7 @@ def compare_command(
     """Train without and with each mitigation on the same data, and compare them side by side."""
     path = plots.prepare(plot) if plot is not None else None
     names = parse_mitigations(mitigations)
-    options = TrainOptions(steps=steps, optimizer=optimizer, lr=lr, momentum=momentum, eval_size=eval_size)
+    options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     with step_progress("runs", len(names) + 1) as advance:
         result = compare(config, options, names, strengths, default_jobs() if jobs is None else jobs,

@@ -14,7 +14,7 @@ import typer
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..files import save_npz
+from ..files import check_output, save_npz
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..render import plots
@@ -98,6 +98,8 @@ def train_command(
     if json and ndjson:
         raise InputError("--json and --ndjson are alternatives: give one")
     path = plots.prepare(plot) if plot is not None else None
+    if save_weights is not None:
+        check_output(save_weights, "--save-weights")
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..files import check_output
 
 FORMATS = (".png", ".svg")
 INSTALL_HINT = "pip install 'gradscope[plot]'"
@@ -29,9 +30,7 @@ INSTALL_HINT = "pip install 'gradscope[plot]'"
 
 def prepare(path: str | Path) -> Path:
     """Check --plot FILE before any work is done: its extension, and that matplotlib is there."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise InputError(f"--plot {path}: the file must end in .png or .svg")
+    path = check_output(path, "--plot", FORMATS)
     _matplotlib()
     return path
 

@@ -73,10 +73,15 @@ def _x_labels(values: list, width: int, offset: int) -> str:
     return line
 
 
+def _label_width(result: SweepResult) -> int:
+    """Characters left of the diagram: the y values and the y axis's name."""
+    return max(len(result.y.name), *(len(num(v)) for v in result.y.values))
+
+
 def heatmap_lines(result: SweepResult, heatmap: Heatmap) -> list[Text]:
     """The diagram of one map: rows of characters, the axis, the tick labels."""
     ys = [num(v) for v in result.y.values]
-    label_width = max(len(result.y.name), *(len(y) for y in ys))
+    label_width = _label_width(result)
     columns, width = shown_columns(len(result.x.values), label_width)
     lines = [Text(result.y.name.rjust(label_width))]
     for i in range(len(result.y.values) - 1, -1, -1):
@@ -133,8 +138,7 @@ def render_sweep(result: SweepResult, console: Console) -> None:
                   f"({len(result.x.values)} values), {len(result.maps)} map(s)")
     if result.transient is not None:
         console.print(f"lambda_1 averaged after a {result.transient}-step transient")
-    label_width = max(len(result.y.name), *(len(num(v)) for v in result.y.values))
-    columns, _ = shown_columns(len(result.x.values), label_width)
+    columns, _ = shown_columns(len(result.x.values), _label_width(result))
     if len(columns) < len(result.x.values):
         console.print(f"showing {len(columns)} of the {len(result.x.values)} x values, evenly spaced")
     for heatmap in result.maps:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..mitigations import STRENGTH_FLAGS
+from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
 from ..training import StepRecord, TrainResult
 from .analyze import config_lines
 from .common import console as make_console
@@ -103,6 +103,8 @@ def render_train(result: TrainResult, console: Console) -> None:
     """Print a training run for a person."""
     print_header(console, "train", result.config)
     console.print(training_line(result))
+    if result.mitigation in MITIGATIONS:
+        console.print(f"  {result.mitigation}: {MITIGATIONS[result.mitigation].help}")
     console.print()
     console.print(history_table(result))
     with np.errstate(all="ignore"):

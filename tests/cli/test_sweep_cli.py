@@ -78,6 +78,16 @@ def test_one_map_per_supported_combination_and_the_rest_listed(capsys):
     assert "rnn / relu" in out and "gru / tanh" in out and "skipped gru / relu" in out
 
 
+def test_weights_fix_the_cell_and_the_grid_rescales_them(capsys, tmp_path):
+    weights = tmp_path / "lstm.npz"
+    assert main(["analyze", "--cell", "lstm", *SMALL, "--save-weights", str(weights)]) == 0
+    capsys.readouterr()
+    doc = sweep_json(capsys, *GRID, "--weights", str(weights), "--jobs", "1")
+    assert [m["cell"] for m in doc["maps"]] == ["lstm"] and doc["config"]["weights"] == str(weights)
+    code, _, err = run(capsys, "sweep", *GRID, "--weights", str(weights), "--cells", "rnn")
+    assert code == 2 and f"--cells rnn: {weights} holds a lstm model" in err
+
+
 def test_two_processes_give_the_same_bytes_as_one(capsys):
     argv = [*GRID, "--cells", "rnn,lstm", "--metric", "lyapunov"]
     one = run(capsys, "sweep", *SMALL, *argv, "--json", "--jobs", "1")[1]

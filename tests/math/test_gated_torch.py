@@ -9,6 +9,7 @@ from gradscope import analyze
 from gradscope.bptt import bptt
 from gradscope.cli import main
 from helpers import random_model, random_targets
+from test_torch_rnn import torch_grads, torch_loss  # nn.RNN/GRU/LSTM + nn.Linear alike
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -28,23 +29,6 @@ def torch_model(cell, d, h, o, seed):
             if p.ndim == 1:
                 p.normal_(0, 0.5)
     return model
-
-
-def torch_loss(logits, y, loss):
-    if loss == "bce":
-        return torch.nn.BCEWithLogitsLoss()(logits, torch.tensor(y))
-    if loss == "ce":
-        return torch.nn.CrossEntropyLoss()(logits, torch.tensor(y).long())
-    return torch.nn.MSELoss()(logits, torch.tensor(y))
-
-
-def torch_grads(model, x, y, loss):
-    """Loss and parameter gradients of the whole-sequence module + nn.Linear on the last step."""
-    out, _ = model["rnn"](torch.tensor(x))
-    value = torch_loss(model["fc"](out[:, -1]), y, loss)
-    model.zero_grad()
-    value.backward()
-    return value.item(), {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
 
 
 def unrolled_state_grads(cell, model, x, y, loss):
@@ -76,9 +60,7 @@ def test_saved_torch_model_matches_autograd(tmp_path, cell, loss, outputs):
     model = torch_model(cell, d, h, outputs, seed=outputs)
     rng = np.random.default_rng(outputs)
     x = rng.standard_normal((b, t, d))
-    y = {"bce": rng.integers(0, 2, (b, 1)).astype(np.float64),
-         "ce": rng.integers(0, outputs, b).astype(np.float64),
-         "mse": rng.standard_normal((b, outputs))}[loss]
+    y = random_targets(loss, b, outputs, rng)
     np.savez(tmp_path / "w.npz", **{k: v.detach().numpy() for k, v in model.state_dict().items()})
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
