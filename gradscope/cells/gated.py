@@ -67,11 +67,11 @@ class GatedCell(Cell):
         steps, batch, d = x.shape
         # u = [x_t, 1] [W_ih, bias]^T: the bias rides along in the one matmul over all steps,
         # instead of a second pass over the (T, B, G*H) result.
-        ones = np.empty((steps * batch, d + 1))
-        ones[:, :d] = x.reshape(steps * batch, d)
-        ones[:, d] = 1.0
+        x_one = np.empty((steps * batch, d + 1))
+        x_one[:, :d] = x.reshape(steps * batch, d)
+        x_one[:, d] = 1.0
         weights = np.concatenate((params["W_ih"], self.input_bias(params)[:, None]), axis=1)
-        return (ones @ weights.T).reshape(steps, batch, -1)
+        return (x_one @ weights.T).reshape(steps, batch, -1)
 
     @abstractmethod
     def local_backward(
