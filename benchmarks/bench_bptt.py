@@ -5,7 +5,9 @@ For each (B, T, D, H) the same weights and batch go through
 - gradscope: forward, BPTT with dL/da_t at every step and every parameter gradient, the per-step
   norms and the per-step contributions to dL/dWa (what ``gradscope analyze`` computes);
 - gradscope, plain BPTT: forward and backward for the parameter gradients only (a lean loop
-  written here), to price the per-step diagnostics;
+  written here), to price the per-step diagnostics: column "dL/da_t" is the cost of keeping
+  dL/da_t for every step with its norms, column "contrib." that of the per-step contributions'
+  norms on top (B x B Gram matrices per step);
 - torch.nn.RNN forward + backward (parameter gradients only);
 - an unrolled torch.nn.RNNCell with ``retain_grad`` on every h_t: how a torch user gets dL/da_t.
 
@@ -26,28 +28,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SIZES, environment, median_time, ms, print_table, ratio  # noqa: E402
 
 from gradscope.analysis import step_norms  # noqa: E402
-from gradscope.bptt import backward, bptt, forward  # noqa: E402
+from gradscope.bptt import bptt, forward  # noqa: E402
 from gradscope.statedict import load_model  # noqa: E402
 
 
-def diagnostic_pass(model, x, y) -> None:
+def diagnostic_pass(model, x, y, contributions: bool = True) -> None:
+    """What ``gradscope analyze`` computes: BPTT with dL/da_t, its norms, the contributions."""
     _, grads = bptt(model, x, y)
     step_norms(grads.dL_da)
-    grads.contribution_norms()
+    if contributions:
+        grads.contribution_norms()
 
 
 def plain_bptt(model, x, y) -> None:
-    """Parameter gradients only: no per-step record, no norms."""
+    """Parameter gradients only: no per-step record of dL/da_t, no norms."""
     traj = forward(model, x)
     cell, params = model.cell, model.params
     _, dlogits = model.loss.value_and_grad(traj.logits, y)
     steps, batch, _ = traj.x.shape
-    width = params[cell.recurrent].shape[0]
-    du = np.empty((steps, batch, width))
-    dstate = (dlogits @ params["Wy"],)
+    du = np.empty((steps, batch, params[cell.recurrent].shape[0]))
+    dv = du if cell.dv_is_du else np.empty_like(du)
+    dstate = (dlogits @ params["Wy"],) + tuple(np.zeros_like(s) for s in traj.states[0][1:])
     for t in range(steps - 1, -1, -1):
-        du[t], _, dstate = cell.step_backward(params, dstate, traj.caches[t])
-    cell.param_grads(params, traj.x, traj.hidden[:-1], du, du)
+        dstate = cell.step_backward(params, dstate, traj.caches[t], du[t], dv[t])
+    cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
 
 
 def torch_setup(b, t, d, h, seed=0):
@@ -109,15 +113,17 @@ def main() -> None:
             cell.bias_ih.copy_(rnn.bias_ih_l0)
             cell.bias_hh.copy_(rnn.bias_hh_l0)
         ours = median_time(lambda: diagnostic_pass(model, xn, yn), repeats)
+        per_step = median_time(lambda: diagnostic_pass(model, xn, yn, contributions=False), repeats)
         plain = median_time(lambda: plain_bptt(model, xn, yn), repeats)
         t_rnn = median_time(lambda: torch_rnn(rnn, fc, x, y), repeats)
         t_cell = median_time(lambda: torch_unrolled(cell, fc, x, y), repeats)
         rows.append([
-            f"({b}, {t}, {d}, {h})", ms(ours), ms(plain), f"{(ours / plain - 1) * 100:+.1f}%",
-            ms(t_rnn), ratio(t_rnn, ours), ms(t_cell), ratio(t_cell, ours),
+            f"({b}, {t}, {d}, {h})", ms(ours), ms(plain), f"{(per_step / plain - 1) * 100:+.1f}%",
+            f"{(ours / per_step - 1) * 100:+.1f}%", ms(t_rnn), ratio(t_rnn, ours), ms(t_cell),
+            ratio(t_cell, ours),
         ])
     print_table(
-        ["(B, T, D, H)", "gradscope", "plain BPTT", "per-step cost", "nn.RNN", "ratio",
+        ["(B, T, D, H)", "gradscope", "plain BPTT", "dL/da_t", "contrib.", "nn.RNN", "ratio",
          "unrolled", "ratio"],
         rows,
     )

@@ -16,6 +16,12 @@ from typing import Callable
 
 import numpy as np
 
+from gradscope.runtime import keep_freed_memory
+
+# As the CLI does: repeated passes reuse freed memory instead of page-faulting it in again. It is
+# process-wide, so PyTorch, timed in the same process, gets the same allocator.
+MEMORY_REUSED = keep_freed_memory()
+
 SIZES = [(32, 200, 16, 128), (1, 1000, 8, 64), (64, 100, 64, 512)]  # (B, T, D, H)
 
 
@@ -42,6 +48,7 @@ def environment() -> str:
     except ImportError:
         parts.append("torch not installed")
     parts.append(f"cpus {os.cpu_count()}")
+    parts.append(f"glibc keeps freed memory: {'yes' if MEMORY_REUSED else 'no'}")
     overrides = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("OPENBLAS_")]
     parts.append("OpenBLAS overrides: " + (", ".join(overrides) if overrides else "none"))
     return "; ".join(parts)

@@ -78,18 +78,20 @@ def step_norms(d: np.ndarray) -> np.ndarray:
     """(T, B, H) -> (T,) Frobenius norm of each step's (B, H) slice.
 
     Squares of vanishing gradients underflow (1e-170^2 = 0) and of exploding ones overflow, so the
-    steps where the plain sum of squares leaves the safe range are recomputed with scaling.
+    steps where the plain sum of squares leaves the safe range are recomputed scaled by their
+    largest entry; a step holding inf (and no nan) has norm inf, one holding nan has norm nan.
     """
     with np.errstate(all="ignore"):
         sq = np.einsum("tbh,tbh->t", d, d)
         norms = np.sqrt(sq)
-        unsafe = ~((sq > 1e-280) & (sq < 1e280))
-        for t in np.flatnonzero(unsafe):
-            scale = np.max(np.abs(d[t]))
-            if scale > 0 and np.isfinite(scale):
-                norms[t] = scale * np.linalg.norm(d[t] / scale)
-            elif not np.isfinite(scale):
-                norms[t] = np.nan if np.isnan(d[t]).any() else np.inf
+        unsafe = np.flatnonzero(~((sq > 1e-280) & (sq < 1e280)))
+        if unsafe.size:
+            rows = d[unsafe].reshape(unsafe.size, -1)
+            scale = np.max(np.abs(rows), axis=1)
+            ok = (scale > 0) & np.isfinite(scale)
+            safe = np.where(ok, scale, 1.0)[:, None]
+            scaled = safe[:, 0] * np.sqrt(np.einsum("ij,ij->i", rows / safe, rows / safe))
+            norms[unsafe] = np.where(ok, scaled, np.where(np.isnan(rows).any(axis=1), np.nan, norms[unsafe]))
         return norms
 
 

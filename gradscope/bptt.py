@@ -113,9 +113,9 @@ def forward(model: Model, x: np.ndarray) -> Trajectory:
     state = cell.initial_state(batch, model.hidden_size)
     hidden[0] = state[0]
     states, caches = [], []
+    step = cell.step_forward
     for t in range(steps):
-        state, cache = cell.step_forward(params, u[t], state)
-        hidden[t + 1] = state[0]
+        state, cache = step(params, u[t], state, hidden[t + 1])  # h_t lands in its row
         states.append(state)
         caches.append(cache)
     if model.readout == "every":
@@ -132,12 +132,15 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
     steps, batch, hidden_size = traj.hidden.shape[0] - 1, traj.hidden.shape[1], model.hidden_size
     loss, dlogits = model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))
 
-    dL_da = np.empty((steps, batch, hidden_size))
+    # deltas[t] = dL/da_t for t = 0..T: each step writes dL/da_{t-1} straight into the row before
+    # its own, so the recursion itself fills the record (dL/da_0 is computed and dropped).
+    deltas = np.empty((steps + 1, batch, hidden_size))
+    dL_da = deltas[1:]
     has_memory = len(cell.state_names) > 1
     dL_dc = np.empty((steps, batch, hidden_size)) if has_memory else None
     width = params[cell.recurrent].shape[0]
     du = np.empty((steps, batch, width))
-    dv = np.empty((steps, batch, width))
+    dv = du if cell.dv_is_du else np.empty((steps, batch, width))
 
     every = model.readout == "every"
     if every:
@@ -146,14 +149,15 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
         delta = np.zeros((batch, hidden_size))
     else:
         delta = dlogits @ params["Wy"]  # delta_T = Wy^T dL/dlogits
-    dstate = (delta,) + tuple(np.zeros((batch, hidden_size)) for _ in cell.state_names[1:])
+    dL_da[steps - 1] = delta
+    dstate = (dL_da[steps - 1],) + tuple(np.zeros((batch, hidden_size)) for _ in cell.state_names[1:])
+    caches, step = traj.caches, cell.step_backward
     for t in range(steps - 1, -1, -1):
         if every:
-            dstate = (dstate[0] + local[t],) + dstate[1:]  # the loss at step t reads a_t directly
-        dL_da[t] = dstate[0]
+            dL_da[t] += local[t]  # the loss at step t reads a_t directly; dstate[0] is this row
         if has_memory:
-            dL_dc[t] = cell.memory_grad(dstate, traj.caches[t])  # the total, through h_t as well
-        du[t], dv[t], dstate = cell.step_backward(params, dstate, traj.caches[t])
+            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
+        dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
 
     hidden_prev = traj.hidden[:-1]
     grads = cell.param_grads(params, traj.x, hidden_prev, du, dv)

@@ -11,6 +11,8 @@ import os
 from typing import Iterator
 
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# glibc reads these when a process starts: keep freed large blocks for reuse (see runtime.py).
+MALLOC_REUSE = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 @contextlib.contextmanager
@@ -19,10 +21,12 @@ def one_blas_thread_per_process() -> Iterator[None]:
 
     The workers already use every core; BLAS threads on top of them only contend for the cores
     (on these small matrices each worker runs several times slower). The variables are read when a
-    spawned worker starts numpy; the parent's own BLAS, already started, is not affected.
+    spawned worker starts numpy; the parent's own BLAS, already started, is not affected. Workers
+    also keep freed memory for their next BPTT pass, as runtime.keep_freed_memory does here.
     """
-    saved = {name: os.environ.get(name) for name in BLAS_THREADS}
+    saved = {name: os.environ.get(name) for name in BLAS_THREADS + MALLOC_REUSE}
     os.environ.update({name: "1" for name in BLAS_THREADS})
+    os.environ.update({name: str(1 << 30) for name in MALLOC_REUSE})
     try:
         yield
     finally:

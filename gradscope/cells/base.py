@@ -44,6 +44,7 @@ class Cell(ABC):
     torch_names : our parameter name -> PyTorch's name (without the module prefix).
     recurrent : name of the recurrent weight W_hh, shape (G*H, H).
     activations : activations this cell supports for ``--activation``.
+    dv_is_du : True where dL/dv_t equals dL/du_t (vanilla RNN, LSTM), so BPTT keeps one array.
     """
 
     name: ClassVar[str]
@@ -53,6 +54,7 @@ class Cell(ABC):
     torch_names: ClassVar[dict[str, str]]
     recurrent: ClassVar[str]
     activations: ClassVar[tuple[str, ...]] = ("tanh",)
+    dv_is_du: ClassVar[bool] = False
 
     def __init__(self, activation: str = "tanh") -> None:
         if activation not in self.activations:
@@ -97,14 +99,30 @@ class Cell(ABC):
         """u = W_ih x_t + b_ih for every step at once: x (T, B, D) -> u (T, B, G*H)."""
 
     @abstractmethod
-    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, Any]:
-        """One step: u_t (B, G*H), state_{t-1} -> (state_t, cache_t)."""
+    def step_forward(
+        self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
+    ) -> tuple[State, Any]:
+        """One step: u_t (B, G*H), state_{t-1} -> (state_t, cache_t).
+
+        out : optional (B, H) array that receives h_t, so that BPTT's loop writes each step's
+            hidden state straight into its row of the trajectory instead of copying it there.
+            When given, the state's first element must be ``out`` itself.
+        """
 
     @abstractmethod
     def step_backward(
-        self, params: Params, dstate: State, cache: Any
-    ) -> tuple[np.ndarray, np.ndarray, State]:
-        """One step back: dL/dstate_t -> (dL/du_t (B, G*H), dL/dv_t (B, G*H), dL/dstate_{t-1})."""
+        self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray,
+        dh_prev: np.ndarray | None = None,
+    ) -> State:
+        """One step back from dL/dstate_t; returns dL/dstate_{t-1}.
+
+        du, dv : (B, G*H) arrays the step fills with dL/du_t and dL/dv_t (one and the same array
+            when the cell declares ``dv_is_du``).
+        dh_prev : optional (B, H) array that receives dL/dh_{t-1}; when given, it must be the first
+            element returned.
+        Writing into arrays that the caller owns keeps the loop free of copies: it matters at
+        small batch sizes, where numpy's per-call overhead is most of a step's cost.
+        """
 
     @abstractmethod
     def param_grads(

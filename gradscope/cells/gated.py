@@ -75,24 +75,26 @@ class GatedCell(Cell):
 
     @abstractmethod
     def local_backward(
-        self, params: Params, dstate: State, cache: Any
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray | None, ...]]:
+        self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray
+    ) -> tuple[np.ndarray | None, ...]:
         """Backprop through the elementwise part of one step.
 
         cache : the step's cache, a NamedTuple with at least ``gates`` (B, .).
         dstate : dL/dstate_t, one (B, H) array per state element.
-        Returns dL/du_t (B, G*H), dL/dv_t (B, G*H) and, per element of state_{t-1}, its derivative
-        through every path but W_hh h_{t-1} ((B, H), or None where there is no such path).
+        Fills du with dL/du_t (B, G*H) and dv with dL/dv_t (B, G*H); returns, per element of
+        state_{t-1}, its derivative through every path but W_hh h_{t-1} ((B, H), or None where
+        there is no such path).
         """
 
     def step_backward(
-        self, params: Params, dstate: State, cache: Any
-    ) -> tuple[np.ndarray, np.ndarray, State]:
-        du, dv, direct = self.local_backward(params, dstate, cache)
-        dh_prev = dv @ params["W_hh"]  # backprop through W_hh h_{t-1}
+        self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray,
+        dh_prev: np.ndarray | None = None,
+    ) -> State:
+        direct = self.local_backward(params, dstate, cache, du, dv)
+        dh = np.matmul(dv, params["W_hh"], out=dh_prev)  # backprop through W_hh h_{t-1}
         if direct[0] is not None:
-            dh_prev += direct[0]
-        return du, dv, (dh_prev,) + direct[1:]
+            dh += direct[0]
+        return (dh,) + direct[1:]
 
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
@@ -119,9 +121,12 @@ class GatedCell(Cell):
         zeros = np.zeros_like(ones)
         alpha = np.empty((batch, m, params["W_hh"].shape[0]))
         direct = np.zeros((batch, m, m, ones.shape[1]))
+        du = np.empty((batch, params["W_hh"].shape[0]))
         for s in range(m):
             unit = tuple(ones if k == s else zeros for k in range(m))
-            _, alpha[:, s], through = self.local_backward(params, unit, cache)
+            dv = du if self.dv_is_du else np.empty_like(du)
+            through = self.local_backward(params, unit, cache, du, dv)
+            alpha[:, s] = dv
             for k, d in enumerate(through):
                 if d is not None:
                     direct[:, s, k] = d

@@ -56,7 +56,9 @@ class GRUCell(GatedCell):
     gates = ("r", "z", "n")
     torch_module = "nn.GRU"
 
-    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, GRUCache]:
+    def step_forward(
+        self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
+    ) -> tuple[State, GRUCache]:
         # Elementwise work runs on contiguous (B, 2H) and (B, H) arrays: numpy is several times
         # slower on the strided gate columns of a (B, 3H) array.
         (h_prev,) = state
@@ -70,13 +72,13 @@ class GRUCell(GatedCell):
         n += u_t[:, 2 * h :]
         np.tanh(n, out=n)  # n_t = tanh(u_n + r * v_n)
         diff = h_prev - n
-        h_new = diff * rz[:, h:]
+        h_new = np.multiply(diff, rz[:, h:], out=out)
         h_new += n  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
         return (h_new,), GRUCache(rz, v_n, diff, n)
 
     def local_backward(
-        self, params: Params, dstate: State, cache: GRUCache
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray]]:
+        self, params: Params, dstate: State, cache: GRUCache, du: np.ndarray, dv: np.ndarray
+    ) -> tuple[np.ndarray]:
         (dh,) = dstate
         rz, n = cache.gates, cache.n
         h = n.shape[1]
@@ -92,6 +94,8 @@ class GRUCell(GatedCell):
         slope = 1.0 - rz
         slope *= rz
         du_rz *= slope  # backprop through the sigmoids: r (1 - r), z (1 - z)
-        du = np.concatenate((du_rz, du_n), axis=1)
-        dv = np.concatenate((du_rz, du_n * r), axis=1)  # dv_n = r du_n: backprop through r * v_n
-        return du, dv, (dh_direct,)
+        du[:, : 2 * h] = du_rz
+        du[:, 2 * h :] = du_n
+        dv[:, : 2 * h] = du_rz
+        np.multiply(du_n, r, out=dv[:, 2 * h :])  # dv_n = r du_n: backprop through r * v_n
+        return (dh_direct,)

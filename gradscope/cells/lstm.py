@@ -70,12 +70,15 @@ class LSTMCell(GatedCell):
     gates = ("i", "f", "g", "o")
     state_names = ("h", "c")
     torch_module = "nn.LSTM"
+    dv_is_du = True
 
     def input_bias(self, params: Params) -> np.ndarray:
         """b_ih + b_hh: b_hh enters a_t as b_ih does, so it is added once in u, not at every step."""
         return params["b_ih"] + params["b_hh"]
 
-    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, LSTMCache]:
+    def step_forward(
+        self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
+    ) -> tuple[State, LSTMCache]:
         h_prev, c_prev = state
         h = h_prev.shape[1]
         half, shift, _ = gate_constants(h)
@@ -90,7 +93,7 @@ class LSTMCell(GatedCell):
         ig = i * g
         c += ig  # c_t = f c_{t-1} + i g
         tanh_c = np.tanh(c)
-        h_new = o * tanh_c  # h_t = o tanh(c_t)
+        h_new = np.multiply(o, tanh_c, out=out)  # h_t = o tanh(c_t)
         dh_dc = np.multiply(tanh_c, tanh_c, out=ig)
         np.subtract(1.0, dh_dc, out=dh_dc)
         dh_dc *= o  # o (1 - tanh^2 c_t), kept for the backward
@@ -104,13 +107,13 @@ class LSTMCell(GatedCell):
         return total
 
     def local_backward(
-        self, params: Params, dstate: State, cache: LSTMCache
-    ) -> tuple[np.ndarray, np.ndarray, tuple[None, np.ndarray]]:
+        self, params: Params, dstate: State, cache: LSTMCache, du: np.ndarray, dv: np.ndarray
+    ) -> tuple[None, np.ndarray]:
         dh, _ = dstate
         gates = cache.gates
         h = dh.shape[1]
         i, f, g = gates[:, :h], gates[:, h : 2 * h], gates[:, 2 * h : 3 * h]
-        da = np.empty_like(gates)
+        da = du  # dL/da_t for a_t = u_t + v_t: du and dv are one array (dv_is_du)
         np.multiply(dh, cache.tanh_c, out=da[:, 3 * h :])  # do: backprop through o * tanh(c)
         dc = self.memory_grad(dstate, cache)  # through tanh(c_t) into h_t, plus the carry
         np.multiply(dc, g, out=da[:, :h])  # di: backprop through i * g
@@ -121,4 +124,6 @@ class LSTMCell(GatedCell):
         slope = gates + tanh_block
         slope *= 1.0 - gates
         da *= slope  # backprop through the gates: s (1 - s) on i, f, o; 1 - g^2 on g
-        return da, da, (None, dc)
+        if dv is not du:
+            dv[...] = du
+        return (None, dc)

@@ -29,6 +29,7 @@ class RNNCell(Cell):
     torch_names = {"Wx": "weight_ih_l0", "Wa": "weight_hh_l0", "b": "bias_ih_l0"}
     recurrent = "Wa"
     activations = ("tanh", "relu", "sigmoid", "linear")
+    dv_is_du = True
 
     def __init__(self, activation: str = "tanh") -> None:
         super().__init__(activation)
@@ -45,22 +46,29 @@ class RNNCell(Cell):
         }
 
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
-        return x @ params["Wx"].T + params["b"]  # Wx x_t + b, all steps in one matmul
+        steps, batch, d = x.shape
+        u = x.reshape(steps * batch, d) @ params["Wx"].T  # Wx x_t for all steps: one 2-D matmul
+        u += params["b"]
+        return u.reshape(steps, batch, -1)
 
-    def step_forward(self, params: Params, u_t: np.ndarray, state: State) -> tuple[State, np.ndarray]:
+    def step_forward(
+        self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
+    ) -> tuple[State, np.ndarray]:
         (a_prev,) = state
-        z = a_prev @ params["Wa"].T
+        z = np.matmul(a_prev, params["Wa"].T, out=out)
         z += u_t  # z_t = Wa a_{t-1} + Wx x_t + b
         a = self.f.forward(z, out=z)  # a_t = f(z_t), in place: z_t is not needed again
         return (a,), a
 
     def step_backward(
-        self, params: Params, dstate: State, cache: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, State]:
+        self, params: Params, dstate: State, cache: np.ndarray, du: np.ndarray, dv: np.ndarray,
+        dh_prev: np.ndarray | None = None,
+    ) -> State:
         (da,) = dstate
-        dz = self.f.slope(cache)
-        dz *= da  # backprop through f: f'(z_t) * delta_t
-        return dz, dz, (dz @ params["Wa"],)  # backprop through Wa a_{t-1}
+        np.multiply(self.f.slope(cache), da, out=du)  # dz_t = f'(z_t) * delta_t: backprop through f
+        if dv is not du:
+            dv[...] = du
+        return (np.matmul(du, params["Wa"], out=dh_prev),)  # backprop through Wa a_{t-1}
 
     def step_jacobian(self, params: Params, cache: np.ndarray) -> np.ndarray:
         """J_t = diag(f'(z_t)) Wa for each sequence: (B, H, H)."""

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from .._version import __version__
 from ..errors import CheckFailed, InputError
+from ..runtime import keep_freed_memory
 from ..render.common import console
 from ..serialize import dumps
 
@@ -59,6 +60,7 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (0 ok, 1 check failed, 2 input, 3 internal)."""
+    keep_freed_memory()  # commands repeat BPTT: reuse its arrays' memory (runtime.py)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="gradscope", standalone_mode=False)

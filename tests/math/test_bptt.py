@@ -79,7 +79,7 @@ def test_gradients_for_drawn_shapes(b, t, d, h, activation, loss, seed):
         # relu's kink: a pre-activation within eps of 0 makes the difference quotient meaningless.
         if activation == "relu" and np.any(np.abs(forward(model, x).hidden[1:]) < 1e-5):
             continue
-        assert relative_error(grads.params[name], numeric) < TOL, name
+        assert relative_error(grads.params[name], numeric, floor=1e-3) < TOL, name
 
 
 @pytest.mark.parametrize("batch", [1, 3, 40])

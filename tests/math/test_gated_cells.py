@@ -56,7 +56,7 @@ def test_every_parameter_gradient_matches_finite_differences(cell, b, t, d, h, l
     assert set(grads.params) == {"W_ih", "W_hh", "b_ih", "b_hh", "Wy", "by"}
     for name, p in model.params.items():
         numeric = numeric_gradient(lambda: loss_only(model, x, y), p, EPS)
-        assert relative_error(grads.params[name], numeric) < TOL, name
+        assert relative_error(grads.params[name], numeric, floor=1e-3) < TOL, name
 
 
 def test_gru_biases_differ_where_b_hn_sits_inside_the_reset_gate():
@@ -166,7 +166,9 @@ def test_step_backward_is_the_transposed_step_jacobian(cell):
     cache = traj.caches[1]
     m = len(model.cell.state_names)
     dstate = tuple(rng.standard_normal((b, h)) for _ in range(m))
-    _, _, dprev = model.cell.step_backward(model.params, dstate, cache)
+    width = model.recurrent_weight.shape[0]
+    du, dv = np.empty((b, width)), np.empty((b, width))
+    dprev = model.cell.step_backward(model.params, dstate, cache, du, dv)
     jac = model.cell.step_jacobian(model.params, cache)
     expected = np.einsum("bij,bi->bj", jac, np.concatenate(dstate, axis=1))
     np.testing.assert_allclose(np.concatenate(dprev, axis=1), expected, rtol=1e-12, atol=1e-14)
