@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import time
 import multiprocessing
 import typing
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from .dynamics import lyapunov
 from .errors import InputError
 from .experiment import build
 from .flow import EXPLODING_RATIO, VANISHING_RATIO
-from .parallel import one_blas_thread_per_process
+from .parallel import default_jobs, one_blas_thread_per_process
 
 METRICS = {
     "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",
@@ -60,6 +61,7 @@ DEFAULT_Y = "seq_len=10,20,50,100"
 MAX_AXIS_VALUES = 1000
 # Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
 CHUNKS_PER_WORKER = 8
+WORKER_START_SECONDS = 0.5  # spawning a worker and importing numpy and gradscope in it, measured here
 DASK_CONNECT_SECONDS = 10
 
 Progress = Callable[[int, int], None]
@@ -245,6 +247,19 @@ def _run_local(configs: list[RunConfig], metric: str, transient: int | None, job
     return values
 
 
+def _run_auto(configs: list[RunConfig], metric: str, transient: int | None,
+              progress: Progress) -> list[float]:
+    """One process for grids that finish sooner than workers start, one per CPU otherwise."""
+    started = time.perf_counter()
+    first = evaluate(configs[0], metric, transient)
+    progress(1, len(configs))
+    rest = configs[1:]
+    jobs = max(1, min(default_jobs(), len(rest)))
+    if (time.perf_counter() - started) * len(rest) < WORKER_START_SECONDS * jobs:
+        jobs = 1
+    return [first, *_run_local(rest, metric, transient, jobs, lambda done, total: progress(done + 1, total + 1))]
+
+
 def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, address: str,
               progress: Progress) -> list[float]:
     try:
@@ -396,20 +411,24 @@ def plan_sweep(
     return SweepPlan(base, x, y, metric, transient, runs, skipped, points)
 
 
-def run_sweep(plan: SweepPlan, jobs: int = 1, scheduler: str | None = None,
+def run_sweep(plan: SweepPlan, jobs: int | None = 1, scheduler: str | None = None,
               progress: Progress | None = None) -> SweepResult:
     """Evaluate every point of the plan and assemble the heatmaps.
 
     jobs : local processes; with more than one, the workers are spawned (not forked), so a script
         that calls this must guard its own top level with ``if __name__ == "__main__":``.
+        None picks for you: the first point is timed in this process, and the rest go to one
+        process per CPU only when they would take longer than starting the workers costs.
     scheduler : a Dask scheduler's address: the points run on its cluster instead.
     progress : called with (points done, points in all) as results come in.
     """
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be at least 1 (got {jobs})")
     report = progress or (lambda done, total: None)
     if scheduler is not None:
         flat = _run_dask(plan.points, plan.metric, plan.transient, scheduler, report)
+    elif jobs is None:
+        flat = _run_auto(plan.points, plan.metric, plan.transient, report)
     else:
         flat = _run_local(plan.points, plan.metric, plan.transient, min(jobs, len(plan.points)), report)
     x, y = plan.x, plan.y

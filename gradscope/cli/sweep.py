@@ -58,7 +58,7 @@ def sweep_command(
         rich_help_panel=GRID, min=0, show_default="T // 10")] = None,
     jobs: Annotated[Optional[int], typer.Option(
         help="Processes that evaluate the points.", min=1, rich_help_panel=RUNNING,
-        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+        show_default=f"one per CPU ({default_jobs()} here) when the grid takes longer than starting them")] = None,
     scheduler: Annotated[Optional[str], typer.Option(
         help="Run the points on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
              "needs pip install 'gradscope\\[dask]'.", metavar="ADDRESS", show_default=False,
@@ -73,7 +73,7 @@ def sweep_command(
     plan = plan_sweep(config, x, y, metric, _names(cells, "--cells"), _names(activations, "--activations"),
                       transient)
     with step_progress("grid points", len(plan.points)) as advance:
-        result = run_sweep(plan, jobs or default_jobs(), scheduler, lambda done, total: advance(done))
+        result = run_sweep(plan, jobs, scheduler, lambda done, total: advance(done))
     if path is not None:
         plots.plot_sweep(result, path)
     emit(result, json, lambda console: render_sweep(result, console))

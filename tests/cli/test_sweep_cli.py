@@ -17,7 +17,7 @@ from gradscope.analysis import analyze
 from gradscope.cli import main
 from gradscope.config import RunConfig
 from gradscope.schemas import load_schema
-from gradscope.sweep import evaluate, parse_axis
+from gradscope.sweep import evaluate, parse_axis, plan_sweep, run_sweep
 
 SMALL = ["--hidden-size", "6", "--batch-size", "4"]
 GRID = ["--x", "spectral_radius=0.5,1,2", "--y", "seq_len=5,20"]
@@ -188,3 +188,9 @@ def test_crossings_interpolate_where_a_row_changes_sign():
 
     values = np.array([[-2.0, -1.0, 1.0, 3.0], [-1.0, math.inf, -1.0, 1.0], [1.0, 2.0, -1.0, -2.0]])
     assert crossings(values, [0.0, 1.0, 2.0, 3.0]) == [1.5, 0.5, None]
+
+
+def test_automatic_jobs_give_the_same_grid_as_one_job():
+    plan = plan_sweep(RunConfig(hidden_size=4, batch_size=2), "spectral_radius=0.5,1,2", "seq_len=5,10")
+    auto, one = run_sweep(plan, None), run_sweep(plan, 1)
+    assert np.array_equal(auto.maps[0].values, one.maps[0].values, equal_nan=True)
