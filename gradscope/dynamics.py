@@ -153,6 +153,26 @@ def step_jacobians(model: Model, traj: Trajectory) -> Iterator[np.ndarray]:
         yield model.cell.step_jacobian(model.params, cache)
 
 
+@dataclass(frozen=True)
+class StepJacobian:
+    """J_t as a linear map, shape (B, S, S): ``J @ q`` is the cell's ``jacobian_times``, which
+    never forms the matrix. What tracking a few leading directions needs (QRFrame)."""
+
+    model: Model
+    cache: object
+    shape: tuple[int, int, int]
+
+    def __matmul__(self, q: np.ndarray) -> np.ndarray:
+        return self.model.cell.jacobian_times(self.model.params, self.cache, q)
+
+
+def step_maps(model: Model, traj: Trajectory) -> Iterator[StepJacobian]:
+    """J_t for t = 1..T as linear maps (StepJacobian)."""
+    size = state_size(model)
+    for cache in traj.caches:
+        yield StepJacobian(model, cache, (traj.hidden.shape[1], size, size))
+
+
 def overflowed(traj: Trajectory) -> bool:
     """Whether a state of the forward run is inf or nan: then the Jacobians along it are not the
     derivatives of anything, and every exponent is undefined (nan, null in JSON)."""
@@ -375,7 +395,8 @@ def lyapunov(model: Model, traj: Trajectory, transient: int | None = None, colum
     k = state_size(model) if columns is None else min(columns, state_size(model))
     if overflowed(traj):
         return _lyapunov(np.full((1, k), np.nan), transient, steps - transient)
-    return _lyapunov(lyapunov_exponents(step_jacobians(model, traj), transient, k), transient, steps - transient)
+    # k columns of J_t at a time: the linear maps, never the (B, S, S) Jacobians
+    return _lyapunov(lyapunov_exponents(step_maps(model, traj), transient, k), transient, steps - transient)
 
 
 def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult:

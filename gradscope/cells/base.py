@@ -141,6 +141,14 @@ class Cell(ABC):
         """
         raise NotImplementedError(f"the {self.name} cell does not provide its step Jacobian")
 
+    def jacobian_times(self, params: Params, cache: Any, q: np.ndarray) -> np.ndarray:
+        """J_t q for q (B, S, k) -> (B, S, k): the step Jacobian applied to k directions.
+
+        Cells override it to skip forming the (B, S, S) Jacobian: tracking the leading Lyapunov
+        exponent then costs a matmul per step, not B of them.
+        """
+        return self.step_jacobian(params, cache) @ q
+
     def mean_step_jacobian(self, params: Params, caches: list) -> np.ndarray:
         """The step Jacobian averaged over the batch and the steps of a run, (S, S)."""
         return np.mean([self.step_jacobian(params, cache).mean(axis=0) for cache in caches], axis=0)

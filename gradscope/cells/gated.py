@@ -152,6 +152,17 @@ class GatedCell(Cell):
     def step_jacobian(self, params: Params, cache: Any) -> np.ndarray:
         return self.assemble_jacobian(params, *self.jacobian_terms(params, cache))
 
+    def jacobian_times(self, params: Params, cache: Any, q: np.ndarray) -> np.ndarray:
+        """J_t q for q (B, mH, k) from the same terms, with one (G*H, H) matmul instead of the
+        (B, mH, mH) Jacobian: (J q)_s = sum_g alpha_sg * (W_hg q_h) + sum_s' direct_ss' * q_s'."""
+        alpha, direct = self.jacobian_terms(params, cache)
+        g, h, m = len(self.gates), self.hidden_size(params), len(self.state_names)
+        b, k = q.shape[0], q.shape[-1]
+        moved = (params["W_hh"] @ q[:, :h]).reshape(b, g, h, k)  # W_hg q_h, every gate at once
+        out = np.einsum("bsgj,bgjk->bsjk", alpha.reshape(b, m, g, h), moved)
+        out += np.einsum("bstj,btjk->bsjk", direct, q.reshape(b, m, h, k))
+        return out.reshape(b, m * h, k)
+
     def mean_step_jacobian(self, params: Params, caches: list) -> np.ndarray:
         alpha_sum, direct_sum = 0.0, 0.0
         for cache in caches:

@@ -74,6 +74,10 @@ class RNNCell(Cell):
         """J_t = diag(f'(z_t)) Wa for each sequence: (B, H, H)."""
         return self.f.slope(cache)[:, :, None] * params["Wa"][None, :, :]
 
+    def jacobian_times(self, params: Params, cache: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """J_t q = f'(z_t) * (Wa q) for q (B, H, k)."""
+        return self.f.slope(cache)[:, :, None] * (params["Wa"] @ q)
+
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
     ) -> Params:

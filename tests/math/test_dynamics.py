@@ -15,6 +15,7 @@ from gradscope.dynamics import (
     jacobian_spectrum,
     jacobi_log_singular_values,
     lyapunov,
+    lyapunov_exponents,
     product_log_singular_values,
     spectrum_setup,
     step_jacobians,
@@ -22,6 +23,7 @@ from gradscope.dynamics import (
 from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.sweep import sweep
+from helpers import random_model
 
 
 def explicit_product(factors: list[np.ndarray]) -> np.ndarray:
@@ -187,3 +189,19 @@ def test_transient_must_leave_steps_to_average():
         jacobian_spectrum(seq_len=10, transient=10)
     with pytest.raises(InputError, match="--seq-len 2"):
         jacobian_spectrum(seq_len=1)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_jacobian_times_is_the_step_jacobian_applied(cell):
+    """The matrix-free J_t q that the leading exponent uses is exactly the formed Jacobian's."""
+    model = random_model(cell, "tanh", "bce", d=3, h=5, o=1, seed=2, bias_scale=0.4)
+    rng = np.random.default_rng(3)
+    traj = forward(model, rng.standard_normal((4, 6, 3)))
+    size = model.hidden_size * len(model.cell.state_names)
+    q = rng.standard_normal((4, size, 2))
+    for cache in traj.caches:
+        np.testing.assert_allclose(model.cell.jacobian_times(model.params, cache, q),
+                                   model.cell.step_jacobian(model.params, cache) @ q,
+                                   rtol=1e-12, atol=1e-14)
+    formed = lyapunov_exponents(step_jacobians(model, traj), 0, 2)
+    np.testing.assert_allclose(lyapunov(model, traj, 0, 2).exponents, formed.mean(axis=0), rtol=1e-10)
