@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .bptt import loss_only
+from .bptt import loss_only, to_time_major
 from .model import Model
 
 
@@ -47,3 +47,47 @@ def numeric_param_grads(model: Model, x: np.ndarray, y: np.ndarray, eps: float =
         name: numeric_gradient(lambda: loss_only(model, x, y), p, eps)
         for name, p in model.params.items()
     }
+
+
+def perturbed_logits(model: Model, x: np.ndarray, step: int, perturb: Callable) -> np.ndarray:
+    """The logits of a forward run over x (B, T, D) in which, right after step ``step`` (1-based),
+    ``perturb(state, cache) -> state`` replaces the state: how a state derivative is checked."""
+    cell, params = model.cell, model.params
+    u = cell.project_inputs(params, to_time_major(x))
+    state = cell.initial_state(x.shape[0], model.hidden_size)
+    hidden = []
+    for t in range(u.shape[0]):
+        state, cache = cell.step_forward(params, u[t], state)
+        if t + 1 == step:
+            state = perturb(state, cache)
+        hidden.append(state[0])
+    if model.readout == "every":
+        return (np.stack(hidden) @ params["Wy"].T + params["by"]).transpose(1, 0, 2)
+    return hidden[-1] @ params["Wy"].T + params["by"]
+
+
+def numeric_state_gradient(
+    model: Model, x: np.ndarray, y: np.ndarray, step: int, shift: Callable | None = None,
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """dL/dh_step (B, H) by central differences, one entry at a time.
+
+    ``shift(state, cache, unit, delta) -> state`` moves another quantity instead (the LSTM's c_t,
+    with or without h_t recomputed from it); the default adds delta to h_step[unit].
+    """
+    def shift_h(state, cache, unit, delta):
+        h = state[0].copy()
+        h[unit] += delta
+        return (h,) + tuple(state[1:])
+
+    shift = shift or shift_h
+    y = np.asarray(y, dtype=np.float64)
+
+    def loss(unit, delta):
+        logits = perturbed_logits(model, x, step, lambda state, cache: shift(state, cache, unit, delta))
+        return model.loss.value_and_grad(logits, y)[0]
+
+    grad = np.zeros((x.shape[0], model.hidden_size))
+    for unit in np.ndindex(grad.shape):
+        grad[unit] = (loss(unit, eps) - loss(unit, -eps)) / (2 * eps)
+    return grad

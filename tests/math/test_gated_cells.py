@@ -11,7 +11,7 @@ from gradscope import analyze
 from gradscope.bptt import bptt, loss_only
 from gradscope.cells import make_cell
 from gradscope.errors import InputError
-from gradscope.gradcheck import numeric_gradient, relative_error
+from gradscope.gradcheck import numeric_gradient, numeric_state_gradient, relative_error
 from gradscope.spectrum import spectrum
 from gradscope.statedict import export, export_grads, load_model
 from helpers import random_model, random_targets
@@ -20,19 +20,6 @@ CELLS = ["gru", "lstm"]
 LOSSES = [("bce", 1), ("ce", 3), ("mse", 2)]
 TOL = 1e-6
 EPS = 1e-6
-
-
-def run_states(model, x, step, perturb):
-    """The loss after running x (B, T, D), with ``perturb(state, cache)`` applied after step ``step``."""
-    cell, params = model.cell, model.params
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2))
-    u = cell.project_inputs(params, xt)
-    state = cell.initial_state(x.shape[0], model.hidden_size)
-    for t in range(xt.shape[0]):
-        state, cache = cell.step_forward(params, u[t], state)
-        if t + 1 == step:
-            state = perturb(state, cache)
-    return state[0] @ params["Wy"].T + params["by"]
 
 
 def flat_state_step(cell, params, u_t, flat, h):
@@ -78,17 +65,8 @@ def test_dL_dh_is_the_total_derivative_of_the_state_at_every_step(cell):
     y = random_targets("ce", b, 3, rng)
     _, grads = bptt(model, x, y)
 
-    def loss_with(step, unit, eps):
-        def shift_h(state, cache):
-            hs = state[0].copy()
-            hs[unit] += eps
-            return (hs,) + state[1:]
-        return model.loss.value_and_grad(run_states(model, x, step, shift_h), y)[0]
-
     for step in range(1, t + 1):
-        numeric = np.zeros((b, h))
-        for unit in np.ndindex(b, h):
-            numeric[unit] = (loss_with(step, unit, EPS) - loss_with(step, unit, -EPS)) / (2 * EPS)
+        numeric = numeric_state_gradient(model, x, y, step, eps=EPS)
         assert relative_error(grads.dL_da[step - 1], numeric) < TOL, step
 
 
@@ -101,20 +79,18 @@ def test_lstm_dL_dc_is_the_total_derivative_through_h_and_the_next_cell():
     _, grads = bptt(model, x, y)
     assert grads.dL_dc.shape == (t, b, h)
 
-    def loss_with(step, unit, eps, through_h):
-        def shift_c(state, cache):
+    def shift_c(through_h):
+        def shift(state, cache, unit, delta):
             c = state[1].copy()
-            c[unit] += eps
+            c[unit] += delta
             # the total: h_t = o_t tanh(c_t) is recomputed from the shifted c_t
             hs = cache.gates[:, 3 * h:] * np.tanh(c) if through_h else state[0]
             return (hs, c)
-        return model.loss.value_and_grad(run_states(model, x, step, shift_c), y)[0]
+        return shift
 
     for step in range(1, t + 1):
-        total, carry = np.zeros((b, h)), np.zeros((b, h))
-        for unit in np.ndindex(b, h):
-            total[unit] = (loss_with(step, unit, EPS, True) - loss_with(step, unit, -EPS, True)) / (2 * EPS)
-            carry[unit] = (loss_with(step, unit, EPS, False) - loss_with(step, unit, -EPS, False)) / (2 * EPS)
+        total = numeric_state_gradient(model, x, y, step, shift_c(True), EPS)
+        carry = numeric_state_gradient(model, x, y, step, shift_c(False), EPS)
         assert relative_error(grads.dL_dc[step - 1], total) < TOL, step
         if step == t:
             assert np.all(carry == 0)  # the readout sees only h_T: c_T matters through h_T alone
