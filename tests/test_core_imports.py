@@ -49,3 +49,19 @@ def test_the_probe_notices_a_framework():
     seen = probe("import json, sys, gradscope.cli\n"
                  f"print(json.dumps({{'frameworks': sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)}}))")
     assert {"typer", "rich"} <= set(seen["frameworks"])
+
+
+def test_the_cli_runs_without_click_installed():
+    """typer 0.29 vendors click and does not install it: nothing of ours may import click itself."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click' or name.startswith('click.'):\n"
+        "            raise ImportError('click is not installed')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from gradscope.cli import main\n"
+        "sys.exit(main(['analyze', '--seq-len', '5', '--json']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

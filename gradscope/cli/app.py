@@ -7,7 +7,6 @@ import sys
 import traceback
 from typing import Annotated, Any, Callable, Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -64,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="gradscope", standalone_mode=False)
-    except (typer.Exit, click.exceptions.Exit) as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, click.exceptions.Abort):
+    except typer.Abort:
         _error("aborted")
         return 130
     except InputError as exc:
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as exc:
         _error(str(exc))
         return EXIT_CHECK_FAILED
-    except (typer.TyperException, click.ClickException) as exc:
+    except typer.TyperException as exc:
         # Bad flags and values, as typer's (vendored) click reports them: exit code 2.
         if type(exc).__name__ == "NoArgsIsHelpError":
             return EXIT_OK  # bare `gradscope`: the help was printed, nothing went wrong
