@@ -63,10 +63,6 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """The logistic function, overflow-free."""
-    return _sigmoid(np.asarray(z, dtype=np.float64))
-
 
 def get_activation(name: str) -> Activation:
     """Look an activation up by name; an unknown name is an input error listing the choices."""

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
 
-DEFAULT_SEQ_LEN = 100
 DEFAULT_BATCH_SIZE = 16
 
 
@@ -74,7 +73,6 @@ def flag(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 TEXT_FIELDS = ("text", "text_column", "label_column", "padding", "max_vocab", "min_count",
                "embeddings", "embedding_dim")
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
