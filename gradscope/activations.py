@@ -63,7 +63,6 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-
 def get_activation(name: str) -> Activation:
     """Look an activation up by name; an unknown name is an input error listing the choices."""
     try:
