@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from .activations import get_activation
-from .bptt import Gradients, bptt, last_step_backward
+from .bptt import Gradients, Trajectory, bptt, last_step_backward
 from .config import RunConfig
 from .dynamics import Lyapunov, lyapunov
 from .experiment import Setup, build
@@ -95,6 +95,20 @@ def step_norms(d: np.ndarray) -> np.ndarray:
         return norms
 
 
+def flowing_gradients(model: Model, traj: Trajectory, grads: Gradients, y: np.ndarray) -> Gradients:
+    """The gradients whose norms measure the flow: ``grads`` itself, or for a readout at every
+    step what flows back from the readout at T alone (bptt.last_step_backward), since each step's
+    own loss term would mask how far back the gradient reaches."""
+    return last_step_backward(model, traj, y) if model.readout == "every" else grads
+
+
+def end_to_end_ratio(model: Model, traj: Trajectory, grads: Gradients, y: np.ndarray) -> float:
+    """||dL/da_1|| / ||dL/da_T|| of the flowing gradient, from those two steps alone."""
+    first, last = step_norms(flowing_gradients(model, traj, grads, y).dL_da[[0, -1]])
+    with np.errstate(all="ignore"):
+        return float(first / last)
+
+
 def recurrent_spectra(model: Model, caches: list) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
     """The spectrum ``analyze`` reports, what it is of, and the spectra of the gate blocks.
 
@@ -116,8 +130,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
     """Run BPTT on a built setup and measure the flow."""
     model, batch = setup.model, setup.batch
     traj, grads = bptt(model, batch.x, batch.y)
-    # Read out at every step: follow what flows back from the readout at T, not each step's own loss.
-    flowing = last_step_backward(model, traj, batch.y) if model.readout == "every" else grads
+    flowing = flowing_gradients(model, traj, grads, batch.y)
     norms = step_norms(flowing.dL_da)
     with np.errstate(all="ignore"):
         ratios = norms / norms[-1]

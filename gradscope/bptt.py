@@ -181,7 +181,7 @@ def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradien
     readout at T only, obeys Pascanu's bound at every step. y as for ``backward``, (B, T, ...).
     """
     steps, y = traj.hidden.shape[0] - 1, np.asarray(y, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with np.errstate(all="ignore"):
         last_only = replace(traj, logits=traj.logits[:, -1])
         last = backward(replace(model, readout="last"), last_only, y[:, -1])
     share = 1.0 / steps
@@ -197,13 +197,13 @@ def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradien
 
 def bptt(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[Trajectory, Gradients]:
     """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with np.errstate(all="ignore"):
         traj = forward(model, x)
         return traj, backward(model, traj, y)
 
 
 def loss_only(model: Model, x: np.ndarray, y: np.ndarray) -> float:
     """The loss alone (for finite differences and evaluation)."""
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with np.errstate(all="ignore"):
         traj = forward(model, x)
         return model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))[0]

@@ -14,8 +14,6 @@ the same bit for bit whatever ``jobs`` is.
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -24,7 +22,7 @@ from .config import RunConfig
 from .errors import InputError
 from .experiment import Setup, build
 from .mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
-from .parallel import one_blas_thread_per_process
+from .parallel import in_processes
 from .training import TRAIN_DEFAULTS, StepRecord, TrainOptions, train_setup
 
 @dataclass
@@ -96,7 +94,11 @@ def _setup(config: RunConfig, mitigation: Mitigation) -> Setup:
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths) -> CompareRun:
     """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
     mitigation = _mitigation(name, strengths)
-    setup = _setup(config, mitigation)
+    return _row(config, options, name, mitigation, _setup(config, mitigation))
+
+
+def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitigation, setup: Setup) -> CompareRun:
+    """Measure the flow at initialisation, train, and keep the numbers of one run."""
     flow = analyze_setup(setup).flow
     trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len)
     resolved = setup.config
@@ -150,28 +152,24 @@ def compare(
         raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
-    setups = {name: _setup(config, _mitigation(name, strengths)) for name in names}
-    # The gated cells take several times longer per step: start them first, so no core idles at the end.
-    by_cost = sorted(names, key=lambda n: -len(setups[n].model.cell.gates))
+    chosen = {name: _mitigation(name, strengths) for name in names}
+    setups = {name: _setup(config, mitigation) for name, mitigation in chosen.items()}
 
     rows: dict[str, CompareRun] = {}
-    if jobs == 1 or len(names) == 1:
+    if jobs == 1 or len(names) == 1:  # in this process, on the setups just built
         for name in names:
-            rows[name] = run_one(config, options, name, strengths)
+            rows[name] = _row(config, options, name, chosen[name], setups[name])
             if progress is not None:
                 progress(len(rows), len(names), name)
     else:
-        pool = ProcessPoolExecutor(min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn"))
-        with one_blas_thread_per_process(), pool:
-            futures = {pool.submit(run_one, config, options, n, strengths): n for n in by_cost}
-            try:
-                for future in as_completed(futures):
-                    rows[futures[future]] = future.result()
-                    if progress is not None:
-                        progress(len(rows), len(names), futures[future])
-            except BaseException:  # an error or Ctrl-C: do not wait for the runs still queued
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        # The gated cells take several times longer per step: start them first, so no core idles
+        # at the end. Each worker builds its own setup from the picklable arguments.
+        by_cost = sorted(names, key=lambda n: -len(setups[n].model.cell.gates))
+        calls = [(config, options, name, strengths) for name in by_cost]
+        for i, row in in_processes(run_one, calls, min(jobs, len(names))):
+            rows[by_cost[i]] = row
+            if progress is not None:
+                progress(len(rows), len(names), by_cost[i])
     runs = [rows[n] for n in names]
     best = best_run(runs)
     if best is not None:

@@ -9,6 +9,7 @@ the same one-line error.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
@@ -72,6 +73,18 @@ def flag(field_name: str) -> str:
     """The command-line flag for a config field: hidden_size -> --hidden-size."""
     return "--" + field_name.replace("_", "-")
 
+
+def _without_none(hint: object) -> type:
+    """int | None -> int."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+# Each setting's type, None left out: what a settings file and a sweep axis must give.
+FIELD_TYPES: dict[str, type] = {
+    name: _without_none(hint) for name, hint in typing.get_type_hints(RunConfig).items()
+    if name in {f.name for f in fields(RunConfig)}
+}
 
 TEXT_FIELDS = ("text", "text_column", "label_column", "padding", "max_vocab", "min_count",
                "embeddings", "embedding_dim")

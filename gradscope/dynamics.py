@@ -408,7 +408,7 @@ def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult
     the gates see h_{t-1} but not c_{t-1}.
     """
     model = setup.model
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with np.errstate(all="ignore"):
         traj = forward(model, setup.batch.x)
     steps, h, size = len(traj.caches), model.hidden_size, state_size(model)
     if steps < 2:

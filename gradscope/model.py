@@ -16,7 +16,7 @@ readout's ``Wy``, ``by``. Arrays are float64 throughout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Model:
         return {k: v for k, v in self.params.items() if k not in READOUT}
 
     def copy(self) -> "Model":
-        return Model(self.cell, {k: v.copy() for k, v in self.params.items()}, self.loss, self.readout)
+        return replace(self, params={k: v.copy() for k, v in self.params.items()})
 
 
 def readout_params(hidden_size: int, output_size: int, rng: np.random.Generator) -> Params:

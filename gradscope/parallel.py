@@ -7,8 +7,10 @@ Workers are spawned, never forked: each starts a fresh interpreter, which is saf
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
-from typing import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Iterator, Sequence
 
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # glibc reads these when a process starts: keep freed large blocks for reuse (see runtime.py).
@@ -35,6 +37,23 @@ def one_blas_thread_per_process() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int) -> Iterator[tuple[int, Any]]:
+    """``function(*call)`` for every call, in ``jobs`` spawned workers with one BLAS thread each.
+
+    Yields (index of the call, its result) as each finishes. An error, or the consumer stopping
+    (Ctrl-C), cancels the calls still queued instead of waiting for them.
+    """
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    with one_blas_thread_per_process(), pool:
+        futures = {pool.submit(function, *call): i for i, call in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def default_jobs() -> int:

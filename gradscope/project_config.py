@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .activations import ACTIVATIONS
 from .cells import CELLS
 from .checks import Criteria
-from .config import RunConfig
+from .config import FIELD_TYPES, RunConfig
 from .errors import InputError
 from .initializers import INITIALIZERS
 from .losses import LOSSES
@@ -41,18 +41,8 @@ CHOICES: dict[str, typing.Collection[str]] = {
 }
 
 
-def _base_type(hint: object) -> type:
-    """int | None -> int."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
-RUN_TYPES: dict[str, type] = {
-    name: _base_type(hint) for name, hint in typing.get_type_hints(RunConfig).items()
-    if name in {f.name for f in fields(RunConfig)}
-}
 CRITERIA_TYPES: dict[str, type] = {"min_ratio": float, "max_ratio": float, "fail_on": list}
-ALLOWED_KEYS = tuple(k.replace("_", "-") for k in (*RUN_TYPES, *CRITERIA_TYPES))
+ALLOWED_KEYS = tuple(k.replace("_", "-") for k in (*FIELD_TYPES, *CRITERIA_TYPES))
 
 _TOML_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
                dict: "a table"}
@@ -141,15 +131,15 @@ def parse_table(table: dict, where: str, base: str = ".") -> tuple[dict[str, Any
         if name in spelled:
             raise InputError(f"{where}: {key} repeats {spelled[name]}")
         spelled[name] = key
-        if name not in RUN_TYPES and name not in CRITERIA_TYPES:
+        if name not in FIELD_TYPES and name not in CRITERIA_TYPES:
             raise InputError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(ALLOWED_KEYS)}")
-        expected = RUN_TYPES.get(name) or CRITERIA_TYPES[name]
+        expected = FIELD_TYPES.get(name) or CRITERIA_TYPES[name]
         _check_type(where, key, value, expected)
         if name in CHOICES and value not in CHOICES[name]:
             raise InputError(f"{where}: {key} = {value!r} is not one of {', '.join(CHOICES[name])}")
         if name in PATH_KEYS:
             value = _resolve(value, base, must_exist=name == "embeddings")
-        (run if name in RUN_TYPES else criteria)[name] = value
+        (run if name in FIELD_TYPES else criteria)[name] = value
     # The file must make sense on its own (a --targets needs its --inputs in the same place).
     try:
         RunConfig(**run)

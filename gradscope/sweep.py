@@ -25,26 +25,23 @@ values repeating after that are an error, as is any value the setting does not a
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import time
-import multiprocessing
-import typing
 from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .analysis import analyze_setup
-from .bptt import forward
+from .analysis import end_to_end_ratio
+from .bptt import bptt, forward
 from .cells import CELLS
-from .config import RunConfig, flag
+from .config import FIELD_TYPES, RunConfig, flag
 from .dynamics import lyapunov
 from .errors import InputError
 from .experiment import build
 from .flow import EXPLODING_RATIO, VANISHING_RATIO
-from .parallel import default_jobs, one_blas_thread_per_process
+from .parallel import default_jobs, in_processes
 
 METRICS = {
     "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",
@@ -69,13 +66,7 @@ Progress = Callable[[int, int], None]
 
 def sweepable() -> dict[str, type]:
     """The numeric RunConfig settings, name -> int or float: what an axis may sweep."""
-    kinds = {}
-    for name, hint in typing.get_type_hints(RunConfig).items():
-        options = typing.get_args(hint) or (hint,)
-        for kind in (int, float):
-            if kind in options:
-                kinds[name] = kind
-    return kinds
+    return {name: kind for name, kind in FIELD_TYPES.items() if kind in (int, float)}
 
 
 @dataclass
@@ -202,13 +193,19 @@ class SweepResult:
 
 
 def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> float:
-    """The metric of one fresh run: log10 of analyze's end-to-end ratio, or lambda_1."""
+    """The metric of one fresh run: log10 of analyze's end-to-end ratio, or lambda_1.
+
+    Only what the metric needs is computed: BPTT and two step norms, or the forward run and the
+    leading exponent, not analyze's spectra and contributions.
+    """
     setup = build(config)
+    model, batch = setup.model, setup.batch
     with np.errstate(all="ignore"):
         if metric == "ratio":
-            return float(np.log10(analyze_setup(setup).ratios[0]))
-        traj = forward(setup.model, setup.batch.x)
-    return lyapunov(setup.model, traj, transient).leading_exponent
+            traj, grads = bptt(model, batch.x, batch.y)
+            return float(np.log10(end_to_end_ratio(model, traj, grads, batch.y)))
+        traj = forward(model, batch.x)
+    return lyapunov(model, traj, transient).leading_exponent
 
 
 def evaluate_chunk(configs: list[RunConfig], metric: str, transient: int | None) -> list[float]:
@@ -230,20 +227,13 @@ def _run_local(configs: list[RunConfig], metric: str, transient: int | None, job
             progress(i + 1, len(configs))
         return values
     done = 0
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    with one_blas_thread_per_process(), pool:
-        futures = {pool.submit(evaluate_chunk, [configs[i] for i in chunk], metric, transient): chunk
-                   for chunk in _chunks(len(configs), jobs)}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                chunk = futures[future]
-                for i, value in zip(chunk, future.result()):
-                    values[i] = value
-                done += len(chunk)
-                progress(done, len(configs))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    chunks = _chunks(len(configs), jobs)
+    calls = [([configs[i] for i in chunk], metric, transient) for chunk in chunks]
+    for k, chunk_values in in_processes(evaluate_chunk, calls, jobs):
+        for i, value in zip(chunks[k], chunk_values):
+            values[i] = value
+        done += len(chunks[k])
+        progress(done, len(configs))
     return values
 
 

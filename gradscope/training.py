@@ -30,8 +30,8 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-from .analysis import step_norms
-from .bptt import Gradients, Trajectory, bptt, forward, last_step_backward
+from .analysis import end_to_end_ratio
+from .bptt import bptt, forward
 from .config import RunConfig
 from .errors import InputError
 from .experiment import Setup, build
@@ -191,14 +191,6 @@ def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) ->
     return [setup.task.sample(rng, size, seq_len, setup.shape)]
 
 
-def _reach(model: Model, traj: Trajectory, grads: Gradients, batch: Batch) -> float:
-    """||dL/da_1|| / ||dL/da_T||; for a readout at every step, of what flows back from T alone."""
-    if model.readout == "every":  # each step's own loss would mask the flow (as in analyze)
-        grads = last_step_backward(model, traj, batch.y)
-    first, last = step_norms(grads.dL_da[[0, -1]])
-    return float(first / last)
-
-
 def _finite(params: dict[str, np.ndarray]) -> bool:
     return all(bool(np.all(np.isfinite(p))) for p in params.values())
 
@@ -244,8 +236,8 @@ def train_setup(
             clip_events += fired
             record = None
             if step == 1 or step % options.log_every == 0 or step == options.steps or not finite:
-                record = StepRecord(step, grads.loss, penalty, norm, global_norm(update), fired,
-                                    recurrent_radius(model), _reach(model, traj, grads, batch))
+                record = StepRecord(step, grads.loss, penalty, norm, global_norm(update) if fired else norm, fired,
+                                    recurrent_radius(model), end_to_end_ratio(model, traj, grads, batch.y))
                 history.append(record)
             if finite:
                 params, opt_state = optimizer.step(model.params, update, opt_state)

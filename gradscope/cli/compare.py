@@ -12,7 +12,7 @@ from ..mitigations import MITIGATIONS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.compare import render_compare
-from ..render.train import step_progress
+from ..render.common import step_progress
 from ..training import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_with

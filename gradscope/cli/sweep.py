@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.sweep import render_sweep
-from ..render.train import step_progress
+from ..render.common import step_progress
 from ..sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
 from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_without

@@ -18,7 +18,8 @@ from ..files import check_output, save_npz
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..render import plots
-from ..render.train import render_train, step_progress
+from ..render.common import step_progress
+from ..render.train import render_train
 from ..serialize import dumps_line, payload
 from ..statedict import export
 from ..training import TRAIN_DEFAULTS, StepRecord, TrainOptions, TrainResult, train

@@ -12,28 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import AnalyzeResult
-from .common import complex_num, num, select_steps, sparkline
+from .common import complex_num, num, print_header, select_steps, sparkline
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}
-
-
-def config_lines(config: dict) -> list[str]:
-    """The run's settings: the model on one line, the data on the next."""
-    c = config
-    model = [f"{c['cell']}/{c['activation']}" if c["cell"] == "rnn" else c["cell"],
-             f"H={c['hidden_size']} D={c['input_size']} O={c['output_size']}", f"loss={c['loss']}"]
-    if c.get("weights"):
-        model.append(f"weights={c['weights']}")
-    else:
-        model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
-    if c.get("spectral_radius") is not None:
-        model.append(f"radius={c['spectral_radius']:g}")
-    data = [f"task={c['task']}", f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
-    if c["task"] == "text":
-        data.append(f"padding={c['padding']}")
-    if c.get("inputs"):
-        data.append(f"inputs={c['inputs']}")
-    return ["  ".join(model), "  ".join(data)]
 
 
 def symbols(result: AnalyzeResult) -> tuple[str, str]:
@@ -139,9 +120,7 @@ def verdict_text(result: AnalyzeResult) -> Text:
 
 def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) -> None:
     """Print the analysis for a person."""
-    model_line, data_line = config_lines(result.config)
-    console.print(Text("gradscope analyze  ", style="bold") + Text(model_line))
-    console.print(" " * len("gradscope analyze  ") + data_line)
+    print_header(console, "analyze", result.config)
     if result.config["task"] == "text":
         console.print(result.data)
     console.print(

@@ -11,11 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..checks import CheckOutcome, CheckResult, show
-from .analyze import REGIME_STYLE, config_lines, symbols
-from .common import num, sparkline
+from .analyze import REGIME_STYLE, symbols
+from .common import num, print_header, sparkline
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
-TITLE = "gradscope check  "
 
 
 def value_text(x: float | int | None) -> str:
@@ -67,9 +66,7 @@ def outcome_text(result: CheckResult) -> Text:
 
 def render_check(result: CheckResult, console: Console) -> None:
     """Print the check for a person (and for a CI log)."""
-    model_line, data_line = config_lines(result.config)
-    console.print(Text(TITLE, style="bold") + Text(model_line))
-    console.print(Text(" " * len(TITLE) + data_line))
+    print_header(console, "check", result.config)
     console.print(Text(settings_line(result)))  # Text: "[tool.gradscope]" is not rich markup
     console.print()
     state, _ = symbols(result.analysis)

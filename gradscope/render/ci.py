@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 from ..checks import CheckResult
 from ..errors import InputError
-from .analyze import config_lines
+from .common import config_lines
 from .check import threshold_text, value_text
 
 LEVELS = {"fail": "error", "warn": "warning"}

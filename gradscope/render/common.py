@@ -1,13 +1,18 @@
-"""Formatting shared by the renderers: numbers, sparklines, step selection, consoles."""
+"""What the renderers share: consoles, the run header, numbers, sparklines, step selection, and
+the progress bar of the long-running commands."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+from typing import Callable, Iterator
 
 import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -84,3 +89,49 @@ def select_steps(steps: int, max_rows: int) -> list[int]:
     back = np.unique(np.round(np.geomspace(1, steps - 1, max_rows - 1)).astype(int))
     chosen = {steps, 1} | {steps - int(d) for d in back}
     return sorted(s for s in chosen if 1 <= s <= steps)
+
+
+def config_lines(config: dict) -> list[str]:
+    """The run's settings: the model on one line, the data on the next."""
+    c = config
+    model = [f"{c['cell']}/{c['activation']}" if c["cell"] == "rnn" else c["cell"],
+             f"H={c['hidden_size']} D={c['input_size']} O={c['output_size']}", f"loss={c['loss']}"]
+    if c.get("weights"):
+        model.append(f"weights={c['weights']}")
+    else:
+        model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
+    if c.get("spectral_radius") is not None:
+        model.append(f"radius={c['spectral_radius']:g}")
+    data = [f"task={c['task']}", f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
+    if c["task"] == "text":
+        data.append(f"padding={c['padding']}")
+    if c.get("inputs"):
+        data.append(f"inputs={c['inputs']}")
+    return ["  ".join(model), "  ".join(data)]
+
+
+def print_header(console: Console, command: str, config: dict) -> None:
+    """The command's name, then the model and the data settings on two aligned lines."""
+    model_line, data_line = config_lines(config)
+    title = f"gradscope {command}  "
+    console.print(Text(title, style="bold") + Text(model_line))
+    console.print(Text(" " * len(title) + data_line))  # Text: a path is not rich markup
+
+
+@contextlib.contextmanager
+def step_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while the block runs, only when stderr is a terminal.
+
+    Yields ``advance(completed)``; a no-op on a pipe, so callers need not ask.
+    """
+    if not sys.stderr.isatty():
+        yield lambda completed: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console(stderr=True), transient=True,
+        redirect_stdout=False, redirect_stderr=False,  # stdout carries data (--ndjson), untouched
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda completed: bar.update(task, completed=completed)

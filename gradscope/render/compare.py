@@ -14,8 +14,7 @@ from rich.text import Text
 
 from ..comparison import CompareResult, CompareRun
 from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
-from .common import num
-from .train import print_header
+from .common import num, print_header
 
 BEST = "*"
 LEGEND = (

@@ -11,8 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..dynamics import SpectrumResult
-from .analyze import config_lines
-from .common import num
+from .common import num, print_header
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}
 
@@ -55,9 +54,7 @@ def verdict_text(result: SpectrumResult) -> Text:
 
 def render_spectrum(result: SpectrumResult, console: Console, rows: int = 8) -> None:
     """Print the Jacobian-product analysis for a person."""
-    model_line, data_line = config_lines(result.config)
-    console.print(Text("gradscope spectrum  ", style="bold") + Text(model_line))
-    console.print(" " * len("gradscope spectrum  ") + data_line)
+    print_header(console, "spectrum", result.config)
     lyap, product = result.lyapunov, result.product
     state = ", ".join(result.state)
     console.print(f"state ({state}), S = {result.state_size}; exponents per step (natural log), "

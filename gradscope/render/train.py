@@ -1,46 +1,20 @@
-"""The terminal view of a TrainResult, and the progress bar of the long-running commands.
+"""The terminal view of a TrainResult.
 
 Every number shown is a field of the result's JSON document (serialize.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from typing import Callable, Iterator
-
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
 from ..training import StepRecord, TrainResult
-from .analyze import config_lines
-from .common import console as make_console
-from .common import num, sparkline
+from .common import num, print_header, sparkline
 
 MAX_ROWS = 15
-
-
-@contextlib.contextmanager
-def step_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr while the block runs, only when stderr is a terminal.
-
-    Yields ``advance(completed)``; a no-op on a pipe, so callers need not ask.
-    """
-    if not sys.stderr.isatty():
-        yield lambda completed: None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=make_console(stderr=True), transient=True,
-        redirect_stdout=False, redirect_stderr=False,  # stdout carries data (--ndjson), untouched
-    )
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task, completed=completed)
 
 
 def subsample(history: list[StepRecord], rows: int = MAX_ROWS) -> list[StepRecord]:
@@ -89,14 +63,6 @@ def outcome(result: TrainResult) -> Text:
     text.append("status: ")
     text.append(result.status, style="bold red" if result.diverged else "bold green")
     return text
-
-
-def print_header(console: Console, command: str, config: dict) -> None:
-    """The command's name, then the model and the data settings on two aligned lines."""
-    model_line, data_line = config_lines(config)
-    title = f"gradscope {command}  "
-    console.print(Text(title, style="bold") + Text(model_line))
-    console.print(" " * len(title) + data_line)
 
 
 def render_train(result: TrainResult, console: Console) -> None:

@@ -22,11 +22,7 @@ class AddingTask(Task):
     def resolve(self, input_size: int | None, output_size: int | None, loss: str | None) -> TaskShape:
         if loss not in (None, "mse"):
             raise InputError(f"the adding task is a regression: --loss must be mse (got {loss})")
-        return TaskShape(
-            self.fixed("input-size", input_size, 2, self.name),
-            self.fixed("output-size", output_size, 1, self.name),
-            "mse",
-        )
+        return self.fixed_shape(input_size, output_size, loss, TaskShape(2, 1, "mse"))
 
     def sample(self, rng: np.random.Generator, batch_size: int, seq_len: int, shape: TaskShape) -> Batch:
         if seq_len < 2:

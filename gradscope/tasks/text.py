@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..text import TextDataset, TextOptions, load_text_dataset
+from ..text.dataset import EMBEDDINGS
 from .base import Batch, Task, TaskShape
 
 VALIDATION_FRACTION = 0.2
@@ -42,6 +43,7 @@ class TextTask(Task):
 
     @classmethod
     def from_config(cls, config) -> "TextTask":
+        named = config.embeddings in EMBEDDINGS  # random or onehot; anything else is a file
         options = TextOptions(
             path=config.text,
             text_column=config.text_column,
@@ -50,9 +52,9 @@ class TextTask(Task):
             padding=config.padding,
             max_vocab=config.max_vocab,
             min_count=config.min_count,
-            embedding="random" if config.embeddings not in ("random", "onehot") else config.embeddings,
+            embedding=config.embeddings if named else "random",
             embedding_dim=config.embedding_dim,
-            embeddings_file=None if config.embeddings in ("random", "onehot") else config.embeddings,
+            embeddings_file=None if named else config.embeddings,
         )
         return cls(options, config.seed)
 
