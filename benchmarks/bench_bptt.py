@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SIZES, environment, median_time, ms, print_table, ratio  # noqa: E402
 
-from gradscope.analysis import step_norms  # noqa: E402
+from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt, forward  # noqa: E402
-from gradscope.statedict import load_model  # noqa: E402
+from gradscope.model.statedict import load_model  # noqa: E402
 
 
 def diagnostic_pass(model, x, y, contributions: bool = True) -> None:

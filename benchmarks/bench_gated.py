@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bptt import torch_rnn as torch_module  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
 from common import SIZES, environment, ms, print_table, ratio  # noqa: E402
 
-from gradscope.analysis import step_norms  # noqa: E402
+from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt  # noqa: E402
-from gradscope.statedict import load_model  # noqa: E402
+from gradscope.model.statedict import load_model  # noqa: E402
 
 SETTLE = 0.3  # seconds: longer than an OpenMP / OpenBLAS thread pool spins after its last job
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median_time, print_table  # noqa: E402
 
 from gradscope.config import RunConfig  # noqa: E402
-from gradscope.sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep  # noqa: E402
+from gradscope.commands.sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep  # noqa: E402
 
 
 GRIDS = {

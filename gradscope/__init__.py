@@ -12,15 +12,15 @@ renderers live in ``gradscope.cli`` and ``gradscope.render`` and are never impor
 """
 
 from ._version import __version__
-from .analysis import AnalyzeResult, analyze
-from .checks import CheckOutcome, CheckResult, Criteria, check
-from .comparison import CompareResult, compare
+from .commands.analyze import AnalyzeResult, analyze
+from .commands.check import CheckOutcome, CheckResult, Criteria, check
+from .commands.compare import CompareResult, compare
 from .config import RunConfig
 from .errors import CheckFailed, InputError
 from .mitigations import MITIGATIONS, Strengths, make_mitigation
 from .schemas import load_schema
 from .serialize import dumps, payload
-from .training import TrainOptions, TrainResult, train
+from .commands.train import TrainOptions, TrainResult, train
 
 __all__ = [
     "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",

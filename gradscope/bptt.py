@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .cells import Params
+from .model.cells import Params
 from .errors import InputError
-from .model import Model
+from .model.single import Model
 
 
 @dataclass

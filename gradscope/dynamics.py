@@ -48,7 +48,7 @@ from .bptt import Trajectory, forward
 from .config import RunConfig
 from .errors import InputError
 from .experiment import Setup, build
-from .model import Model
+from .model.single import Model
 from .serialize import HIDDEN
 
 # |lambda_1| up to this is rounding, not growth: the orthogonal linear RNN and the IRNN sit there.

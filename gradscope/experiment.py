@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .cells import Cell, Params, make_cell
+from .model.cells import Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig
 from .errors import InputError
-from .files import load_npy, load_npz
-from .initializers import rescale_spectral_radius
-from .losses import get_loss
-from .model import Model, readout_params
-from .statedict import Layout, load_model
+from .io.arrays import load_npy, load_npz
+from .model.initializers import rescale_spectral_radius
+from .model.losses import get_loss
+from .model.single import Model, readout_params
+from .model.statedict import Layout, load_model
 from .tasks import Batch, Task, TaskShape, make_task
 
 DEFAULT_HIDDEN_SIZE = 32

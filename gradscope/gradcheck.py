@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .bptt import loss_only, to_time_major
-from .model import Model
+from .model.single import Model
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 1e-300) -> float:

@@ -39,12 +39,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from .activations import get_activation
+from .model.activations import get_activation
 from .bptt import Gradients, Trajectory
-from .cells import CELLS, Params
+from .model.cells import CELLS, Params
 from .config import RunConfig
 from .errors import InputError
-from .model import Model
+from .model.single import Model
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .activations import ACTIVATIONS
-from .cells import CELLS
-from .checks import Criteria
+from .model.activations import ACTIVATIONS
+from .model.cells import CELLS
+from .commands.check import Criteria
 from .config import FIELD_TYPES, RunConfig
 from .errors import InputError
-from .initializers import INITIALIZERS
-from .losses import LOSSES
+from .model.initializers import INITIALIZERS
+from .model.losses import LOSSES
 from .tasks import TASKS
 from .text.encode import PADDINGS
 

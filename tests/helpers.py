@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradscope.cells import make_cell
-from gradscope.losses import get_loss
-from gradscope.model import Model, readout_params
+from gradscope.model.cells import make_cell
+from gradscope.model.losses import get_loss
+from gradscope.model.single import Model, readout_params
 
 
 def random_model(cell: str, activation: str, loss: str, d: int, h: int, o: int, seed: int = 0,

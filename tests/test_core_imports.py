@@ -38,7 +38,7 @@ def probe(code: str) -> dict:
 def test_core_imports_no_cli_framework():
     seen = probe(PROBE.format(frameworks=FRAMEWORKS))
     assert seen["after_init"] == [], "import gradscope pulled in a CLI framework"
-    assert {"gradscope.analysis", "gradscope.checks", "gradscope.project_config",
+    assert {"gradscope.commands.analyze", "gradscope.commands.check", "gradscope.project_config",
             "gradscope.schemas", "gradscope.serialize"} <= set(seen["core"])
     assert seen["frameworks"] == [], f"the core imports {seen['frameworks']}"
     assert seen["ui"] == [], f"the core imports {seen['ui']}"

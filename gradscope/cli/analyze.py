@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..analysis import analyze
+from ..commands.analyze import analyze
 from ..config import RunConfig
-from ..files import check_output, save_npz
+from ..io.arrays import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
-from ..statedict import export, export_grads
+from ..model.statedict import export, export_grads
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options
 

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from ..analysis import analyze
-from ..checks import FAILURE_MODES, evaluate, failure_summary
+from ..commands.analyze import analyze
+from ..commands.check import FAILURE_MODES, evaluate, failure_summary
 from ..errors import CheckFailed
 from ..project_config import load_project_settings
 from ..render.check import render_check

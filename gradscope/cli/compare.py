@@ -6,14 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..comparison import compare
+from ..commands.compare import compare
 from ..config import RunConfig
 from ..mitigations import MITIGATIONS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.compare import render_compare
 from ..render.common import step_progress
-from ..training import TRAIN_DEFAULTS, TrainOptions
+from ..commands.train import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_with
 from .train import (

@@ -15,12 +15,12 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from ..cells import CELLS
-from ..activations import ACTIVATIONS
+from ..model.cells import CELLS
+from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..experiment import DEFAULT_HIDDEN_SIZE
-from ..initializers import INITIALIZERS
-from ..losses import LOSSES
+from ..model.initializers import INITIALIZERS
+from ..model.losses import LOSSES
 from ..tasks import TASKS, Task
 
 MODEL = "Model"

@@ -6,15 +6,15 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from ..activations import ACTIVATIONS
-from ..cells import CELLS
+from ..model.activations import ACTIVATIONS
+from ..model.cells import CELLS
 from ..config import RunConfig
 from ..errors import InputError
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.sweep import render_sweep
 from ..render.common import step_progress
-from ..sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
+from ..commands.sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
 from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_without
 

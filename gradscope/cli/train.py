@@ -14,15 +14,15 @@ import typer
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..files import check_output, save_npz
+from ..io.arrays import check_output, save_npz
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..render import plots
 from ..render.common import step_progress
 from ..render.train import render_train
 from ..serialize import dumps_line, payload
-from ..statedict import export
-from ..training import TRAIN_DEFAULTS, StepRecord, TrainOptions, TrainResult, train
+from ..model.statedict import export
+from ..commands.train import TRAIN_DEFAULTS, StepRecord, TrainOptions, TrainResult, train
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options_with
 

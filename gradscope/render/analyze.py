@@ -11,7 +11,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import AnalyzeResult
+from ..commands.analyze import AnalyzeResult
 from .common import complex_num, num, print_header, select_steps, sparkline
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}

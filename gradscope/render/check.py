@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..checks import CheckOutcome, CheckResult, show
+from ..commands.check import CheckOutcome, CheckResult, show
 from .analyze import REGIME_STYLE, symbols
 from .common import num, print_header, sparkline
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from ..checks import CheckResult
+from ..commands.check import CheckResult
 from ..errors import InputError
 from .common import config_lines
 from .check import threshold_text, value_text

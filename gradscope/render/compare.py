@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..comparison import CompareResult, CompareRun
+from ..commands.compare import CompareResult, CompareRun
 from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
 from .common import num, print_header
 

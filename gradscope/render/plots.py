@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..files import check_output
+from ..io.arrays import check_output
 
 FORMATS = (".png", ".svg")
 INSTALL_HINT = "pip install 'gradscope[plot]'"

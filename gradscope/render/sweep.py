@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
-from ..sweep import Heatmap, SweepResult
+from ..commands.sweep import Heatmap, SweepResult
 from .common import num
 
 # Bands from the deepest vanishing to the strongest exploding (Scale.edges separate them), and

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
-from ..training import StepRecord, TrainResult
+from ..commands.train import StepRecord, TrainResult
 from .common import num, print_header, sparkline
 
 MAX_ROWS = 15

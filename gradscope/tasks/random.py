@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..losses import default_loss, get_loss
+from ..model.losses import default_loss, get_loss
 from .base import Batch, Task, TaskShape
 
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import gradscope
-from gradscope.checks import Criteria, parse_fail_on, show, show_against
+from gradscope.commands.check import Criteria, parse_fail_on, show, show_against
 from gradscope.cli import main
 from gradscope.errors import InputError
 from gradscope.render.ci import escape_data, escape_property

@@ -13,11 +13,11 @@ import jsonschema
 import numpy as np
 import pytest
 
-from gradscope.analysis import analyze
+from gradscope.commands.analyze import analyze
 from gradscope.cli import main
 from gradscope.config import RunConfig
 from gradscope.schemas import load_schema
-from gradscope.sweep import evaluate, parse_axis, plan_sweep, run_sweep
+from gradscope.commands.sweep import evaluate, parse_axis, plan_sweep, run_sweep
 
 SMALL = ["--hidden-size", "6", "--batch-size", "4"]
 GRID = ["--x", "spectral_radius=0.5,1,2", "--y", "seq_len=5,20"]
@@ -184,7 +184,7 @@ def test_progress_bar_on_a_terminal_stderr_only():
 
 
 def test_crossings_interpolate_where_a_row_changes_sign():
-    from gradscope.sweep import crossings
+    from gradscope.commands.sweep import crossings
 
     values = np.array([[-2.0, -1.0, 1.0, 3.0], [-1.0, math.inf, -1.0, 1.0], [1.0, 2.0, -1.0, -2.0]])
     assert crossings(values, [0.0, 1.0, 2.0, 3.0]) == [1.5, 0.5, None]

@@ -10,8 +10,8 @@ from contract_support import run_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradscope.cells import CELLS
-from gradscope.initializers import INITIALIZERS
+from gradscope.model.cells import CELLS
+from gradscope.model.initializers import INITIALIZERS
 from gradscope.schemas import load_schema
 from gradscope.tasks import TASKS
 

@@ -12,7 +12,7 @@ from gradscope.cli import main
 from gradscope.config import RunConfig
 from gradscope.errors import InputError
 from gradscope.experiment import build
-from gradscope.losses import get_loss
+from gradscope.model.losses import get_loss
 from gradscope.tasks import TASKS, TaskShape, make_task
 from gradscope.tasks import copy as copy_task
 from gradscope.tasks import temporal_order as order

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gradscope.analysis import analyze
+from gradscope.commands.analyze import analyze
 from gradscope.bptt import forward
 from gradscope.config import RunConfig
 from gradscope.dynamics import (
@@ -22,7 +22,7 @@ from gradscope.dynamics import (
 )
 from gradscope.errors import InputError
 from gradscope.experiment import build
-from gradscope.sweep import sweep
+from gradscope.commands.sweep import sweep
 from helpers import random_model
 
 

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from gradscope import analyze
 from gradscope.bptt import bptt, loss_only
-from gradscope.cells import make_cell
+from gradscope.model.cells import make_cell
 from gradscope.errors import InputError
 from gradscope.gradcheck import numeric_gradient, numeric_state_gradient, relative_error
 from gradscope.spectrum import spectrum
-from gradscope.statedict import export, export_grads, load_model
+from gradscope.model.statedict import export, export_grads, load_model
 from helpers import random_model, random_targets
 
 CELLS = ["gru", "lstm"]

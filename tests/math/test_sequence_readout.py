@@ -13,9 +13,9 @@ import pytest
 from gradscope import analyze
 from gradscope.bptt import bptt, forward, last_step_backward
 from gradscope.gradcheck import numeric_param_grads, numeric_state_gradient, relative_error
-from gradscope.losses import get_loss
-from gradscope.model import Model
-from gradscope.statedict import export_grads, load_model
+from gradscope.model.losses import get_loss
+from gradscope.model.single import Model
+from gradscope.model.statedict import export_grads, load_model
 from helpers import random_model
 
 TOL = 1e-6

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradscope import analyze
-from gradscope.activations import ACTIVATIONS
+from gradscope.model.activations import ACTIVATIONS
 from gradscope.bptt import bptt
 from gradscope.flow import flow, regime
-from gradscope.initializers import INITIALIZERS, orthogonal, rescale_spectral_radius, spectral_radius
+from gradscope.model.initializers import INITIALIZERS, orthogonal, rescale_spectral_radius, spectral_radius
 from gradscope.errors import InputError
 from helpers import random_model, random_targets
 

@@ -13,7 +13,7 @@ from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.mitigations import Strengths, make_mitigation
 from gradscope.optimizers import SGD, Adam, make_optimizer
-from gradscope.training import TrainOptions, data_streams, train
+from gradscope.commands.train import TrainOptions, data_streams, train
 
 SMALL = dict(task="adding", seq_len=10, hidden_size=8, batch_size=16)
 # relu with Wa at spectral radius 3: the forward pass grows like 3^T, and one plain SGD step on that

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+from ...errors import InputError
 from .base import Cell, Params, State
 from .gru import GRUCell
 from .lstm import LSTMCell

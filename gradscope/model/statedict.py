@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import CELLS, Params, make_cell
-from .errors import InputError
+from ..errors import InputError
 from .losses import default_loss, get_loss
-from .model import Model
+from .single import Model
 
 RECURRENT_PREFIX = "rnn."
 READOUT_PREFIX = "fc."

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 Initializer = Callable[[int, int, np.random.Generator, float], np.ndarray]
 

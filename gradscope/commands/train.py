@@ -30,18 +30,18 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-from .analysis import end_to_end_ratio
-from .bptt import bptt, forward
-from .config import RunConfig
-from .errors import InputError
-from .experiment import Setup, build
-from .initializers import spectral_radius
-from .mitigations import Mitigation, NoMitigation, global_norm
-from .model import Model
-from .optimizers import OPTIMIZERS, make_optimizer
-from .serialize import HIDDEN
-from .statedict import Layout
-from .tasks import Batch
+from .analyze import end_to_end_ratio
+from ..bptt import bptt, forward
+from ..config import RunConfig
+from ..errors import InputError
+from ..experiment import Setup, build
+from ..model.initializers import spectral_radius
+from ..mitigations import Mitigation, NoMitigation, global_norm
+from ..model.single import Model
+from ..optimizers import OPTIMIZERS, make_optimizer
+from ..serialize import HIDDEN
+from ..model.statedict import Layout
+from ..tasks import Batch
 
 STATUS_COMPLETED = "completed"
 # Data for training by default: a task that can be learned, at a length where the tanh RNN stays at

@@ -2,7 +2,7 @@
 
 For each run (the unmitigated one, named "none", first) it measures the gradient flow at
 initialisation with ``analyze_setup`` (on the very batch ``gradscope analyze`` would use), trains
-with ``train_setup`` (the same training batches and held-out batch for every run: training.py),
+with ``train_setup`` (the same training batches and held-out batch for every run: commands/train.py),
 and keeps one row of numbers. The best run is the one with the lowest held-out loss among those
 that did not diverge.
 
@@ -17,13 +17,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from .analysis import analyze_setup
-from .config import RunConfig
-from .errors import InputError
-from .experiment import Setup, build
-from .mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
-from .parallel import in_processes
-from .training import TRAIN_DEFAULTS, StepRecord, TrainOptions, train_setup
+from .analyze import analyze_setup
+from ..config import RunConfig
+from ..errors import InputError
+from ..experiment import Setup, build
+from ..mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
+from ..parallel import in_processes
+from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, train_setup
 
 @dataclass
 class CompareRun:

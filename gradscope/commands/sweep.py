@@ -32,16 +32,16 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .analysis import end_to_end_ratio
-from .bptt import bptt, forward
-from .cells import CELLS
-from .config import FIELD_TYPES, RunConfig, flag
-from .dynamics import lyapunov
-from .errors import InputError
-from .experiment import build
-from .flow import EXPLODING_RATIO, VANISHING_RATIO
-from .parallel import default_jobs, in_processes
+from ..model.activations import ACTIVATIONS
+from .analyze import end_to_end_ratio
+from ..bptt import bptt, forward
+from ..model.cells import CELLS
+from ..config import FIELD_TYPES, RunConfig, flag
+from ..dynamics import lyapunov
+from ..errors import InputError
+from ..experiment import build
+from ..flow import EXPLODING_RATIO, VANISHING_RATIO
+from ..parallel import default_jobs, in_processes
 
 METRICS = {
     "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

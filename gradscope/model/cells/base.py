@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 Params = dict[str, np.ndarray]
 State = tuple[np.ndarray, ...]

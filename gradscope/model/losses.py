@@ -1,7 +1,7 @@
 """Readout nonlinearities and losses, registered by name.
 
 The readout sits on the last hidden state, logits = a_T Wy^T + by of shape (B, O), or on every
-step (model.py), logits (B, T, O). Each loss is the mean over the batch (and over the steps for a
+step (single.py), logits (B, T, O). Each loss is the mean over the batch (and over the steps for a
 readout at every step), exactly as PyTorch's modules with ``reduction="mean"`` (REFERENCE §4) applied
 to the logits flattened to (B*T, O):
 
@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _bce(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -21,11 +21,11 @@ from typing import ClassVar, Iterable
 
 import numpy as np
 
-from .analysis import AnalyzeResult, analyze
-from .config import RunConfig, flag
-from .errors import InputError
-from .flow import Flow
-from .serialize import HIDDEN
+from .analyze import AnalyzeResult, analyze
+from ..config import RunConfig, flag
+from ..errors import InputError
+from ..flow import Flow
+from ..serialize import HIDDEN
 
 FAILURE_MODES = ("vanishing", "exploding", "nonfinite")
 DEFAULT_FAIL_ON = ("nonfinite",)

@@ -11,15 +11,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from .activations import get_activation
-from .bptt import Gradients, Trajectory, bptt, last_step_backward
-from .config import RunConfig
-from .dynamics import Lyapunov, lyapunov
-from .experiment import Setup, build
-from .flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
-from .model import Model
-from .serialize import HIDDEN
-from .spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
+from ..model.activations import get_activation
+from ..bptt import Gradients, Trajectory, bptt, last_step_backward
+from ..config import RunConfig
+from ..dynamics import Lyapunov, lyapunov
+from ..experiment import Setup, build
+from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
+from ..model.single import Model
+from ..serialize import HIDDEN
+from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
 
 @dataclass
