@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .model.cells import Params
+from .model.cells import Cell, Params
 from .errors import InputError
 from .model.single import Model
 
@@ -99,77 +99,153 @@ def to_time_major(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64).transpose(1, 0, 2))
 
 
-def forward(model: Model, x: np.ndarray) -> Trajectory:
-    """Run the cell over x (B, T, D) from the zero state and read out the last step (or every one)."""
-    if x.ndim != 3 or x.shape[2] != model.input_size:
-        raise InputError(
-            f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}"
-        )
-    cell, params = model.cell, model.params
-    xt = to_time_major(x)
+# --- one layer, one direction ----------------------------------------------------------------------
+
+
+def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | None = None) -> Trajectory:
+    """The cell over xt (T, B, D), time-major in the order it is processed, from the zero state.
+
+    mask : optional (T, B) bool, True at a sequence's real steps. At a pad step the state is
+        carried unchanged, s_t = s_{t-1}, so a sequence runs over its real steps only, as
+        ``pack_padded_sequence`` runs it: its final state is the one after its last real step.
+        ``logits`` of the returned trajectory is None: the readout is the caller's.
+    """
     steps, batch = xt.shape[0], xt.shape[1]
+    hidden_size = cell.hidden_size(params)
     u = cell.project_inputs(params, xt)
-    hidden = np.empty((steps + 1, batch, model.hidden_size))
-    state = cell.initial_state(batch, model.hidden_size)
+    hidden = np.empty((steps + 1, batch, hidden_size))
+    state = cell.initial_state(batch, hidden_size)
     hidden[0] = state[0]
     states, caches = [], []
     step = cell.step_forward
+    pads = None if mask is None else ~mask
     for t in range(steps):
-        state, cache = step(params, u[t], state, hidden[t + 1])  # h_t lands in its row
+        new, cache = step(params, u[t], state, hidden[t + 1])  # h_t lands in its row
+        if pads is not None and pads[t].any():
+            for part, before in zip(new, state):  # a pad step carries the state: s_t = s_{t-1}
+                part[pads[t]] = before[pads[t]]
+        state = new
         states.append(state)
         caches.append(cache)
-    if model.readout == "every":
-        # logits_t = Wy a_t + by for t = 1..T in one matmul, batch-first (B, T, O) like the targets
-        logits = (hidden[1:] @ params["Wy"].T + params["by"]).transpose(1, 0, 2)
-    else:
-        logits = hidden[steps] @ params["Wy"].T + params["by"]
-    return Trajectory(xt, hidden, states, caches, logits)
+    return Trajectory(xt, hidden, states, caches, None)
 
 
-def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
-    """Exact BPTT from the loss on y back to the first step."""
-    cell, params = model.cell, model.params
-    steps, batch, hidden_size = traj.hidden.shape[0] - 1, traj.hidden.shape[1], model.hidden_size
-    loss, dlogits = model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))
+@dataclass
+class LayerGradients:
+    """What BPTT through one layer (one direction) gives, time-major in processing order.
 
-    # deltas[t] = dL/da_t for t = 0..T: each step writes dL/da_{t-1} straight into the row before
-    # its own, so the recursion itself fills the record (dL/da_0 is computed and dropped).
+    dL_dh : (T, B, H) total dL/dh_t; dL_dc : (T, B, H) total dL/dc_t for the LSTM, else None.
+    params : {name: gradient} of the cell's parameters.
+    du, dv : (T, B, G*H) dL/du_t and dL/dv_t (one array where the cell says ``dv_is_du``).
+    dx : (T, B, D) dL/dx_t, the gradient the layer sends to its input (the layer below, or the
+        embedding); zero at pad steps.
+    """
+
+    dL_dh: np.ndarray
+    dL_dc: np.ndarray | None
+    params: Params
+    du: np.ndarray = field(repr=False)
+    dv: np.ndarray = field(repr=False)
+    dx: np.ndarray | None = field(default=None, repr=False)
+
+
+def backprop_layer(
+    cell: Cell, params: Params, traj: Trajectory, local: np.ndarray | None = None,
+    final: tuple[np.ndarray | None, ...] | None = None, mask: np.ndarray | None = None,
+    input_grads: bool = False,
+) -> LayerGradients:
+    """Exact BPTT through one layer from the gradients that reach its states from outside.
+
+    local : (T, B, H) or None, dL/dh_t arriving from outside the recurrence at each step (the
+        layer above, a readout at every step, a pooled readout); it joins the recursion at step t.
+    final : dL/d(final state), one (B, H) array (or None) per state element: the readout of the
+        last state, or dL/dh_n, dL/dc_n given by the caller.
+    mask : (T, B) bool as for ``run_layer``: at a pad step the gradient passes to s_{t-1} unchanged
+        (the step was the identity), and the step's own du, dv are zero.
+
+        dL/ds_{t-1} = step_backward(m_t * dL/ds_t) + (1 - m_t) * dL/ds_t
+    """
+    steps, batch = traj.hidden.shape[0] - 1, traj.hidden.shape[1]
+    hidden_size = traj.hidden.shape[2]
+    # deltas[t] = dL/dh_t for t = 0..T: each step writes dL/dh_{t-1} straight into the row before
+    # its own, so the recursion itself fills the record (dL/dh_0 is computed and dropped).
     deltas = np.empty((steps + 1, batch, hidden_size))
-    dL_da = deltas[1:]
+    dL_dh = deltas[1:]
     has_memory = len(cell.state_names) > 1
     dL_dc = np.empty((steps, batch, hidden_size)) if has_memory else None
     width = params[cell.recurrent].shape[0]
     du = np.empty((steps, batch, width))
     dv = du if cell.dv_is_du else np.empty((steps, batch, width))
 
+    final = final or (None,) * len(cell.state_names)
+    dL_dh[steps - 1] = final[0] if final[0] is not None else 0.0
+    dstate = (dL_dh[steps - 1],) + tuple(
+        np.zeros((batch, hidden_size)) if f is None else np.array(f, dtype=np.float64) for f in final[1:]
+    )
+    caches, step = traj.caches, cell.step_backward
+    real = None if mask is None else mask[:, :, None].astype(np.float64)
+    for t in range(steps - 1, -1, -1):
+        if local is not None:
+            dL_dh[t] += local[t]  # the gradient from outside joins here; dstate[0] is this row
+        if has_memory:
+            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
+        if real is None or real[t].all():
+            dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
+        else:
+            into = tuple(d * real[t] for d in dstate)  # only real steps go through the cell
+            back = step(params, into, caches[t], du[t], dv[t], deltas[t])
+            carried = tuple(b + d * (1.0 - real[t]) for b, d in zip(back, dstate))  # pads: identity
+            deltas[t] = carried[0]
+            dstate = (deltas[t],) + carried[1:]  # the record's row, as step_backward returns it
+
+    grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+    dx = cell.input_grads(params, du) if input_grads else None
+    return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx)
+
+
+# --- the single-layer model: a layer and a linear readout ----------------------------------------
+
+
+def forward(model: Model, x: np.ndarray) -> Trajectory:
+    """Run the cell over x (B, T, D) from the zero state and read out the last step (or every one)."""
+    if x.ndim != 3 or x.shape[2] != model.input_size:
+        raise InputError(
+            f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}"
+        )
+    params = model.params
+    traj = run_layer(model.cell, params, to_time_major(x))
+    hidden, steps = traj.hidden, traj.hidden.shape[0] - 1
+    if model.readout == "every":
+        # logits_t = Wy a_t + by for t = 1..T in one matmul, batch-first (B, T, O) like the targets
+        traj.logits = (hidden[1:] @ params["Wy"].T + params["by"]).transpose(1, 0, 2)
+    else:
+        traj.logits = hidden[steps] @ params["Wy"].T + params["by"]
+    return traj
+
+
+def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
+    """Exact BPTT from the loss on y back to the first step."""
+    params = model.params
+    steps, hidden_size = traj.hidden.shape[0] - 1, model.hidden_size
+    loss, dlogits = model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))
     every = model.readout == "every"
     if every:
         dlogits_tm = np.ascontiguousarray(dlogits.transpose(1, 0, 2))  # (T, B, O), step-major
         local = dlogits_tm @ params["Wy"]  # Wy^T dL/dlogits_t: backprop through each step's readout
-        delta = np.zeros((batch, hidden_size))
+        layer = backprop_layer(model.cell, params, traj, local=local)
     else:
         delta = dlogits @ params["Wy"]  # delta_T = Wy^T dL/dlogits
-    dL_da[steps - 1] = delta
-    dstate = (dL_da[steps - 1],) + tuple(np.zeros((batch, hidden_size)) for _ in cell.state_names[1:])
-    caches, step = traj.caches, cell.step_backward
-    for t in range(steps - 1, -1, -1):
-        if every:
-            dL_da[t] += local[t]  # the loss at step t reads a_t directly; dstate[0] is this row
-        if has_memory:
-            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
-        dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
-
-    hidden_prev = traj.hidden[:-1]
-    grads = cell.param_grads(params, traj.x, hidden_prev, du, dv)
+        layer = backprop_layer(model.cell, params, traj, final=(delta,) + (None,) * (len(model.cell.state_names) - 1))
+    grads = layer.params
     if every:
-        flat = dlogits_tm.reshape(steps * batch, -1)
+        flat = dlogits_tm.reshape(steps * dlogits_tm.shape[1], -1)
         # sum_t dL/dlogits_t^T a_t: every step's readout adds to the one Wy
-        grads["Wy"] = flat.T @ traj.hidden[1:].reshape(steps * batch, hidden_size)
+        grads["Wy"] = flat.T @ traj.hidden[1:].reshape(-1, hidden_size)
         grads["by"] = flat.sum(axis=0)
     else:
         grads["Wy"] = dlogits.T @ traj.hidden[steps]
         grads["by"] = dlogits.sum(axis=0)
-    return Gradients(loss, dL_da, dL_dc, grads, dv, hidden_prev)
+    return Gradients(loss, layer.dL_dh, layer.dL_dc, grads, layer.dv, traj.hidden[:-1])
 
 
 def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:

@@ -7,6 +7,7 @@ is what a side-by-side comparison needs, and a run is reproducible byte for byte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,11 +15,14 @@ import numpy as np
 from .model.cells import Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig
 from .errors import InputError
-from .io.arrays import load_npy, load_npz
+from .io.arrays import load_array, load_npz
+from .io.weights import read_state_dict
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
 from .model.single import Model, readout_params
-from .model.statedict import Layout, load_model
+from .model.network import Network
+from .model.statedict import Choices, Layout, load_network
+from .network_bptt import Upstream
 from .tasks import Batch, Task, TaskShape, make_task
 
 DEFAULT_HIDDEN_SIZE = 32
@@ -26,14 +30,34 @@ DEFAULT_HIDDEN_SIZE = 32
 
 @dataclass
 class Setup:
-    """A built run: the model, one batch, the task, and the config with every None filled in."""
+    """A built run: the network, one batch, the task, and the config with every None filled in.
+
+    network : what analyze runs (model/network.py); for the models gradscope builds, one layer.
+    upstream : the caller's dL/d(output) in place of a head (``--output-grads``), or None.
+    ``model`` is the single-layer Model the training commands take; a network that is not one
+    (stacked, bidirectional, an embedding, padding) makes it an InputError saying so.
+    """
 
     config: RunConfig
-    model: Model
+    network: Network
     batch: Batch
     task: Task
     shape: TaskShape
     layout: Layout
+    upstream: Upstream | None = None
+
+    @property
+    def model(self) -> Model:
+        if not self.network.is_single() or self.batch.mask is not None or self.upstream is not None:
+            raise InputError(
+                f"this command takes a single-layer, one-directional model without padding; "
+                f"the weights hold a {self.network.describe()} (gradscope analyze takes it)"
+            )
+        return self.network.as_model()
+
+    def is_single(self) -> bool:
+        """Whether the run is the single-layer model's: no padding, no upstream gradient."""
+        return self.network.is_single() and self.batch.mask is None and self.upstream is None
 
     @property
     def baseline_loss(self) -> float:
@@ -67,84 +91,183 @@ def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> 
     return Model(cell, params, get_loss(shape.loss), shape.readout)
 
 
-def _loaded_model(config: RunConfig) -> tuple[Model, Layout]:
-    model, layout = load_model(
-        load_npz(config.weights, "weights"), str(config.weights), config.cell, config.activation, config.loss
-    )
+def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
+    source = config.weights if isinstance(config.weights, str) else "the state dict"
+    choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
+    network, layout = load_network(read_state_dict(config.weights), str(source), choices, config.readout or "last")
     for name, given, actual in (
-        ("hidden-size", config.hidden_size, model.hidden_size),
-        ("input-size", config.input_size, model.input_size),
-        ("output-size", config.output_size, model.output_size),
+        ("hidden-size", config.hidden_size, network.hidden_size),
+        ("input-size", config.input_size, network.input_size),
+        ("output-size", config.output_size, network.output_size),
     ):
         if given is not None and given != actual:
-            raise InputError(f"--{name} {given} disagrees with the weights in {config.weights} ({actual})")
+            raise InputError(f"--{name} {given} disagrees with the weights in {source} ({actual})")
     if config.spectral_radius is not None:
-        rescale_recurrent(model.cell, model.params, config.spectral_radius)
-    return model, layout
+        for layer in network.layers:
+            for params in layer:
+                rescale_recurrent(network.cell, params, config.spectral_radius)
+    network.padding_idx = config.padding_idx
+    if config.padding_idx is not None and (network.embedding is None or config.padding_idx >= network.vocab_size):
+        where = "the weights hold no embedding" if network.embedding is None else f"the vocabulary has {network.vocab_size} rows"
+        raise InputError(f"--padding-idx {config.padding_idx}: {where}")
+    return network, layout
 
 
-def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator) -> Batch:
-    x = load_npy(config.inputs, "inputs")
-    if x.ndim != 3:
-        raise InputError(f"inputs file {config.inputs} must have shape (B, T, D), got {x.shape}")
-    b, t, d = x.shape
+def _token_ids(x: np.ndarray, network: Network, what: str) -> np.ndarray:
+    """(B, T) inputs as the embedding's row indices, checked."""
+    if network.embedding is None:
+        raise InputError(f"{what} of shape {x.shape} are token ids, but the weights hold no embedding; "
+                         f"give inputs of shape (B, T, {network.input_size})")
+    if np.any(x != np.round(x)) or x.min() < 0 or x.max() >= network.vocab_size:
+        raise InputError(f"{what}: token ids must be whole numbers in [0, {network.vocab_size - 1}]")
+    return x.astype(np.int64)
+
+
+def _mask(config: RunConfig, x: np.ndarray, network: Network) -> np.ndarray | None:
+    """(B, T) bool of real steps from --lengths (the first lengths[b] steps, as
+    pack_padded_sequence takes them) or --padding-idx (steps whose token is not the pad)."""
+    b, t = x.shape[:2]
+    if config.lengths is not None:
+        lengths = load_array(config.lengths, "lengths")
+        if lengths.shape != (b,):
+            raise InputError(f"lengths must have shape ({b},), one per sequence; got {lengths.shape}")
+        if np.any(lengths != np.round(lengths)) or lengths.min() < 1 or lengths.max() > t:
+            raise InputError(f"lengths must be whole numbers in [1, {t}] (the inputs have {t} steps)")
+        return np.arange(t)[None, :] < lengths[:, None]
+    if config.padding_idx is not None and x.ndim == 2:
+        mask = x != config.padding_idx
+        if not mask.any(axis=1).all():
+            row = int(np.flatnonzero(~mask.any(axis=1))[0])
+            raise InputError(f"inputs: sequence {row} holds only --padding-idx {config.padding_idx} tokens")
+        # real steps must be one run: pads before (pre-padding) or after (post-padding) the text
+        runs = np.diff(mask.astype(np.int8), axis=1)
+        if np.any((runs != 0).sum(axis=1) > 2) or np.any((runs == 1).sum(axis=1) > 1):
+            row = int(np.flatnonzero(((runs != 0).sum(axis=1) > 2) | ((runs == 1).sum(axis=1) > 1))[0])
+            raise InputError(f"inputs: sequence {row} has --padding-idx {config.padding_idx} tokens between "
+                             "real ones; give --lengths to say where each sequence ends")
+        return mask
+    return None
+
+
+def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream | None:
+    """The caller's dL/d(output) (B, T, F), and dL/dh_n, dL/dc_n (L x directions, B, H)."""
+    if config.output_grads is None:
+        return None
+    source = config.output_grads
+    f, h, n = network.feature_size, network.hidden_size, network.num_layers * network.directions
+    if isinstance(source, str) and source.lower().endswith(".npz"):
+        arrays = load_npz(source, "output-grads")
+    elif isinstance(source, Mapping):
+        arrays = {k: load_array(v, f"output-grads {k!r}") for k, v in source.items() if v is not None}
+    else:
+        arrays = {"output": load_array(source, "output-grads")}
+    unknown = sorted(set(arrays) - {"output", "h_n", "c_n"})
+    if unknown or not arrays:
+        raise InputError(f"output-grads: expected arrays 'output', 'h_n' (and 'c_n'), got {', '.join(unknown) or 'none'}")
+    if "c_n" in arrays and len(network.cell.state_names) < 2:
+        raise InputError(f"output-grads: 'c_n' is given, but a {network.cell.name} has no cell state")
+    for name, shape in (("output", (b, t, f)), ("h_n", (n, b, h)), ("c_n", (n, b, h))):
+        if name in arrays and arrays[name].shape != shape:
+            raise InputError(f"output-grads: {name} must have shape {shape}, got {arrays[name].shape}")
+    return Upstream(arrays.get("output"), arrays.get("h_n"), arrays.get("c_n"))
+
+
+def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator,
+                network: Network) -> Batch:
+    x = load_array(config.inputs, "inputs")
+    if x.ndim == 2:
+        x = _token_ids(x, network, "inputs")
+    elif x.ndim != 3:
+        raise InputError(f"inputs must have shape (B, T, D) (or (B, T) token ids), got {x.shape}")
+    b, t = x.shape[:2]
     if b == 0 or t == 0:
-        raise InputError(f"inputs file {config.inputs} is empty: shape {x.shape}")
-    if d != shape.input_size:
-        raise InputError(
-            f"inputs file {config.inputs} has {d} features per step, the model takes {shape.input_size}"
-        )
+        raise InputError(f"inputs are empty: shape {x.shape}")
+    if x.ndim == 3 and x.shape[2] != network.input_size:
+        raise InputError(f"inputs have {x.shape[2]} features per step, the model takes {network.input_size}")
     for name, given, actual in (("seq-len", config.seq_len, t), ("batch-size", config.batch_size, b)):
         if given is not None and given != actual:
-            raise InputError(f"--{name} {given} disagrees with inputs file {config.inputs} ({actual})")
+            raise InputError(f"--{name} {given} disagrees with the inputs ({actual})")
+    mask = _mask(config, x, network)
     every = shape.readout == "every"
     if config.targets is None:
         # Only inputs given: targets of the right kind, drawn at random (as the random task does),
-        # one per sequence or, for a task read out at every step, one per step.
+        # one per sequence or, for a readout at every step, one per step.
         y = make_task("random").sample(rng, b * t if every else b, 1, shape).y
         if every:
             y = y.reshape((b, t) + y.shape[1:])
     else:
-        y = load_npy(config.targets, "targets")
-        if y.shape[0] != b:
-            raise InputError(f"targets file {config.targets} has {y.shape[0]} rows, inputs have {b}")
+        y = load_array(config.targets, "targets")
+        if y.ndim == 0 or y.shape[0] != b:
+            raise InputError(f"targets have shape {y.shape}; the inputs have {b} sequences")
         problem = get_loss(shape.loss).check_targets(y, shape.output_size, t if every else None)
         if problem:
-            raise InputError(f"targets file {config.targets}: {problem}")
+            raise InputError(f"targets: {problem}")
         if shape.loss == "bce" and not every:
             y = y.reshape(b, 1)
-    return Batch(x, y)
+    return Batch(x, y, mask)
+
+
+def _random_tokens(network: Network, rng: np.random.Generator, batch: Batch) -> Batch:
+    """For a network with an embedding and no --inputs: token ids drawn uniformly from the
+    vocabulary (never --padding-idx), so that the embedding takes part."""
+    b, t = batch.x.shape[:2]
+    vocab = [v for v in range(network.vocab_size) if v != network.padding_idx]
+    if not vocab:
+        raise InputError("the embedding has no row besides --padding-idx")
+    return Batch(np.asarray(vocab)[rng.integers(0, len(vocab), (b, t))], batch.y, batch.mask)
 
 
 def build(config: RunConfig) -> Setup:
-    """The model and batch a config describes, with every default resolved in the returned config."""
+    """The network and batch a config describes, with every default resolved in the returned config."""
     task = make_task(config.task, config)
     weights_rng, data_rng = rngs(config.seed)
     if config.weights is not None:
-        model, layout = _loaded_model(config)
+        network, layout = _loaded_network(config)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
-        shape = task.resolve(model.input_size, model.output_size, config.loss)
-        model.loss = get_loss(shape.loss)
-        model.readout = shape.readout  # a state dict holds one Linear; the task says where it reads
+        if network.head is not None:
+            shape = task.resolve(network.input_size, network.output_size, config.loss)
+            network.loss = get_loss(shape.loss)
+            if config.readout is None and shape.readout == "every":
+                network.readout = "every"  # a state dict holds one Linear; the task says where it reads
+        else:
+            if config.output_grads is None:
+                raise InputError(
+                    f"{config.weights if isinstance(config.weights, str) else 'the state dict'}: no Linear "
+                    f"readout reads the recurrent module's {network.feature_size} outputs; give --output-grads "
+                    "(dL/d(output) from your own head), or name the head with --head-key"
+                )
+            shape = task.resolve(network.input_size, None, config.loss)
     else:
         shape = task.resolve(config.input_size, config.output_size, config.loss)
-        model, layout = new_model(config, shape, weights_rng), Layout()
+        network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
+        if config.readout is not None:
+            network.readout = config.readout
+    if network.readout == "every" and shape.readout != "every" and config.targets is not None:
+        raise InputError("--readout every needs targets at every step")
     if config.inputs is not None:
-        batch = _file_batch(config, task, shape, data_rng)
+        batch = _file_batch(config, task, shape, data_rng, network)
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
+        if network.embedding is not None:
+            batch = _random_tokens(network, data_rng, batch)
+    if network.readout == "every" and batch.y.ndim < 2 + (shape.loss != "ce") and network.head is not None:
+        raise InputError(f"--readout every needs a target at every step; the {task.name} task has one per sequence")
+    upstream = _upstream(config, network, *batch.x.shape[:2])
+    if upstream is not None:
+        network.head, network.loss = None, None  # the caller's gradient replaces the head
     resolved = replace(
         config,
-        cell=model.cell.name,
-        activation=model.cell.activation,
-        hidden_size=model.hidden_size,
-        input_size=model.input_size,
-        output_size=model.output_size,
+        cell=network.cell.name,
+        activation=network.cell.activation,
+        hidden_size=network.hidden_size,
+        input_size=network.input_size,
+        output_size=network.output_size,
         seq_len=batch.x.shape[1],
         batch_size=batch.x.shape[0],
-        loss=model.loss.name,
-        init=None if config.weights else config.init,
-        init_gain=None if config.weights else config.init_gain,
+        loss=None if network.loss is None else network.loss.name,
+        readout=network.readout,
+        init=None if config.weights is not None else config.init,
+        init_gain=None if config.weights is not None else config.init_gain,
     )
-    return Setup(resolved, model, batch, task, shape, layout)
+    return Setup(resolved, network, batch, task, shape, layout, upstream)

@@ -17,7 +17,9 @@ from ..config import RunConfig
 from ..dynamics import Lyapunov, lyapunov
 from ..experiment import Setup, build
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
+from ..model.network import DIRECTIONS
 from ..model.single import Model
+from ..network_bptt import NetworkGradients, NetworkTrajectory, network_bptt
 from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
@@ -28,6 +30,59 @@ class Thresholds:
 
     vanishing_ratio: float = VANISHING_RATIO
     exploding_ratio: float = EXPLODING_RATIO
+
+
+@dataclass
+class LayerReport:
+    """The gradient flow of one layer in one direction (the same measures as the headline).
+
+    grad_norms : (T,) ||dL/dh_t|| over the sequences real at step t (absolute steps, first first).
+    ratios : (T,) the flow profile over its last value; with padding the profile counts steps back
+        from each sequence's readout end (its last real step; its first for the reverse
+        direction), so it does not depend on the side the pads are on.
+    total_grad_norm : ||dL/dh|| over every step: what reaches this layer (depth, beside time).
+    """
+
+    layer: int
+    direction: str
+    grad_norms: np.ndarray
+    ratios: np.ndarray
+    contributions: np.ndarray
+    cell_grad_norms: np.ndarray | None
+    spectrum: Spectrum
+    spectrum_of: str
+    flow: Flow
+    total_grad_norm: float
+
+
+@dataclass
+class Depth:
+    """How the gradient reaching the first layer compares with the last (over all steps and
+    both directions): ratio = first / last, below 1 when it fades with depth."""
+
+    first_layer_grad_norm: float
+    last_layer_grad_norm: float
+    ratio: float
+    log10_ratio: float | None
+
+
+@dataclass
+class NetworkInfo:
+    """What was loaded: the architecture, the readout, and the keys left unread.
+
+    ignored_keys : state-dict keys of modules gradscope does not model (listed, never dropped
+        silently); padded : whether sequences have pad steps; lengths : (min, max) real steps.
+    """
+
+    description: str
+    num_layers: int
+    directions: int
+    embedding: list[int] | None
+    readout: str
+    head: str | None
+    ignored_keys: list[str]
+    padded: bool
+    lengths: list[int]
 
 
 @dataclass
@@ -70,8 +125,11 @@ class AnalyzeResult:
     lyapunov: Lyapunov
     regime: str
     thresholds: Thresholds
+    network: NetworkInfo
+    layers: list[LayerReport]
+    depth: Depth | None
     setup: Setup = field(metadata=HIDDEN, repr=False)
-    gradients: Gradients = field(metadata=HIDDEN, repr=False)
+    gradients: Gradients | NetworkGradients = field(metadata=HIDDEN, repr=False)
 
 
 def step_norms(d: np.ndarray) -> np.ndarray:
@@ -128,6 +186,8 @@ def recurrent_spectra(model: Model, caches: list) -> tuple[Spectrum, str, dict[s
 
 def analyze_setup(setup: Setup) -> AnalyzeResult:
     """Run BPTT on a built setup and measure the flow."""
+    if not setup.is_single():
+        return analyze_network(setup)
     model, batch = setup.model, setup.batch
     traj, grads = bptt(model, batch.x, batch.y)
     flowing = flowing_gradients(model, traj, grads, batch.y)
@@ -142,9 +202,11 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         gamma = get_activation(model.cell.activation).gamma
         pascanu = pascanu_check(gamma, spec.max_singular_value, norms)
     summary = flow(norms)
+    report = LayerReport(0, "forward", norms, ratios, contributions, cell_norms, spec, spectrum_of, summary,
+                         _total_norm(flowing.dL_da))
     return AnalyzeResult(
         config=setup.config.as_dict(),
-        data=setup.task.describe(),
+        data=describe_data(setup),
         parameter_count=int(sum(p.size for p in model.params.values())),
         loss=grads.loss,
         baseline_loss=setup.baseline_loss,
@@ -160,6 +222,9 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         lyapunov=lyapunov(model, traj),
         regime=summary.regime,
         thresholds=Thresholds(),
+        network=network_info(setup),
+        layers=[report],
+        depth=None,
         setup=setup,
         gradients=grads,
     )
@@ -172,3 +237,167 @@ def analyze(config: RunConfig | None = None, **settings) -> AnalyzeResult:
     """
     config = config or RunConfig(**settings)
     return analyze_setup(build(config))
+
+
+# --- a user's own network: every layer and direction ------------------------------------------------
+
+
+def describe_data(setup: Setup) -> str:
+    """Where the batch came from: the task, or the inputs the user gave."""
+    config, batch = setup.config, setup.batch
+    if config.inputs is None:
+        text = setup.task.describe()
+    else:
+        source = config.inputs if isinstance(config.inputs, str) else "an array"
+        kind = "token ids" if batch.x.ndim == 2 else "inputs"
+        text = f"{kind} from {source}: {batch.x.shape[0]} sequences of {batch.x.shape[1]} steps"
+    if batch.mask is not None:
+        lengths = batch.mask.sum(axis=1)
+        text += f", padded ({int(lengths.min())}-{int(lengths.max())} real steps)"
+    if setup.upstream is not None:
+        text += "; upstream gradient from --output-grads"
+    return text
+
+
+def network_info(setup: Setup) -> NetworkInfo:
+    net, mask = setup.network, setup.batch.mask
+    steps = setup.batch.x.shape[1]
+    lengths = mask.sum(axis=1) if mask is not None else np.array([steps])
+    head = None if net.head is None else f"Linear({net.feature_size}, {net.output_size})"
+    return NetworkInfo(net.describe(), net.num_layers, net.directions,
+                       None if net.embedding is None else list(net.embedding.shape), net.readout, head,
+                       list(setup.layout.ignored), mask is not None, [int(lengths.min()), int(lengths.max())])
+
+
+def _total_norm(d: np.ndarray) -> float:
+    with np.errstate(all="ignore"):
+        return float(step_norms(d.reshape(1, d.shape[0] * d.shape[1], -1))[0])
+
+
+def aligned_norms(d: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> np.ndarray:
+    """The flow profile: (T,) norms over the batch at k steps from each sequence's readout end.
+
+    d (T, B, H) in absolute steps, zero at pad steps. Without padding it is ``step_norms(d)``.
+    With padding, entry T-1-k is the norm over the sequences that have a real step k steps before
+    their last real one (after their first, for the reverse direction), so that pre- and
+    post-padded batches, which compute the same thing, give the same profile.
+    """
+    if mask_tm is None:
+        return step_norms(d)
+    steps, batch = mask_tm.shape
+    k = np.arange(steps)[:, None]
+    if reverse:
+        anchor = mask_tm.argmax(axis=0)  # first real step
+        idx = anchor[None, :] + k
+    else:
+        anchor = steps - 1 - mask_tm[::-1].argmax(axis=0)  # last real step
+        idx = anchor[None, :] - k
+    valid = (idx >= 0) & (idx < steps)
+    idx = np.clip(idx, 0, steps - 1)
+    cols = np.arange(batch)[None, :]
+    valid &= mask_tm[idx, cols]
+    gathered = d[idx, cols] * valid[:, :, None]  # (T, B, H), row k: k steps from the end
+    return step_norms(gathered)[::-1].copy()
+
+
+def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
+    """The trajectory of the longest sequences over their real steps (processing order), for the
+    Jacobian products, which pad steps (the identity) would dilute; None under two steps."""
+    lengths = mask_tm.sum(axis=0)
+    rows = np.flatnonzero(lengths == lengths.max())
+    steps = np.flatnonzero(mask_tm[:, rows].all(axis=1))
+    if steps.size < 2:
+        return None
+
+    def pick(part):
+        if isinstance(part, np.ndarray):
+            return part[rows]
+        picked = [pick(p) for p in part]
+        return type(part)(*picked) if hasattr(part, "_fields") else tuple(picked)  # a state, or a cache
+
+    hidden = traj.hidden[np.concatenate(([0], steps + 1))][:, rows]
+    return Trajectory(None, hidden, [pick(traj.states[s]) for s in steps],
+                      [pick(traj.caches[s]) for s in steps], None)
+
+
+def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int,
+                         d: int) -> tuple[LayerReport, np.ndarray]:
+    """One layer and direction's report, and its flow profile."""
+    net, mask_tm = setup.network, traj.mask_tm
+    run, g = traj.runs[k][d], grads.layers[k][d]
+    reverse = d == 1
+    norms = step_norms(g.dL_dh)
+    profile = aligned_norms(g.dL_dh, mask_tm, reverse)
+    hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
+    with np.errstate(all="ignore"):
+        ratios = profile / profile[-1]
+        contributions = Gradients(0.0, g.dL_dh, g.dL_dc, g.params, g.dv, hidden_prev).contribution_norms()
+    cell_norms = None if g.dL_dc is None else step_norms(g.dL_dc)
+    view = Model(net.cell, net.layers[k][d], None)
+    spec, spectrum_of, _ = recurrent_spectra(view, run.caches)
+    report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
+                         flow(profile), _total_norm(g.dL_dh))
+    return report, profile
+
+
+def analyze_network(setup: Setup) -> AnalyzeResult:
+    """Exact BPTT through the whole network and the flow of every layer and direction.
+
+    The headline (the top-level fields) is the top layer's forward direction, the one nearest the
+    loss; ``layers`` has every layer and direction, bottom first, forward before reverse.
+    """
+    net, batch = setup.network, setup.batch
+    traj, grads = network_bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
+    reports, profiles = [], []
+    for k in range(net.num_layers):
+        for d in range(net.directions):
+            report, profile = network_layer_report(setup, traj, grads, k, d)
+            reports.append(report)
+            profiles.append(profile)
+    top = net.num_layers - 1
+    head_i = top * net.directions
+    headline, profile = reports[head_i], profiles[head_i]
+    run, params = traj.runs[top][0], net.layers[top][0]
+    view = Model(net.cell, params, None)
+    _, _, gate_spectra = recurrent_spectra(view, run.caches)
+    pascanu = None
+    if headline.spectrum_of == "recurrent_weight" and net.readout == "last" and setup.upstream is None:
+        # the bound holds where the gradient enters at the readout end only: the top layer's
+        # final states, each sequence's at its own last real step (the aligned profile)
+        gamma = get_activation(net.cell.activation).gamma
+        pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile)
+    lyap_run = run if traj.mask_tm is None else _full_rows(run, traj.mask_tm)
+    lyap = lyapunov(view, lyap_run if lyap_run is not None else run)  # under 2 full steps: as run
+    depth = None
+    if net.num_layers > 1:
+        totals = [float(np.sqrt(sum(r.total_grad_norm ** 2 for r in reports if r.layer == k)))
+                  for k in (0, top)]
+        with np.errstate(all="ignore"):
+            ratio = totals[0] / totals[1] if totals[1] else float("nan")
+        log10 = float(np.log10(ratio)) if np.isfinite(ratio) and ratio > 0 else None
+        depth = Depth(totals[0], totals[1], ratio, log10)
+    return AnalyzeResult(
+        config=setup.config.as_dict(),
+        data=describe_data(setup),
+        parameter_count=net.parameter_count(),
+        loss=grads.loss,
+        baseline_loss=None if setup.upstream is not None else setup.baseline_loss,
+        grad_norms=headline.grad_norms,
+        ratios=headline.ratios,
+        contributions=headline.contributions,
+        cell_grad_norms=headline.cell_grad_norms,
+        spectrum=headline.spectrum,
+        spectrum_of=headline.spectrum_of,
+        gate_spectra=gate_spectra,
+        pascanu=pascanu,
+        flow=headline.flow,
+        lyapunov=lyap,
+        regime=headline.flow.regime,
+        thresholds=Thresholds(),
+        network=network_info(setup),
+        layers=reports,
+        depth=depth,
+        setup=setup,
+        gradients=grads,
+    )
+

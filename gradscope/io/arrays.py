@@ -37,6 +37,8 @@ def _check_readable(path: str | os.PathLike, what: str) -> Path:
 
 
 def _numeric(array: np.ndarray, where: str) -> np.ndarray:
+    """A float64 copy of a numeric array; objects, strings, complex or non-finite values are an InputError
+    whose message starts with ``where``."""
     if array.dtype == object:
         raise InputError(f"{where} holds Python objects, not numbers")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
@@ -111,3 +113,19 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float]) -> 
             np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     except OSError as exc:
         raise InputError(f"cannot write {p}: {exc.strerror or exc}") from None
+
+
+def load_array(source: object, what: str) -> np.ndarray:
+    """One array from an .npy path or, from Python, an array (numpy, or a torch tensor), as float64.
+
+    The same checks as ``load_npy`` (numeric, finite); ``what`` names it in errors ("inputs").
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return load_npy(source, what)
+    if type(source).__module__.split(".")[0] == "torch":  # a tensor: torch is already imported
+        source = source.detach().cpu().double().numpy()
+    try:
+        array = np.asarray(source)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be an array or an .npy path, not {type(source).__name__} ({exc})") from None
+    return _numeric(array, what)

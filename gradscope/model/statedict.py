@@ -9,30 +9,234 @@ Exports use the prefix ``rnn.`` and the readout ``fc.``, and load into the match
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cells import CELLS, Params, make_cell
 from ..errors import InputError
 from .losses import default_loss, get_loss
+from .network import Network
 from .single import Model
+
+if TYPE_CHECKING:  # the gradients' type only; the model layer does not import BPTT
+    from ..network_bptt import NetworkGradients
 
 RECURRENT_PREFIX = "rnn."
 READOUT_PREFIX = "fc."
 
+# <prefix>weight_ih_l0, bias_hh_l1_reverse, weight_hr_l0 (a projection): the recurrent module's keys
+RECURRENT_KEY = re.compile(r"^(?P<prefix>.*?)(?P<kind>weight|bias)_(?P<which>ih|hh|hr)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a model's parameters sit in a state dict: module prefixes, with their dots."""
+    """Where a model's parameters sit in a state dict: module prefixes, with their dots.
+
+    recurrent : the nn.RNN/GRU/LSTM's prefix; readout : the Linear head's, or None (no head);
+    embedding : the nn.Embedding's, or None; ignored : keys of other modules, left unread.
+    """
 
     recurrent: str = RECURRENT_PREFIX
-    readout: str = READOUT_PREFIX
+    readout: str | None = READOUT_PREFIX
     readout_bias: bool = True
+    embedding: str | None = None
+    ignored: tuple[str, ...] = ()
 
 
-def _split_prefix(keys: list[str], suffix: str) -> list[str]:
-    return [k[: -len(suffix)] for k in keys if k.endswith(suffix)]
+@dataclass(frozen=True)
+class Choices:
+    """What the user said where a state dict alone is ambiguous (flags of the same names).
+
+    rnn_key, head_key, embedding_key : module prefixes (``encoder.lstm``, with or without the dot).
+    """
+
+    cell: str | None = None
+    activation: str | None = None
+    rnn_key: str | None = None
+    head_key: str | None = None
+    embedding_key: str | None = None
+
+
+def layer_key(name: str, layer: int, reverse: bool) -> str:
+    """PyTorch's name of a layer-0 parameter for layer k and direction: weight_hh_l0 -> weight_hh_l1_reverse."""
+    return f"{name[:-3]}_l{layer}" + ("_reverse" if reverse else "")
+
+
+def _dotted(prefix: str | None) -> str | None:
+    if prefix is None or prefix == "" or prefix.endswith("."):
+        return prefix
+    return prefix + "."
+
+
+def _recurrent_prefix(arrays: dict[str, np.ndarray], source: str, chosen: str | None) -> str:
+    prefixes = sorted({m["prefix"] for k in arrays if (m := RECURRENT_KEY.match(k))})
+    if chosen is not None:
+        if chosen not in prefixes:
+            found = ", ".join(repr(p.rstrip(".")) for p in prefixes) or "none"
+            raise InputError(f"{source}: --rnn-key {chosen.rstrip('.')!r} names no recurrent module (found {found})")
+        return chosen
+    if not prefixes:
+        raise InputError(f"{source}: no recurrent module found (no '*weight_hh_l0' key of an nn.RNN, nn.GRU or nn.LSTM)")
+    if len(prefixes) > 1:
+        found = ", ".join(repr(p.rstrip(".")) for p in prefixes)
+        raise InputError(f"{source}: holds {len(prefixes)} recurrent modules ({found}); choose one with --rnn-key")
+    return prefixes[0]
+
+
+def _recurrent_keys(arrays: dict[str, np.ndarray], source: str, prefix: str) -> tuple[int, int, bool]:
+    """(num_layers, directions, bias) of the recurrent module, its keys checked like
+    ``load_state_dict(strict=True)``: nothing missing, nothing it does not model."""
+    found: dict[tuple[int, bool], set[str]] = {}
+    for key in arrays:
+        if not key.startswith(prefix):
+            continue
+        m = RECURRENT_KEY.match(key)
+        if m is None or m["prefix"] != prefix:
+            continue
+        if m["which"] == "hr":
+            raise InputError(
+                f"{source}: {key} is an LSTM projection (proj_size > 0), which gradscope does not model"
+            )
+        found.setdefault((int(m["layer"]), bool(m["reverse"])), set()).add(f"{m['kind']}_{m['which']}")
+    layers = 1 + max(k for k, _ in found)
+    directions = 2 if any(rev for _, rev in found) else 1
+    bias = any("bias_ih" in names or "bias_hh" in names for names in found.values())
+    expected = {"weight_ih", "weight_hh"} | ({"bias_ih", "bias_hh"} if bias else set())
+    for k in range(layers):
+        for reverse in (False, True)[:directions]:
+            have = found.get((k, reverse), set())
+            missing = sorted(expected - have)
+            if missing:
+                name = layer_key(missing[0] + "_l0", k, reverse)
+                raise InputError(f"{source}: missing {prefix}{name} (the module has {layers} layer(s)"
+                                 f"{', bidirectional' if directions == 2 else ''})")
+    return layers, directions, bias
+
+
+def _linear_candidates(arrays: dict[str, np.ndarray], keys: list[str], width: int) -> list[str]:
+    """Prefixes of 2-D '<name>.weight' arrays whose second axis is ``width``."""
+    out = []
+    for k in keys:
+        if k.endswith("weight") and (k == "weight" or k.endswith(".weight")):
+            w = arrays[k]
+            if w.ndim == 2 and w.shape[1] == width:
+                out.append(k[: -len("weight")])
+    return out
+
+
+def _pick(candidates: list[str], chosen: str | None, flag: str, what: str, source: str,
+          hint: str) -> str | None:
+    """One module prefix among candidates: the flag's, the only one, or the one named like ``hint``."""
+    if chosen is not None:
+        if chosen not in candidates:
+            found = ", ".join(repr(c.rstrip(".")) for c in candidates) or "none"
+            raise InputError(f"{source}: {flag} {chosen.rstrip('.')!r} is not {what} (candidates: {found})")
+        return chosen
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    named = [c for c in candidates if hint in c.lower()]
+    if len(named) == 1:
+        return named[0]
+    found = ", ".join(repr(c.rstrip(".")) for c in candidates)
+    raise InputError(f"{source}: {len(candidates)} modules could be {what} ({found}); choose one with {flag}")
+
+
+def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = Choices(),
+                 readout: str = "last") -> tuple[Network, Layout]:
+    """A Network from a state dict's arrays; every inconsistency is an InputError naming ``source``.
+
+    The recurrent module is recognised by its keys (REFERENCE §4), its cell by the shape of
+    weight_hh_l0 ((H, H) nn.RNN, (3H, H) nn.GRU, (4H, H) nn.LSTM); an nn.Embedding in front by a
+    2-D '<name>.weight' (V, D) without bias whose D is layer 0's input width; the head by a
+    Linear '<name>.weight' (O, F), F = H x directions. Other keys are listed in ``Layout.ignored``.
+    The loss is left to the caller (``Network.loss`` None).
+    """
+    prefix = _recurrent_prefix(arrays, source, _dotted(choices.rnn_key))
+    layers_n, directions, bias = _recurrent_keys(arrays, source, prefix)
+    w_hh = arrays[prefix + "weight_hh_l0"]
+    if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
+        raise InputError(f"{source}: {prefix}weight_hh_l0 has shape {w_hh.shape}, not (G*H, H)")
+    by_gates = {len(cls.gates): name for name, cls in CELLS.items()}
+    gates = w_hh.shape[0] // w_hh.shape[1]
+    if gates not in by_gates:
+        raise InputError(f"{source}: {prefix}weight_hh_l0 of shape {w_hh.shape} matches no known cell")
+    detected = by_gates[gates]
+    if choices.cell is not None and choices.cell != detected:
+        raise InputError(f"{source} holds a {detected} model, but --cell {choices.cell} was given")
+    cell = make_cell(detected, choices.activation or "tanh")
+    hidden = w_hh.shape[1]
+    width = hidden * directions
+
+    used: set[str] = set()
+    layers: list[list[Params]] = []
+    for k in range(layers_n):
+        layer = []
+        for reverse in (False, True)[:directions]:
+            tensors: Params = {}
+            for name in cell.required_torch_names():
+                key = prefix + layer_key(name, k, reverse)
+                if key in arrays:
+                    tensors[name] = arrays[key]
+                    used.add(key)
+                elif name.startswith("bias") and not bias:
+                    tensors[name] = np.zeros(w_hh.shape[0])  # bias=False: fixed zeros
+                else:
+                    raise InputError(f"{source}: missing {key}")
+            try:
+                params = cell.from_torch(tensors)
+            except InputError as exc:
+                where = f"layer {k}{' reverse' if reverse else ''}"
+                raise InputError(f"{source}: {where}: {exc}") from None
+            if cell.hidden_size(params) != hidden:
+                raise InputError(f"{source}: layer {k} has {cell.hidden_size(params)} hidden units, layer 0 has {hidden}")
+            if k > 0 and cell.input_size(params) != width:
+                raise InputError(
+                    f"{source}: {prefix}{layer_key('weight_ih_l0', k, reverse)} takes {cell.input_size(params)} inputs; "
+                    f"layer {k} reads layer {k - 1}'s output, {width} wide"
+                )
+            layer.append(params)
+        layers.append(layer)
+    stray = sorted(k for k in arrays if k.startswith(prefix) and k not in used and RECURRENT_KEY.match(k)
+                   and RECURRENT_KEY.match(k)["prefix"] == prefix)
+    if stray:
+        raise InputError(f"{source}: unexpected key {stray[0]} in the recurrent module")
+
+    rest = [k for k in arrays if k not in used]
+    input_size = cell.input_size(layers[0][0])
+    heads = _linear_candidates(arrays, rest, width)
+    embeddings = [p for p in _linear_candidates(arrays, rest, input_size) if p + "bias" not in arrays]
+    head_choice, emb_choice = _dotted(choices.head_key), _dotted(choices.embedding_key)
+    if emb_choice is None and head_choice is None:
+        # a Linear without bias (O, F) looks like an embedding (V, D) when D = F: names decide
+        both = set(heads) & set(embeddings)
+        embeddings = [p for p in embeddings if p not in both or "emb" in p.lower()]
+        heads = [p for p in heads if p not in both or "emb" not in p.lower()]
+    embedding_prefix = _pick(embeddings, emb_choice, "--embedding-key", f"an embedding (V, {input_size})",
+                             source, "emb")
+    heads = [p for p in heads if p != embedding_prefix]
+    head_prefix = _pick(heads, head_choice, "--head-key", f"a Linear head reading {width} features",
+                        source, "fc")
+    head = None
+    if head_prefix is not None:
+        wy = arrays[head_prefix + "weight"]
+        has_bias = head_prefix + "bias" in arrays
+        by = arrays[head_prefix + "bias"] if has_bias else np.zeros(wy.shape[0])
+        if by.shape != (wy.shape[0],):
+            raise InputError(f"{source}: {head_prefix}bias has shape {by.shape}, expected ({wy.shape[0]},)")
+        head = {"Wy": np.asarray(wy, np.float64), "by": np.asarray(by, np.float64)}
+        used.update({head_prefix + "weight"} | ({head_prefix + "bias"} if has_bias else set()))
+    embedding = None
+    if embedding_prefix is not None:
+        embedding = np.asarray(arrays[embedding_prefix + "weight"], np.float64)
+        used.add(embedding_prefix + "weight")
+    ignored = tuple(sorted(k for k in arrays if k not in used))
+    network = Network(cell, layers, head, readout, None, embedding, None, bias)
+    layout = Layout(prefix, head_prefix, head_prefix is not None and head_prefix + "bias" in arrays,
+                    embedding_prefix, ignored)
+    return network, layout
 
 
 def load_model(
@@ -42,66 +246,52 @@ def load_model(
     activation: str | None,
     loss: str | None,
 ) -> tuple[Model, Layout]:
-    """A Model from a state dict's arrays; every inconsistency is an InputError naming ``source``."""
-    keys = sorted(arrays)
-    for k in keys:
-        if "_reverse" in k or any(k.endswith(f"_l{n}") for n in range(1, 10)):
-            raise InputError(
-                f"{source}: {k!r} belongs to a multi-layer or bidirectional network; "
-                "gradscope analyses single-layer, one-directional cells"
-            )
-    prefixes = _split_prefix(keys, "weight_hh_l0")
-    if len(prefixes) != 1:
-        found = "none" if not prefixes else ", ".join(p + "weight_hh_l0" for p in prefixes)
-        raise InputError(f"{source}: expected exactly one recurrent weight '*weight_hh_l0', found {found}")
-    prefix = prefixes[0]
-    w_hh = arrays[prefix + "weight_hh_l0"]
-    if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
-        raise InputError(f"{source}: {prefix}weight_hh_l0 has shape {w_hh.shape}, not (G*H, H)")
-    by_gates = {len(cls.gates): name for name, cls in CELLS.items()}
-    gates = w_hh.shape[0] // w_hh.shape[1]
-    if gates not in by_gates:
-        raise InputError(f"{source}: {prefix}weight_hh_l0 of shape {w_hh.shape} matches no known cell")
-    detected = by_gates[gates]
-    if cell is not None and cell != detected:
-        raise InputError(f"{source} holds a {detected} model, but --cell {cell} was given")
-    model_cell = make_cell(detected, activation or "tanh")
-
-    tensors: Params = {}
-    for name in model_cell.required_torch_names():
-        if prefix + name not in arrays:
-            raise InputError(f"{source}: missing {prefix + name}")
-        tensors[name] = arrays[prefix + name]
-    params = model_cell.from_torch(tensors)
-    hidden = model_cell.hidden_size(params)
-
-    rest = [k for k in keys if not k.startswith(prefix) or k[len(prefix):] not in tensors]
-    readouts = [p for p in _split_prefix(rest, "weight") if p.endswith(".") or p == ""]
-    readouts = [p for p in readouts if arrays[p + "weight"].ndim == 2 and arrays[p + "weight"].shape[1] == hidden]
-    if len(readouts) != 1:
-        found = "none" if not readouts else ", ".join(p + "weight" for p in readouts)
+    """A single-layer Model from a state dict (for train, compare, sweep), or an InputError saying
+    why the network is not one."""
+    network, layout = load_network(arrays, source, Choices(cell, activation))
+    if network.head is None:
+        raise InputError(f"{source}: no Linear readout reads the recurrent module's {network.feature_size} outputs")
+    if not network.is_single():
         raise InputError(
-            f"{source}: expected exactly one readout Linear layer '<name>.weight' of shape (O, {hidden}), "
-            f"found {found}"
+            f"{source} holds a {network.describe()}; train, compare and sweep take single-layer, "
+            "one-directional models with a bias and no embedding (analyze takes this one)"
         )
-    readout = readouts[0]
-    wy = arrays[readout + "weight"]
-    has_bias = readout + "bias" in arrays
-    by = arrays[readout + "bias"] if has_bias else np.zeros(wy.shape[0])
-    if by.shape != (wy.shape[0],):
-        raise InputError(f"{source}: {readout}bias has shape {by.shape}, expected ({wy.shape[0]},)")
-    params.update({"Wy": wy, "by": by})
-    loss_fn = get_loss(loss or default_loss(wy.shape[0]))
-    return Model(model_cell, params, loss_fn), Layout(prefix, readout, has_bias)
+    network.loss = get_loss(loss or default_loss(network.output_size))
+    return network.as_model(), layout
+
+
+def export_network(network: Network, layout: Layout = Layout()) -> dict[str, np.ndarray]:
+    """The network's parameters as a PyTorch state dict (numpy arrays), under the layout's keys."""
+    return _export(network, layout, [[network.cell.to_torch(p) for p in layer] for layer in network.layers],
+                   network.head, network.embedding)
+
+
+def export_network_grads(network: Network, grads: "NetworkGradients", layout: Layout = Layout()) -> dict[str, np.ndarray]:
+    """Gradients under the very keys their parameters have in the user's state dict."""
+    cells = [[network.cell.grads_to_torch(g.params) for g in layer] for layer in grads.layers]
+    return _export(network, layout, cells, grads.head, grads.embedding)
+
+
+def _export(network: Network, layout: Layout, cells: list[list[Params]], head: Params | None,
+            embedding: np.ndarray | None) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if embedding is not None and layout.embedding is not None:
+        out[layout.embedding + "weight"] = embedding
+    for k, layer in enumerate(cells):
+        for d, tensors in enumerate(layer):
+            for name, value in tensors.items():
+                if network.bias or not name.startswith("bias"):
+                    out[layout.recurrent + layer_key(name, k, d == 1)] = value
+    if head is not None and layout.readout is not None:
+        out[layout.readout + "weight"] = head["Wy"]
+        if layout.readout_bias:
+            out[layout.readout + "bias"] = head["by"]
+    return out
 
 
 def export(model: Model, layout: Layout = Layout()) -> dict[str, np.ndarray]:
     """The model's parameters as a PyTorch state dict (numpy arrays)."""
-    out = {layout.recurrent + k: v for k, v in model.cell.to_torch(model.cell_params()).items()}
-    out[layout.readout + "weight"] = model.params["Wy"]
-    if layout.readout_bias:
-        out[layout.readout + "bias"] = model.params["by"]
-    return out
+    return export_network(Network.from_model(model), layout)
 
 
 def export_grads(model: Model, grads: Params, layout: Layout = Layout()) -> dict[str, np.ndarray]:

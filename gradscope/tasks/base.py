@@ -34,10 +34,13 @@ class TaskShape:
 
 @dataclass(frozen=True)
 class Batch:
-    """x (B, T, D) float64 and targets y (see the module docstring)."""
+    """x (B, T, D) float64 (or (B, T) token ids for a network with an embedding) and targets y
+    (see the module docstring); mask (B, T) bool, True at real steps, or None where every step
+    of every sequence is real (padded texts have one)."""
 
     x: np.ndarray
     y: np.ndarray
+    mask: np.ndarray | None = None
 
 
 class Task(ABC):

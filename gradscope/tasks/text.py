@@ -77,13 +77,14 @@ class TextTask(Task):
             raise InputError(f"the texts were encoded to --seq-len {self.dataset.seq_len}, not {seq_len}")
         idx = rng.choice(self.train_idx, size=batch_size, replace=batch_size > len(self.train_idx))
         x, labels = self.dataset.batch(idx)
-        return Batch(x, self._targets(labels, shape))
+        return Batch(x, self._targets(labels, shape), self.dataset.mask[idx])
 
     def validation_batches(self, shape: TaskShape) -> Iterator[Batch]:
         """The held-out texts, EVAL_CHUNK at a time."""
         for start in range(0, len(self.val_idx), EVAL_CHUNK):
-            x, labels = self.dataset.batch(self.val_idx[start : start + EVAL_CHUNK])
-            yield Batch(x, self._targets(labels, shape))
+            idx = self.val_idx[start : start + EVAL_CHUNK]
+            x, labels = self.dataset.batch(idx)
+            yield Batch(x, self._targets(labels, shape), self.dataset.mask[idx])
 
     def baseline_loss(self, shape: TaskShape, seq_len: int) -> float:
         prior = np.bincount(self.dataset.labels[self.train_idx], minlength=self.dataset.num_classes)

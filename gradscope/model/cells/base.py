@@ -133,6 +133,10 @@ class Cell(ABC):
         x (T, B, D), h_prev (T, B, H) = h_0..h_{T-1}, du and dv (T, B, G*H) -> {name: gradient}.
         """
 
+    def input_grads(self, params: Params, du: np.ndarray) -> np.ndarray:
+        """dL/dx_t = W_ih^T dL/du_t for every step at once: du (T, B, G*H) -> (T, B, D)."""
+        return du @ params[self.input_weight]  # backprop through u_t = W_ih x_t + b_ih
+
     def step_jacobian(self, params: Params, cache: Any) -> np.ndarray:
         """d state_t / d state_{t-1} for each sequence of the batch, (B, S, S).
 

@@ -1,0 +1,138 @@
+"""A user's own recurrent network, as PyTorch builds it (REFERENCE §4).
+
+    x_t          = E[token_t]                  an nn.Embedding in front (optional), E (V, D)
+    h^k_t        = cell(h^{k-1}_t, h^k_{t-1})  layer k = 0..L-1, h^{-1}_t = x_t
+    reverse      the same over t = T..1        bidirectional: each layer's output is
+                                               cat(forward h^k_t, reverse h^k_t), (H x 2) wide
+    features     readout of the top layer:
+                   last   cat(h_n[-2], h_n[-1])            (the final states; one of them if unidirectional)
+                   mean   sum_t m_t h_t / sum_t m_t        (over the real steps)
+                   max    max over the real steps, per feature
+                   every  h_t itself, a target at every step
+    logits       = Wy features + by            one nn.Linear (the head), or no head at all:
+                                               the caller gives dL/d(output) instead
+
+Padding: a mask m (B, T), True at a sequence's real steps. At a pad step every layer carries its
+state unchanged, so each sequence runs over its own real steps only, exactly as
+``pack_padded_sequence(..., enforce_sorted=False)`` runs it: the forward direction's final state is
+the one at its last real step, the reverse direction starts there and ends at its first, and the
+output at pad steps is zero.
+
+Every layer and direction has its own parameters in the cell's names (``W_ih``, ``W_hh``, ...,
+``Wx``, ``Wa``, ... for the vanilla RNN); ``bias=False`` networks hold zero biases that are not
+parameters (never exported, never counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cells import Cell, Params
+from .losses import Loss
+from .single import Model
+
+READOUTS = ("last", "mean", "max", "every")
+DIRECTIONS = ("forward", "reverse")
+
+
+@dataclass
+class Network:
+    """Embedding, stacked (bidirectional) layers of one cell type, and a head.
+
+    layers : layers[k][d], the parameters of layer k in direction d (0 forward, 1 reverse).
+    head : {"Wy": (O, F), "by": (O,)}, F = H x directions; None when the gradient comes from the
+        caller (``--output-grads``).
+    readout : how the head reads the top layer (READOUTS).
+    loss : the loss on the head's logits; None without a head.
+    embedding : (V, D) or None; padding_idx : its row whose gradient is held at zero (nn.Embedding).
+    bias : False for a network built with ``bias=False`` (its zero biases are not parameters).
+    """
+
+    cell: Cell
+    layers: list[list[Params]]
+    head: Params | None
+    readout: str = "last"
+    loss: Loss | None = None
+    embedding: np.ndarray | None = None
+    padding_idx: int | None = None
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def directions(self) -> int:
+        return len(self.layers[0])
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size(self.layers[0][0])
+
+    @property
+    def input_size(self) -> int:
+        """D, the width of layer 0's input (the embedding's vectors where there is one)."""
+        return self.cell.input_size(self.layers[0][0])
+
+    @property
+    def feature_size(self) -> int:
+        """F = H x directions, the width of every layer's output."""
+        return self.hidden_size * self.directions
+
+    @property
+    def output_size(self) -> int | None:
+        return None if self.head is None else int(self.head["Wy"].shape[0])
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self.embedding is None else int(self.embedding.shape[0])
+
+    @property
+    def bias_names(self) -> set[str]:
+        """The cell's bias parameters (zeros, and no parameters, where ``bias`` is False)."""
+        return {ours for ours, theirs in self.cell.torch_names.items() if theirs.startswith("bias")}
+
+    def parameter_count(self) -> int:
+        """Trained parameters: cells (biases only where the network has them), head, embedding."""
+        biases = self.bias_names
+        count = sum(p.size for layer in self.layers for params in layer
+                    for name, p in params.items() if self.bias or name not in biases)
+        count += 0 if self.head is None else sum(p.size for p in self.head.values())
+        return int(count + (0 if self.embedding is None else self.embedding.size))
+
+    def is_single(self) -> bool:
+        """One layer, one direction, a bias, a head read out last or at every step, no embedding:
+        the shape of the models gradscope builds, which ``as_model`` turns into a Model."""
+        return (self.num_layers == 1 and self.directions == 1 and self.bias and self.head is not None
+                and self.embedding is None and self.readout in ("last", "every"))
+
+    def as_model(self) -> Model:
+        """The single-layer Model of a network that ``is_single`` (sharing its arrays)."""
+        params = dict(self.layers[0][0])
+        params.update(self.head)
+        return Model(self.cell, params, self.loss, self.readout)
+
+    @classmethod
+    def from_model(cls, model: Model) -> "Network":
+        """A Model as a one-layer network (sharing its arrays)."""
+        cell_params = model.cell_params()
+        head = {"Wy": model.params["Wy"], "by": model.params["by"]}
+        return cls(model.cell, [[cell_params]], head, model.readout, model.loss)
+
+    def describe(self) -> str:
+        """'2-layer bidirectional lstm, H=64' and what sits around it."""
+        parts = [f"{self.num_layers}-layer" if self.num_layers > 1 else "",
+                 "bidirectional" if self.directions == 2 else "", self.cell.name]
+        text = " ".join(p for p in parts if p) + f", H={self.hidden_size}"
+        if self.embedding is not None:
+            text = f"embedding {self.embedding.shape[0]}x{self.embedding.shape[1]} -> " + text
+        if not self.bias:
+            text += ", no bias"
+        head = "no head (upstream gradient)" if self.head is None else f"readout {self.readout} -> Linear({self.feature_size}, {self.output_size})"
+        return f"{text} -> {head}"
