@@ -7,12 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..commands.analyze import analyze
+from ..commands.analyze import analyze, gradient_arrays, weight_arrays
 from ..config import RunConfig
 from ..io.arrays import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
-from ..model.statedict import export, export_grads
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options
 
@@ -23,10 +22,10 @@ def analyze_command(
     config: RunConfig,
     json: JsonFlag = False,
     save_grads: Annotated[Optional[Path], typer.Option(
-        help="Write loss, dL_da (T, B, H) (and dL_dc for lstm) and every parameter's gradient under its PyTorch key (.npz).",
+        help="Write the loss, dL/dh_t of every layer (dL_da (T, B, H) for one layer; dL_dh_l{k}[_reverse] for a network; dL_dc for lstm) and every parameter's gradient under its key in your state dict (.npz).",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
     save_weights: Annotated[Optional[Path], typer.Option(
-        help="Write the model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
+        help="Write the model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model).",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
     max_rows: Annotated[int, typer.Option(
         help="Most rows in the step table; longer runs show log-spaced steps.",
@@ -43,11 +42,7 @@ def analyze_command(
     if path is not None:
         plots.plot_analyze(result, path)
     if save_grads is not None:
-        grads = export_grads(setup.model, result.gradients.params, setup.layout)
-        arrays = {"loss": result.gradients.loss, "dL_da": result.gradients.dL_da, **grads}
-        if result.gradients.dL_dc is not None:
-            arrays["dL_dc"] = result.gradients.dL_dc
-        save_npz(save_grads, arrays)
+        save_npz(save_grads, gradient_arrays(result))
     if save_weights is not None:
-        save_npz(save_weights, export(setup.model, setup.layout))
+        save_npz(save_weights, weight_arrays(result))
     emit(result, json, lambda console: render_analyze(result, console, max_rows))

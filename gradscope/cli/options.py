@@ -21,6 +21,7 @@ from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..experiment import DEFAULT_HIDDEN_SIZE
 from ..model.initializers import INITIALIZERS
 from ..model.losses import LOSSES
+from ..model.network import READOUTS
 from ..tasks import TASKS, Task
 
 MODEL = "Model"
@@ -91,7 +92,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "batch_size": (
-        Annotated[Optional[int], _opt(DATA, "Batch size B.", min=1, show_default=str(DEFAULT_BATCH_SIZE))],
+        Annotated[Optional[int], _opt(DATA, "Batch size B.", min=1, show_default=f"{DEFAULT_BATCH_SIZE}, or what --inputs holds")],
         None,
     ),
     "seed": (
@@ -99,11 +100,39 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         0,
     ),
     "weights": (
-        Annotated[Optional[Path], _opt(FILES, "PyTorch state dict saved with np.savez (nn.RNN/GRU/LSTM + nn.Linear).", show_default=False, dir_okay=False)],
+        Annotated[Optional[Path], _opt(FILES, "Your model's state dict: torch.save(model.state_dict()) .pt/.pth (or a checkpoint holding one), .safetensors, or np.savez .npz. nn.RNN/GRU/LSTM of any depth, bidirectional, with an nn.Embedding in front and an nn.Linear head.", show_default=False, dir_okay=False)],
         None,
     ),
     "inputs": (
-        Annotated[Optional[Path], _opt(FILES, "Input batch, .npy of shape (B, T, D), batch first.", show_default=False, dir_okay=False)],
+        Annotated[Optional[Path], _opt(FILES, "Input batch, .npy, batch first: (B, T, D) vectors, or (B, T) token ids for a model with an embedding.", show_default=False, dir_okay=False)],
+        None,
+    ),
+    "lengths": (
+        Annotated[Optional[Path], _opt(FILES, "Real steps per sequence, .npy (B,): sequence b runs over its first lengths[b] steps, as pack_padded_sequence(..., enforce_sorted=False).", show_default=False, dir_okay=False)],
+        None,
+    ),
+    "padding_idx": (
+        Annotated[Optional[int], _opt(FILES, "Pad token id: real steps are those whose token differs (pads before or after the text), and the embedding's row N gets no gradient.", show_default=False, min=0)],
+        None,
+    ),
+    "readout": (
+        Annotated[Optional[Literal[READOUTS]], _opt(MODEL, "What the Linear head reads: last (final states, cat(h_n[-2], h_n[-1]) if bidirectional), mean or max over the real steps of the output, every step.", show_default="last, every for copy")],
+        None,
+    ),
+    "output_grads": (
+        Annotated[Optional[Path], _opt(FILES, "Your own head's gradient instead of a readout: .npy dL/d(output) (B, T, H x directions), or .npz with 'output', 'h_n' (and 'c_n') (L x directions, B, H).", show_default=False, dir_okay=False)],
+        None,
+    ),
+    "rnn_key": (
+        Annotated[Optional[str], _opt(FILES, "Prefix of the recurrent module in --weights, where it holds several (e.g. encoder.lstm).", show_default=False)],
+        None,
+    ),
+    "head_key": (
+        Annotated[Optional[str], _opt(FILES, "Prefix of the Linear head in --weights, where several could be (e.g. classifier).", show_default=False)],
+        None,
+    ),
+    "embedding_key": (
+        Annotated[Optional[str], _opt(FILES, "Prefix of the nn.Embedding in --weights, where several could be.", show_default=False)],
         None,
     ),
     "targets": (
@@ -136,10 +165,14 @@ def run_options(command: typing.Callable) -> typing.Callable:
 
 
 def run_options_with(**defaults: object) -> typing.Callable[[typing.Callable], typing.Callable]:
-    """``run_options`` with other defaults for some shared flags, shown as such in --help.
+    """``run_options`` with other defaults for some data flags, which give way to an --inputs file.
 
     ``@run_options_with(task="adding", seq_len=50)``: for a command whose job needs other data by
     default (``train``, ``compare``: a task that can be learned, sequences that train in seconds).
+    With --inputs the file is the data: a flag left out takes the usual default instead (task
+    random; T and B from the file), while a flag given is kept, and checked against the file.
+    These flags default to None, so the command can tell a flag given from one left out; --help
+    shows both defaults ("50, or what --inputs holds").
     """
     return lambda command: _with_run_flags(
         command, "config", lambda settings: RunConfig(**settings), defaults
@@ -155,12 +188,18 @@ def run_options_without(*excluded: str) -> typing.Callable[[typing.Callable], ty
     )
 
 
-def _shown_default(annotation: object) -> object:
-    """The flag's annotation with its OptionInfo copied to show the actual default in --help."""
+def _defaults_to_none(annotation: object, shown: str) -> object:
+    """The flag's annotation made Optional, its OptionInfo copied to show ``shown`` in --help."""
     base, info = typing.get_args(annotation)
     info = copy.copy(info)
-    info.show_default = True
-    return Annotated[base, info]
+    info.show_default = shown
+    return Annotated[Optional[base], info]
+
+
+def _shown_defaults(name: str, value: object) -> str:
+    """--help's default of a flag whose default gives way to --inputs: "50, or what --inputs holds"."""
+    usual = RUN_OPTIONS[name][1]
+    return f"{value}, or " + ("what --inputs holds" if usual is None else f"{usual} with --inputs")
 
 
 def run_settings(command: typing.Callable) -> typing.Callable:
@@ -184,14 +223,19 @@ def _with_run_flags(
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         for name, (annotation, default) in RUN_OPTIONS.items() if name not in excluded
     ]
-    for name, value in (defaults or {}).items():
+    defaults = defaults or {}
+    for name, value in defaults.items():
         i = [p.name for p in shared].index(name)
-        shared[i] = shared[i].replace(default=value, annotation=_shown_default(shared[i].annotation))
+        shown = _shown_defaults(name, value)
+        shared[i] = shared[i].replace(default=None, annotation=_defaults_to_none(shared[i].annotation, shown))
 
     @functools.wraps(command)
     def wrapper(**kwargs):
         settings = {name: kwargs.pop(name) for name in RUN_OPTIONS if name not in excluded}
-        for name in ("weights", "inputs", "targets", "text"):
+        for name, value in defaults.items():
+            if settings[name] is None:  # not given: the command's default, unless --inputs is the data
+                settings[name] = RUN_OPTIONS[name][1] if settings["inputs"] is not None else value
+        for name in ("weights", "inputs", "targets", "text", "lengths", "output_grads"):
             if settings[name] is not None:
                 settings[name] = str(settings[name])
         return command(**{param: make(settings)}, **kwargs)

@@ -48,8 +48,9 @@ LearningRate = Annotated[Optional[float], typer.Option(
 Momentum = Annotated[float, typer.Option(help="SGD's momentum, or Adam's beta1.", rich_help_panel=TRAINING)]
 LogEvery = Annotated[int, typer.Option(help="Log a step every this many (and the first and last).",
                                         rich_help_panel=TRAINING)]
-EvalSize = Annotated[int, typer.Option(help="Sequences in the held-out batch the final loss is measured on.",
-                                        rich_help_panel=TRAINING)]
+EvalSize = Annotated[int, typer.Option(
+    help="Sequences in the held-out batch the final loss is measured on (with --inputs: 20% of the "
+         "file's sequences, none if it has fewer than 10).", rich_help_panel=TRAINING)]
 ClipThreshold = Annotated[Optional[float], _strength("clip_threshold", "Threshold on the global gradient norm")]
 ClipValue = Annotated[Optional[float], _strength("clip_value", "Bound on each gradient element")]
 L2Strength = Annotated[Optional[float], _strength("l2", "lambda of the penalty lambda/2 ||W_hh||^2", "--l2")]

@@ -20,6 +20,7 @@ from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from ..model.network import DIRECTIONS
 from ..model.single import Model
 from ..network_bptt import NetworkGradients, NetworkTrajectory, network_bptt
+from ..model.statedict import export_grads, export_network, export_network_grads
 from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
@@ -102,6 +103,11 @@ class AnalyzeResult:
     gate_spectra : gate name -> spectrum of that gate's (H, H) block of W_hh; None for the RNN.
     pascanu : Pascanu et al.'s bound against the measured ratios.
     flow : slope, rate, horizon and the verdict; regime repeats flow.regime.
+    network, layers, depth : the architecture; one report per layer and direction (LayerReport);
+        the gradient reaching the first layer against the last (None for one layer). The headline
+        fields above are the top layer's forward direction.
+    flow_norms : (T,) the profile the flow is measured on: ``grad_norms`` without padding; with
+        padding, entry T-k is the norm k steps back from each sequence's last real step.
     lyapunov : the leading Lyapunov exponent lambda_1 of the forward run and its horizon -1/lambda_1
         (dynamics.py): the rate the slope tends to on a long run, from the step Jacobians alone.
     """
@@ -128,6 +134,7 @@ class AnalyzeResult:
     network: NetworkInfo
     layers: list[LayerReport]
     depth: Depth | None
+    flow_norms: np.ndarray
     setup: Setup = field(metadata=HIDDEN, repr=False)
     gradients: Gradients | NetworkGradients = field(metadata=HIDDEN, repr=False)
 
@@ -225,6 +232,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         network=network_info(setup),
         layers=[report],
         depth=None,
+        flow_norms=norms,
         setup=setup,
         gradients=grads,
     )
@@ -335,8 +343,11 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     cell_norms = None if g.dL_dc is None else step_norms(g.dL_dc)
     view = Model(net.cell, net.layers[k][d], None)
     spec, spectrum_of, _ = recurrent_spectra(view, run.caches)
+    # with padding, the profile's first entries may hold no sequence at all (none is that long):
+    # the flow is measured over the steps the longest sequences have
+    longest = profile.shape[0] if mask_tm is None else int(mask_tm.sum(axis=0).max())
     report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
-                         flow(profile), _total_norm(g.dL_dh))
+                         flow(profile[profile.shape[0] - longest:]), _total_norm(g.dL_dh))
     return report, profile
 
 
@@ -397,7 +408,36 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         network=network_info(setup),
         layers=reports,
         depth=depth,
+        flow_norms=profile,
         setup=setup,
         gradients=grads,
     )
 
+
+
+def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
+    """What ``--save-grads`` writes: the loss, dL/dh_t of every layer and direction, and every
+    parameter's gradient under the key it has in the user's state dict.
+
+    One layer: ``dL_da`` (T, B, H) (and ``dL_dc``), as always. A network: ``dL_dh_l{k}`` and
+    ``dL_dh_l{k}_reverse`` (T, B, H), zero at pad steps, and ``dL_dc_l{k}...`` for the LSTM.
+    """
+    setup, grads = result.setup, result.gradients
+    if isinstance(grads, Gradients):
+        arrays: dict[str, np.ndarray | float] = {"loss": grads.loss, "dL_da": grads.dL_da}
+        if grads.dL_dc is not None:
+            arrays["dL_dc"] = grads.dL_dc
+        return {**arrays, **export_grads(setup.model, grads.params, setup.layout)}
+    arrays = {} if grads.loss is None else {"loss": grads.loss}
+    for k, layer in enumerate(grads.layers):
+        for d, g in enumerate(layer):
+            suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+            arrays["dL_dh" + suffix] = g.dL_dh
+            if g.dL_dc is not None:
+                arrays["dL_dc" + suffix] = g.dL_dc
+    return {**arrays, **export_network_grads(setup.network, grads, setup.layout)}
+
+
+def weight_arrays(result: AnalyzeResult) -> dict[str, np.ndarray]:
+    """What ``--save-weights`` writes: the model as a PyTorch state dict, under its own keys."""
+    return export_network(result.setup.network, result.setup.layout)

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..experiment import Setup, build
 from ..mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
 from ..parallel import in_processes
-from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, train_setup
+from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, train_setup
 
 @dataclass
 class CompareRun:
@@ -67,7 +67,8 @@ class CompareResult:
 
     config : the unmitigated run's settings, defaults resolved; each mitigation changes its own.
     training : the TrainOptions every run used; strengths : the mitigations' strengths.
-    baseline_loss : the task's trivial baseline; best : the best run's mitigation (None if all
+    baseline_loss : the task's trivial baseline; evaluated_on : what every run's held-out loss is
+    measured on (TrainResult.evaluated_on); best : the best run's mitigation (None if all
     diverged); runs : one CompareRun per mitigation, "none" first.
     """
 
@@ -77,6 +78,7 @@ class CompareResult:
     training: TrainOptions
     strengths: Strengths
     baseline_loss: float
+    evaluated_on: str
     best: str | None
     runs: list[CompareRun]
 
@@ -146,7 +148,7 @@ def compare(
         code with ``if __name__ == "__main__":``, as multiprocessing requires.
     progress : ``progress(done, total, name)`` as each run finishes (in the order they finish).
     """
-    config = config or RunConfig(**TRAIN_DEFAULTS)
+    config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
     names = [NoMitigation.name] + list(MITIGATIONS if mitigations is None else mitigations)
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
@@ -180,6 +182,7 @@ def compare(
         training=options,
         strengths=strengths,
         baseline_loss=baseline.baseline_loss,
+        evaluated_on=evaluated_on(baseline),
         best=best.mitigation if best is not None else None,
         runs=runs,
     )

@@ -15,8 +15,11 @@ Every step draws a fresh batch from the task and logs, at the logged steps, what
 Data: two streams of their own, spawned from ``--seed`` beside the weights and the analysis batch
 (experiment.rngs), so every mitigation in a comparison trains on the very same batches and is
 evaluated on the very same held-out batch (``eval_size`` fresh sequences, or the task's own
-held-out set where it has one: the text task's validation texts). With ``--inputs`` the file's
-batch is used at every step (full-batch training) and for the evaluation.
+held-out set where it has one: the text task's validation texts). With ``--inputs`` the file is
+the data: T, B and D are the file's, and a fixed 20% of its sequences (at least one, drawn from a
+stream of the seed's own) is held out for the evaluation while the rest is the batch of every step
+(full-batch training); a file of fewer than MIN_SEQUENCES_TO_HOLD_OUT sequences is trained on
+whole and evaluated on itself. ``TrainResult.evaluated_on`` says which of these the losses are on.
 
 A run whose loss or gradient becomes NaN or infinite, or whose update overflows the weights, stops
 at that step with status ``diverged at step N``; nothing is raised and numpy prints no warnings.
@@ -41,12 +44,21 @@ from ..model.single import Model
 from ..optimizers import OPTIMIZERS, make_optimizer
 from ..serialize import HIDDEN
 from ..model.statedict import Layout
-from ..tasks import Batch
+from ..tasks import Batch, make_task
 
 STATUS_COMPLETED = "completed"
 # Data for training by default: a task that can be learned, at a length where the tanh RNN stays at
-# the baseline while the GRU and LSTM learn it in a thousand steps of a few milliseconds each.
+# the baseline while the GRU and LSTM learn it in a thousand steps of a few milliseconds each. With
+# --inputs the file is the data, and these give way to it (``file_config``).
 TRAIN_DEFAULTS = {"task": "adding", "seq_len": 50, "batch_size": 32}
+
+# What the held-out loss is measured on (TrainResult.evaluated_on).
+HELD_OUT_BATCH = "held-out batch"
+VALIDATION_TEXTS = "validation texts"
+HELD_OUT_SEQUENCES = "held-out sequences"
+TRAINING_BATCH = "the training batch (too few sequences to hold any out)"
+HELD_OUT_FRACTION = 0.2
+MIN_SEQUENCES_TO_HOLD_OUT = 10
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,8 @@ class TrainOptions:
     optimizer : ``sgd`` or ``adam``; lr : its learning rate (None: the optimizer's default).
     momentum : SGD's mu, or Adam's beta1.
     log_every : log a record every this many steps (and at the first and last).
-    eval_size : sequences in the held-out batch the final loss is measured on.
+    eval_size : sequences in the held-out batch the final loss is measured on (drawn from the
+        task; with --inputs the held-out sequences are the file's).
     """
 
     steps: int = 1000
@@ -110,6 +123,8 @@ class TrainResult:
     initial_loss, final_loss : held-out loss before and after training; baseline_loss : the task's
         trivial baseline; accuracy : held-out accuracy after training, None for regression;
         baseline_accuracy : the majority class's, where the task states one.
+    evaluated_on : what those losses and the accuracy are measured on: HELD_OUT_BATCH,
+        VALIDATION_TEXTS, HELD_OUT_SEQUENCES (of --inputs) or TRAINING_BATCH (see ``held_out``).
     max_grad_norm : the largest unclipped gradient norm over all steps (logged or not).
     clip_events : at how many steps clipping fired.
     spectral_radius_before, spectral_radius_after : of the recurrent matrix (see StepRecord).
@@ -132,6 +147,7 @@ class TrainResult:
     baseline_loss: float
     accuracy: float | None
     baseline_accuracy: float | None
+    evaluated_on: str
     max_grad_norm: float
     clip_events: int
     spectral_radius_before: float
@@ -158,13 +174,71 @@ def data_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(children[2]), np.random.default_rng(children[3])
 
 
+def file_config(config: RunConfig) -> RunConfig:
+    """With --inputs and no --weights, D is the file's (T and B are always the file's: ``build``).
+
+    The file is the data, so the input size comes from it as the sequence length and the batch size
+    do; an explicit --input-size that contradicts it is an error naming the flag. A task that fixes
+    D keeps it, and ``build`` reports a file that disagrees; with --weights, D is the weights'.
+    """
+    if config.inputs is None or config.weights is not None:
+        return config
+    shape = _inputs_shape(config.inputs)
+    if shape is None or len(shape) != 3:
+        return config  # build reports what is wrong with the file
+    d = int(shape[2])
+    if config.input_size is not None:
+        if config.input_size != d:
+            raise InputError(f"--input-size {config.input_size} disagrees with inputs file {config.inputs} ({d})")
+        return config
+    try:
+        make_task(config.task, config).resolve(d, config.output_size, config.loss)
+    except InputError:
+        return config  # the task fixes another D: build says the file disagrees with it
+    return replace(config, input_size=d)
+
+
+def _inputs_shape(inputs: object) -> tuple[int, ...] | None:
+    """The shape of --inputs, an array or a .npy file (its header only), or None if unreadable."""
+    shape = getattr(inputs, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        data = np.load(inputs, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, TypeError):
+        return None  # build raises the InputError that names what is wrong with the file
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.close()
+        return None
+    return tuple(data.shape)
+
+
+def split_inputs(setup: Setup) -> tuple[Batch, Batch | None]:
+    """The --inputs batch as (training sequences, held-out sequences), the latter None when the file
+    has fewer than MIN_SEQUENCES_TO_HOLD_OUT sequences: then every one of them is trained on.
+
+    The held-out 20% (at least 1) is drawn from child 4 of the seed (0-1 are experiment.rngs', 2-3
+    data_streams'), so it is the same for every run with this seed, whatever the model; the order
+    of the sequences is kept.
+    """
+    batch = setup.batch
+    b = batch.x.shape[0]
+    if b < MIN_SEQUENCES_TO_HOLD_OUT:
+        return batch, None
+    rng = np.random.default_rng(np.random.SeedSequence(setup.config.seed).spawn(5)[4])
+    out = np.zeros(b, dtype=bool)
+    out[rng.choice(b, max(1, round(HELD_OUT_FRACTION * b)), replace=False)] = True
+    return Batch(batch.x[~out], batch.y[~out]), Batch(batch.x[out], batch.y[out])
+
+
 def batches(setup: Setup, rng: np.random.Generator, seq_len: int) -> Iterator[Batch]:
-    """A fresh batch of the task per step, or the file's batch at every step with --inputs."""
+    """A fresh batch of the task per step, or with --inputs the file's training sequences at every step."""
+    if setup.config.inputs is not None:
+        training, _ = split_inputs(setup)
+        while True:
+            yield training
     while True:
-        if setup.config.inputs is not None:
-            yield setup.batch
-        else:
-            yield setup.task.sample(rng, setup.config.batch_size, seq_len, setup.shape)
+        yield setup.task.sample(rng, setup.config.batch_size, seq_len, setup.shape)
 
 
 def evaluate(model: Model, batches: list[Batch]) -> tuple[float, float | None]:
@@ -181,14 +255,26 @@ def evaluate(model: Model, batches: list[Batch]) -> tuple[float, float | None]:
     return loss, None if accuracies[0] is None else float(np.average(accuracies, weights=sizes))
 
 
-def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> list[Batch]:
-    """The evaluation data: the task's own held-out set, the --inputs batch, or a fresh draw."""
+def evaluated_on(setup: Setup) -> str:
+    """What ``held_out`` evaluates on for this setup, in words (TrainResult.evaluated_on)."""
     if setup.config.inputs is not None:
-        return [setup.batch]
-    kept = setup.task.validation_batches(setup.shape)
-    if kept is not None:
-        return list(kept)
-    return [setup.task.sample(rng, size, seq_len, setup.shape)]
+        enough = setup.batch.x.shape[0] >= MIN_SEQUENCES_TO_HOLD_OUT
+        return HELD_OUT_SEQUENCES if enough else TRAINING_BATCH
+    # validation_batches is a generator: asking whether there is one reads no data
+    return VALIDATION_TEXTS if setup.task.validation_batches(setup.shape) is not None else HELD_OUT_BATCH
+
+
+def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> tuple[list[Batch], str]:
+    """The evaluation data and what it is (``evaluated_on``): the --inputs file's held-out sequences
+    (or, too few to spare any, its training batch), the task's own held-out set (the text task's
+    validation texts), or ``size`` fresh sequences of the task."""
+    source = evaluated_on(setup)
+    if setup.config.inputs is not None:
+        training, kept = split_inputs(setup)
+        return [training if kept is None else kept], source
+    if source == VALIDATION_TEXTS:
+        return list(setup.task.validation_batches(setup.shape)), source
+    return [setup.task.sample(rng, size, seq_len, setup.shape)], source
 
 
 def _finite(params: dict[str, np.ndarray]) -> bool:
@@ -216,7 +302,7 @@ def train_setup(
     optimizer = make_optimizer(options.optimizer, options.lr, options.momentum)
     opt_state = optimizer.init(model.params)
     train_rng, eval_rng = data_streams(setup.config.seed)
-    evaluation = held_out(setup, eval_rng, options.eval_size, seq_len)
+    evaluation, source = held_out(setup, eval_rng, options.eval_size, seq_len)
     initial_loss, _ = evaluate(model, evaluation)
     radius_before = recurrent_radius(model)
 
@@ -266,6 +352,7 @@ def train_setup(
         baseline_loss=setup.baseline_loss,
         accuracy=accuracy,
         baseline_accuracy=setup.task.baseline_accuracy(),
+        evaluated_on=source,
         max_grad_norm=max_norm,
         clip_events=int(clip_events),
         spectral_radius_before=radius_before,
@@ -286,8 +373,9 @@ def train(
 
     ``gradscope.train(RunConfig(task="adding", seq_len=50), TrainOptions(steps=200),
     make_mitigation("clip-norm"))``; without a config, TRAIN_DEFAULTS (the adding problem, T=50).
+    With ``inputs``, the file (or array) is the data: see ``file_config`` and ``held_out``.
     """
-    config = config or RunConfig(**TRAIN_DEFAULTS)
+    config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
     if mitigation is not None:
         config = mitigation.configure(config)
     setup = build(config)

@@ -141,7 +141,7 @@ def _sniff_zip(path: Path, origin: str) -> str:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError):
         raise InputError(
-            f"{origin} is a truncated or damaged zip archive (as .npz and .pt/.pth files are); "
+            f"{origin} is not a valid .npz or .pt/.pth file: its zip archive is truncated or damaged; "
             f"save or copy it again. {READS}"
         ) from None
     base = [name.rsplit("/", 1)[-1] for name in names]

@@ -126,13 +126,11 @@ class Network:
         return cls(model.cell, [[cell_params]], head, model.readout, model.loss)
 
     def describe(self) -> str:
-        """'2-layer bidirectional lstm, H=64' and what sits around it."""
+        """'embedding 50x16, 2-layer bidirectional lstm H=32, last -> Linear(64, 1)'."""
         parts = [f"{self.num_layers}-layer" if self.num_layers > 1 else "",
-                 "bidirectional" if self.directions == 2 else "", self.cell.name]
-        text = " ".join(p for p in parts if p) + f", H={self.hidden_size}"
+                 "bidirectional" if self.directions == 2 else "", self.cell.name, f"H={self.hidden_size}"]
+        text = " ".join(p for p in parts if p) + ("" if self.bias else " no bias")
         if self.embedding is not None:
-            text = f"embedding {self.embedding.shape[0]}x{self.embedding.shape[1]} -> " + text
-        if not self.bias:
-            text += ", no bias"
-        head = "no head (upstream gradient)" if self.head is None else f"readout {self.readout} -> Linear({self.feature_size}, {self.output_size})"
-        return f"{text} -> {head}"
+            text = f"embedding {self.embedding.shape[0]}x{self.embedding.shape[1]}, " + text
+        head = "upstream gradient" if self.head is None else f"{self.readout} -> Linear({self.feature_size}, {self.output_size})"
+        return f"{text}, {head}"

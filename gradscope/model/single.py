@@ -10,8 +10,8 @@ hidden state:
     logits_t = Wy h_t + by                   t = 1..T                readout "every"
     L        = mean over batch and steps of loss(logits_t, y_t)
 
-The parameters live in one dict: the cell's (``Wa``, ``Wx``, ``b`` for the vanilla RNN) and the
-readout's ``Wy``, ``by``. Arrays are float64 throughout.
+The parameters live in one dict: the cell's (``Wa``, ``Wx``, ``b``, ``b_hh`` for the vanilla RNN)
+and the readout's ``Wy``, ``by``. Arrays are float64 throughout.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def _recurrent_keys(arrays: dict[str, np.ndarray], source: str, prefix: str) -> 
     for k in range(layers):
         for reverse in (False, True)[:directions]:
             have = found.get((k, reverse), set())
-            missing = sorted(expected - have)
+            missing = [n for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if n in expected - have]
             if missing:
                 name = layer_key(missing[0] + "_l0", k, reverse)
                 raise InputError(f"{source}: missing {prefix}{name} (the module has {layers} layer(s)"

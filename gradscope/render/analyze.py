@@ -27,21 +27,26 @@ def step_table(result: AnalyzeResult, max_rows: int) -> Table:
     """||dL/da_t|| at chosen steps with its ratio to T, the bound and the contribution to dL/dWa."""
     state, weight = symbols(result)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("step t", justify="right")
+    table.add_column("step t" if not result.network.padded else "t (end-aligned)", justify="right")
     table.add_column(f"||dL/d{state}_t||", justify="right")
     table.add_column("ratio to T", justify="right")
     if result.pascanu is not None:
         table.add_column("Pascanu bound", justify="right")
-    if result.cell_grad_norms is not None:
+    # per-step columns at absolute steps do not line up with end-aligned rows: JSON has them
+    aligned = result.network.padded
+    if result.cell_grad_norms is not None and not aligned:
         table.add_column("||dL/dc_t||", justify="right")
-    table.add_column(f"||dL/d{weight}_t||", justify="right")
-    for t in select_steps(len(result.grad_norms), max_rows):
-        row = [str(t), num(result.grad_norms[t - 1]), num(result.ratios[t - 1])]
+    if not aligned:
+        table.add_column(f"||dL/d{weight}_t||", justify="right")
+    norms = result.flow_norms  # grad_norms, end-aligned where sequences are padded
+    for t in select_steps(len(norms), max_rows):
+        row = [str(t), num(norms[t - 1]), num(result.ratios[t - 1])]
         if result.pascanu is not None:
             row.append(num(result.pascanu.bound[t - 1]))
-        if result.cell_grad_norms is not None:
+        if result.cell_grad_norms is not None and not aligned:
             row.append(num(result.cell_grad_norms[t - 1]))
-        row.append(num(result.contributions[t - 1]))
+        if not aligned:
+            row.append(num(result.contributions[t - 1]))
         table.add_row(*row)
     return table
 
@@ -76,7 +81,7 @@ def spectrum_title(result: AnalyzeResult) -> str:
     """What ``spectrum`` is of: Wa, or a gated cell's mean step Jacobian over its state."""
     if result.spectrum_of == "recurrent_weight":
         return "Spectrum of Wa"
-    if len(result.setup.model.cell.state_names) == 2:
+    if len(result.setup.network.cell.state_names) == 2:
         return "Spectrum of the mean step Jacobian d(h_t, c_t)/d(h_{t-1}, c_{t-1})"
     return "Spectrum of the mean step Jacobian dh_t/dh_{t-1}"
 
@@ -118,6 +123,20 @@ def verdict_text(result: AnalyzeResult) -> Text:
     return text
 
 
+def layer_table(result: AnalyzeResult) -> Table:
+    """One row per layer and direction: what reaches it, how it flows back, the verdict."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("layer", "dir", "||dL/dh||", "ratio 1/T", "slope", "radius", "log10 ||dL/dh_t||", "verdict"):
+        table.add_column(name, justify="left" if name in ("dir", "log10 ||dL/dh_t||", "verdict") else "right")
+    for r in result.layers:
+        with np.errstate(all="ignore"):
+            logs = np.log10(r.grad_norms)
+        table.add_row(str(r.layer), "fwd" if r.direction == "forward" else "rev", num(r.total_grad_norm),
+                      num(r.flow.ratio_first_last), num(r.flow.slope), num(r.spectrum.spectral_radius),
+                      sparkline(logs, 16), Text(r.flow.regime, style=REGIME_STYLE[r.flow.regime]))
+    return table
+
+
 def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) -> None:
     """Print the analysis for a person."""
     print_header(console, "analyze", result.config)
@@ -127,8 +146,24 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
         f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
         f"{result.parameter_count} parameters"
     )
-    if result.setup.model.readout == "every":
+    net = result.network
+    if len(result.layers) > 1 or net.embedding is not None or net.padded or net.head is None:
+        console.print(f"model: {net.description}")
+        console.print(result.data)
+        if net.ignored_keys:
+            shown = ", ".join(net.ignored_keys[:6]) + (", ..." if len(net.ignored_keys) > 6 else "")
+            console.print(f"not modelled, left unread: {shown}")
+    if net.readout == "every" and len(result.layers) == 1 and not net.padded:
         console.print("read out at every step: the norms follow the gradient from the readout at T")
+    if len(result.layers) > 1:
+        console.print()
+        console.print(Text(f"Layers (the steps below: layer {result.layers[-1].layer}, forward)", style="bold"))
+        console.print(Padding(layer_table(result), (0, 0, 0, 2), expand=False))
+        if result.depth is not None:
+            d = result.depth
+            console.print(f"  depth: ||dL/dh|| at layer 0 / at layer {result.layers[-1].layer} = {num(d.ratio)}")
+    if net.padded:
+        console.print("padded: steps counted back from each sequence's last real step (T)")
     console.print()
     console.print(step_table(result, max_rows))
     console.print()

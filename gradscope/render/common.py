@@ -102,11 +102,10 @@ def config_lines(config: dict) -> list[str]:
         model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
     if c.get("spectral_radius") is not None:
         model.append(f"radius={c['spectral_radius']:g}")
-    data = [f"task={c['task']}", f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
+    data = [f"inputs={c['inputs']}" if c.get("inputs") else f"task={c['task']}",
+            f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
     if c["task"] == "text":
         data.append(f"padding={c['padding']}")
-    if c.get("inputs"):
-        data.append(f"inputs={c['inputs']}")
     return ["  ".join(model), "  ".join(data)]
 
 

@@ -15,13 +15,15 @@ from rich.text import Text
 from ..commands.compare import CompareResult, CompareRun
 from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
 from .common import num, print_header
+from .train import on
 
 BEST = "*"
 LEGEND = (
     "ratio@0: ||dL/da_1|| / ||dL/da_T|| at initialisation; rate: its mean factor per step back. "
-    "loss: held-out loss after training; /base: loss over the trivial baseline (below 1: the model "
-    "learned something). clips: steps where clipping fired. rho@0, rho: spectral radius of the "
-    "recurrent matrix before and after training (gated cells: of the largest gate block). "
+    "loss: the loss after training, evaluated as stated above; /base: loss over the trivial "
+    "baseline (below 1: the model learned something). clips: steps where clipping fired. rho@0, "
+    "rho: spectral radius of the recurrent matrix before and after training (gated cells: of the "
+    "largest gate block). "
     "div@N: diverged at step N."
 )
 
@@ -68,6 +70,7 @@ def render_compare(result: CompareResult, console: Console) -> None:
     t = result.training
     console.print(f"{t.optimizer} lr={t.lr:g}, {t.steps} steps per run, trivial baseline loss "
                   f"{num(result.baseline_loss, 4)}")
+    console.print(f"evaluated on {on(result.evaluated_on)}")
     used = [MITIGATIONS[r.mitigation].strength for r in result.runs if r.mitigation in MITIGATIONS]
     strengths = [f"{STRENGTH_FLAGS[k]} {v:g}" for k, v in asdict(result.strengths).items() if k in used]
     if strengths:
@@ -77,7 +80,7 @@ def render_compare(result: CompareResult, console: Console) -> None:
     console.print()
     console.print(LEGEND)
     if result.best is not None:
-        console.print(Text(f"{BEST} best: {result.best}, the lowest held-out loss of the runs that did "
+        console.print(Text(f"{BEST} best: {result.best}, the lowest final loss of the runs that did "
                            "not diverge", style="bold"))
     else:
         console.print(Text("every run diverged", style="bold red"))

@@ -50,10 +50,16 @@ def history_table(result: TrainResult) -> Table:
     return table
 
 
+def on(evaluated_on: str) -> str:
+    """TrainResult.evaluated_on after "on": "the held-out batch", "the training batch (...)"."""
+    return evaluated_on if evaluated_on.startswith("the ") else f"the {evaluated_on}"
+
+
 def outcome(result: TrainResult) -> Text:
-    """Loss reached against the baseline, accuracy, and how it ended."""
-    text = Text(f"held-out loss {num(result.final_loss, 4)}  (trivial baseline "
-                f"{num(result.baseline_loss, 4)}, before training {num(result.initial_loss, 4)})\n")
+    """Loss reached against the baseline (on what it was measured on), accuracy, and how it ended."""
+    text = Text(f"evaluated on {on(result.evaluated_on)}:\n")
+    text.append(f"loss {num(result.final_loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)}, "
+                f"before training {num(result.initial_loss, 4)})\n")
     if result.accuracy is not None:
         base = (f" (trivial {num(result.baseline_accuracy)})" if result.baseline_accuracy is not None else "")
         text.append(f"accuracy {num(result.accuracy)}{base}\n")

@@ -85,16 +85,16 @@ OPTION_CASES = {
 FILE_CASES = {
     "missing file": (lambda tmp, w: ["--weights", str(tmp / "nope.npz")], "not found"),
     "a directory": (lambda tmp, w: ["--weights", str(tmp)], "directory"),
-    "not an npz": (lambda tmp, w: ["--weights", text_file(tmp, "hello", "w.npz")], "not in NumPy's"),
+    "not an npz": (lambda tmp, w: ["--weights", text_file(tmp, "hello", "w.npz")], "holds text, not weights"),
     "not an npy": (lambda tmp, w: ["--inputs", text_file(tmp, "1,2,3\n", "x.npy")], "not in NumPy's"),
-    "empty file": (lambda tmp, w: ["--weights", text_file(tmp, "", "w.npz")], "not in NumPy's"),
+    "empty file": (lambda tmp, w: ["--weights", text_file(tmp, "", "w.npz")], "is empty"),
     "truncated npz": (lambda tmp, w: ["--weights", truncated(tmp, w)], "not a valid .npz"),
     "pickled object arrays": (lambda tmp, w: ["--weights", pickled(tmp, w)], "pickled"),
     "pickled inputs": (lambda tmp, w: ["--inputs", pickled_npy(tmp)], "pickled"),
     "npz given for inputs": (lambda tmp, w: ["--inputs", savez(tmp / "x.npz", {"x": np.zeros((2, 3, D))})],
                              ".npz archive"),
     "inputs of the wrong shape": (lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.zeros((2, D)))],
-                                  "(B, T, D)"),
+                                  f"(B, T, {D})"),
     "NaN in the weights": (lambda tmp, w: ["--weights", savez(tmp / "nan.npz", with_nan(w))], "NaN or infinite"),
     "Inf in the inputs": (lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.full((2, 3, D), np.inf))],
                           "NaN or infinite"),
@@ -106,14 +106,32 @@ FILE_CASES = {
         "disagrees with the weights"),
     "no readout": (lambda tmp, w: ["--weights", savez(tmp / "w.npz", without(w, "fc."))], "readout"),
     "two readouts": (
-        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "head.weight": w["fc.weight"], "head.bias": w["fc.bias"]})],
-        "found fc.weight, head.weight"),
+        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**without(w, "fc."), "out.weight": w["fc.weight"], "head.weight": w["fc.weight"], "head.bias": w["fc.bias"]})],
+        "choose one with --head-key"),
     "two layers": (
         lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "rnn.weight_hh_l1": w["rnn.weight_hh_l0"]})],
-        "multi-layer"),
+        "missing rnn.weight_ih_l1"),
     "bidirectional": (
         lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "rnn.weight_hh_l0_reverse": w["rnn.weight_hh_l0"]})],
-        "bidirectional"),
+        "missing rnn.weight_ih_l0_reverse"),
+    "LSTM projection": (
+        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "rnn.weight_hr_l0": w["rnn.weight_hh_l0"]})],
+        "projection"),
+    "two recurrent modules": (
+        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, **{"enc." + k: v for k, v in w.items() if k.startswith("rnn.")}})],
+        "--rnn-key"),
+    "lengths out of range": (
+        lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.zeros((2, 3, D))), "--lengths", saved_npy(tmp / "l.npy", np.array([3, 4]))],
+        "lengths must be whole numbers in [1, 3]"),
+    "lengths without inputs": (lambda tmp, w: ["--lengths", str(tmp / "l.npy")], "--lengths needs --inputs"),
+    "token ids without an embedding": (
+        lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.zeros((2, 3))), "--padding-idx", "0"],
+        "no embedding"),
+    "output grads of the wrong shape": (
+        lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.zeros((2, 3, D))),
+                        "--output-grads", saved_npy(tmp / "g.npy", np.zeros((2, 3)))],
+        "output must have shape"),
+    "unknown readout": (lambda tmp, w: ["--readout", "attention"], "'attention'"),
 }
 
 

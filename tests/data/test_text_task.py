@@ -23,14 +23,21 @@ def test_builtin_corpus_runs_offline_with_a_sigmoid_readout():
     assert r.grad_norms.shape == (40,)
 
 
-def test_post_padding_makes_the_gradient_cross_the_pad_steps():
-    """Short reviews padded after the text: the readout sees only pad steps last, and the gradient
-    has to travel back through them to reach any word, so it arrives far weaker than with pre-padding."""
+def test_the_verdict_does_not_depend_on_the_padding_side():
+    """Short reviews padded before or after the text run over their real steps only (as
+    pack_padded_sequence runs them): the loss, the gradients and the flow are the same either way,
+    where running through the pad steps made post-padding look vanishing and pre-padding exploding."""
     pre = analyze(task="text", padding="pre", seq_len=100)
     post = analyze(task="text", padding="post", seq_len=100)
-    batch = post.setup.batch.x
-    assert np.all(batch[:, -1] == 0)  # every review is shorter than 100 words: the last step is padding
-    assert post.flow.ratio_first_last < 1e-3 * pre.flow.ratio_first_last
+    assert np.all(post.setup.batch.mask[:, -1] == 0)  # every review is shorter than 100 words
+    assert np.all(pre.setup.batch.mask[:, 0] == 0)
+    assert post.loss == pytest.approx(pre.loss, rel=1e-12)
+    assert post.regime == pre.regime
+    np.testing.assert_allclose(post.flow_norms, pre.flow_norms, rtol=1e-10, atol=1e-300)
+    assert post.flow.ratio_first_last == pytest.approx(pre.flow.ratio_first_last, rel=1e-10)
+    assert 0 < pre.flow.ratio_first_last < np.inf
+    # per-step norms are at absolute steps: the real steps sit at the end (pre) or the start (post)
+    assert np.all(pre.grad_norms[:5] == 0) and np.all(post.grad_norms[-5:] == 0)
 
 
 def test_multiclass_jsonl_gives_softmax(tmp_path):

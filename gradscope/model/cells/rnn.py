@@ -1,16 +1,19 @@
 """The vanilla (Elman) RNN cell, in the lesson's notation.
 
-    z_t = Wa a_{t-1} + Wx x_t + b          a_0 = 0
+    z_t = Wa a_{t-1} + Wx x_t + b + b_hh   a_0 = 0
     a_t = f(z_t)                           f in {tanh, relu, sigmoid, linear}
 
 Backward, from delta_t = dL/da_t (the total derivative through every later step):
 
     dz_t          = f'(z_t) * delta_t      backprop through f
     delta_{t-1}  += Wa^T dz_t               backprop through Wa a_{t-1}
-    dWa = sum_t dz_t a_{t-1}^T,  dWx = sum_t dz_t x_t^T,  db = sum_t dz_t
+    dWa = sum_t dz_t a_{t-1}^T,  dWx = sum_t dz_t x_t^T,  db = db_hh = sum_t dz_t
 
-The step Jacobian da_t/da_{t-1} = diag(f'(z_t)) Wa. PyTorch's nn.RNN has two biases; their sum is b
-(``from_torch``), both receive dL/db, and an exported model puts b in bias_ih_l0 and 0 in bias_hh_l0.
+The step Jacobian da_t/da_{t-1} = diag(f'(z_t)) Wa. The two biases are PyTorch's nn.RNN's, b =
+bias_ih_l0 and b_hh = bias_hh_l0, kept apart (both 0 at init) although only their sum enters z_t:
+each is a parameter of its own, with the gradient dL/dz_t summed over batch and steps, so the global
+gradient norm, clipping and every optimizer update are torch's. ``project_inputs`` adds b + b_hh to
+Wx x_t once for all steps, as the LSTM's ``input_bias`` does.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class RNNCell(Cell):
     name = "rnn"
     gates = ("a",)
     torch_module = "nn.RNN"
-    torch_names = {"Wx": "weight_ih_l0", "Wa": "weight_hh_l0", "b": "bias_ih_l0"}
+    torch_names = {"Wx": "weight_ih_l0", "Wa": "weight_hh_l0", "b": "bias_ih_l0", "b_hh": "bias_hh_l0"}
     recurrent = "Wa"
     activations = ("tanh", "relu", "sigmoid", "linear")
     dv_is_du = True
@@ -43,12 +46,17 @@ class RNNCell(Cell):
             "Wa": wa,
             "Wx": xavier(hidden_size, input_size, rng),
             "b": np.zeros(hidden_size),
+            "b_hh": np.zeros(hidden_size),
         }
+
+    def input_bias(self, params: Params) -> np.ndarray:
+        """b + b_hh: b_hh enters z_t as b does, so it is added once in u, not at every step."""
+        return params["b"] + params["b_hh"]
 
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
         steps, batch, d = x.shape
         u = x.reshape(steps * batch, d) @ params["Wx"].T  # Wx x_t for all steps: one 2-D matmul
-        u += params["b"]
+        u += self.input_bias(params)  # u_t = Wx x_t + b + b_hh
         return u.reshape(steps, batch, -1)
 
     def step_forward(
@@ -56,7 +64,7 @@ class RNNCell(Cell):
     ) -> tuple[State, np.ndarray]:
         (a_prev,) = state
         z = np.matmul(a_prev, params["Wa"].T, out=out)
-        z += u_t  # z_t = Wa a_{t-1} + Wx x_t + b
+        z += u_t  # z_t = Wa a_{t-1} + Wx x_t + b + b_hh
         a = self.f.forward(z, out=z)  # a_t = f(z_t), in place: z_t is not needed again
         return (a,), a
 
@@ -83,28 +91,10 @@ class RNNCell(Cell):
     ) -> Params:
         h, d = h_prev.shape[-1], x.shape[-1]
         dz = du.reshape(-1, h)
+        db = dz.sum(axis=0)  # sum_t dz_t
         return {
             "Wa": dz.T @ h_prev.reshape(-1, h),  # sum_t dz_t a_{t-1}^T
             "Wx": dz.T @ x.reshape(-1, d),  # sum_t dz_t x_t^T
-            "b": dz.sum(axis=0),
+            "b": db,
+            "b_hh": db.copy(),  # z_t holds b + b_hh: each bias gets all of dL/dz_t
         }
-
-    def from_torch(self, tensors: Params) -> Params:
-        tensors = dict(tensors)
-        tensors["bias_ih_l0"] = np.asarray(tensors["bias_ih_l0"], np.float64) + np.asarray(
-            tensors["bias_hh_l0"], np.float64
-        )
-        return super().from_torch(tensors)
-
-    def to_torch(self, params: Params) -> Params:
-        out = super().to_torch(params)
-        out["bias_hh_l0"] = np.zeros_like(params["b"])
-        return out
-
-    def grads_to_torch(self, grads: Params) -> Params:
-        out = super().to_torch(grads)
-        out["bias_hh_l0"] = grads["b"].copy()  # z depends on b_ih + b_hh: both get dL/db
-        return out
-
-    def required_torch_names(self) -> tuple[str, ...]:
-        return ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")

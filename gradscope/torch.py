@@ -1,0 +1,269 @@
+"""gradscope's exact per-step report from inside your own PyTorch training loop (the ``torch`` extra).
+
+PyTorch does not show the gradient at each step of its fused nn.RNN / nn.GRU / nn.LSTM
+(pytorch/pytorch#1407). ``attach`` hooks the module and, every ``every``-th backward pass, runs
+``gradscope analyze`` on exactly what that pass computed:
+
+    weights        module.state_dict(), as float64 numpy arrays
+    inputs         the module's input of that forward pass: (B, T, D) (or (T, B, D) when not
+                   batch_first, or (T, D) unbatched), or a PackedSequence (padded + lengths)
+    output_grads   dL/d(output) (B, T, F), dL/dh_n (L x dirs, B, H), and dL/dc_n for the LSTM:
+                   what backward brings to the module's outputs (None where nothing arrives)
+
+and BPTT from those gradients gives ||dL/dh_t|| at every step of every layer and direction, the
+flow and the verdict: the same ``AnalyzeResult`` as ``gradscope.analyze``. The report is the float64
+computation at the module's weights, so for a float32 module it is what float32 approximates.
+
+    import gradscope.torch
+    with gradscope.torch.attach(lstm, every=10) as rec:      # or to="grads.ndjson", or to=callable
+        for x, y in batches:
+            out, (h, c) = lstm(x)
+            loss = loss_fn(fc(h[-1]), y)
+            opt.zero_grad(); loss.backward(); opt.step()
+    rec.records[-1].result.layers[0].grad_norms              # (T,) ||dL/dh_t|| of layer 0, forward
+
+The hooks only read: the module's outputs and the user's gradients are bit-identical with and
+without them. A pass that is not recorded costs a forward hook and a gradient hook (no copies).
+Torch is imported here and nowhere else in gradscope; ``import gradscope`` does not load it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+try:
+    import torch
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError("gradscope.torch needs PyTorch: pip install 'gradscope[torch]'") from exc
+
+import numpy as np
+
+from .commands.analyze import AnalyzeResult, analyze
+from .config import RunConfig
+from .serialize import dumps_line, payload
+
+# nn.RNNBase.mode -> gradscope's cell and activation
+CELLS = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "GRU": ("gru", "tanh"), "LSTM": ("lstm", "tanh")}
+DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass
+class Record:
+    """One recorded backward pass.
+
+    step : the backward pass's number (1 for the first pass that reached the module's outputs).
+    regime : the verdict ("vanishing", "stable", "exploding"), None when skipped.
+    result : the full report (``AnalyzeResult``; its ``layers`` hold every layer and direction),
+        None when skipped.
+    skipped : why the pass could not be reproduced exactly (then nothing was computed), else None.
+    """
+
+    step: int
+    regime: str | None
+    result: AnalyzeResult | None
+    skipped: str | None = None
+
+    def as_json(self) -> dict:
+        """The NDJSON line's object: {"step": n, **payload(result)} or {"step": n, "skipped": why}."""
+        if self.result is None:
+            return {"step": self.step, "skipped": self.skipped}
+        return {"step": self.step, **payload(self.result)}
+
+
+@dataclass
+class _Pass:
+    """What a forward pass leaves for its backward: references, no copies.
+
+    x : the input (a tensor or a PackedSequence); packed : the same when it is a PackedSequence
+    (its batch_sizes and indices also pack the output's gradient), else None.
+    hx : the initial state given, or None. training : the module's mode at the forward pass.
+    slots : which of (output, h_n, c_n) are hooked.
+    """
+
+    x: Any
+    packed: PackedSequence | None
+    hx: Any
+    training: bool
+    slots: tuple[int, ...]
+
+
+class Recorder:
+    """Hooks on one nn.RNN / nn.GRU / nn.LSTM that record gradscope's report every ``every`` passes.
+
+    records : the Records, when ``to`` is None (each holds its pass's arrays: tens of MB for a
+        large module; for long runs give ``to`` a path or a callable).
+    step : backward passes seen so far (one per forward call whose outputs are backpropagated).
+    """
+
+    def __init__(self, module: torch.nn.RNNBase, every: int = 10,
+                 to: None | str | os.PathLike | Callable[[Record], Any] = None) -> None:
+        if not isinstance(module, torch.nn.RNNBase) or module.mode not in CELLS:
+            raise TypeError(f"gradscope.torch.attach takes an nn.RNN, nn.GRU or nn.LSTM, got {type(module).__name__}")
+        if isinstance(every, bool) or int(every) != every or every < 1:
+            raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
+        self.module = module
+        self.every = int(every)
+        self.step = 0
+        self.records: list[Record] = []
+        self._file = None
+        self._sink: Callable[[Record], Any] = self.records.append
+        if isinstance(to, (str, os.PathLike)):
+            self._file = open(to, "w", encoding="utf-8")
+            self._sink = self._write_line
+        elif to is not None:
+            self._sink = to
+        self._warned: set[str] = set()
+        self._pending: dict[int, Any] = {}  # gradient hooks of outputs still alive, by a serial number
+        self._serial = 0
+        self._attached = True
+        self._forward_handle = module.register_forward_hook(self._forward, with_kwargs=True)
+
+    # --- hooks --------------------------------------------------------------------------------
+
+    def _forward(self, module, args, kwargs, output) -> None:
+        """After each forward: hook the outputs so that one callback gets all their gradients."""
+        if not torch.is_grad_enabled():
+            return
+        out, state = output
+        h_n, c_n = state if isinstance(state, tuple) else (state, None)
+        packed = isinstance(out, PackedSequence)
+        tensors = (out.data if packed else out, h_n, c_n)
+        slots = tuple(i for i, t in enumerate(tensors) if t is not None and t.requires_grad)
+        if not slots:
+            return
+        x = args[0] if args else kwargs.get("input")
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+        work = _Pass(x, x if isinstance(x, PackedSequence) else None, hx, module.training, slots)
+        self._serial += 1
+        key = self._serial
+        handle = torch.autograd.graph.register_multi_grad_hook(
+            [tensors[i] for i in slots], lambda grads: self._backward(work, grads), mode="all")
+        self._pending[key] = handle
+        # forget the handle with the output (the hook dies with its graph); no cycle: the
+        # callback holds the input, never the outputs
+        weakref.finalize(tensors[slots[0]], self._pending.pop, key, None)
+
+    def _backward(self, work: _Pass, grads) -> None:
+        """Once backward has produced every gradient the outputs receive (None for the others)."""
+        if not self._attached:
+            return
+        self.step += 1
+        if self.step % self.every:
+            return  # an unrecorded pass: nothing is copied
+        full: list[torch.Tensor | None] = [None, None, None]
+        for slot, g in zip(work.slots, grads):
+            full[slot] = g
+        self._sink(self._record(work, full))
+
+    # --- the recorded pass --------------------------------------------------------------------
+
+    def _record(self, work: _Pass, grads: list[torch.Tensor | None]) -> Record:
+        reason = self._unsupported(work)
+        if reason is None:
+            try:
+                result = analyze(self._config(work, grads))
+                return Record(self.step, result.regime, result)
+            except Exception as exc:  # the user's training goes on; the pass says why it is missing
+                reason = f"gradscope could not analyse this pass: {type(exc).__name__}: {exc}"
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"gradscope.torch: pass {self.step} not recorded: {reason}", stacklevel=2)
+        return Record(self.step, None, None, reason)
+
+    def _unsupported(self, work: _Pass) -> str | None:
+        """Why this pass cannot be reproduced exactly, or None."""
+        m = self.module
+        dtype = m.weight_hh_l0.dtype
+        if dtype not in DTYPES:
+            return f"the module is {dtype}; gradscope reproduces float32 and float64 modules"
+        if getattr(m, "proj_size", 0) > 0:
+            return f"proj_size={m.proj_size}: gradscope does not model LSTM projections"
+        if work.training and m.dropout > 0 and m.num_layers > 1:
+            return f"dropout={m.dropout} between layers in training mode draws masks gradscope cannot see"
+        if work.hx is not None:
+            given = work.hx if isinstance(work.hx, tuple) else (work.hx,)
+            if any(bool(t.ne(0).any()) for t in given):
+                return "a non-zero initial state hx was given; gradscope starts from h_0 = 0 (and c_0 = 0)"
+        return None
+
+    def _config(self, work: _Pass, grads: list[torch.Tensor | None]) -> RunConfig:
+        """The pass as analyze's inputs: float64 copies, batch first."""
+        m = self.module
+        if work.packed is not None:
+            x, lengths = pad_packed_sequence(work.packed, batch_first=True)
+            lengths = lengths.numpy().astype(np.int64)
+            unbatched = False
+        else:
+            x, lengths = work.x, None
+            unbatched = x.dim() == 2
+            x = x.unsqueeze(0) if unbatched else (x if m.batch_first else x.transpose(0, 1))
+        out, h_n, c_n = grads
+        if out is not None:
+            if work.packed is not None:  # the packed data's gradient, back to padded (B, T, F)
+                p = work.packed
+                out = pad_packed_sequence(PackedSequence(out, p.batch_sizes, p.sorted_indices, p.unsorted_indices),
+                                          batch_first=True)[0]
+            elif unbatched:
+                out = out.unsqueeze(0)
+            elif not m.batch_first:
+                out = out.transpose(0, 1)
+        if unbatched:  # h_n (L x dirs, H) -> (L x dirs, 1, H)
+            h_n, c_n = (None if g is None else g.unsqueeze(1) for g in (h_n, c_n))
+        cell, activation = CELLS[m.mode]
+        weights = {k: _float64(v) for k, v in m.state_dict().items()}
+        return RunConfig(cell=cell, activation=activation, weights=weights, inputs=_float64(x), lengths=lengths,
+                         output_grads={"output": _float64(out), "h_n": _float64(h_n), "c_n": _float64(c_n)},
+                         seed=0)
+
+    def _write_line(self, record: Record) -> None:
+        self._file.write(dumps_line(record.as_json()) + "\n")
+        self._file.flush()
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def detach(self) -> None:
+        """Remove every hook (the forward hook and those on outputs not yet backpropagated) and
+        close the NDJSON file; the records stay. Calling it twice is harmless."""
+        self._attached = False
+        self._forward_handle.remove()
+        for handle in list(self._pending.values()):
+            handle.remove()
+        self._pending.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+
+def attach(module: torch.nn.RNNBase, every: int = 10,
+           to: None | str | os.PathLike | Callable[[Record], Any] = None) -> Recorder:
+    """Record gradscope's exact report of every ``every``-th backward pass through ``module``.
+
+    module : an nn.RNN (tanh or relu), nn.GRU or nn.LSTM, any layers, directions, batch_first,
+        bias, float32 or float64; its input a tensor or a PackedSequence.
+    every : record passes every, 2 x every, ... (counted over backward passes that reach the
+        module's outputs); the others cost two hooks and no copies.
+    to : None keeps the Records in ``recorder.records``; a callable receives each Record; a path
+        gets one compact JSON line per record, {"step": n, ...the analyze document} (or
+        {"step": n, "skipped": reason}), flushed (the file is overwritten).
+
+    Passes that cannot be reproduced exactly are recorded as skipped with the reason (and one
+    warning per reason): a non-zero initial state hx, proj_size > 0, dropout between layers in
+    training mode, a dtype other than float32/float64.
+    """
+    return Recorder(module, every, to)
+
+
+def _float64(t: torch.Tensor | None) -> np.ndarray | None:
+    """A float64 numpy copy (never a view of the module's memory, which the optimiser changes)."""
+    return None if t is None else t.detach().to("cpu", torch.float64).numpy().copy()
