@@ -206,14 +206,18 @@ def backprop_layer(
 # --- the single-layer model: a layer and a linear readout ----------------------------------------
 
 
-def forward(model: Model, x: np.ndarray) -> Trajectory:
-    """Run the cell over x (B, T, D) from the zero state and read out the last step (or every one)."""
+def forward(model: Model, x: np.ndarray, mask: np.ndarray | None = None) -> Trajectory:
+    """Run the cell over x (B, T, D) from the zero state and read out the last step (or every one).
+
+    mask : optional (B, T) bool of real steps (padded texts): pad steps carry the state, so the
+        last-step readout reads each sequence's state after its last real step (``run_layer``).
+    """
     if x.ndim != 3 or x.shape[2] != model.input_size:
         raise InputError(
             f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}"
         )
     params = model.params
-    traj = run_layer(model.cell, params, to_time_major(x))
+    traj = run_layer(model.cell, params, to_time_major(x), None if mask is None else np.ascontiguousarray(mask.T))
     hidden, steps = traj.hidden, traj.hidden.shape[0] - 1
     if model.readout == "every":
         # logits_t = Wy a_t + by for t = 1..T in one matmul, batch-first (B, T, O) like the targets
@@ -223,8 +227,9 @@ def forward(model: Model, x: np.ndarray) -> Trajectory:
     return traj
 
 
-def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
-    """Exact BPTT from the loss on y back to the first step."""
+def backward(model: Model, traj: Trajectory, y: np.ndarray, mask: np.ndarray | None = None) -> Gradients:
+    """Exact BPTT from the loss on y back to the first step (mask as for ``forward``)."""
+    mask_tm = None if mask is None else np.ascontiguousarray(mask.T)
     params = model.params
     steps, hidden_size = traj.hidden.shape[0] - 1, model.hidden_size
     loss, dlogits = model.loss.value_and_grad(traj.logits, np.asarray(y, dtype=np.float64))
@@ -232,10 +237,11 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
     if every:
         dlogits_tm = np.ascontiguousarray(dlogits.transpose(1, 0, 2))  # (T, B, O), step-major
         local = dlogits_tm @ params["Wy"]  # Wy^T dL/dlogits_t: backprop through each step's readout
-        layer = backprop_layer(model.cell, params, traj, local=local)
+        layer = backprop_layer(model.cell, params, traj, local=local, mask=mask_tm)
     else:
         delta = dlogits @ params["Wy"]  # delta_T = Wy^T dL/dlogits
-        layer = backprop_layer(model.cell, params, traj, final=(delta,) + (None,) * (len(model.cell.state_names) - 1))
+        final = (delta,) + (None,) * (len(model.cell.state_names) - 1)
+        layer = backprop_layer(model.cell, params, traj, final=final, mask=mask_tm)
     grads = layer.params
     if every:
         flat = dlogits_tm.reshape(steps * dlogits_tm.shape[1], -1)
@@ -271,11 +277,11 @@ def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradien
     )
 
 
-def bptt(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[Trajectory, Gradients]:
+def bptt(model: Model, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> tuple[Trajectory, Gradients]:
     """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
     with np.errstate(all="ignore"):
-        traj = forward(model, x)
-        return traj, backward(model, traj, y)
+        traj = forward(model, x, mask)
+        return traj, backward(model, traj, y, mask)
 
 
 def loss_only(model: Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -34,8 +34,9 @@ class Setup:
 
     network : what analyze runs (model/network.py); for the models gradscope builds, one layer.
     upstream : the caller's dL/d(output) in place of a head (``--output-grads``), or None.
-    ``model`` is the single-layer Model the training commands take; a network that is not one
-    (stacked, bidirectional, an embedding, padding) makes it an InputError saying so.
+    ``model`` is the single-layer Model the training commands take (they pass ``batch.mask``
+    along); a network that is not one (stacked, bidirectional, an embedding, no head) makes it an
+    InputError saying so.
     """
 
     config: RunConfig
@@ -48,9 +49,9 @@ class Setup:
 
     @property
     def model(self) -> Model:
-        if not self.network.is_single() or self.batch.mask is not None or self.upstream is not None:
+        if not self.network.is_single() or self.upstream is not None:
             raise InputError(
-                f"this command takes a single-layer, one-directional model without padding; "
+                f"this command takes a single-layer, one-directional model with a Linear head; "
                 f"the weights hold a {self.network.describe()} (gradscope analyze takes it)"
             )
         return self.network.as_model()
@@ -188,7 +189,7 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the inputs ({actual})")
     mask = _mask(config, x, network)
-    every = shape.readout == "every"
+    every = network.readout == "every"  # the network's readout says where the targets sit
     if config.targets is None:
         # Only inputs given: targets of the right kind, drawn at random (as the random task does),
         # one per sequence or, for a readout at every step, one per step.
@@ -242,8 +243,6 @@ def build(config: RunConfig) -> Setup:
         network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
         if config.readout is not None:
             network.readout = config.readout
-    if network.readout == "every" and shape.readout != "every" and config.targets is not None:
-        raise InputError("--readout every needs targets at every step")
     if config.inputs is not None:
         batch = _file_batch(config, task, shape, data_rng, network)
     else:
@@ -251,8 +250,11 @@ def build(config: RunConfig) -> Setup:
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
         if network.embedding is not None:
             batch = _random_tokens(network, data_rng, batch)
-    if network.readout == "every" and batch.y.ndim < 2 + (shape.loss != "ce") and network.head is not None:
-        raise InputError(f"--readout every needs a target at every step; the {task.name} task has one per sequence")
+    if network.readout == "every" and shape.readout != "every" and config.inputs is None:
+        # a task with one target per sequence, read out at every step: random targets per step
+        b, steps = batch.x.shape[:2]
+        y = make_task("random").sample(data_rng, b * steps, 1, shape).y
+        batch = Batch(batch.x, y.reshape((b, steps) + y.shape[1:]), batch.mask)
     upstream = _upstream(config, network, *batch.x.shape[:2])
     if upstream is not None:
         network.head, network.loss = None, None  # the caller's gradient replaces the head

@@ -202,7 +202,7 @@ def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> fl
     model, batch = setup.model, setup.batch
     with np.errstate(all="ignore"):
         if metric == "ratio":
-            traj, grads = bptt(model, batch.x, batch.y)
+            traj, grads = bptt(model, batch.x, batch.y, batch.mask)
             return float(np.log10(end_to_end_ratio(model, traj, grads, batch.y)))
         traj = forward(model, batch.x)
     return lyapunov(model, traj, transient).leading_exponent

@@ -228,7 +228,9 @@ def split_inputs(setup: Setup) -> tuple[Batch, Batch | None]:
     rng = np.random.default_rng(np.random.SeedSequence(setup.config.seed).spawn(5)[4])
     out = np.zeros(b, dtype=bool)
     out[rng.choice(b, max(1, round(HELD_OUT_FRACTION * b)), replace=False)] = True
-    return Batch(batch.x[~out], batch.y[~out]), Batch(batch.x[out], batch.y[out])
+    mask = batch.mask  # (B, T) where the file's sequences are padded (--lengths), else None
+    return (Batch(batch.x[~out], batch.y[~out], None if mask is None else mask[~out]),
+            Batch(batch.x[out], batch.y[out], None if mask is None else mask[out]))
 
 
 def batches(setup: Setup, rng: np.random.Generator, seq_len: int) -> Iterator[Batch]:
@@ -246,7 +248,7 @@ def evaluate(model: Model, batches: list[Batch]) -> tuple[float, float | None]:
     losses, accuracies, sizes = [], [], []
     with np.errstate(all="ignore"):
         for batch in batches:
-            logits = forward(model, batch.x).logits
+            logits = forward(model, batch.x, batch.mask).logits
             y = np.asarray(batch.y, dtype=np.float64)
             losses.append(model.loss.value_and_grad(logits, y)[0])
             accuracies.append(model.loss.accuracy(logits, y))
@@ -312,7 +314,7 @@ def train_setup(
     with np.errstate(all="ignore"):  # overflow is detected and reported, not warned about
         for step in range(1, options.steps + 1):
             batch = next(stream)
-            traj, grads = bptt(model, batch.x, batch.y)
+            traj, grads = bptt(model, batch.x, batch.y, batch.mask)
             penalty, extra = mitigation.penalty(model, traj, grads)
             total = {k: g + extra[k] if k in extra else g for k, g in grads.params.items()}
             norm = global_norm(total)

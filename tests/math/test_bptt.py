@@ -27,6 +27,7 @@ def test_parameter_gradients_match_finite_differences(activation, loss, outputs)
     y = random_targets(loss, 4, outputs, rng)
     _, grads = bptt(model, x, y)
     numeric = numeric_param_grads(model, x, y)
+    assert set(numeric) == {"Wa", "Wx", "b", "b_hh", "Wy", "by"}  # nn.RNN's two biases, each checked
     for name, g in numeric.items():
         assert relative_error(grads.params[name], g) < TOL, name
 

@@ -1,4 +1,5 @@
-"""The vanilla RNN against PyTorch autograd in float64: nn.RNN + nn.Linear, saved as people save them."""
+"""The vanilla RNN against PyTorch autograd in float64: nn.RNN + nn.Linear, saved as people save them,
+and trained as a torch loop trains them (both biases, the global norm, clipping, SGD and Adam)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import numpy as np
 import pytest
 
 from gradscope import analyze
+from gradscope.bptt import bptt
 from gradscope.cli import main
+from gradscope.commands.train import TRAINING_BATCH, TrainOptions, train
+from gradscope.config import RunConfig
+from gradscope.mitigations import Strengths, global_norm, make_mitigation
+from gradscope.model.statedict import export, export_grads, load_model
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -108,3 +114,109 @@ def test_saved_weights_load_into_torch_and_give_the_same_loss(tmp_path):
     assert value == pytest.approx(r.loss, rel=RTOL)
     for key, g in grads.items():
         np.testing.assert_allclose(saved[key], g, rtol=RTOL, atol=1e-14, err_msg=key)
+
+
+# --- nn.RNN's two biases: kept apart, each with its own gradient, trained as torch trains them ----------
+
+NAMES = {"Wx": "rnn.weight_ih_l0", "Wa": "rnn.weight_hh_l0", "b": "rnn.bias_ih_l0", "b_hh": "rnn.bias_hh_l0",
+         "Wy": "fc.weight", "by": "fc.bias"}
+
+
+def state_dict(model) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def ce_batch(b, t, d, o, seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((b, t, d)), rng.integers(0, o, b).astype(np.float64)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_a_loaded_rnn_keeps_both_biases_and_gets_torchs_gradient_for_each(nonlinearity):
+    b, t, d, h, o = 5, 8, 3, 6, 3
+    net = torch_model(d, h, o, nonlinearity, seed=11)
+    state = state_dict(net)
+    model, layout = load_model(state, "torch", None, nonlinearity, "ce")
+    np.testing.assert_array_equal(model.params["b"], state["rnn.bias_ih_l0"])  # not their sum
+    np.testing.assert_array_equal(model.params["b_hh"], state["rnn.bias_hh_l0"])
+    x, y = ce_batch(b, t, d, o, seed=3)
+    _, grads = bptt(model, x, y)
+    value, theirs = torch_grads(net, x, y, "ce")
+    assert grads.loss == pytest.approx(value, rel=1e-12)
+    assert set(grads.params) == set(NAMES)
+    for ours, key in NAMES.items():  # each parameter, both biases included, as autograd has it
+        np.testing.assert_allclose(grads.params[ours], theirs[key], rtol=RTOL, atol=1e-14, err_msg=ours)
+    assert export_grads(model, grads.params, layout).keys() == theirs.keys()
+    # so the global norm, which clipping and the logs use, is torch's: each bias counted once
+    total = torch.nn.utils.get_total_norm([p.grad for p in net.parameters()]).item()
+    assert global_norm(grads.params) == pytest.approx(total, rel=1e-12)
+
+
+def torch_training(net, x, y, optimizer, lr, momentum, threshold, steps):
+    """A torch loop on one batch: backward, Pascanu's clipping, the optimizer's step. Returns the
+    unclipped global norm and the state dict after each step."""
+    params = list(net.parameters())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999), eps=1e-8)
+    norms, states = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        out, _ = net["rnn"](torch.tensor(x))
+        torch_loss(net["fc"](out[:, -1]), y, "ce").backward()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params]).item()
+        # Algorithm 1 as REFERENCE §2 states it; clip_grad_norm_ divides by norm + 1e-6, which
+        # would move the update by about 1e-6 relative.
+        if norm >= threshold:
+            for p in params:
+                p.grad.mul_(threshold / norm)
+        opt.step()
+        norms.append(norm)
+        states.append(state_dict(net))
+    return norms, states
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("adam", 0.05)])
+def test_training_a_loaded_rnn_follows_a_torch_training_loop(tmp_path, optimizer, lr):
+    b, t, d, h, o, steps = 6, 7, 3, 5, 3, 4
+    net = torch_model(d, h, o, "tanh", seed=5)
+    x, y = ce_batch(b, t, d, o, seed=8)
+    np.savez(tmp_path / "w.npz", **state_dict(net))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    _, first = torch_grads(net, x, y, "ce")
+    threshold = 0.8 * float(np.sqrt(sum(np.sum(g * g) for g in first.values())))  # fires at step 1
+    norms, states = torch_training(net, x, y, optimizer, lr, 0.9, threshold, steps)
+
+    config = RunConfig(weights=str(tmp_path / "w.npz"), inputs=str(tmp_path / "x.npy"),
+                       targets=str(tmp_path / "y.npy"), loss="ce")
+    clip = make_mitigation("clip-norm", Strengths(clip_threshold=threshold))
+    for k in range(1, steps + 1):
+        r = train(config, TrainOptions(steps=k, optimizer=optimizer, lr=lr, log_every=1), clip)
+        assert r.evaluated_on == TRAINING_BATCH  # 6 sequences: every one is trained on
+        logged = [s.grad_norm for s in r.history]
+        np.testing.assert_allclose(logged, norms[:k], rtol=RTOL)
+        for s, norm in zip(r.history, norms):
+            assert s.clipped == (norm >= threshold)
+            assert s.clipped_grad_norm == pytest.approx(min(norm, threshold), rel=RTOL)
+        saved = export(r.model, r.layout)
+        assert saved.keys() == states[k - 1].keys()
+        for key, value in states[k - 1].items():  # every parameter after step k, both biases
+            np.testing.assert_allclose(saved[key], value, rtol=RTOL, atol=1e-12, err_msg=f"{key} @ {k}")
+    assert r.clip_events >= 1
+    assert not np.allclose(states[-1]["rnn.bias_ih_l0"], states[-1]["rnn.bias_hh_l0"])
+
+
+def test_save_weights_of_a_loaded_rnn_loads_into_torch_with_both_biases(tmp_path):
+    net = torch_model(3, 5, 2, "tanh", seed=2)
+    original = state_dict(net)
+    np.savez(tmp_path / "w.npz", **original)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((4, 6, 3)))
+    assert main(["analyze", "--weights", str(tmp_path / "w.npz"), "--inputs", str(tmp_path / "x.npy"),
+                 "--loss", "ce", "--save-weights", str(tmp_path / "out.npz"), "--json"]) == 0
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as saved:
+        assert set(saved.files) == set(original)
+        for key, value in original.items():  # bit for bit: bias_hh is not folded into bias_ih
+            np.testing.assert_array_equal(saved[key], value, err_msg=key)
+        net.load_state_dict({k: torch.tensor(saved[k]) for k in saved.files})  # strict: same keys

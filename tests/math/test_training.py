@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.mitigations import Strengths, make_mitigation
 from gradscope.optimizers import SGD, Adam, make_optimizer
-from gradscope.commands.train import TrainOptions, data_streams, train
+from gradscope.commands.train import (
+    HELD_OUT_SEQUENCES, TRAINING_BATCH, TrainOptions, data_streams, evaluate, file_config, split_inputs, train,
+)
 
 SMALL = dict(task="adding", seq_len=10, hidden_size=8, batch_size=16)
 # relu with Wa at spectral radius 3: the forward pass grows like 3^T, and one plain SGD step on that
@@ -167,3 +170,67 @@ def test_with_an_inputs_file_every_step_uses_that_batch(tmp_path):
     result = train(config, TrainOptions(steps=40, log_every=39))
     assert result.history[-1].loss < result.history[0].loss  # full-batch descent on one batch
     assert result.initial_loss == result.history[0].loss  # evaluated on that very batch
+    assert result.evaluated_on == TRAINING_BATCH  # 6 sequences: too few to hold any out
+
+
+def save_batch(tmp_path, x, y, name="") -> RunConfig:
+    np.save(tmp_path / f"x{name}.npy", x)
+    np.save(tmp_path / f"y{name}.npy", y)
+    return RunConfig(inputs=str(tmp_path / f"x{name}.npy"), targets=str(tmp_path / f"y{name}.npy"),
+                     hidden_size=5)
+
+
+def test_with_enough_sequences_a_fixed_fifth_of_the_inputs_is_held_out_and_never_trained_on(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 9, 3)), rng.integers(0, 2, 20).astype(float)
+    config = save_batch(tmp_path, x, y)
+    setup = build(file_config(config))  # D from the file: no --input-size needed
+    training, kept = split_inputs(setup)
+    assert (training.x.shape[0], kept.x.shape[0]) == (16, 4)
+    held = [i for i in range(20) if any(np.array_equal(x[i], k) for k in kept.x)]
+    assert len(held) == 4 and not any(np.array_equal(x[i], t) for i in held for t in training.x)
+    np.testing.assert_array_equal(kept.y.ravel(), y[held])  # bce targets, (B, 1)
+
+    options = TrainOptions(steps=25, log_every=1)
+    result = train(config, options)
+    assert result.evaluated_on == HELD_OUT_SEQUENCES and result.config["batch_size"] == 20
+    assert result.history[0].loss == pytest.approx(evaluate(setup.model, [training])[0], rel=1e-12)
+    assert result.initial_loss == pytest.approx(evaluate(setup.model, [kept])[0], rel=1e-12)
+    # Other targets for the held-out sequences change the evaluation, and nothing of the training.
+    flipped = y.copy()
+    flipped[held] = 1 - flipped[held]
+    other = train(save_batch(tmp_path, x, flipped, "2"), options)
+    assert [r.loss for r in other.history] == [r.loss for r in result.history]
+    for name, p in result.model.params.items():
+        np.testing.assert_array_equal(other.model.params[name], p)
+    assert other.final_loss != result.final_loss
+
+
+@pytest.mark.parametrize("b, held", [(9, 0), (10, 2), (12, 2), (13, 3), (50, 10)])
+def test_a_fifth_of_the_inputs_is_held_out_from_ten_sequences_on(tmp_path, b, held):
+    rng = np.random.default_rng(b)
+    setup = build(file_config(save_batch(tmp_path, rng.standard_normal((b, 4, 2)),
+                                         rng.integers(0, 2, b).astype(float))))
+    training, kept = split_inputs(setup)
+    assert (0 if kept is None else kept.x.shape[0]) == held and training.x.shape[0] == b - held
+
+
+def test_the_held_out_sequences_are_fixed_by_the_seed(tmp_path):
+    rng = np.random.default_rng(3)
+    config = save_batch(tmp_path, rng.standard_normal((30, 4, 2)), rng.integers(0, 2, 30).astype(float))
+
+    def kept(seed):
+        return split_inputs(build(file_config(replace(config, seed=seed))))[1].x
+
+    np.testing.assert_array_equal(kept(0), kept(0))
+    assert not np.array_equal(kept(0), kept(1))
+
+
+def test_file_config_takes_d_from_the_inputs_only_where_nothing_else_fixes_it(tmp_path):
+    config = save_batch(tmp_path, np.zeros((4, 5, 3)), np.zeros(4))
+    assert file_config(config).input_size == 3
+    assert file_config(replace(config, task="adding")).input_size is None  # adding's D is 2: build says so
+    plain = RunConfig(task="adding")
+    assert file_config(plain) is plain  # no inputs: unchanged
+    with pytest.raises(InputError, match=r"--input-size 4 disagrees with inputs file .*x\.npy \(3\)"):
+        file_config(replace(config, input_size=4))
