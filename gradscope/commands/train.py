@@ -189,7 +189,9 @@ def file_config(config: RunConfig) -> RunConfig:
     d = int(shape[2])
     if config.input_size is not None:
         if config.input_size != d:
-            raise InputError(f"--input-size {config.input_size} disagrees with inputs file {config.inputs} ({d})")
+            raise InputError(
+                f"--input-size {config.input_size} disagrees with inputs file {config.inputs} ({d})"
+            )
         return config
     try:
         make_task(config.task, config).resolve(d, config.output_size, config.loss)

@@ -234,3 +234,16 @@ def test_file_config_takes_d_from_the_inputs_only_where_nothing_else_fixes_it(tm
     assert file_config(plain) is plain  # no inputs: unchanged
     with pytest.raises(InputError, match=r"--input-size 4 disagrees with inputs file .*x\.npy \(3\)"):
         file_config(replace(config, input_size=4))
+
+
+def test_held_out_sequences_keep_their_padding_mask(tmp_path):
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 7, 15)
+    np.save(tmp_path / "len.npy", lengths)
+    batch = save_batch(tmp_path, rng.standard_normal((15, 6, 2)), rng.integers(0, 2, 15).astype(float))
+    config = replace(batch, lengths=str(tmp_path / "len.npy"))
+    setup = build(file_config(config))
+    training, kept = split_inputs(setup)
+    for part in (training, kept):  # each sequence's mask goes with it: True over its first lengths[b] steps
+        rows = [next(i for i in range(15) if np.array_equal(setup.batch.x[i], x)) for x in part.x]
+        np.testing.assert_array_equal(part.mask, np.arange(6)[None, :] < lengths[rows, None])
