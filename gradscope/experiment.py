@@ -239,11 +239,14 @@ def build(config: RunConfig) -> Setup:
                 )
             shape = task.resolve(network.input_size, None, config.loss)
     else:
-        input_size = config.input_size
-        if input_size is None and config.inputs is not None:
-            given = load_array(config.inputs, "inputs")  # a built model takes the file's D
-            input_size = given.shape[2] if given.ndim == 3 else None
-        shape = task.resolve(input_size, config.output_size, config.loss)
+        shape = task.resolve(config.input_size, config.output_size, config.loss)
+        if config.input_size is None and config.inputs is not None:
+            given = load_array(config.inputs, "inputs")  # a built model takes the file's D...
+            if given.ndim == 3 and given.shape[2] != shape.input_size:
+                try:
+                    shape = task.resolve(given.shape[2], config.output_size, config.loss)
+                except InputError:
+                    pass  # ...unless the task fixes D: then the inputs are refused for their width
         network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
         if config.readout is not None:
             network.readout = config.readout
