@@ -16,11 +16,14 @@ from .commands.analyze import AnalyzeResult, analyze
 from .commands.check import CheckOutcome, CheckResult, Criteria, check
 from .commands.compare import CompareResult, compare
 from .config import RunConfig
-from .errors import CheckFailed, InputError
+from .errors import CheckFailed, InputError, in_python_terms
 from .mitigations import MITIGATIONS, Strengths, make_mitigation
 from .schemas import load_schema
 from .serialize import dumps, payload
 from .commands.train import TrainOptions, TrainResult, train
+
+# what Python callers get: the same functions, their errors naming keyword arguments, not flags
+analyze, check, compare, train = (in_python_terms(f) for f in (analyze, check, compare, train))
 
 __all__ = [
     "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",

@@ -14,3 +14,25 @@ class InputError(ValueError):
 
 class CheckFailed(Exception):
     """A CI check whose measured value crossed its threshold. Exit code 1."""
+
+
+def in_python_terms(function):
+    """The same function for Python callers: an InputError names keyword arguments, not flags.
+
+    The core words its errors for the command line (``--seq-len must be ...``), where most of them
+    are read; ``gradscope.analyze(seq_len=0)`` should say ``seq_len must be ...``. The CLI calls the
+    undecorated functions in gradscope.commands.
+    """
+    import functools
+    import re
+
+    flag = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except InputError as exc:
+            raise InputError(flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc))) from None
+
+    return wrapper

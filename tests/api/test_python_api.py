@@ -1,0 +1,71 @@
+"""The Python API takes arrays and state dicts wherever the CLI takes files, and says what is wrong
+in Python's terms (keyword arguments, not flags)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradscope
+from gradscope.commands.analyze import analyze as analyze_for_the_cli
+
+
+def state_dict(hidden: int = 5, inputs: int = 3, layers: int = 2, vocab: int | None = None) -> dict:
+    """An nn.GRU(num_layers=layers, bidirectional=True) + Linear state dict, numpy arrays."""
+    rng = np.random.default_rng(0)
+    sd = {}
+    if vocab is not None:
+        sd["embedding.weight"] = rng.standard_normal((vocab, inputs))
+    for k in range(layers):
+        width = inputs if k == 0 else 2 * hidden
+        for suffix in ("", "_reverse"):
+            sd[f"gru.weight_ih_l{k}{suffix}"] = rng.standard_normal((3 * hidden, width)) * 0.3
+            sd[f"gru.weight_hh_l{k}{suffix}"] = rng.standard_normal((3 * hidden, hidden)) * 0.3
+            sd[f"gru.bias_ih_l{k}{suffix}"] = rng.standard_normal(3 * hidden) * 0.1
+            sd[f"gru.bias_hh_l{k}{suffix}"] = rng.standard_normal(3 * hidden) * 0.1
+    sd["fc.weight"] = rng.standard_normal((2, 2 * hidden))
+    sd["fc.bias"] = np.zeros(2)
+    return sd
+
+
+def test_arrays_and_a_state_dict_in_place_of_files():
+    x = np.random.default_rng(1).standard_normal((4, 7, 3))
+    r = gradscope.analyze(weights=state_dict(), inputs=x, targets=np.array([0, 1, 1, 0]),
+                          lengths=np.array([7, 3, 5, 1]))
+    assert r.network.num_layers == 2 and r.network.directions == 2
+    assert [(l.layer, l.direction) for l in r.layers] == [(0, "forward"), (0, "reverse"), (1, "forward"),
+                                                          (1, "reverse")]
+    assert r.config["weights"] == "<state dict of 18 entries>" and r.config["inputs"] == "<array (4, 7, 3)>"
+    assert r.network.padded and r.network.lengths == [1, 7]
+    # the JSON document carries descriptions, never the user's arrays
+    doc = gradscope.payload(r)
+    assert doc["config"]["lengths"] == "<array (4,)>"
+
+
+def test_token_ids_through_the_embedding_and_its_gradient():
+    tokens = np.array([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]])
+    r = gradscope.analyze(weights=state_dict(vocab=9), inputs=tokens, targets=np.array([1, 0]), padding_idx=0)
+    assert r.network.embedding == [9, 3]
+    emb = r.gradients.embedding
+    assert np.all(emb[0] == 0)  # the pad row never gets a gradient
+    assert np.all(emb[[1, 2, 8]] == 0)  # rows no token used
+    assert np.all(np.abs(emb[[3, 4, 5, 6, 7]]).sum(axis=1) > 0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(seq_len=0), "seq_len must be a whole number"),
+    (dict(lengths=np.array([3])), "lengths needs inputs"),
+    (dict(readout="attention"), "readout must be one of last, mean, max, every"),
+    (dict(weights=state_dict(), rnn_key="encoder"), "rnn_key 'encoder' names no recurrent module"),
+    (dict(weights={"x": np.zeros(3)}), "the state dict: no recurrent module found"),
+])
+def test_errors_name_keyword_arguments_not_flags(settings, message):
+    with pytest.raises(gradscope.InputError) as caught:
+        gradscope.analyze(**settings)
+    assert message in str(caught.value)
+    assert "--" not in str(caught.value)
+
+
+def test_the_cli_keeps_its_flags():
+    with pytest.raises(gradscope.InputError, match="--seq-len must be"):
+        analyze_for_the_cli(gradscope.RunConfig(seq_len=0))
