@@ -12,7 +12,8 @@ PyTorch does not show the gradient at each step of its fused nn.RNN / nn.GRU / n
 
 and BPTT from those gradients gives ||dL/dh_t|| at every step of every layer and direction, the
 flow and the verdict: the same ``AnalyzeResult`` as ``gradscope.analyze``. The report is the float64
-computation at the module's weights, so for a float32 module it is what float32 approximates.
+computation at the module's weights, inputs and output gradients (a float32 module's are converted
+exactly), so it differs from the module's own float32 backward by float32 rounding only.
 
     import gradscope.torch
     with gradscope.torch.attach(lstm, every=10) as rec:      # or to="grads.ndjson", or to=callable
@@ -23,7 +24,8 @@ computation at the module's weights, so for a float32 module it is what float32 
     rec.records[-1].result.layers[0].grad_norms              # (T,) ||dL/dh_t|| of layer 0, forward
 
 The hooks only read: the module's outputs and the user's gradients are bit-identical with and
-without them. A pass that is not recorded costs a forward hook and a gradient hook (no copies).
+without them. A pass that is not recorded costs a forward hook and a gradient hook, and copies
+nothing (benchmarks/bench_torch_adapter.py measures both kinds of pass).
 Torch is imported here and nowhere else in gradscope; ``import gradscope`` does not load it.
 """
 
@@ -193,6 +195,10 @@ class Recorder:
 
     def _config(self, work: _Pass, grads: list[torch.Tensor | None]) -> RunConfig:
         """The pass as analyze's inputs: float64 copies, batch first."""
+        with torch.no_grad():
+            return self._arrays(work, grads)
+
+    def _arrays(self, work: _Pass, grads: list[torch.Tensor | None]) -> RunConfig:
         m = self.module
         if work.packed is not None:
             x, lengths = pad_packed_sequence(work.packed, batch_first=True)

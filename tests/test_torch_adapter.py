@@ -29,7 +29,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 
 B, T, D, H = 3, 6, 4, 5
 MODULES = {"rnn": torch.nn.RNN, "relu": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
-GATES = {"rnn": 1, "relu": 1, "gru": 3, "lstm": 4}
 
 
 @dataclass(frozen=True)
@@ -218,6 +217,19 @@ def test_the_record_is_the_direct_analyze_call():
         weights={k: v.numpy() for k, v in module.state_dict().items()}, inputs=x.numpy(), lengths=LENGTHS.numpy(),
         output_grads={"output": dout.numpy(), "h_n": h_n.grad.numpy(), "c_n": c_n.grad.numpy()}, seed=0))
     assert payload(rec.records[0].result) == payload(direct)
+
+
+def test_a_sorted_pack_is_read_like_an_unsorted_one():
+    """enforce_sorted=True packs without sorted_indices; the batch in length order either way."""
+    case = Case("gru", layers=2, bidirectional=True, packed=True)
+    module, x = make_module(case), inputs(case)
+    lengths = torch.tensor([6, 4, 2])
+    with gt.attach(module, every=1) as rec:
+        for enforce_sorted in (True, False):
+            out, h_n = module(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=enforce_sorted))
+            (torch.tanh(out.data).sum() + h_n[-1].sum()).backward()
+    sorted_, unsorted = (payload(r.result) for r in rec.records)
+    assert sorted_ == unsorted and sorted_["network"]["lengths"] == [2, 6]
 
 
 def test_an_unbatched_input_is_a_batch_of_one():

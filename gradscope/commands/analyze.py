@@ -262,8 +262,6 @@ def describe_data(setup: Setup) -> str:
     if batch.mask is not None:
         lengths = batch.mask.sum(axis=1)
         text += f", padded ({int(lengths.min())}-{int(lengths.max())} real steps)"
-    if setup.upstream is not None:
-        text += "; upstream gradient from --output-grads"
     return text
 
 

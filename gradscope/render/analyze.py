@@ -142,10 +142,13 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
     print_header(console, "analyze", result.config)
     if result.config["task"] == "text":
         console.print(result.data)
-    console.print(
-        f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
-        f"{result.parameter_count} parameters"
-    )
+    if result.loss is None:
+        console.print(f"no loss: the gradient comes from --output-grads   {result.parameter_count} parameters")
+    else:
+        console.print(
+            f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
+            f"{result.parameter_count} parameters"
+        )
     net = result.network
     if len(result.layers) > 1 or net.embedding is not None or net.padded or net.head is None:
         console.print(f"model: {net.description}")

@@ -95,7 +95,9 @@ def config_lines(config: dict) -> list[str]:
     """The run's settings: the model on one line, the data on the next."""
     c = config
     model = [f"{c['cell']}/{c['activation']}" if c["cell"] == "rnn" else c["cell"],
-             f"H={c['hidden_size']} D={c['input_size']} O={c['output_size']}", f"loss={c['loss']}"]
+             f"H={c['hidden_size']} D={c['input_size']}"
+             + (f" O={c['output_size']}" if c["output_size"] is not None else ""),
+             f"loss={c['loss']}" if c["loss"] is not None else "no head"]
     if c.get("weights"):
         model.append(f"weights={c['weights']}")
     else:
