@@ -17,7 +17,9 @@ frameworks_after_init = sorted(m for m in {frameworks!r} if m in sys.modules)
 root = Path(gradscope.__file__).parent
 names = [".".join(("gradscope", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
          for p in sorted(root.rglob("*.py"))]
-core = [n for n in names if not n.startswith(("gradscope.cli", "gradscope.render", "gradscope.__main__"))]
+# gradscope.torch is the optional torch extra's adapter: it needs torch, and the core never imports it
+core = [n for n in names if not n.startswith(("gradscope.cli", "gradscope.render", "gradscope.__main__",
+                                              "gradscope.torch"))]
 for name in core:
     __import__(name)
 print(json.dumps({{

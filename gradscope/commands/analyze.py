@@ -42,6 +42,8 @@ class LayerReport:
         from each sequence's readout end (its last real step; its first for the reverse
         direction), so it does not depend on the side the pads are on.
     total_grad_norm : ||dL/dh|| over every step: what reaches this layer (depth, beside time).
+    spectrum : as the headline's; with padding, the mean step Jacobian is over the real steps of
+        the longest sequences (a pad step is the identity, not the cell's Jacobian).
     """
 
     layer: int
@@ -327,8 +329,8 @@ def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
 
 
 def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int,
-                         d: int) -> tuple[LayerReport, np.ndarray]:
-    """One layer and direction's report, and its flow profile."""
+                         d: int) -> tuple[LayerReport, np.ndarray, dict[str, Spectrum] | None]:
+    """One layer and direction's report, its flow profile and its gate blocks' spectra."""
     net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
     reverse = d == 1
@@ -340,13 +342,15 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
         contributions = Gradients(0.0, g.dL_dh, g.dL_dc, g.params, g.dv, hidden_prev).contribution_norms()
     cell_norms = None if g.dL_dc is None else step_norms(g.dL_dc)
     view = Model(net.cell, net.layers[k][d], None)
-    spec, spectrum_of, _ = recurrent_spectra(view, run.caches)
+    # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
+    real = run if mask_tm is None else _full_rows(run, mask_tm[::-1] if reverse else mask_tm)
+    spec, spectrum_of, gate_spectra = recurrent_spectra(view, (real or run).caches)
     # with padding, the profile's first entries may hold no sequence at all (none is that long):
     # the flow is measured over the steps the longest sequences have
     longest = profile.shape[0] if mask_tm is None else int(mask_tm.sum(axis=0).max())
     report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
                          flow(profile[profile.shape[0] - longest:]), _total_norm(g.dL_dh))
-    return report, profile
+    return report, profile, gate_spectra
 
 
 def analyze_network(setup: Setup) -> AnalyzeResult:
@@ -360,15 +364,16 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
     reports, profiles = [], []
     for k in range(net.num_layers):
         for d in range(net.directions):
-            report, profile = network_layer_report(setup, traj, grads, k, d)
+            report, profile, gates = network_layer_report(setup, traj, grads, k, d)
             reports.append(report)
             profiles.append(profile)
+            if (k, d) == (net.num_layers - 1, 0):
+                gate_spectra = gates  # the headline's: the top layer's forward direction
     top = net.num_layers - 1
     head_i = top * net.directions
     headline, profile = reports[head_i], profiles[head_i]
     run, params = traj.runs[top][0], net.layers[top][0]
     view = Model(net.cell, params, None)
-    _, _, gate_spectra = recurrent_spectra(view, run.caches)
     pascanu = None
     if headline.spectrum_of == "recurrent_weight" and net.readout == "last" and setup.upstream is None:
         # the bound holds where the gradient enters at the readout end only: the top layer's
