@@ -141,9 +141,10 @@ def _mask(config: RunConfig, x: np.ndarray, network: Network) -> np.ndarray | No
             row = int(np.flatnonzero(~mask.any(axis=1))[0])
             raise InputError(f"inputs: sequence {row} holds only --padding-idx {config.padding_idx} tokens")
         # real steps must be one run: pads before (pre-padding) or after (post-padding) the text
-        runs = np.diff(mask.astype(np.int8), axis=1)
-        if np.any((runs != 0).sum(axis=1) > 2) or np.any((runs == 1).sum(axis=1) > 1):
-            row = int(np.flatnonzero(((runs != 0).sum(axis=1) > 2) | ((runs == 1).sum(axis=1) > 1))[0])
+        first, last = mask.argmax(axis=1), t - 1 - mask[:, ::-1].argmax(axis=1)
+        gaps = mask.sum(axis=1) != last - first + 1
+        if gaps.any():
+            row = int(np.flatnonzero(gaps)[0])
             raise InputError(f"inputs: sequence {row} has --padding-idx {config.padding_idx} tokens between "
                              "real ones; give --lengths to say where each sequence ends")
         return mask

@@ -141,7 +141,9 @@ def final_states(net: Network, traj: NetworkTrajectory, layer: int = -1) -> list
 def _lengths(traj: NetworkTrajectory) -> np.ndarray:
     """(B,) real steps per sequence."""
     steps, batch = traj.output.shape[:2]
-    return np.full(batch, float(steps)) if traj.mask_tm is None else traj.mask_tm.sum(axis=0).astype(float)
+    if traj.mask_tm is None:
+        return np.full(batch, float(steps))
+    return np.maximum(traj.mask_tm.sum(axis=0), 1).astype(float)  # an empty text reads out zeros, not 0/0
 
 
 def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.ndarray | None]:

@@ -207,3 +207,20 @@ def test_the_valid_state_dict_loads(tmp_path, weights, capsys, monkeypatch):
     code = main(["check", "--weights", savez(tmp_path / "w.npz", weights), "--seq-len", "5"])
     capsys.readouterr()
     assert code == 0
+
+
+
+@pytest.mark.parametrize("row, ok", [([3, 4, 0, 0], True), ([0, 0, 3, 4], True), ([3, 0, 4, 0], False),
+                                     ([0, 3, 0, 4], False), ([3, 0, 0, 4], False)])
+def test_pad_tokens_inside_a_sequence_need_lengths(tmp_path, capsys, row, ok):
+    """--padding-idx derives the real steps from the tokens only where they are one run."""
+    rng = np.random.default_rng(0)
+    weights = {"emb.weight": rng.standard_normal((6, D)), "rnn.weight_ih_l0": rng.standard_normal((H, D)),
+               "rnn.weight_hh_l0": rng.standard_normal((H, H)) * 0.3, "rnn.bias_ih_l0": np.zeros(H),
+               "rnn.bias_hh_l0": np.zeros(H), "fc.weight": rng.standard_normal((1, H)), "fc.bias": np.zeros(1)}
+    argv = ["--weights", savez(tmp_path / "w.npz", weights),
+            "--inputs", saved_npy(tmp_path / "x.npy", np.array([row, [1, 2, 3, 4]])), "--padding-idx", "0"]
+    if ok:
+        assert main(["analyze", *argv, "--json"]) == 0
+    else:
+        assert_one_line_error(capsys, ["analyze", *argv], "give --lengths")
