@@ -17,6 +17,7 @@ from .config import DEFAULT_BATCH_SIZE, RunConfig
 from .errors import InputError
 from .io.arrays import load_array, load_npz
 from .io.weights import read_state_dict
+from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
 from .model.single import Model, readout_params
@@ -51,8 +52,8 @@ class Setup:
     def model(self) -> Model:
         if not self.network.is_single() or self.upstream is not None:
             raise InputError(
-                f"this command takes a single-layer, one-directional model with a Linear head; "
-                f"the weights hold a {self.network.describe()} (gradscope analyze takes it)"
+                "this command trains single-layer, one-directional models without an embedding, read "
+                f"out last or at every step; the model is: {self.network.describe()} (analyze takes it)"
             )
         return self.network.as_model()
 
@@ -82,12 +83,15 @@ def rescale_recurrent(cell: Cell, params: Params, radius: float) -> None:
 
 
 def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> Model:
-    """A freshly initialised model for the config's cell, sizes and init, read out as the task says."""
+    """A freshly initialised model for the config's cell, sizes, init and gate biases, read out as
+    the task says (chrono's T_max: ``config.chrono_max``, which ``build`` resolves)."""
     cell = make_cell(config.cell or "rnn", config.activation or "tanh")
+    check_bias_init(config.bias_init, cell.name)
     hidden = config.hidden_size or DEFAULT_HIDDEN_SIZE
     params = cell.init_params(shape.input_size, hidden, rng, config.init, config.init_gain)
     if config.spectral_radius is not None:
         rescale_recurrent(cell, params, config.spectral_radius)
+    apply_bias_init(config.bias_init, cell.name, params, config.chrono_max or 2, rng)
     params.update(readout_params(hidden, shape.output_size, rng))
     return Model(cell, params, get_loss(shape.loss), shape.readout)
 
@@ -223,6 +227,8 @@ def build(config: RunConfig) -> Setup:
     """The network and batch a config describes, with every default resolved in the returned config."""
     task = make_task(config.task, config)
     weights_rng, data_rng = rngs(config.seed)
+    if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
+        config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
         network, layout = _loaded_network(config)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
