@@ -8,11 +8,12 @@ is what a side-by-side comparison needs, and a run is reproducible byte for byte
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .model.cells import Cell, Params, make_cell
+from . import memory
+from .model.cells import CELLS, Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig
 from .errors import InputError
 from .io.arrays import load_array, load_npz
@@ -47,6 +48,7 @@ class Setup:
     shape: TaskShape
     layout: Layout
     upstream: Upstream | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> Model:
@@ -94,6 +96,30 @@ def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> 
     apply_bias_init(config.bias_init, cell.name, params, config.chrono_max or 2, rng)
     params.update(readout_params(hidden, shape.output_size, rng))
     return Model(cell, params, get_loss(shape.loss), shape.readout)
+
+
+def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network: Network | None = None,
+                 batch_shape: tuple[int, int] | None = None) -> None:
+    """InputError before any large array is made when the run cannot fit in memory (memory.py).
+
+    Sizes come from ``network`` (a loaded state dict: its layers, directions, gates) or else from
+    the config (the model ``new_model`` would build); T and B from ``batch_shape`` (B, T) or else
+    the config and the task's defaults.
+    """
+    b, t = batch_shape or (config.batch_size or DEFAULT_BATCH_SIZE, config.seq_len or task.default_seq_len)
+    if network is not None:
+        cell, h, d = network.cell, network.hidden_size, network.input_size
+        layers, directions, parameters = network.num_layers, network.directions, network.parameter_count()
+        change = "--seq-len or --batch-size (or give a smaller --inputs batch)"
+    else:
+        cell = CELLS.get(config.cell or "rnn", CELLS["rnn"])
+        h, d = config.hidden_size or DEFAULT_HIDDEN_SIZE, shape.input_size
+        layers = directions = 1
+        parameters = len(cell.gates) * h * (h + d + 2) + shape.output_size * (h + 1)
+        change = "--seq-len, --batch-size or --hidden-size"
+    needed = memory.run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates), layers=layers,
+                              directions=directions, parameters=parameters)
+    memory.check(needed, f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else ""), change)
 
 
 def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
@@ -231,6 +257,8 @@ def build(config: RunConfig) -> Setup:
         config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
         network, layout = _loaded_network(config)
+        if config.inputs is None:
+            check_memory(config, task, None, network)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
         if network.head is not None:
             shape = task.resolve(network.input_size, network.output_size, config.loss)
@@ -254,11 +282,13 @@ def build(config: RunConfig) -> Setup:
                     shape = task.resolve(given.shape[2], config.output_size, config.loss)
                 except InputError:
                     pass  # ...unless the task fixes D: then the inputs are refused for their width
+        check_memory(config, task, shape)  # before new_model makes the (G*H, H) weights
         network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
         batch = _file_batch(config, task, shape, data_rng, network)
+        check_memory(config, task, shape, network, batch.x.shape[:2])
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
@@ -286,4 +316,14 @@ def build(config: RunConfig) -> Setup:
         init=None if config.weights is not None else config.init,
         init_gain=None if config.weights is not None else config.init_gain,
     )
-    return Setup(resolved, network, batch, task, shape, layout, upstream)
+    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch))
+
+
+def _notes(config: RunConfig, network: Network, batch: Batch) -> list[str]:
+    """What the user may have meant: a token that looks like padding, analysed as a real word."""
+    if network.embedding is None or batch.x.ndim != 2 or batch.mask is not None or config.inputs is None:
+        return []
+    zero_rows = np.flatnonzero(~network.embedding.any(axis=1))  # nn.Embedding(padding_idx=p) keeps row p at 0
+    ends = np.concatenate((batch.x[:, 0], batch.x[:, -1]))
+    return [f"token {p} has an all-zero embedding row and fills the ends of sequences; it is analysed as a "
+            f"real token: if it is padding, pass --padding-idx {p}" for p in zero_rows if np.any(ends == p)]

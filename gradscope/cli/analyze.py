@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,4 +46,6 @@ def analyze_command(
         save_npz(save_grads, gradient_arrays(result))
     if save_weights is not None:
         save_npz(save_weights, weight_arrays(result))
+    for warning in result.warnings:
+        print(f"gradscope: warning: {warning}", file=sys.stderr)
     emit(result, json, lambda console: render_analyze(result, console, max_rows))

@@ -108,6 +108,7 @@ class AnalyzeResult:
     network, layers, depth : the architecture; one report per layer and direction (LayerReport);
         the gradient reaching the first layer against the last (None for one layer). The headline
         fields above are the top layer's forward direction.
+    warnings : what the input suggests the user may have meant (a token that looks like padding).
     flow_norms : (T,) the profile the flow is measured on: ``grad_norms`` without padding; with
         padding, entry T-k is the norm k steps back from each sequence's last real step.
     lyapunov : the leading Lyapunov exponent lambda_1 of the forward run and its horizon -1/lambda_1
@@ -137,6 +138,7 @@ class AnalyzeResult:
     layers: list[LayerReport]
     depth: Depth | None
     flow_norms: np.ndarray
+    warnings: list[str]
     setup: Setup = field(metadata=HIDDEN, repr=False)
     gradients: Gradients | NetworkGradients = field(metadata=HIDDEN, repr=False)
 
@@ -235,6 +237,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         layers=[report],
         depth=None,
         flow_norms=norms,
+        warnings=setup.notes,
         setup=setup,
         gradients=grads,
     )
@@ -412,6 +415,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         layers=reports,
         depth=depth,
         flow_norms=profile,
+        warnings=setup.notes,
         setup=setup,
         gradients=grads,
     )

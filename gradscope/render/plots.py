@@ -79,12 +79,22 @@ def plot_analyze(result: Any, path: Path) -> None:
     left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
     steps = np.arange(1, len(result.grad_norms) + 1)
     state = "a" if result.gate_spectra is None else "h"
-    left.plot(steps, _log10(result.grad_norms), label=f"||dL/d{state}_t||", color="tab:blue")
-    if result.cell_grad_norms is not None:
-        left.plot(steps, _log10(result.cell_grad_norms), label="||dL/dc_t||", color="tab:green")
+    padded = result.network.padded  # then the flow profile, counted back from each sequence's end
+    norms = result.flow_norms if padded else result.grad_norms
+    headline = result.layers[len(result.layers) - result.network.directions]  # top layer, forward
+    where = f", layer {headline.layer} fwd" if len(result.layers) > 1 else ""
+    left.plot(steps, _log10(norms), color="tab:blue",
+              label=f"||dL/d{state}_t||{where}" + (", steps back from each end" if padded else ""))
+    if len(result.layers) > 1 and not padded:  # the other layers and directions, fainter
+        for r in result.layers:
+            if r is not headline:
+                left.plot(steps, _log10(r.grad_norms), lw=0.8, alpha=0.6,
+                          label=f"layer {r.layer} {'fwd' if r.direction == 'forward' else 'rev'}")
+    if result.cell_grad_norms is not None and not padded:
+        left.plot(steps, _log10(result.cell_grad_norms), label="||dL/dc_t||", color="tab:purple")
     if result.pascanu is not None:
         # The bound is on the ratio to step T: scale it by ||dL/da_T|| to compare with the norms.
-        bound = np.asarray(result.pascanu.bound) * result.grad_norms[-1]
+        bound = np.asarray(result.pascanu.bound) * norms[-1]
         left.plot(steps, _log10(bound), "--", color="tab:red",
                   label=f"Pascanu bound (gamma sigma_max = {result.pascanu.gamma_sigma_max:.3g})^(T-t)")
     if not np.any(np.isfinite(_log10(result.grad_norms))):
@@ -104,7 +114,7 @@ def plot_analyze(result: Any, path: Path) -> None:
     right.axvline(0, color="grey", lw=0.5)
     right.set_aspect("equal", adjustable="datalim")
     of = "Wa" if result.spectrum_of == "recurrent_weight" else "the mean step Jacobian"
-    right.set_title(f"Eigenvalues of {of} (radius {result.spectrum.spectral_radius:.3g})")
+    right.set_title(f"Eigenvalues of {of}\n(radius {result.spectrum.spectral_radius:.3g})")
     right.set_xlabel("Re")
     right.set_ylabel("Im")
     right.legend(loc="upper right", fontsize="small")

@@ -69,3 +69,14 @@ def test_errors_name_keyword_arguments_not_flags(settings, message):
 def test_the_cli_keeps_its_flags():
     with pytest.raises(gradscope.InputError, match="--seq-len must be"):
         analyze_for_the_cli(gradscope.RunConfig(seq_len=0))
+
+
+def test_a_token_that_looks_like_padding_is_pointed_out():
+    sd = state_dict(vocab=9)
+    sd["embedding.weight"][0] = 0.0  # as nn.Embedding(padding_idx=0) keeps it
+    tokens = np.array([[3, 4, 5, 0, 0], [6, 7, 8, 2, 0]])
+    r = gradscope.analyze(weights=sd, inputs=tokens, targets=np.array([1, 0]))
+    assert r.warnings == ["token 0 has an all-zero embedding row and fills the ends of sequences; it is "
+                          "analysed as a real token: if it is padding, pass --padding-idx 0"]
+    assert gradscope.payload(r)["warnings"] == r.warnings
+    assert gradscope.analyze(weights=sd, inputs=tokens, targets=np.array([1, 0]), padding_idx=0).warnings == []
