@@ -15,6 +15,7 @@ from ._version import __version__
 from .commands.analyze import AnalyzeResult, analyze
 from .commands.check import CheckOutcome, CheckResult, Criteria, check
 from .commands.compare import CompareResult, compare
+from .commands.reproduce import EXPERIMENTS, ReproduceResult, reproduce
 from .config import RunConfig
 from .errors import CheckFailed, InputError, in_python_terms
 from .mitigations import MITIGATIONS, Strengths, make_mitigation
@@ -23,11 +24,11 @@ from .serialize import dumps, payload
 from .commands.train import TrainOptions, TrainResult, train
 
 # what Python callers get: the same functions, their errors naming keyword arguments, not flags
-analyze, check, compare, train = (in_python_terms(f) for f in (analyze, check, compare, train))
+analyze, check, compare, reproduce, train = (in_python_terms(f) for f in (analyze, check, compare, reproduce, train))
 
 __all__ = [
     "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",
     "__version__", "analyze", "check", "dumps", "load_schema", "payload",
     "MITIGATIONS", "CompareResult", "Strengths", "TrainOptions", "TrainResult", "compare", "make_mitigation",
-    "train",
+    "train", "EXPERIMENTS", "ReproduceResult", "reproduce",
 ]

@@ -16,9 +16,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import InputError
+from .model.gate_bias import BIAS_INITS
 from .model.network import READOUTS
 
 DEFAULT_BATCH_SIZE = 16
+MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +43,9 @@ class RunConfig:
     init: str | None = "normal"
     init_gain: float | None = 1.0
     spectral_radius: float | None = None
+    # the gated cells' gate biases at init (model/gate_bias.py), and chrono's T_max (None: seq_len)
+    bias_init: str = "zero"
+    chrono_max: int | None = None
     loss: str | None = None
     seed: int = 0
     weights: str | Any | None = None
@@ -66,6 +71,11 @@ class RunConfig:
     embedding_dim: int = 16
 
     def __post_init__(self) -> None:
+        for name, kind in FIELD_TYPES.items():
+            # numpy's sizes and seeds are 64-bit: a larger number would overflow inside it
+            value = getattr(self, name)
+            if kind is int and isinstance(value, (int, float)) and not abs(value) <= MAX_INTEGER:
+                raise InputError(f"{flag(name)} {value} is too large (at most {MAX_INTEGER}, 2^63 - 1)")
         for name in ("hidden_size", "input_size", "output_size", "seq_len", "batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
@@ -74,6 +84,15 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(f"{flag(name)} must be a positive finite number (got {value})")
+        if self.bias_init not in BIAS_INITS:
+            raise InputError(f"--bias-init must be one of {', '.join(BIAS_INITS)} (got {self.bias_init!r})")
+        if self.chrono_max is not None:
+            if self.bias_init != "chrono":
+                raise InputError("--chrono-max is a setting of --bias-init chrono")
+            if isinstance(self.chrono_max, bool) or int(self.chrono_max) != self.chrono_max or self.chrono_max < 2:
+                raise InputError(f"--chrono-max must be a whole number of at least 2 (got {self.chrono_max})")
+        if self.bias_init != "zero" and self.weights is not None:
+            raise InputError(f"--bias-init {self.bias_init} sets the biases at initialisation, which --weights fixes")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative (got {self.seed})")
         for name in ("targets", "lengths", "output_grads"):

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import memory
 from .model.cells import CELLS, Cell, Params, make_cell
-from .config import DEFAULT_BATCH_SIZE, RunConfig
+from .config import DEFAULT_BATCH_SIZE, RunConfig, flag
 from .errors import InputError
 from .io.arrays import load_array, load_npz
 from .io.weights import read_state_dict
@@ -161,10 +161,24 @@ def _mask(config: RunConfig, x: np.ndarray, network: Network) -> np.ndarray | No
     if config.lengths is not None:
         lengths = load_array(config.lengths, "lengths")
         if lengths.shape != (b,):
-            raise InputError(f"lengths must have shape ({b},), one per sequence; got {lengths.shape}")
+            hint = (" (inputs are batch first, (B, T, ...); yours look time-major: transpose them)"
+                    if lengths.shape == (t,) else "")
+            raise InputError(f"lengths must have shape ({b},), one per sequence; got {lengths.shape}{hint}")
         if np.any(lengths != np.round(lengths)) or lengths.min() < 1 or lengths.max() > t:
             raise InputError(f"lengths must be whole numbers in [1, {t}] (the inputs have {t} steps)")
-        return np.arange(t)[None, :] < lengths[:, None]
+        mask = np.arange(t)[None, :] < lengths[:, None]
+        if config.padding_idx is not None and x.ndim == 2:
+            # what sits at pad steps is never read; a pad token inside the real steps is a mistake,
+            # pre-padded tokens read with --lengths (which takes the first lengths[b] steps) most often
+            inside = mask & (x == config.padding_idx)
+            if inside.any():
+                row, step = (int(i[0]) for i in np.nonzero(inside))
+                raise InputError(
+                    f"--lengths and --padding-idx {config.padding_idx} disagree at sequence {row}: lengths counts "
+                    f"its first {int(lengths[row])} steps as real, but step {step + 1} is the pad token "
+                    "(pre-padded tokens need --padding-idx alone)"
+                )
+        return mask
     if config.padding_idx is not None and x.ndim == 2:
         mask = x != config.padding_idx
         if not mask.any(axis=1).all():
@@ -207,13 +221,13 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
 def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator,
                 network: Network) -> Batch:
     x = load_array(config.inputs, "inputs")
-    if x.ndim == 2:
-        x = _token_ids(x, network, "inputs")
-    elif x.ndim != 3:
+    if x.ndim not in (2, 3):
         raise InputError(f"inputs must have shape (B, T, D) (or (B, T) token ids), got {x.shape}")
     b, t = x.shape[:2]
     if b == 0 or t == 0:
         raise InputError(f"inputs are empty: shape {x.shape}")
+    if x.ndim == 2:
+        x = _token_ids(x, network, "inputs")
     if x.ndim == 3 and x.shape[2] != network.input_size:
         raise InputError(f"inputs have {x.shape[2]} features per step, the model takes {network.input_size}")
     for name, given, actual in (("seq-len", config.seq_len, t), ("batch-size", config.batch_size, b)):
@@ -230,7 +244,9 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
     else:
         y = load_array(config.targets, "targets")
         if y.ndim == 0 or y.shape[0] != b:
-            raise InputError(f"targets have shape {y.shape}; the inputs have {b} sequences")
+            hint = (f" (inputs are batch first, (B, T{', D' if x.ndim == 3 else ''}); yours look time-major: "
+                    "transpose them, as for batch_first=False)" if y.ndim and y.shape[0] == t else "")
+            raise InputError(f"targets have shape {y.shape}; the inputs have {b} sequences{hint}")
         problem = get_loss(shape.loss).check_targets(y, shape.output_size, t if every else None)
         if problem:
             raise InputError(f"targets: {problem}")
@@ -261,6 +277,9 @@ def build(config: RunConfig) -> Setup:
             check_memory(config, task, None, network)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
         if network.head is not None:
+            if config.loss == "bce" and network.output_size != 1:
+                raise InputError(f"--loss bce needs one output; the head {layout.readout}weight has "
+                                 f"{network.output_size} (ce takes classes)")
             shape = task.resolve(network.input_size, network.output_size, config.loss)
             network.loss = get_loss(shape.loss)
             if config.readout is None and shape.readout == "every":
@@ -292,14 +311,18 @@ def build(config: RunConfig) -> Setup:
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
-        if network.embedding is not None:
-            batch = _random_tokens(network, data_rng, batch)
+        if network.embedding is not None and task.name == "random":
+            batch = _random_tokens(network, data_rng, batch)  # other tasks' vectors skip the embedding
     if network.readout == "every" and shape.readout != "every" and config.inputs is None:
         # a task with one target per sequence, read out at every step: random targets per step
         b, steps = batch.x.shape[:2]
         y = make_task("random").sample(data_rng, b * steps, 1, shape).y
         batch = Batch(batch.x, y.reshape((b, steps) + y.shape[1:]), batch.mask)
     upstream = _upstream(config, network, *batch.x.shape[:2])
+    if upstream is not None and (config.targets is not None or config.readout is not None or config.loss is not None):
+        given = [flag(n) for n in ("targets", "readout", "loss") if getattr(config, n) is not None]
+        raise InputError(f"{', '.join(given)} and --output-grads: with your head's gradient there is no "
+                         "readout or loss of gradscope's; give one or the other")
     if upstream is not None:
         network.head, network.loss = None, None  # the caller's gradient replaces the head
     resolved = replace(
@@ -316,14 +339,24 @@ def build(config: RunConfig) -> Setup:
         init=None if config.weights is not None else config.init,
         init_gain=None if config.weights is not None else config.init_gain,
     )
-    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch))
+    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout))
 
 
-def _notes(config: RunConfig, network: Network, batch: Batch) -> list[str]:
-    """What the user may have meant: a token that looks like padding, analysed as a real word."""
-    if network.embedding is None or batch.x.ndim != 2 or batch.mask is not None or config.inputs is None:
-        return []
+def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) -> list[str]:
+    """What the user may have meant: a token that looks like padding analysed as a real word, or
+    a head that may read another recurrent module than the one analysed."""
+    notes = []
+    if len(layout.others) and network.head is not None:
+        notes.append(f"the state dict holds other recurrent modules ({', '.join(layout.others)}); the head "
+                     f"{layout.readout}weight is taken to read {layout.recurrent.rstrip('.') or 'the module'}: "
+                     "if it reads another, give your head's gradient with --output-grads")
+    if network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None:
+        return notes
     zero_rows = np.flatnonzero(~network.embedding.any(axis=1))  # nn.Embedding(padding_idx=p) keeps row p at 0
-    ends = np.concatenate((batch.x[:, 0], batch.x[:, -1]))
-    return [f"token {p} has an all-zero embedding row and fills the ends of sequences; it is analysed as a "
-            f"real token: if it is padding, pass --padding-idx {p}" for p in zero_rows if np.any(ends == p)]
+    real = np.ones(batch.x.shape, bool) if batch.mask is None else batch.mask
+    for p in zero_rows:
+        at_ends = (batch.x[:, 0] == p) & real[:, 0] | (batch.x[:, -1] == p) & real[:, -1]
+        if at_ends.any():
+            notes.append(f"token {p} has an all-zero embedding row and fills the ends of sequences; it is "
+                         f"analysed as a real token: if it is padding, pass --padding-idx {p}")
+    return notes

@@ -11,7 +11,9 @@ From n_t = ||dL/da_t|| (t = 1..T), measured going back in time from the readout 
 
 Verdict, on the end-to-end ratio (documented in the README, reported in the JSON):
 
-    exploding  ratio > EXPLODING_RATIO, or any gradient overflowed to inf/nan
+    exploding  ratio > EXPLODING_RATIO, or the norm at any step exceeds EXPLODING_RATIO * n_T on
+               the way back (a gradient that blows up and then dies, as dead relu units make it),
+               or any gradient overflowed to inf/nan
     vanishing  ratio < VANISHING_RATIO
     stable     otherwise
 """
@@ -60,9 +62,10 @@ def fit_slope(norms: np.ndarray) -> float | None:
     return float(slope) if math.isfinite(slope) else None
 
 
-def regime(ratio: float, any_nonfinite: bool) -> str:
-    """The verdict from the end-to-end ratio n_1 / n_T."""
-    if any_nonfinite or not math.isfinite(ratio) or ratio > EXPLODING_RATIO:
+def regime(ratio: float, any_nonfinite: bool, peak: float = 0.0) -> str:
+    """The verdict from the end-to-end ratio n_1 / n_T, and the peak max_t n_t / n_T: a gradient
+    that blows up on its way back is exploding even where it is zero by step 1 (dead relu units)."""
+    if any_nonfinite or not math.isfinite(ratio) or ratio > EXPLODING_RATIO or peak > EXPLODING_RATIO:
         return "exploding"
     if ratio < VANISHING_RATIO:
         return "vanishing"
@@ -78,4 +81,6 @@ def flow(norms: np.ndarray) -> Flow:
     rate = math.exp(slope) if slope is not None and abs(slope) < 700 else None
     horizon = -1.0 / slope if slope is not None and slope < 0 else None
     nonfinite = not bool(np.all(np.isfinite(norms)))
-    return Flow(ratio, log10, slope, rate, horizon, regime(ratio, nonfinite))
+    with np.errstate(all="ignore"):
+        peak = float(np.max(norms) / norms[-1]) if norms[-1] != 0 and not nonfinite else 0.0
+    return Flow(ratio, log10, slope, rate, horizon, regime(ratio, nonfinite, peak))

@@ -19,6 +19,24 @@ The unclipped gradient is what every diagnostic reports; clipping changes only t
     l2             Omega = lambda/2 ||W_hh||_F^2 on the recurrent weights only
     omega          Pascanu et al.'s regulariser (REFERENCE §2), below
     gru, lstm      gated cells, whose additive paths carry the gradient back
+    forget-bias    the LSTM's forget gate bias b_f = 1 at init (Gers et al. 2000; Jozefowicz et al.
+                   2015): f = sigmoid(1) = 0.73 instead of 0.5 (model/gate_bias.py)
+    chrono         chrono initialisation (Tallec & Ollivier 2018): LSTM b_f ~ ln U[1, T_max - 1],
+                   b_i = -b_f; GRU b_z likewise; T_max = --chrono-max, else the run's --seq-len
+
+Mitigations compose with "+": ``identity-relu+clip-norm`` (Le et al. 2015 trained the IRNN with
+clipping), ``lstm+forget-bias``, ``orthogonal+clip-norm+l2``. A composite (``Composite``) is one
+mitigation at each of the three points:
+
+    configure    every part's settings; two parts that set the same setting (two cells, relu with
+                 lstm, two inits of Wa, two bias inits) conflict: an InputError naming both
+    penalty      the sum of the parts' values, and of their gradients parameter by parameter
+    clip         the one clipping part's. Two clippings are refused: clip-value then clip-norm is
+                 not clip-norm then clip-value, and neither paper nor torch defines the pair
+
+Since no two parts touch the same thing, the order of the parts changes nothing; the name keeps
+the order given. A mitigation that sets a gate bias needs a cell with that gate (``needs_cells``):
+``forget-bias`` alone on the default rnn is an error that says to add the cell.
 
 Pascanu's Omega asks every step to preserve the norm of the gradient it passes back:
 
@@ -148,6 +166,7 @@ class Mitigation:
     help: ClassVar[str]
     overrides: ClassVar[dict[str, object]] = {}
     strength: ClassVar[str | None] = None
+    needs_cells: ClassVar[tuple[str, ...]] = ()  # the cells it applies to; () for any
 
     def __init__(self, strengths: Strengths = Strengths()) -> None:
         self.strengths = strengths
@@ -157,8 +176,32 @@ class Mitigation:
         """The strength this mitigation uses, by Strengths field name (empty when it has none)."""
         return {self.strength: getattr(self.strengths, self.strength)} if self.strength else {}
 
+    @property
+    def parts(self) -> list["Mitigation"]:
+        """The registered mitigations this one is made of: itself, or a composite's parts."""
+        return [self]
+
+    def part_settings(self) -> list[dict]:
+        """Each part's name and settings: its strength and the model settings it sets."""
+        return [{"name": p.name, "settings": {**p.settings, **p.overrides}} for p in self.parts]
+
     def configure(self, config: RunConfig) -> RunConfig:
         """The config of the mitigated model."""
+        configured = self._override(config)
+        self.check_config(configured)
+        return configured
+
+    def check_config(self, config: RunConfig) -> None:
+        """Raise InputError when the configured model lacks what the mitigation needs (a gate)."""
+        cell = config.cell or "rnn"
+        if self.needs_cells and cell not in self.needs_cells:
+            raise InputError(
+                f"mitigation {self.name} applies to the {' or '.join(self.needs_cells)} cell, not the {cell}: "
+                f"combine it with one ({self.needs_cells[0]}{SEPARATOR}{self.name}) or give --cell "
+                f"{self.needs_cells[0]}"
+            )
+
+    def _override(self, config: RunConfig) -> RunConfig:
         if not self.overrides:
             return config
         if config.weights is not None:
@@ -245,11 +288,17 @@ class Omega(Mitigation):
     help = "Pascanu's regulariser: every step should keep ||dL/da|| (vanilla RNN)"
     strength = "omega"
 
+    def check_config(self, config: RunConfig) -> None:
+        if (config.cell or "rnn") != "rnn" and config.weights is None:  # weights: checked on the model
+            self._refuse(config.cell)
+
     def check(self, model: Model) -> None:
         if len(model.cell.gates) != 1:
-            raise InputError(
-                f"mitigation omega needs the vanilla rnn cell (J = diag(f'(z)) Wa), not {model.cell.name}"
-            )
+            self._refuse(model.cell.name)
+
+    @staticmethod
+    def _refuse(cell: str) -> None:
+        raise InputError(f"mitigation omega needs the vanilla rnn cell (J = diag(f'(z)) Wa), not {cell}")
 
     def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
         slopes = get_activation(model.cell.activation).slope(traj.hidden[2:])  # f'(z_t) from a_t, t >= 2
@@ -270,9 +319,82 @@ class LSTM(Mitigation):
     overrides = {"cell": "lstm", "activation": "tanh"}
 
 
+class ForgetBias(Mitigation):
+    name = "forget-bias"
+    help = "the LSTM's forget gate bias b_f = 1 at init: f = 0.73, not 0.5 (Gers et al. 2000)"
+    overrides = {"bias_init": "forget-bias"}
+    needs_cells = ("lstm",)
+
+
+class Chrono(Mitigation):
+    name = "chrono"
+    help = "chrono init (Tallec & Ollivier 2018): b_f ~ ln U[1, T_max-1], b_i = -b_f (gru: b_z)"
+    overrides = {"bias_init": "chrono"}
+    needs_cells = ("lstm", "gru")
+
+
 MITIGATIONS: dict[str, type[Mitigation]] = {
-    cls.name: cls for cls in (ClipNorm, ClipValue, Orthogonal, IdentityReLU, L2, Omega, ReLU, GRU, LSTM)
+    cls.name: cls for cls in (ClipNorm, ClipValue, Orthogonal, IdentityReLU, L2, Omega, ReLU, GRU, LSTM,
+                              ForgetBias, Chrono)
 }
+SEPARATOR = "+"
+# What two parts that override the same RunConfig field both set, in words.
+SETTING_WORDS = {"cell": "the cell", "activation": "the activation", "init": "the init of Wa",
+                 "init_gain": "the init of Wa", "spectral_radius": "the init of Wa",
+                 "bias_init": "the gate biases"}
+
+
+def _clips(part: Mitigation) -> bool:
+    return type(part).clip is not Mitigation.clip
+
+
+class Composite(Mitigation):
+    """Several registered mitigations applied as one, ``identity-relu+clip-norm`` (module docstring)."""
+
+    help = "several mitigations at once"
+
+    def __init__(self, parts: list[Mitigation]) -> None:
+        super().__init__(parts[0].strengths)
+        self._parts = parts
+        self.name = SEPARATOR.join(p.name for p in parts)  # type: ignore[misc]
+        self.overrides = {k: v for p in parts for k, v in p.overrides.items()}  # type: ignore[misc]
+        for i, a in enumerate(parts):
+            for b in parts[i + 1 :]:
+                shared = list(dict.fromkeys(SETTING_WORDS.get(k, k) for k in a.overrides if k in b.overrides))
+                if shared or (_clips(a) and _clips(b)):
+                    what = " and ".join(shared or ["the clipping of the gradient"])
+                    raise InputError(f"mitigations {a.name} and {b.name} conflict: both set {what}; "
+                                     "choose one of them")
+
+    @property
+    def parts(self) -> list[Mitigation]:
+        return list(self._parts)
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return {k: v for p in self._parts for k, v in p.settings.items()}
+
+    def check_config(self, config: RunConfig) -> None:
+        for p in self._parts:
+            p.check_config(config)
+
+    def check(self, model: Model) -> None:
+        for p in self._parts:
+            p.check(model)
+
+    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
+        """Omega_1 + Omega_2 + ...: the values summed, and the gradients by parameter."""
+        total, summed = 0.0, {}
+        for p in self._parts:
+            value, grad = p.penalty(model, traj, grads)
+            total += value
+            for k, g in grad.items():
+                summed[k] = summed[k] + g if k in summed else g
+        return total, summed
+
+    def clip(self, grads: Params) -> tuple[Params, bool]:
+        clipping = [p for p in self._parts if _clips(p)]
+        return clipping[0].clip(grads) if clipping else (grads, False)
 
 
 def mitigation_class(name: str) -> type[Mitigation]:
@@ -280,12 +402,46 @@ def mitigation_class(name: str) -> type[Mitigation]:
     try:
         return MITIGATIONS[name]
     except KeyError:
-        raise InputError(f"unknown mitigation {name!r}; choose one of {', '.join(MITIGATIONS)}") from None
+        raise InputError(f"unknown mitigation {name!r}; choose one of {', '.join(MITIGATIONS)} "
+                         f"(or several joined by {SEPARATOR}: identity-relu+clip-norm)") from None
+
+
+def part_classes(name: str) -> list[type[Mitigation]]:
+    """The registered classes a name is made of: ``lstm+forget-bias`` -> [LSTM, ForgetBias]."""
+    names = [n.strip() for n in name.split(SEPARATOR)]
+    if len(set(names)) != len(names):
+        raise InputError(f"mitigation {name} names a part twice")
+    return [mitigation_class(n) for n in names]
 
 
 def make_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation:
-    """The mitigation registered as ``name``, with these strengths."""
-    return mitigation_class(name)(strengths)
+    """The mitigation registered as ``name``, or the composite of ``a+b+...``, with these strengths."""
+    parts = [cls(strengths) for cls in part_classes(name)]
+    return parts[0] if len(parts) == 1 else Composite(parts)
+
+
+def mitigation_help(name: str) -> str:
+    """What the named mitigation does, its parts' help joined."""
+    return "; ".join(cls.help for cls in part_classes(name))
+
+
+def strength_fields(name: str) -> list[str]:
+    """The Strengths fields a mitigation (or each part of a composite) reads."""
+    return [cls.strength for cls in part_classes(name) if cls.strength]
+
+
+def applies_to(name: str, cell: str | None) -> bool:
+    """Whether the mitigation can apply to a model of this cell (None: the default rnn)."""
+    try:
+        make_mitigation(name).configure(RunConfig(cell=cell))
+    except InputError:
+        return False
+    return True
+
+
+def default_mitigations(cell: str | None) -> list[str]:
+    """What ``compare`` runs when none are named: every registered one that applies to the cell."""
+    return [n for n in MITIGATIONS if applies_to(n, cell)]
 
 
 def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
@@ -293,7 +449,7 @@ def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
 
     A value given for a mitigation that is not among ``names`` would change nothing: input error.
     """
-    used = {mitigation_class(n).strength for n in names}
+    used = {field for n in names for field in strength_fields(n)}
     for field_name, value in given.items():
         if value is not None and field_name not in used:
             owner = next(n for n, cls in MITIGATIONS.items() if cls.strength == field_name)
@@ -308,7 +464,7 @@ def parse_mitigations(text: str | None) -> list[str]:
         return list(MITIGATIONS)
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
-        mitigation_class(n)
+        make_mitigation(n)  # an unknown name, a part twice, a conflict: refused here
     if len(set(names)) != len(names):
         raise InputError(f"--mitigations lists a name twice: {text}")
     return names

@@ -9,6 +9,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,17 +47,67 @@ def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
     """``function(*call)`` for every call, in ``jobs`` spawned workers with one BLAS thread each.
 
     Yields (index of the call, its result) as each finishes. An error, or the consumer stopping
-    (Ctrl-C), cancels the calls still queued instead of waiting for them.
+    (Ctrl-C, SIGTERM, closing the generator), terminates the workers, running ones included, and
+    returns within a second or so: nothing is left running, nothing is waited for.
     """
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    with one_blas_thread_per_process(), pool:
-        futures = {pool.submit(function, *call): i for i, call in enumerate(calls)}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_start)
+    with one_blas_thread_per_process():
         try:
+            with _sigint_ignored():  # workers start with SIGINT ignored: the parent handles Ctrl-C
+                futures = {pool.submit(function, *call): i for i, call in enumerate(calls)}
             for future in as_completed(futures):
                 yield futures[future], future.result()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            terminate(pool)
             raise
+    pool.shutdown(wait=True)
+
+
+def terminate(pool: ProcessPoolExecutor, grace: float = 1.0) -> None:
+    """Stop a pool now: queued calls cancelled, running workers sent SIGTERM (SIGKILL after ``grace``
+    seconds) and reaped, so that none is left behind as an orphan."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # not public API: read defensively
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(grace)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while workers are spawned, so that they inherit SIG_IGN (a terminal's Ctrl-C
+    reaches the whole process group; the parent alone should answer it, by terminating them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_start() -> None:
+    """In each worker: SIGINT ignored, SIGTERM fatal, and SIGTERM when the parent dies (Linux), so that
+    even a parent killed with SIGKILL leaves no worker running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+            if os.getppid() == 1:  # the parent died before prctl took effect
+                os._exit(1)
 
 
 def default_jobs() -> int:

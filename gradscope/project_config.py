@@ -16,6 +16,7 @@ wrong types and bad values are InputErrors naming the file and the key.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .model.cells import CELLS
 from .commands.check import Criteria
 from .config import FIELD_TYPES, RunConfig
 from .errors import InputError
+from .io.files import os_problem, regular_file, stat_input
 from .model.initializers import INITIALIZERS
 from .model.losses import LOSSES
 from .tasks import TASKS
@@ -83,7 +85,7 @@ def _read_toml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise InputError(f"{path} is not valid TOML: it is not UTF-8 text") from None
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {os_problem(exc)}") from None
 
 
 def _tool_table(data: dict, path: Path) -> dict | None:
@@ -164,10 +166,9 @@ def load_project_settings(
     """The settings of ``config_file``, or of the nearest pyproject.toml with [tool.gradscope]."""
     if config_file is not None:
         path = Path(config_file)
-        if not path.exists():
-            raise InputError(f"config file not found: {path}")
-        if path.is_dir():
+        if stat.S_ISDIR(stat_input(path, "config").st_mode):
             raise InputError(f"config file {path} is a directory, not a TOML file")
+        regular_file(path, "config")  # a FIFO must not be opened: open() would wait for a writer
         data = _read_toml(path)
         if "tool" in data:
             table = _tool_table(data, path)

@@ -43,9 +43,9 @@ def analyze_command(
     if path is not None:
         plots.plot_analyze(result, path)
     if save_grads is not None:
-        save_npz(save_grads, gradient_arrays(result))
+        save_npz(save_grads, gradient_arrays(result), "--save-grads")
     if save_weights is not None:
-        save_npz(save_weights, weight_arrays(result))
+        save_npz(save_weights, weight_arrays(result), "--save-weights")
     for warning in result.warnings:
         print(f"gradscope: warning: {warning}", file=sys.stderr)
     emit(result, json, lambda console: render_analyze(result, console, max_rows))

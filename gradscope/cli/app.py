@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 import traceback
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
 
 from .._version import __version__
 from ..errors import CheckFailed, InputError
+from ..memory import out_of_memory_message
 from ..runtime import keep_freed_memory
 from ..render.common import console
 from ..serialize import dumps
@@ -57,16 +62,67 @@ def _error(message: str) -> None:
     print(f"gradscope: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread. Not a KeyboardInterrupt, which click would turn
+    into an Abort (after printing a blank line); a BaseException, so that no ``except Exception``
+    swallows it, while every ``finally`` (a worker pool's, a temporary file's) still runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted while the command runs (in the main thread only: Python
+    delivers signals there); a SIGINT that the parent shell ignores stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, previous in saved.items():
+        if previous is not signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+
+
+def _stdout_closed() -> int:
+    """The reader went away (| head): not an error of ours. Point stdout at /dev/null so that
+    Python's flush at exit does not complain, and exit 0, as Unix filters do."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code instead of raising (0 ok, 1 check failed, 2 input, 3 internal)."""
+    """Run the CLI; return the exit code instead of raising (0 ok, 1 check failed, 2 input, 3 internal,
+    130 SIGINT, 143 SIGTERM)."""
+    try:
+        with _signals_interrupt():
+            return _main(argv)
+    except Interrupted as exc:  # between _main's return and the handlers' restoration
+        _error("interrupted")
+        return 128 + exc.signum
+
+
+def _main(argv: list[str] | None) -> int:
     keep_freed_memory()  # commands repeat BPTT: reuse its arrays' memory (runtime.py)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="gradscope", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        _error("aborted")
+    except typer.Abort as exc:
+        _error("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted")
         return 130
     except InputError as exc:
         _error(str(exc))
@@ -82,13 +138,23 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{ctx.command_path}: " if ctx is not None else ""
         _error(where + exc.format_message())
         return getattr(exc, "exit_code", EXIT_USAGE)
+    except Interrupted as exc:
+        _error("interrupted")  # the pools and temporary files were cleaned up on the way here
+        return 128 + exc.signum
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
     except BrokenPipeError:
-        # The reader went away (| head): not an error of ours; keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return _stdout_closed()
+    except SystemExit as exc:
+        # click answers a closed stdout (EPIPE) with sys.exit(1), which would read as a failed check
+        if isinstance(exc.__context__, OSError) and exc.__context__.errno == errno.EPIPE:
+            return _stdout_closed()
+        raise
+    except MemoryError as exc:
+        # a run the estimate (memory.py) let through: the input is too large, not our fault
+        _error(out_of_memory_message(exc))
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
         if os.environ.get("GRADSCOPE_DEBUG"):
             traceback.print_exc()

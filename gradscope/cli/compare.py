@@ -8,7 +8,7 @@ import typer
 
 from ..commands.compare import compare
 from ..config import RunConfig
-from ..mitigations import MITIGATIONS, parse_mitigations
+from ..mitigations import MITIGATIONS, default_mitigations, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.compare import render_compare
@@ -18,7 +18,7 @@ from .app import app, emit
 from .options import JsonFlag, PlotFile, run_options_with
 from .train import (
     MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Momentum, OmegaStrength, Optimizer, Steps, plot_losses, strengths_for,
+    Momentum, OmegaStrength, Optimizer, Seeds, Steps, plot_losses, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -29,8 +29,9 @@ _DEFAULTS = TrainOptions()
 def compare_command(
     config: RunConfig,
     mitigations: Annotated[Optional[str], typer.Option(
-        help=f"Comma-separated mitigations to compare with the unmitigated run: {', '.join(MITIGATIONS)}.",
-        rich_help_panel=MITIGATION, show_default="all", metavar="LIST")] = None,
+        help=f"Comma-separated mitigations to compare with the unmitigated run: {', '.join(MITIGATIONS)}; "
+             "one joined by + applies several at once (lstm+forget-bias).",
+        rich_help_panel=MITIGATION, show_default="all that apply to --cell", metavar="LIST")] = None,
     steps: Steps = _DEFAULTS.steps,
     optimizer: Optimizer = _DEFAULTS.optimizer,
     lr: LearningRate = None,
@@ -41,6 +42,7 @@ def compare_command(
     clip_value: ClipValue = None,
     l2: L2Strength = None,
     omega_strength: OmegaStrength = None,
+    seeds: Seeds = 1,
     jobs: Annotated[Optional[int], typer.Option(
         help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
         show_default=f"the number of CPUs, {default_jobs()} here")] = None,
@@ -49,12 +51,14 @@ def compare_command(
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
     path = plots.prepare(plot) if plot is not None else None
-    names = parse_mitigations(mitigations)
+    names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
-    with step_progress("runs", len(names) + 1) as advance:
-        result = compare(config, options, names, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, name: advance(done))
+    chosen = names if mitigations and mitigations.strip() else None  # none named: those that apply to the cell
+    count = len(default_mitigations(config.cell) if chosen is None else names)
+    with step_progress("runs", (count + 1) * seeds) as advance:
+        result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
+                         lambda done, total, name: advance(done), seeds)
     if path is not None:
         plot_losses({r.mitigation: r.history for r in result.runs}, path, result.config, result.baseline_loss)
     emit(result, json, lambda console: render_compare(result, console))

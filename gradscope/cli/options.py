@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import os
 import inspect
 import typing
 from pathlib import Path
@@ -15,10 +17,12 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from .. import memory
 from ..model.cells import CELLS
 from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..experiment import DEFAULT_HIDDEN_SIZE
+from ..model.gate_bias import BIAS_INITS
 from ..model.initializers import INITIALIZERS
 from ..model.losses import LOSSES
 from ..model.network import READOUTS
@@ -77,6 +81,14 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
     ),
     "spectral_radius": (
         Annotated[Optional[float], _opt(MODEL, "Rescale Wa (each gate's block of W_hh for gru, lstm) to this spectral radius after init.", show_default=False)],
+        None,
+    ),
+    "bias_init": (
+        Annotated[Literal[BIAS_INITS], _opt(MODEL, "Gate biases of lstm, gru at init: zero (f = 0.5), forget-bias (lstm b_f = 1), chrono (Tallec & Ollivier: lstm b_f ~ ln U[1, T_max-1], b_i = -b_f; gru b_z likewise).")],
+        "zero",
+    ),
+    "chrono_max": (
+        Annotated[Optional[int], _opt(MODEL, "T_max of --bias-init chrono: the longest memory the gates start with.", min=2, show_default="--seq-len")],
         None,
     ),
     "loss": (
@@ -159,6 +171,29 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
 }
 
 
+MaxMemory = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="Refuse a run whose estimated memory exceeds SIZE (512M, 4G); the available memory is "
+    "always a limit.", rich_help_panel=DATA, show_default=False, metavar="SIZE")]
+
+
+@contextlib.contextmanager
+def memory_limit(size: str | None) -> typing.Iterator[None]:
+    """--max-memory for the command's run, and for the workers it spawns (they read the variable)."""
+    if size is None:
+        yield
+        return
+    memory.parse_size(size)
+    saved = os.environ.get(memory.LIMIT_ENV)
+    os.environ[memory.LIMIT_ENV] = size
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(memory.LIMIT_ENV, None)
+        else:
+            os.environ[memory.LIMIT_ENV] = saved
+
+
 def run_options(command: typing.Callable) -> typing.Callable:
     """Give ``command(config: RunConfig, **own)`` every RunConfig flag, defined in RUN_OPTIONS."""
     return _with_run_flags(command, "config", lambda settings: RunConfig(**settings))
@@ -223,6 +258,8 @@ def _with_run_flags(
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         for name, (annotation, default) in RUN_OPTIONS.items() if name not in excluded
     ]
+    shared.append(inspect.Parameter("max_memory", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                     annotation=MaxMemory))
     defaults = defaults or {}
     for name, value in defaults.items():
         i = [p.name for p in shared].index(name)
@@ -238,7 +275,8 @@ def _with_run_flags(
         for name in ("weights", "inputs", "targets", "text", "lengths", "output_grads"):
             if settings[name] is not None:
                 settings[name] = str(settings[name])
-        return command(**{param: make(settings)}, **kwargs)
+        with memory_limit(kwargs.pop("max_memory")):
+            return command(**{param: make(settings)}, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + shared
     wrapper.__signature__ = own.replace(parameters=params)

@@ -55,6 +55,9 @@ ClipThreshold = Annotated[Optional[float], _strength("clip_threshold", "Threshol
 ClipValue = Annotated[Optional[float], _strength("clip_value", "Bound on each gradient element")]
 L2Strength = Annotated[Optional[float], _strength("l2", "lambda of the penalty lambda/2 ||W_hh||^2", "--l2")]
 OmegaStrength = Annotated[Optional[float], _strength("omega", "Weight of Pascanu's Omega in the loss")]
+Seeds = Annotated[int, typer.Option(
+    help="Repeat the run on this many seeds (--seed, --seed + 1, ...) and report the spread of the final loss.",
+    rich_help_panel=TRAINING, min=1)]
 SaveWeights = Annotated[Optional[Path], typer.Option(
     help="Write the trained model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]
@@ -83,12 +86,13 @@ def train_command(
     log_every: LogEvery = _DEFAULTS.log_every,
     eval_size: EvalSize = _DEFAULTS.eval_size,
     mitigation: Annotated[Optional[str], typer.Option(
-        help=f"Apply one mitigation: {', '.join(MITIGATIONS)}.",
+        help=f"Apply a mitigation: {', '.join(MITIGATIONS)}; several joined by + (identity-relu+clip-norm).",
         rich_help_panel=MITIGATION, show_default="none", metavar="NAME")] = None,
     clip_threshold: ClipThreshold = None,
     clip_value: ClipValue = None,
     l2: L2Strength = None,
     omega_strength: OmegaStrength = None,
+    seeds: Seeds = 1,
     json: JsonFlag = False,
     ndjson: Annotated[bool, typer.Option(
         "--ndjson", help="Stream one JSON line per logged step on stdout, then a summary line.",
@@ -107,17 +111,17 @@ def train_command(
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None
 
-    with step_progress("training", steps) as advance:
+    with step_progress("training", steps * seeds) as advance:
         def progress(step: int, total: int, record: StepRecord | None) -> None:
             advance(step)
             if ndjson and record is not None:
                 _ndjson_line({"event": "step", **dataclasses.asdict(record)})
 
-        result = train(config, options, chosen, progress)
+        result = train(config, options, chosen, progress, seeds)
     if path is not None:
         plot_losses({result.mitigation: result.history}, path, result.config, result.baseline_loss)
     if save_weights is not None:
-        save_npz(save_weights, export(result.model, result.layout))
+        save_npz(save_weights, export(result.model, result.layout), "--save-weights")
     if ndjson:
         _ndjson_line({"event": "summary", **summary(result)})
     else:

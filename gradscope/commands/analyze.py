@@ -258,12 +258,16 @@ def analyze(config: RunConfig | None = None, **settings) -> AnalyzeResult:
 def describe_data(setup: Setup) -> str:
     """Where the batch came from: the task, or the inputs the user gave."""
     config, batch = setup.config, setup.batch
-    if config.inputs is None:
+    if config.inputs is None and batch.x.ndim == 2:
+        text = f"random token ids from the embedding's {setup.network.vocab_size} rows, random labels"
+    elif config.inputs is None:
         text = setup.task.describe()
     else:
         source = config.inputs if isinstance(config.inputs, str) else "an array"
         kind = "token ids" if batch.x.ndim == 2 else "inputs"
         text = f"{kind} from {source}: {batch.x.shape[0]} sequences of {batch.x.shape[1]} steps"
+        if config.targets is None and setup.upstream is None:
+            text += ", targets drawn at random (give --targets)"
     if batch.mask is not None:
         lengths = batch.mask.sum(axis=1)
         text += f", padded ({int(lengths.min())}-{int(lengths.max())} real steps)"

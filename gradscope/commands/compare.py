@@ -14,15 +14,16 @@ the same bit for bit whatever ``jobs`` is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar
 
 from .analyze import analyze_setup
 from ..config import RunConfig
 from ..errors import InputError
 from ..experiment import Setup, build
-from ..mitigations import MITIGATIONS, Mitigation, NoMitigation, Strengths, make_mitigation
+from ..mitigations import Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..parallel import in_processes
+from ..seeds import SeedSummary, seed_list, summarize
 from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, train_setup
 
 @dataclass
@@ -36,10 +37,14 @@ class CompareRun:
     max_grad_norm, clip_events, diverged, status, steps : from training (training.TrainResult).
     spectral_radius_before, spectral_radius_after : of the recurrent matrix.
     history : the logged steps of its training (training.StepRecord).
-    best : the lowest final loss among the runs that did not diverge.
+    best : the lowest final loss among the runs that did not diverge (over seeds: the lowest mean).
+    mitigation_parts : each registered part's name and settings (train's), [] for "none".
+    seeds : the run repeated over the seeds (seeds.SeedSummary); every other figure is the first
+        seed's.
     """
 
     mitigation: str
+    mitigation_parts: list[dict]
     cell: str
     activation: str
     init: str | None
@@ -58,6 +63,7 @@ class CompareRun:
     spectral_radius_before: float
     spectral_radius_after: float
     history: list[StepRecord]
+    seeds: SeedSummary | None = None
     best: bool = False
 
 
@@ -69,7 +75,8 @@ class CompareResult:
     training : the TrainOptions every run used; strengths : the mitigations' strengths.
     baseline_loss : the task's trivial baseline; evaluated_on : what every run's held-out loss is
     measured on (TrainResult.evaluated_on); best : the best run's mitigation (None if all
-    diverged); runs : one CompareRun per mitigation, "none" first.
+    diverged); seeds : the seeds every run was repeated over (``--seeds``); runs : one CompareRun per
+    mitigation, "none" first.
     """
 
     command: ClassVar[str] = "compare"
@@ -80,6 +87,7 @@ class CompareResult:
     baseline_loss: float
     evaluated_on: str
     best: str | None
+    seeds: list[int]
     runs: list[CompareRun]
 
 
@@ -91,6 +99,11 @@ def _setup(config: RunConfig, mitigation: Mitigation) -> Setup:
     setup = build(mitigation.configure(config))
     mitigation.check(setup.model)
     return setup
+
+
+def checked_setup(config: RunConfig, name: str, strengths: Strengths) -> Setup:
+    """The setup of one run, its mitigation applied and checked (InputError if it cannot apply)."""
+    return _setup(config, _mitigation(name, strengths))
 
 
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths) -> CompareRun:
@@ -106,6 +119,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
     resolved = setup.config
     return CompareRun(
         mitigation=name,
+        mitigation_parts=trained.mitigation_parts,
         cell=resolved.cell,
         activation=resolved.activation,
         init=resolved.init,
@@ -124,13 +138,31 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
         spectral_radius_before=trained.spectral_radius_before,
         spectral_radius_after=trained.spectral_radius_after,
         history=trained.history,
+        seeds=trained.seeds,
     )
 
 
+def _mean_loss(run: CompareRun) -> float:
+    """The final loss over the seeds: their mean, NaN if any seed diverged."""
+    if run.seeds is None:
+        return run.final_loss
+    spread = run.seeds.final_loss
+    return math.nan if run.seeds.diverged or spread.mean is None else spread.mean
+
+
 def best_run(runs: list[CompareRun]) -> CompareRun | None:
-    """The run with the lowest final loss among those that neither diverged nor ended non-finite."""
-    finished = [r for r in runs if not r.diverged and math.isfinite(r.final_loss)]
-    return min(finished, key=lambda r: r.final_loss, default=None)
+    """The run with the lowest final loss (mean over the seeds) among those where no seed diverged
+    or ended non-finite."""
+    finished = [r for r in runs if not r.diverged and math.isfinite(_mean_loss(r))]
+    return min(finished, key=_mean_loss, default=None)
+
+
+def over_seeds(rows: list[CompareRun], seeds: list[int], baseline: float) -> CompareRun:
+    """The first seed's row, with the spread of the final loss over every seed's row."""
+    first = rows[0]
+    first.seeds = summarize(seeds, [r.final_loss for r in rows], baseline, [r.diverged for r in rows],
+                            [r.accuracy for r in rows])
+    return first
 
 
 def compare(
@@ -140,16 +172,22 @@ def compare(
     strengths: Strengths = Strengths(),
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    seeds: int = 1,
 ) -> CompareResult:
-    """Train the unmitigated model and each mitigation (all registered ones by default) side by side.
+    """Train the unmitigated model and each mitigation side by side (by default every registered one
+    that applies to the config's cell: ``mitigations.default_mitigations``).
 
     jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
         ``parallel.default_jobs()``). The processes are spawned, so a script that asks for them must guard its own
         code with ``if __name__ == "__main__":``, as multiprocessing requires.
     progress : ``progress(done, total, name)`` as each run finishes (in the order they finish).
+    seeds : repeat every run on this many seeds (config.seed, config.seed + 1, ...); each row keeps
+        its first seed's figures and the spread over all (CompareRun.seeds), and the best run is
+        the one of lowest mean final loss among those where no seed diverged.
     """
     config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
-    names = [NoMitigation.name] + list(MITIGATIONS if mitigations is None else mitigations)
+    seed_values = seed_list(config.seed, seeds)
+    names = [NoMitigation.name] + (default_mitigations(config.cell) if mitigations is None else list(mitigations))
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
     options = options.resolved()
@@ -157,26 +195,31 @@ def compare(
     chosen = {name: _mitigation(name, strengths) for name in names}
     setups = {name: _setup(config, mitigation) for name, mitigation in chosen.items()}
 
-    rows: dict[str, CompareRun] = {}
-    if jobs == 1 or len(names) == 1:  # in this process, on the setups just built
-        for name in names:
-            rows[name] = _row(config, options, name, chosen[name], setups[name])
+    rows: dict[tuple[str, int], CompareRun] = {}
+    pairs = [(name, seed) for name in names for seed in seed_values]
+    if jobs == 1 or len(pairs) == 1:  # in this process, on the setups just built
+        for name, seed in pairs:
+            if seed == config.seed:
+                rows[name, seed] = _row(config, options, name, chosen[name], setups[name])
+            else:
+                rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths)
             if progress is not None:
-                progress(len(rows), len(names), name)
+                progress(len(rows), len(pairs), name)
     else:
         # The gated cells take several times longer per step: start them first, so no core idles
         # at the end. Each worker builds its own setup from the picklable arguments.
-        by_cost = sorted(names, key=lambda n: -len(setups[n].model.cell.gates))
-        calls = [(config, options, name, strengths) for name in by_cost]
-        for i, row in in_processes(run_one, calls, min(jobs, len(names))):
+        by_cost = sorted(pairs, key=lambda p: -len(setups[p[0]].model.cell.gates))
+        calls = [(replace(config, seed=seed), options, name, strengths) for name, seed in by_cost]
+        for i, row in in_processes(run_one, calls, min(jobs, len(pairs))):
             rows[by_cost[i]] = row
             if progress is not None:
-                progress(len(rows), len(names), by_cost[i])
-    runs = [rows[n] for n in names]
+                progress(len(rows), len(pairs), by_cost[i][0])
+    baseline = setups[NoMitigation.name]
+    runs = [over_seeds([rows[n, seed] for seed in seed_values], seed_values, baseline.baseline_loss)
+            for n in names]
     best = best_run(runs)
     if best is not None:
         best.best = True
-    baseline = setups[NoMitigation.name]
     return CompareResult(
         config=baseline.config.as_dict(),
         training=options,
@@ -184,5 +227,6 @@ def compare(
         baseline_loss=baseline.baseline_loss,
         evaluated_on=evaluated_on(baseline),
         best=best.mitigation if best is not None else None,
+        seeds=seed_values,
         runs=runs,
     )

@@ -25,6 +25,7 @@ values repeating after that are an error, as is any value the setting does not a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -39,9 +40,10 @@ from ..model.cells import CELLS
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
 from ..errors import InputError
-from ..experiment import build
+from ..experiment import build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..parallel import default_jobs, in_processes
+from ..tasks import make_task
 
 METRICS = {
     "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",
@@ -262,6 +264,7 @@ def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, addr
         raise InputError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
     values = [math.nan] * len(configs)
     done = 0
+    futures: list = []
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         chunks = _chunks(len(configs), workers)
@@ -274,6 +277,10 @@ def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, addr
                 values[i] = value
             done += len(chunk)
             progress(done, len(configs))
+    except BaseException:  # an error, Ctrl-C, SIGTERM: nothing left running on the cluster
+        with contextlib.suppress(Exception):
+            client.cancel(futures, force=True)
+        raise
     finally:
         client.close()
     return values
@@ -398,6 +405,13 @@ def plan_sweep(
         replace(base, cell=cell, activation=activation, **{y.name: yv, x.name: xv})
         for cell, activation in runs for yv in y.values for xv in x.values
     ]
+    if base.weights is None and base.task != "text":  # every point's memory, before any point runs
+        task = make_task(base.task, base)
+        for point in points:
+            try:
+                check_memory(point, task, task.resolve(point.input_size, point.output_size, point.loss))
+            except InputError as exc:
+                raise InputError(f"--x {x.name}={getattr(point, x.name)}, --y {y.name}={getattr(point, y.name)}: {exc}") from None
     return SweepPlan(base, x, y, metric, transient, runs, skipped, points)
 
 

@@ -42,6 +42,7 @@ from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, global_norm
 from ..model.single import Model
 from ..optimizers import OPTIMIZERS, make_optimizer
+from ..seeds import SeedSummary, seed_list, summarize
 from ..serialize import HIDDEN
 from ..model.statedict import Layout
 from ..tasks import Batch, make_task
@@ -116,7 +117,9 @@ class TrainResult:
     """What ``gradscope train`` reports.
 
     config : the model and data settings, defaults resolved, after the mitigation changed them.
-    mitigation : its name, or "none"; mitigation_settings : the strength it used, by name.
+    mitigation : its name, or "none" (a composite's parts joined by "+": identity-relu+clip-norm);
+    mitigation_settings : the strengths it used, by name; mitigation_parts : each registered part's
+        name and settings (its strength and the model settings it sets).
     training : the TrainOptions, learning rate resolved.
     status : "completed" or "diverged at step N"; diverged, diverged_at : the same as data.
     steps : steps run (the diverging one included).
@@ -129,6 +132,8 @@ class TrainResult:
     clip_events : at how many steps clipping fired.
     spectral_radius_before, spectral_radius_after : of the recurrent matrix (see StepRecord).
     history : the logged steps.
+    seeds : the run repeated over ``--seeds`` seeds (this report's seed first): the spread of the
+        final loss, of its ratio to the baseline and of the accuracy (seeds.SeedSummary).
     """
 
     command: ClassVar[str] = "train"
@@ -136,6 +141,7 @@ class TrainResult:
     config: dict
     mitigation: str
     mitigation_settings: dict
+    mitigation_parts: list[dict]
     training: TrainOptions
     parameter_count: int
     status: str
@@ -153,6 +159,7 @@ class TrainResult:
     spectral_radius_before: float
     spectral_radius_after: float
     history: list[StepRecord]
+    seeds: SeedSummary
     model: Model = field(metadata=HIDDEN, repr=False)
     layout: Layout = field(metadata=HIDDEN, repr=False)
 
@@ -345,6 +352,7 @@ def train_setup(
         config=setup.config.as_dict(),
         mitigation=mitigation.name,
         mitigation_settings=mitigation.settings,
+        mitigation_parts=mitigation.part_settings() if mitigation.name != NoMitigation.name else [],
         training=options,
         parameter_count=int(sum(p.size for p in model.params.values())),
         status=STATUS_COMPLETED if diverged_at is None else f"diverged at step {diverged_at}",
@@ -362,6 +370,8 @@ def train_setup(
         spectral_radius_before=radius_before,
         spectral_radius_after=recurrent_radius(model),
         history=history,
+        seeds=summarize([setup.config.seed], [final_loss], setup.baseline_loss, [diverged_at is not None],
+                        [accuracy]),
         model=model,
         layout=setup.layout,
     )
@@ -372,15 +382,28 @@ def train(
     options: TrainOptions = TrainOptions(),
     mitigation: Mitigation | None = None,
     progress: Progress | None = None,
+    seeds: int = 1,
 ) -> TrainResult:
     """Build the model the config describes, changed by the mitigation, and train it.
 
     ``gradscope.train(RunConfig(task="adding", seq_len=50), TrainOptions(steps=200),
     make_mitigation("clip-norm"))``; without a config, TRAIN_DEFAULTS (the adding problem, T=50).
     With ``inputs``, the file (or array) is the data: see ``file_config`` and ``held_out``.
+    seeds : train this many times, on seeds config.seed, config.seed + 1, ...: the report is the
+        first seed's, and ``seeds`` holds the spread over all of them. progress counts every step.
     """
     config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
+    seed_values = seed_list(config.seed, seeds)
     if mitigation is not None:
         config = mitigation.configure(config)
-    setup = build(config)
-    return train_setup(setup, options, mitigation, progress, config.seq_len or setup.task.default_seq_len)
+    runs: list[TrainResult] = []
+    for i, seed in enumerate(seed_values):
+        setup = build(replace(config, seed=seed))
+        done = i * options.steps
+        step_progress = None if progress is None else (
+            lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
+        runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len))
+    first = runs[0]
+    first.seeds = summarize(seed_values, [r.final_loss for r in runs], first.baseline_loss,
+                            [r.diverged for r in runs], [r.accuracy for r in runs])
+    return first

@@ -7,33 +7,77 @@ non-finite values.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from .. import memory
 from ..errors import InputError
+from .atomic import atomic_write
+from .files import check_writable_folder, os_problem, regular_file
 
 # The first bytes of an .npz (a zip archive, or an empty one) and of an .npy file.
 NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
 
 
 def _check_readable(path: str | os.PathLike, what: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{what} file not found: {p}")
-    if p.is_dir():
-        raise InputError(f"{what} path is a directory, not a file: {p}")
+    p = regular_file(path, what)  # os.stat first: a FIFO or a device must not be opened
     # np.load takes any other file for a pickle, and would report "pickled data" for a text file.
     try:
         with open(p, "rb") as fh:
             head = fh.read(6)
     except OSError as exc:
-        raise InputError(f"cannot read {what} file {p}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {what} file {p}: {os_problem(exc)}") from None
     if not head.startswith(NUMPY_MAGIC):
         raise InputError(f"{what} file {p} is not in NumPy's .npz or .npy format")
     return p
+
+
+def _claimed(fh: BinaryIO, available: int, where: str) -> int:
+    """Bytes of float64 the .npy array in ``fh`` (at its start) will take, read from its header; an
+    InputError when the header is damaged or claims more data than the file holds (a header can
+    claim any shape: (10^6, 10^6) in a file of 100 bytes)."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise InputError(f"{where} has a damaged .npy header ({' '.join(str(exc).split())[:120]})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where} contains pickled objects, which are not loaded")
+    count = math.prod(shape)
+    data = available - fh.tell()
+    if count * dtype.itemsize > data:
+        raise InputError(f"{where} claims shape {shape} ({memory.human(count * dtype.itemsize)} of {dtype}) "
+                         f"but holds {memory.human(max(data, 0))}: the file is truncated or damaged")
+    return count * 8
+
+
+def _check_npz_headers(p: Path, what: str) -> None:
+    """Every member's header read and checked before any data is: shape against size, and the
+    float64 copies against the memory there is."""
+    needed = 0
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as fh:
+                    needed += _claimed(fh, info.file_size, f"{what} file {p}, array {info.filename.removesuffix('.npy')!r},")
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise InputError(f"{what} file {p} is not a valid .npz archive ({type(exc).__name__})") from None
+    memory.check(needed, f"reading {what} file {p}", "the size of the file's arrays")
+
+
+def _check_npy_header(p: Path, what: str) -> None:
+    try:
+        with open(p, "rb") as fh:
+            needed = _claimed(fh, os.fstat(fh.fileno()).st_size, f"{what} file {p}")
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {p}: {os_problem(exc)}") from None
+    memory.check(needed, f"reading {what} file {p}", "the size of the array")
 
 
 def _numeric(array: np.ndarray, where: str) -> np.ndarray:
@@ -55,6 +99,8 @@ def _numeric(array: np.ndarray, where: str) -> np.ndarray:
 def load_npz(path: str | os.PathLike, what: str = "weights") -> dict[str, np.ndarray]:
     """All arrays of an .npz file as float64, keyed as in the file."""
     p = _check_readable(path, what)
+    if zipfile.is_zipfile(p):
+        _check_npz_headers(p, what)
     try:
         with np.load(p, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
@@ -76,6 +122,10 @@ def load_npz(path: str | os.PathLike, what: str = "weights") -> dict[str, np.nda
 def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
     """One array from an .npy file, as float64."""
     p = _check_readable(path, what)
+    with open(p, "rb") as fh:
+        is_npy = fh.read(6) == b"\x93NUMPY"
+    if is_npy:
+        _check_npy_header(p, what)
     try:
         data = np.load(p, allow_pickle=False)
     except ValueError as exc:
@@ -95,24 +145,15 @@ def check_output(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] =
     p = Path(path)
     if p.suffix.lower() not in suffixes:
         raise InputError(f"{flag} {p}: the file must end in {' or '.join(suffixes)}")
-    if p.is_dir():
-        raise InputError(f"{flag} {p}: is a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{flag} {p}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{flag} {p}: the folder {parent} is not writable")
+    check_writable_folder(p, flag)
     return p
 
 
-def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float]) -> None:
-    """Write arrays uncompressed; an unwritable path is an input error."""
-    p = check_output(path, "output file")
-    try:
-        with open(p, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
-    except OSError as exc:
-        raise InputError(f"cannot write {p}: {exc.strerror or exc}") from None
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float], flag: str = "output file") -> None:
+    """Write arrays uncompressed, atomically (io/atomic.py); an unwritable path is an input error."""
+    p = check_output(path, flag)
+    with atomic_write(p, flag) as fh:
+        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_array(source: object, what: str) -> np.ndarray:

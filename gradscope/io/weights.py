@@ -23,6 +23,7 @@ import os
 import pickle
 import pickletools
 import re
+import stat
 import sys
 import warnings
 import zipfile
@@ -34,6 +35,7 @@ import numpy as np
 
 from ..errors import InputError
 from .arrays import _numeric, load_npz
+from .files import os_problem, regular_file, stat_input
 
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 """Where training checkpoints keep the state dict, tried in this order."""
@@ -93,16 +95,19 @@ def read_state_dict(source: str | os.PathLike | Mapping, what: str = "weights") 
 
 def _sniff(path: Path, what: str, origin: str) -> str:
     """'npz', 'torch' or 'safetensors', from the file's first bytes (and a zip's member names)."""
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}; {READS}")
-    if path.is_dir():
-        raise InputError(f"{what} path {path} is a directory, not a file; {READS}")
     try:
-        size = path.stat().st_size
+        mode = stat_input(path, what)
+    except InputError as exc:
+        raise InputError(f"{exc}; {READS}" if "not found" in str(exc) else str(exc)) from None
+    if stat.S_ISDIR(mode.st_mode):
+        raise InputError(f"{what} path {path} is a directory, not a file; {READS}")
+    regular_file(path, what)  # a FIFO or a device: refused before open() could block on it
+    try:
+        size = mode.st_size
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise InputError(f"cannot read {origin}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {origin}: {os_problem(exc)}") from None
     if not head:
         raise InputError(f"{origin} is empty; {READS}")
     if head.startswith(NPY_MAGIC):

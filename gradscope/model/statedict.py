@@ -36,7 +36,8 @@ class Layout:
     """Where a model's parameters sit in a state dict: module prefixes, with their dots.
 
     recurrent : the nn.RNN/GRU/LSTM's prefix; readout : the Linear head's, or None (no head);
-    embedding : the nn.Embedding's, or None; ignored : keys of other modules, left unread.
+    embedding : the nn.Embedding's, or None; ignored : keys of other modules, left unread;
+    others : the prefixes of other recurrent modules in the state dict (``--rnn-key`` chose).
     """
 
     recurrent: str = RECURRENT_PREFIX
@@ -44,6 +45,7 @@ class Layout:
     readout_bias: bool = True
     embedding: str | None = None
     ignored: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,29 @@ def _pick(candidates: list[str], chosen: str | None, flag: str, what: str, sourc
         return chosen
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
-    named = [c for c in candidates if hint in c.lower()]
+    named = [c for c in candidates if hint and hint in c.lower()]
     if len(named) == 1:
         return named[0]
     found = ", ".join(repr(c.rstrip(".")) for c in candidates)
-    raise InputError(f"{source}: {len(candidates)} modules could be {what} ({found}); choose one with {flag}")
+    advice = "; or give your head's gradient with --output-grads" if flag == "--head-key" else ""
+    raise InputError(f"{source}: {len(candidates)} modules could be {what} ({found}); choose one with {flag}{advice}")
+
+
+def _refuse_deeper_heads(arrays: dict[str, np.ndarray], used: set[str], head: str, embedding: str | None,
+                         source: str) -> None:
+    """A Linear that reads the head's output makes the head a hidden layer of an MLP head, which
+    gradscope does not model: refuse rather than analyse the first layer as if it were the head."""
+    out = arrays[head + "weight"].shape[0]
+    for k in arrays:
+        if k in used or not k.endswith("weight") or k == head + "weight" or k == (embedding or "") + "weight":
+            continue
+        w = arrays[k]
+        if w.ndim == 2 and w.shape[1] == out and (k == "weight" or k.endswith(".weight")):
+            raise InputError(
+                f"{source}: {k} reads the {out} outputs of {head}weight: a head of several layers, which "
+                f"gradscope does not model; give its gradient with --output-grads (dL/d(output)), or name "
+                "the Linear that reads the recurrent module with --head-key"
+            )
 
 
 def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = Choices(),
@@ -217,8 +237,12 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
     embedding_prefix = _pick(embeddings, emb_choice, "--embedding-key", f"an embedding (V, {input_size})",
                              source, "emb")
     heads = [p for p in heads if p != embedding_prefix]
+    # no guess by name here: two Linears that fit (an attention scorer and a classifier) could be
+    # either, and a wrong guess would analyse a model the user never trained
     head_prefix = _pick(heads, head_choice, "--head-key", f"a Linear head reading {width} features",
-                        source, "fc")
+                        source, None)
+    if head_prefix is not None and head_choice is None:
+        _refuse_deeper_heads(arrays, used, head_prefix, embedding_prefix, source)
     head = None
     if head_prefix is not None:
         wy = arrays[head_prefix + "weight"]
@@ -234,8 +258,9 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
         used.add(embedding_prefix + "weight")
     ignored = tuple(sorted(k for k in arrays if k not in used))
     network = Network(cell, layers, head, readout, None, embedding, None, bias)
+    others = tuple(sorted({m["prefix"].rstrip(".") for k in arrays if (m := RECURRENT_KEY.match(k))} - {prefix.rstrip(".")}))
     layout = Layout(prefix, head_prefix, head_prefix is not None and head_prefix + "bias" in arrays,
-                    embedding_prefix, ignored)
+                    embedding_prefix, ignored, others)
     return network, layout
 
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 
 from ..commands.check import CheckResult
 from ..errors import InputError
+from ..io.atomic import write_bytes
 from .common import config_lines
 from .check import threshold_text, value_text
 
@@ -99,8 +100,4 @@ def junit_xml(result: CheckResult) -> bytes:
 
 def write_junit(result: CheckResult, path: str | os.PathLike) -> None:
     """Write the JUnit XML report to ``path``; an unwritable path is an input error."""
-    try:
-        with open(path, "wb") as fh:
-            fh.write(junit_xml(result))
-    except OSError as exc:
-        raise InputError(f"cannot write --junit {path}: {exc.strerror or exc}") from None
+    write_bytes(path, junit_xml(result), "--junit")  # whole or not at all (io/atomic.py)

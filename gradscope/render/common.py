@@ -17,10 +17,18 @@ from rich.text import Text
 BARS = "▁▂▃▄▅▆▇█"
 
 
+class _Console(Console):
+    """rich's Console, but a closed pipe (``| head``) is a BrokenPipeError for the CLI's boundary to
+    end quietly with, not rich's own SystemExit(1), which would read as a failed check."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def console(stderr: bool = False) -> Console:
     """A Console for stdout (data) or stderr (progress): ANSI only on a terminal, NO_COLOR honoured."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(
+    return _Console(
         file=stream,
         highlight=False,
         soft_wrap=False,
@@ -104,6 +112,8 @@ def config_lines(config: dict) -> list[str]:
         model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
     if c.get("spectral_radius") is not None:
         model.append(f"radius={c['spectral_radius']:g}")
+    if c.get("bias_init", "zero") != "zero":
+        model.append(f"bias={c['bias_init']}" + (f" T_max={c['chrono_max']}" if c.get("chrono_max") else ""))
     data = [f"inputs={c['inputs']}" if c.get("inputs") else f"task={c['task']}",
             f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
     if c["task"] == "text":

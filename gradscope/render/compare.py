@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.compare import CompareResult, CompareRun
-from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
+from ..mitigations import STRENGTH_FLAGS, strength_fields
 from .common import num, print_header
 from .train import on
 
@@ -37,7 +37,28 @@ def short(x: float | None) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+NAME_WIDTH = 14
+
+
+def wrapped_name(name: str, width: int = NAME_WIDTH) -> str:
+    """A composite's name broken after its "+" signs into lines of at most ``width`` where it can
+    be, so that ten runs still fit 80 columns: "orthogonal+clip-norm+l2" -> "orthogonal+\n clip-norm+l2"."""
+    lines = [""]
+    for part in name.split("+"):
+        piece = part if not lines[-1] else "+" + part
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines[-1] += "+"
+            lines.append(" " + part)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
 def _result(run: CompareRun) -> Text:
+    if run.seeds is not None and len(run.seeds.seeds) > 1:
+        if run.seeds.diverged:
+            return Text(f"div {run.seeds.diverged}/{len(run.seeds.seeds)}", style="bold red")
+        return Text("ok", style="green")
     if run.diverged:
         return Text(f"div@{run.steps}", style="bold red")
     return Text("ok", style="green")
@@ -46,18 +67,26 @@ def _result(run: CompareRun) -> Text:
 def runs_table(result: CompareResult) -> Table:
     """Flow at init, training outcome and spectral radius of every run."""
     accuracy = any(r.accuracy is not None for r in result.runs)
+    several = len(result.seeds) > 1  # /base and acc: means over the seeds, sd: /base's spread
     table = Table(box=None, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
     table.add_column("mitigation", justify="left", no_wrap=True)
-    for header in ("ratio@0", "rate", "loss", "/base") + ("acc",) * accuracy + ("max||g||", "clips", "rho@0",
-                                                                                   "rho"):
+    for header in (("ratio@0", "rate") + (("/base", "sd") if several else ("loss", "/base")) + ("acc",) * accuracy
+                   + ("max||g||", "clips", "rho@0", "rho")):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("result", justify="left", no_wrap=True)
     for r in result.runs:
-        name = Text(f"{BEST if r.best else ' '}{r.mitigation}", style="bold" if r.best else "")
-        row = [name, short(r.ratio_first_last), num(r.rate_per_step), short(r.final_loss),
-               short(r.loss_ratio)]
-        if accuracy:
-            row.append(short(r.accuracy))
+        name = Text(f"{BEST if r.best else ' '}{wrapped_name(r.mitigation)}", style="bold" if r.best else "")
+        if several:
+            seeds = r.seeds
+            row = [name, short(r.ratio_first_last), num(r.rate_per_step), short(seeds.loss_ratio.mean),
+                   short(seeds.loss_ratio.std)]
+            if accuracy:
+                row.append(short(seeds.accuracy.mean if seeds.accuracy is not None else None))
+        else:
+            row = [name, short(r.ratio_first_last), num(r.rate_per_step), short(r.final_loss),
+                   short(r.loss_ratio)]
+            if accuracy:
+                row.append(short(r.accuracy))
         row += [short(r.max_grad_norm), str(r.clip_events), short(r.spectral_radius_before),
                 short(r.spectral_radius_after), _result(r)]
         table.add_row(*row)
@@ -71,7 +100,10 @@ def render_compare(result: CompareResult, console: Console) -> None:
     console.print(f"{t.optimizer} lr={t.lr:g}, {t.steps} steps per run, trivial baseline loss "
                   f"{num(result.baseline_loss, 4)}")
     console.print(f"evaluated on {on(result.evaluated_on)}")
-    used = [MITIGATIONS[r.mitigation].strength for r in result.runs if r.mitigation in MITIGATIONS]
+    if len(result.seeds) > 1:
+        console.print(f"{len(result.seeds)} seeds ({result.seeds[0]}-{result.seeds[-1]}) per run: /base (and acc) "
+                      "the mean over them, sd its standard deviation; the rest the first seed's")
+    used = [f for r in result.runs if r.mitigation != "none" for f in strength_fields(r.mitigation)]
     strengths = [f"{STRENGTH_FLAGS[k]} {v:g}" for k, v in asdict(result.strengths).items() if k in used]
     if strengths:
         console.print(", ".join(strengths))
@@ -80,7 +112,8 @@ def render_compare(result: CompareResult, console: Console) -> None:
     console.print()
     console.print(LEGEND)
     if result.best is not None:
-        console.print(Text(f"{BEST} best: {result.best}, the lowest final loss of the runs that did "
-                           "not diverge", style="bold"))
+        lowest = "the lowest mean final loss" if len(result.seeds) > 1 else "the lowest final loss"
+        console.print(Text(f"{BEST} best: {result.best}, {lowest} of the runs that did not diverge",
+                           style="bold"))
     else:
         console.print(Text("every run diverged", style="bold red"))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.arrays import check_output
+from ..io.atomic import atomic_write
 
 FORMATS = (".png", ".svg")
 INSTALL_HINT = "pip install 'gradscope[plot]'"
@@ -60,11 +61,9 @@ def _save(fig: Any, path: Path) -> None:
     fmt = path.suffix.lower().lstrip(".")
     # No dates and fixed element ids: the same run draws the same bytes.
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    try:
-        with matplotlib.rc_context({"svg.hashsalt": "gradscope"}):
-            fig.savefig(path, format=fmt, dpi=120, metadata=metadata)
-    except OSError as exc:
-        raise InputError(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
+    # whole or not at all (io/atomic.py): an OSError is an InputError naming --plot and the path
+    with atomic_write(path, "--plot") as fh, matplotlib.rc_context({"svg.hashsalt": "gradscope"}):
+        fig.savefig(fh, format=fmt, dpi=120, metadata=metadata)
 
 
 def _log10(values: Any) -> np.ndarray:

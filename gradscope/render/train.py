@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..mitigations import MITIGATIONS, STRENGTH_FLAGS
+from ..mitigations import STRENGTH_FLAGS, mitigation_help
 from ..commands.train import StepRecord, TrainResult
+from ..seeds import SeedSummary
 from .common import num, print_header, sparkline
 
 MAX_ROWS = 15
@@ -75,8 +76,8 @@ def render_train(result: TrainResult, console: Console) -> None:
     """Print a training run for a person."""
     print_header(console, "train", result.config)
     console.print(training_line(result))
-    if result.mitigation in MITIGATIONS:
-        console.print(f"  {result.mitigation}: {MITIGATIONS[result.mitigation].help}")
+    for part in result.mitigation_parts:
+        console.print(f"  {part['name']}: {mitigation_help(part['name'])}")
     console.print()
     console.print(history_table(result))
     with np.errstate(all="ignore"):
@@ -84,3 +85,18 @@ def render_train(result: TrainResult, console: Console) -> None:
     console.print(f"log10 loss over the {len(result.history)} logged steps:  " + sparkline(logs, 40))
     console.print()
     console.print(outcome(result))
+    if len(result.seeds.seeds) > 1:
+        console.print(seeds_line(result.seeds))
+
+
+def seeds_line(summary: SeedSummary) -> str:
+    """The final loss over the seeds: mean +- std, range, and how many diverged."""
+    ratio = summary.loss_ratio
+    first, last = summary.seeds[0], summary.seeds[-1]
+    text = f"over {len(summary.seeds)} seeds ({first}-{last}): "
+    if ratio.mean is None:
+        return text + "every run diverged"
+    text += (f"loss/baseline {num(ratio.mean)} +- {num(ratio.std)} (min {num(ratio.min)}, max {num(ratio.max)})")
+    if summary.accuracy is not None and summary.accuracy.mean is not None:
+        text += f", accuracy {num(summary.accuracy.mean)} +- {num(summary.accuracy.std)}"
+    return text + (f", {summary.diverged} diverged" if summary.diverged else "")

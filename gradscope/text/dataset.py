@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.files import regular_file
 from .embeddings import Embedding, OneHotEmbedding, glove_embedding, random_embedding
 from .encode import PADDINGS, encode
 from .labels import order_classes
@@ -170,8 +171,9 @@ def load_text_dataset(options: TextOptions, seed: int) -> TextDataset:
     file); the texts and their order do not depend on it.
     """
     _check_seed(seed)
-    if options.embeddings_file is not None and not Path(options.embeddings_file).is_file():
-        raise InputError(f"{options.embeddings_file}: no such file (--embeddings)")
+    if options.embeddings_file is not None:
+        regular_file(options.embeddings_file, "--embeddings",  # before the texts are read
+                     missing=f"{options.embeddings_file}: no such file (--embeddings)")
     if options.path is None:
         corpus = resources.files(__package__).joinpath(BUILTIN_CORPUS)
         with resources.as_file(corpus) as path:  # a real file even when installed as a zip

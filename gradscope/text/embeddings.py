@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.files import regular_file
 from .readers import check_text_file, open_text
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
@@ -106,9 +107,7 @@ def glove_embedding(path: str | os.PathLike, vocabulary: Vocabulary, seed: int) 
         table (V, D) float64 with D from the file.
     """
     p = Path(path)
-    if not p.is_file():
-        what = "is a directory" if p.is_dir() else "no such file"
-        raise InputError(f"{p}: {what} (--embeddings)")
+    regular_file(p, "--embeddings", missing=f"{p}: no such file (--embeddings)")  # a FIFO must not be opened
     check_text_file(p)
     dim, first = None, ""
     found: dict[int, np.ndarray] = {}

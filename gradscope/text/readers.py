@@ -16,12 +16,14 @@ import codecs
 import csv
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
 from ..errors import InputError
+from ..io.files import os_problem, regular_file
 from .labels import normalise_label
 
 SNIFF_BYTES = 8192
@@ -75,9 +77,13 @@ def open_examples(
     a missing column is reported before any pass over the data.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or directory")
-    if p.is_dir():
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file or directory") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: cannot read ({os_problem(exc) if isinstance(exc, OSError) else exc})") from None
+    if stat.S_ISDIR(mode):
         return _directory_source(p)
     head = check_text_file(p)
     suffix = p.suffix.lower()
@@ -90,7 +96,9 @@ def open_examples(
 
 
 def check_text_file(path: Path) -> str:
-    """The decoded first chunk of ``path``; InputError if it is empty or does not look like text."""
+    """The decoded first chunk of ``path``; InputError if it is not a regular file (a FIFO would block
+    open()), is empty or does not look like text."""
+    regular_file(path, "text", " (texts are read from files or folders)")
     try:
         with open(path, "rb") as fh:
             chunk = fh.read(SNIFF_BYTES)
@@ -167,7 +175,9 @@ def _iter_delimited(path: Path, delimiter: str, text_column: str, label_column: 
                     ) -> Iterator[Example]:
     text_at, label_at, width = _delimited_columns(path, delimiter, text_column, label_column)
     with open_text(path) as stream:
-        reader = csv.reader(stream, delimiter=delimiter)
+        # strict: a quote left open is an error (at the end of the file, or where text follows a
+        # closing quote), never a field that silently swallows the records after it
+        reader = csv.reader(stream, delimiter=delimiter, strict=True)
         next(reader)
         # line_num counts physical lines read so far; a quoted field may span several, and the
         # record's first line is the useful one in a message
@@ -188,7 +198,20 @@ def _iter_delimited(path: Path, delimiter: str, text_column: str, label_column: 
                     raise InputError(f"{where}: no text (no field for column {text_column!r})")
                 yield Example(row[text_at], normalise_label(row[label_at], where), where)
         except csv.Error as exc:
-            raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from None
+            raise InputError(_csv_problem(path, str(exc), last_line + 1, reader.line_num)) from None
+
+
+def _csv_problem(path: Path, message: str, start: int, reached: int) -> str:
+    """The one-line message for a csv.Error in the record that starts on line ``start``."""
+    if message == "unexpected end of data":
+        return (f"{path}, line {start}: unclosed quote: the quote opened on this line is never closed; the rest of the file "
+                "would be read as one text (close the quote, or write a quote inside a text as \"\")")
+    if "expected after" in message:
+        spans = f"runs to line {reached}, where" if reached > start else "ends, and"
+        return (f"{path}, line {start}: unclosed quote: a quoted text opened on this line {spans} more text follows its "
+                "closing quote; texts are not merged (close the quote where the text ends, or write a "
+                "quote inside a text as \"\")")
+    return f"{path}, line {reached}: not valid CSV ({message})"
 
 
 def _iter_json_lines(path: Path, text_field: str, label_field: str) -> Iterator[Example]:

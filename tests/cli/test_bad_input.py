@@ -81,6 +81,13 @@ OPTION_CASES = {
     "not an integer": (lambda tmp, w: ["--hidden-size", "ten"], "--hidden-size"),
     "unknown flag": (lambda tmp, w: ["--frobnicate"], "--frobnicate"),
     "targets without inputs": (lambda tmp, w: ["--targets", str(tmp / "y.npy")], "--targets needs --inputs"),
+    # sizes: refused before anything is allocated (memory.py), never a MemoryError or an overflow
+    "23-digit --seq-len": (lambda tmp, w: ["--seq-len", "1" * 23], "--seq-len 11111111111111111111111 is too large"),
+    "--seq-len too long to fit": (lambda tmp, w: ["--seq-len", "1000000000"], "lower --seq-len"),
+    "--hidden-size too large to fit": (lambda tmp, w: ["--hidden-size", "1000000"], "B=16, H=1000000 needs about"),
+    "--batch-size too large to fit": (lambda tmp, w: ["--batch-size", "100000000"], "B=100000000, H=32 needs about"),
+    "run over --max-memory": (lambda tmp, w: ["--max-memory", "1M"], "more than --max-memory (1 MiB)"),
+    "--max-memory not a size": (lambda tmp, w: ["--max-memory", "4X"], "--max-memory '4X'"),
 }
 FILE_CASES = {
     "missing file": (lambda tmp, w: ["--weights", str(tmp / "nope.npz")], "not found"),
@@ -132,7 +139,45 @@ FILE_CASES = {
                         "--output-grads", saved_npy(tmp / "g.npy", np.zeros((2, 3)))],
         "output must have shape"),
     "unknown readout": (lambda tmp, w: ["--readout", "attention"], "'attention'"),
+    # headers are read before the data: a claimed shape is checked against the bytes there are
+    "npz member claiming (10^6, 10^6)": (lambda tmp, w: ["--weights", lying_npz(tmp, w)],
+                                         "claims shape (1000000, 1000000)"),
+    "npy claiming (10^6, 10^6)": (lambda tmp, w: ["--inputs", lying_npy(tmp)], "claims shape (1000000, 1000000)"),
+    "0-d targets": (lambda tmp, w: ["--inputs", saved_npy(tmp / "x.npy", np.zeros((2, 3, D))),
+                                    "--targets", saved_npy(tmp / "y.npy", np.array(1.0))], "targets have shape ()"),
+    "recurrent bias of the wrong length": (
+        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "rnn.bias_hh_l0": np.zeros(H + 1)})],
+        f"bias_hh_l0 must have shape ({H},)"),
+    "head bias of the wrong length": (
+        lambda tmp, w: ["--weights", savez(tmp / "w.npz", {**w, "fc.bias": np.zeros(3)})], "fc.bias has shape (3,)"),
+    "a device as --inputs": (lambda tmp, w: ["--inputs", "/dev/zero"], "/dev/zero is a character device"),
+    "input name too long": (lambda tmp, w: ["--weights", str(tmp / ("w" * 300 + ".npz"))], "File name too long"),
+    "npy given for weights": (lambda tmp, w: ["--weights", saved_npy(tmp / "w.npy", np.zeros(3))],
+                              "single .npy array, not a state dict"),
 }
+
+
+def lying_header(shape: tuple) -> bytes:
+    """An .npy header claiming ``shape`` of float64, followed by 64 bytes of data."""
+    import io
+
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return out.getvalue() + bytes(64)
+
+
+def lying_npz(tmp: Path, arrays: dict) -> str:
+    import zipfile
+
+    path = Path(savez(tmp / "lying.npz", without(arrays, "rnn.weight_hh")))
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("rnn.weight_hh_l0.npy", lying_header((10**6, 10**6)))
+    return str(path)
+
+
+def lying_npy(tmp: Path) -> str:
+    (tmp / "x.npy").write_bytes(lying_header((10**6, 10**6)))
+    return str(tmp / "x.npy")
 
 
 def text_file(tmp: Path, text: str, name: str = "gradscope.toml") -> str:
@@ -173,6 +218,9 @@ CHECK_CASES = {
     "broken pyproject.toml found by the search": (
         lambda tmp, w: found_in_cwd(tmp, "[tool.gradscope\n"), "pyproject.toml is not valid TOML"),
     "unwritable --junit": (lambda tmp, w: ["--junit", str(tmp / "no" / "such" / "dir.xml")], "cannot write --junit"),
+    "--junit name too long": (lambda tmp, w: ["--junit", str(tmp / ("j" * 300 + ".xml"))], "File name too long"),
+    "23-digit seq-len in the file": (lambda tmp, w: ["--config", text_file(tmp, f"seq-len = {'9' * 23}\n")],
+                                     "gradscope.toml: --seq-len 99999999999999999999999 is too large"),
 }
 
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from gradscope.cli import main
-from gradscope.mitigations import MITIGATIONS
+from gradscope.mitigations import MITIGATIONS, default_mitigations
 from gradscope.schemas import load_schema
 
 SMALL = ["--seq-len", "10", "--hidden-size", "6", "--batch-size", "8", "--eval-size", "16"]
@@ -31,9 +31,11 @@ def run_json(capsys, *argv) -> dict:
     return doc
 
 
-def test_every_mitigation_by_default_in_one_valid_document(capsys):
+def test_every_mitigation_that_applies_by_default_in_one_valid_document(capsys):
     doc = run_json(capsys, *SMALL, "--steps", "3", "--jobs", "1")
-    assert [r["mitigation"] for r in doc["runs"]] == ["none", *MITIGATIONS]
+    # the gate-bias inits need a gated cell: the default rnn leaves them out
+    assert [r["mitigation"] for r in doc["runs"]] == ["none", *(n for n in MITIGATIONS
+                                                                if n not in ("forget-bias", "chrono"))]
     assert [r["cell"] for r in doc["runs"] if r["mitigation"] in ("gru", "lstm")] == ["gru", "lstm"]
     assert sum(r["best"] for r in doc["runs"]) == 1
     best = min((r for r in doc["runs"] if not r["diverged"]), key=lambda r: r["final_loss"])
@@ -79,7 +81,7 @@ def test_table_fits_80_columns_and_marks_the_best(capsys):
                          "--seq-len", "20")
     assert code == 0 and err == ""
     rows = [line for line in out.splitlines() if line[1:].split(" ")[0] in ("none", *MITIGATIONS)]
-    assert len(rows) == 1 + len(MITIGATIONS)
+    assert len(rows) == 1 + len(default_mitigations(None))
     assert sum(row.startswith("*") for row in rows) == 1
     assert " acc " in out  # a classification task: accuracy is shown
     assert all(len(line) <= 80 for line in out.splitlines())

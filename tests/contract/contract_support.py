@@ -25,6 +25,8 @@ SAMPLE_ARGS: dict[str, list[str]] = {
     "check": [*GENERIC_ARGS, "--min-ratio", "1e-30"],
     "train": [*GENERIC_ARGS, "--steps", "5"],
     "compare": [*GENERIC_ARGS, "--steps", "3", "--eval-size", "8"],
+    "reproduce": ["forget-bias", "--steps", "3", "--seq-len", "12", "--hidden-size", "4", "--batch-size", "4",
+                  "--eval-size", "8", "--seeds", "2", "--jobs", "1"],
     "sweep": ["--hidden-size", "6", "--batch-size", "4", "--x", "spectral_radius=0.5,1,2",
               "--y", "seq_len=4,12", "--jobs", "1"],
 }

@@ -235,7 +235,7 @@ def test_omega_needs_the_vanilla_rnn():
 
 def test_every_mitigation_of_the_issue_is_registered():
     assert set(MITIGATIONS) == {"clip-norm", "clip-value", "orthogonal", "identity-relu", "l2", "omega",
-                                "relu", "gru", "lstm"}
+                                "relu", "gru", "lstm", "forget-bias", "chrono"}
 
 
 def test_unknown_names_and_bad_strengths_are_input_errors():

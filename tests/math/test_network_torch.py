@@ -208,7 +208,8 @@ def run_analyze(model, x, y=None, lengths=None, readout="last", loss="ce", outpu
     """``analyze`` on the module's state dict (torch tensors, as ``model.state_dict()`` gives them)."""
     return analyze(RunConfig(
         weights=model.state_dict(), inputs=x, targets=y, lengths=lengths,
-        padding_idx=PAD if "embedding" in model else None, readout=readout,
+        padding_idx=PAD if "embedding" in model else None,
+        readout=None if output_grads is not None else readout,  # no readout of ours with the caller's gradient
         loss=None if output_grads is not None else loss, activation=activation_of(model),
         output_grads=output_grads,
     ))

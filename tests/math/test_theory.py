@@ -118,3 +118,13 @@ def test_flow_slope_rate_and_horizon():
 ])
 def test_regime_thresholds(ratio, nonfinite, expected):
     assert regime(ratio, nonfinite) == expected
+
+
+def test_a_gradient_that_blows_up_and_then_dies_is_exploding():
+    """Dead relu units can zero the gradient by step 1 after it grew a millionfold on the way:
+    the end-to-end ratio alone (0) would call that vanishing."""
+    norms = np.array([0.0, 1e6, 1e4, 1e2, 1.0])
+    f = flow(norms)
+    assert f.ratio_first_last == 0.0 and f.regime == "exploding"
+    assert flow(np.array([1e-6, 1e-4, 1e-2, 1.0])).regime == "vanishing"  # monotone: as before
+    assert flow(np.array([0.5, 50.0, 1.0])).regime == "stable"  # a peak under the threshold

@@ -1,0 +1,58 @@
+"""``gradscope reproduce NAME``: a canonical result of the literature, measured against the paper."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..commands.reproduce import EXPERIMENTS, experiment, reproduce
+from ..errors import InputError
+from ..parallel import default_jobs
+from ..render.common import console, step_progress
+from ..render.reproduce import render_experiments, render_reproduce
+from .app import app, emit
+from .options import JsonFlag
+from .train import TRAINING, Seeds
+
+SCALE = "Scale (default: the experiment's)"
+
+
+def _size(help: str) -> typer.models.OptionInfo:
+    return typer.Option(help=help, rich_help_panel=SCALE, min=1, show_default=False)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    name: Annotated[Optional[str], typer.Argument(
+        help=f"The experiment: {', '.join(EXPERIMENTS)}.", show_default=False, metavar="NAME")] = None,
+    list_experiments: Annotated[bool, typer.Option(
+        "--list", help="List the experiments and what each shows, and exit.")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Run at the paper's scale (minutes to hours) instead of the default (under 5 minutes).",
+        rich_help_panel=SCALE)] = False,
+    seed: Annotated[int, typer.Option(help="The first seed.", rich_help_panel=TRAINING, min=0)] = 0,
+    seeds: Seeds = 1,
+    steps: Annotated[Optional[int], _size("Optimizer updates per run.")] = None,
+    seq_len: Annotated[Optional[int], _size("Sequence length T.")] = None,
+    hidden_size: Annotated[Optional[int], _size("Hidden units H.")] = None,
+    batch_size: Annotated[Optional[int], _size("Batch size B.")] = None,
+    eval_size: Annotated[Optional[int], _size("Sequences in the held-out batch.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
+        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Run a canonical experiment and say whether the paper's claim reproduces at this scale."""
+    if list_experiments:
+        if name is not None or json:
+            raise InputError("--list takes no NAME and no --json: it lists the experiments")
+        render_experiments(console())
+        return
+    if name is None:
+        raise InputError(f"give an experiment's NAME ({', '.join(EXPERIMENTS)}), or --list")
+    with step_progress(f"reproduce {name}", len(experiment(name).arms) * seeds) as advance:
+        result = reproduce(name, full, seed, seeds, default_jobs() if jobs is None else jobs,
+                           lambda done, total, label: advance(done), steps=steps, seq_len=seq_len,
+                           hidden_size=hidden_size, batch_size=batch_size, eval_size=eval_size)
+    emit(result, json, lambda c: render_reproduce(result, c))

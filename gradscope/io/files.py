@@ -1,0 +1,97 @@
+"""What a path names, asked of the file system before anything opens it.
+
+``open()`` on a FIFO blocks until a writer appears, and on a device reads without end: every input
+file is checked with ``os.stat`` first, and only a regular file (or a directory, where one is
+allowed) goes on. OS errors become InputErrors that name the path and say what went wrong, in words
+(``File name too long``, ``Permission denied``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from ..errors import InputError
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in words: 'File name too long', 'No space left on device'."""
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)
+
+
+def kind_of(mode: int) -> str:
+    """What a stat mode names, for messages: 'a named pipe (FIFO)', 'a regular file'."""
+    return next((name for test, name in _KINDS if test(mode)), "a regular file" if stat.S_ISREG(mode) else "not a file")
+
+
+def stat_input(path: str | os.PathLike, what: str) -> os.stat_result:
+    """``os.stat(path)``, its OSErrors as InputErrors naming ``what`` and the path."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise InputError(f"{what} file not found: {path} (a folder on the way is a file)") from None
+        raise InputError(f"cannot read {what} file {path}: {os_problem(exc)}") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise InputError(f"{what} path {path!r} is not a valid file name ({exc})") from None
+
+
+def regular_file(path: str | os.PathLike, what: str, hint: str = "", missing: str | None = None) -> Path:
+    """``path`` if it names a regular file (symlinks followed); otherwise an InputError that says what
+    it is instead (``missing``, if given, when there is nothing there). Never opens the file, so a
+    FIFO or a device cannot block or stream forever."""
+    if missing is not None and not os.path.lexists(path):
+        raise InputError(missing)
+    mode = stat_input(path, what).st_mode
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} path {path} is {kind_of(mode)}, not a regular file{hint}")
+    return Path(path)
+
+
+def check_writable_folder(path: Path, flag: str) -> None:
+    """InputError unless ``path`` may be written as a file: its name not too long, its folder there
+    and writable, and it not a directory or a device."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        os.stat(parent)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise InputError(f"cannot write {flag} {path}: the folder {parent} does not exist") from None
+        raise InputError(f"cannot write {flag} {path}: {os_problem(exc)}") from None
+    if not parent.is_dir():
+        raise InputError(f"cannot write {flag} {path}: {parent} is not a folder")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # a name too long, a loop of symlinks
+        raise InputError(f"cannot write {flag} {path}: {os_problem(exc)}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InputError(f"cannot write {flag} {path}: it is {kind_of(mode)}, not a regular file")
+    name_max = _name_max(parent)
+    if name_max is not None and len(os.fsencode(path.name)) > name_max:
+        raise InputError(f"cannot write {flag} {path}: {os.strerror(errno.ENAMETOOLONG)} "
+                         f"(a file name has at most {name_max} bytes here)")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {flag} {path}: the folder {parent} is not writable")
+
+
+def _name_max(folder: Path) -> int | None:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return None
