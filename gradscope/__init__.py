@@ -12,7 +12,7 @@ renderers live in ``gradscope.cli`` and ``gradscope.render`` and are never impor
 """
 
 from ._version import __version__
-from .commands.analyze import AnalyzeResult, analyze
+from .commands.analyze import AnalyzeResult, analyze, gradient_arrays, weight_arrays
 from .commands.check import CheckOutcome, CheckResult, Criteria, check
 from .commands.compare import CompareResult, compare
 from .commands.reproduce import EXPERIMENTS, ReproduceResult, reproduce
@@ -30,5 +30,5 @@ __all__ = [
     "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",
     "__version__", "analyze", "check", "dumps", "load_schema", "payload",
     "MITIGATIONS", "CompareResult", "Strengths", "TrainOptions", "TrainResult", "compare", "make_mitigation",
-    "train", "EXPERIMENTS", "ReproduceResult", "reproduce",
+    "train", "EXPERIMENTS", "ReproduceResult", "reproduce", "gradient_arrays", "weight_arrays",
 ]

@@ -162,6 +162,10 @@ def load_array(source: object, what: str) -> np.ndarray:
     The same checks as ``load_npy`` (numeric, finite); ``what`` names it in errors ("inputs").
     """
     if isinstance(source, (str, os.PathLike)):
+        if Path(os.fsdecode(source)).suffix.lower() in (".pt", ".pth"):
+            from .weights import read_tensor  # weights reads .npz through this module: import late
+
+            return read_tensor(source, what)
         return load_npy(source, what)
     if type(source).__module__.split(".")[0] == "torch":  # a tensor: torch is already imported
         source = source.detach().cpu().double().numpy()

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..extras import install_hint
 from .arrays import _numeric, load_npz
 from .files import os_problem, regular_file, stat_input
 
@@ -42,7 +43,7 @@ CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 
 READS = "gradscope reads state dicts from .npz (np.savez), .pt/.pth (torch.save) and .safetensors files"
 SAVE_STATE_DICT = 'torch.save(model.state_dict(), "model.pt")'
-NEEDS_TORCH = "pip install 'gradscope[torch]'"
+NEEDS_TORCH = install_hint("torch")
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one
 NPY_MAGIC = b"\x93NUMPY"
@@ -88,6 +89,24 @@ def read_state_dict(source: str | os.PathLike | Mapping, what: str = "weights") 
     if kind == "safetensors":
         return _tensors(_load_safetensors(path, origin), origin)
     return _tensors(_torch_load(path, origin), origin)
+
+
+def read_tensor(path: str | os.PathLike, what: str) -> np.ndarray:
+    """One tensor saved with ``torch.save(tensor, path)`` (.pt/.pth), as float64 numpy.
+
+    For a batch kept the way a torch user keeps it (``--inputs tokens.pt``); read with
+    ``weights_only=True`` like every torch file here.
+    """
+    path = Path(os.fsdecode(path))
+    origin = f"{what} file {path}"
+    kind = _sniff(path, what, origin)
+    if kind != "torch":
+        raise InputError(f"{origin} is not a torch.save file; give an .npy array or a .pt tensor")
+    loaded = _torch_load(path, origin)
+    if not _is_tensor(loaded):
+        raise InputError(f"{origin} holds a {type(loaded).__name__}, not one tensor: save the tensor itself "
+                         f"(torch.save(x, \"{path.name}\")) or np.save it as .npy")
+    return _float64(loaded, origin)
 
 
 # -- recognising the format ------------------------------------------------------------------------

@@ -51,13 +51,13 @@ def step_table(result: AnalyzeResult, max_rows: int) -> Table:
     return table
 
 
-def spectrum_lines(result: AnalyzeResult, eigen_count: int = 4) -> list[str]:
+def spectrum_lines(result: AnalyzeResult, eigen_count: int = 3) -> list[str]:
     s = result.spectrum
     if s is None:
         return []
-    lines = [
-        f"  spectral radius {num(s.spectral_radius)}   sigma max {num(s.max_singular_value)}   "
-        f"sigma min {num(s.min_singular_value)}   condition {num(s.condition_number)}",
+    lines = [  # two lines: one would wrap at 80 columns
+        f"  spectral radius {num(s.spectral_radius)}   sigma max {num(s.max_singular_value)}",
+        f"  sigma min {num(s.min_singular_value)}   condition {num(s.condition_number)}",
         "  leading eigenvalues: " + ", ".join(complex_num(z) for z in s.eigenvalues[:eigen_count]),
     ]
     p = result.pascanu
@@ -129,8 +129,8 @@ def layer_table(result: AnalyzeResult) -> Table:
     for name in ("layer", "dir", "||dL/dh||", "ratio 1/T", "slope", "radius", "log10 ||dL/dh_t||", "verdict"):
         table.add_column(name, justify="left" if name in ("dir", "log10 ||dL/dh_t||", "verdict") else "right")
     for r in result.layers:
-        with np.errstate(all="ignore"):
-            logs = np.log10(r.grad_norms)
+        with np.errstate(all="ignore"):  # padded: the end-aligned profile, as the ratio and slope
+            logs = np.log10(r.ratios if result.network.padded else r.grad_norms)
         table.add_row(str(r.layer), "fwd" if r.direction == "forward" else "rev", num(r.total_grad_norm),
                       num(r.flow.ratio_first_last), num(r.flow.slope), num(r.spectrum.spectral_radius),
                       sparkline(logs, 16), Text(r.flow.regime, style=REGIME_STYLE[r.flow.regime]))
@@ -172,10 +172,11 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
     console.print()
     steps = len(result.grad_norms)
     with np.errstate(all="ignore"):
-        logs = np.log10(result.grad_norms)
+        logs = np.log10(result.flow_norms)  # grad_norms, or end-aligned where sequences are padded
     finite = logs[np.isfinite(logs)]
     span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
-    console.print(f"log10 ||dL/d{symbols(result)[0]}_t||, t = 1..{steps}:{span}")
+    where = "t (end-aligned)" if result.network.padded else "t"
+    console.print(f"log10 ||dL/d{symbols(result)[0]}_t||, {where} = 1..{steps}:{span}")
     console.print("  " + sparkline(logs, 60))
     lines = spectrum_lines(result)
     if lines:

@@ -135,3 +135,21 @@ def test_another_recurrent_module_is_pointed_out(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "holds other recurrent modules (lstm2)" in json.loads(captured.out)["warnings"][0]
     assert captured.err.startswith("gradscope: warning: the state dict holds other recurrent modules")
+
+
+def test_a_batch_saved_with_torch_save_is_read(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    sd = model(**{"fc.weight": np.ones((1, H)), "fc.bias": np.zeros(1)})
+    weights = save(tmp_path, "w.npz", sd)
+    torch.save(torch.tensor(tokens()), tmp_path / "x.pt")
+    torch.save(torch.tensor([1.0, 0.0, 1.0]), tmp_path / "y.pt")
+    np.save(tmp_path / "y.npy", np.array([1.0, 0.0, 1.0]))
+    runs = []
+    for x, y in ((tmp_path / "x.pt", tmp_path / "y.pt"), (save(tmp_path, "x.npy", tokens()), tmp_path / "y.npy")):
+        assert main(["analyze", "--weights", weights, "--inputs", str(x), "--targets", str(y), "--padding-idx", "0",
+                     "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["loss"])
+    assert runs[0] == runs[1]
+    torch.save({"x": torch.zeros(2)}, tmp_path / "d.pt")
+    one_line_error(capsys, ["analyze", "--weights", weights, "--inputs", str(tmp_path / "d.pt")],
+                   "holds a dict, not one tensor")
