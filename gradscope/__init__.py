@@ -22,6 +22,7 @@ from .mitigations import MITIGATIONS, Strengths, make_mitigation
 from .schemas import load_schema
 from .serialize import dumps, payload
 from .commands.train import TrainOptions, TrainResult, train
+from . import results as _results  # noqa: F401  (one-line repr, to_dict, notebook views of every result)
 
 # what Python callers get: the same functions, their errors naming keyword arguments, not flags
 analyze, check, compare, reproduce, train = (in_python_terms(f) for f in (analyze, check, compare, reproduce, train))

@@ -15,10 +15,28 @@ directly, so the total derivative gains a local term at each step:
 
     delta_t    = Wy^T dL/dlogits_t + (what step_backward brings back from t+1)
     dL/dWy     = sum_t dL/dlogits_t^T a_t
+
+Log domain. delta_t shrinks or grows geometrically and leaves float64 (1e-308 .. 1e308) within a
+few hundred steps of a vanishing or exploding run. The recursion therefore carries it as a
+direction and a logarithm: whenever the adjoint state (h and c parts together, over the whole
+batch) leaves the window 1e-100 < n < 1e100, it is divided by its norm n and ln n is added to
+the scale of the steps before,
+
+    dL/ds_{t-1} = e^{scale_{t-1}} u_{t-1}      scale_{t-1} = scale_t + ln n,   ||u_{t-1}|| = 1
+
+so ln||dL/dh_t|| = scale_t + ln||u_t|| is exact at any depth (``log_row_norms``), unless a single
+step shrinks the gradient by more than 1e-200. Checking the window costs one dot product per step
+(renormalising at every step cost 15-60%); a run that never leaves it has scale 0 throughout and
+pays nothing more. The step is
+linear in dstate, so each step runs on the unit-norm u_t unchanged. Parameter gradients are sums
+over steps; each summand is weighted by e^{scale_t - max} and the sum multiplied by e^{max}, so
+they are exact wherever float64 can represent them. The records (dL/dh_t, du, dv) are returned at
+their true scale, zero where that underflows; the logs are kept beside them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -57,6 +75,8 @@ class Gradients:
     params : {name: gradient}, each the shape of its parameter, recurrent and readout alike.
     dv : (T, B, G*H), dL/dv_t where v_t = W_hh a_{t-1} (+ b_hh): what each step contributes.
     hidden_prev : (T, B, H), a_{t-1} for t = 1..T.
+    log_norms : (T,) ln||dL/da_t|| over batch and units, exact where dL_da under- or overflows;
+        log_cell_norms : the same for dL_dc, else None.
     """
 
     loss: float
@@ -65,6 +85,8 @@ class Gradients:
     params: Params
     dv: np.ndarray = field(repr=False)
     hidden_prev: np.ndarray = field(repr=False)
+    log_norms: np.ndarray | None = field(default=None, repr=False)
+    log_cell_norms: np.ndarray | None = field(default=None, repr=False)
 
     def contribution(self, t: int) -> np.ndarray:
         """Step t's summand of dL/dW_hh (1-based t): dv_t^T a_{t-1}, shape (G*H, H)."""
@@ -97,6 +119,131 @@ class Gradients:
 def to_time_major(x: np.ndarray) -> np.ndarray:
     """(B, T, D) batch-first -> (T, B, D) contiguous, float64."""
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64).transpose(1, 0, 2))
+
+
+# --- norms in the log domain -----------------------------------------------------------------------
+
+# Sums of squares outside this range are recomputed scaled by the row's largest entry.
+SAFE_SQUARES = (1e-280, 1e280)
+# ln of the ratio of float64's largest number to its smallest subnormal is 1453: beyond this, a
+# factor e^x turns every nonzero float64 into 0 (x < 0) or inf (x > 0).
+BEYOND_FLOAT64 = 1500.0
+# Squared norms of the adjoint state within which it is left at its scale: 1e-100 < n < 1e100.
+RENORMALISE_WINDOW = (1e-200, 1e200)
+# A gradient joining from outside this far (in ln) above the state's unit resets the unit to its own.
+JOIN_HEADROOM = 230.0
+# Rows recomputed at a time: the rescue never copies more than this many rows.
+RESCUE_ROWS = 4096
+
+
+def log_row_norms(d: np.ndarray) -> np.ndarray:
+    """(..., H) -> (...): the natural log of each row's 2-norm, exact whatever its size.
+
+    -inf for a zero row, +inf for a row holding inf (and no nan), nan for one holding nan. The
+    squares of tiny or huge entries under- or overflow, so those rows alone are recomputed scaled
+    by their largest entry, RESCUE_ROWS at a time.
+    """
+    with np.errstate(all="ignore"):
+        sq = np.einsum("...h,...h->...", d, d)
+        out = 0.5 * np.log(sq)
+        unsafe = np.flatnonzero(~((sq > SAFE_SQUARES[0]) & (sq < SAFE_SQUARES[1])))
+        flat = out.reshape(-1)
+        for start in range(0, unsafe.size, RESCUE_ROWS):
+            pick = unsafe[start : start + RESCUE_ROWS]
+            rows = d[np.unravel_index(pick, sq.shape)]  # (n, H), a copy of these rows only
+            top = np.max(np.abs(rows), axis=1)
+            ok = (top > 0) & np.isfinite(top)
+            safe = np.where(ok, top, 1.0)
+            rows /= safe[:, None]
+            scaled = np.log(safe) + 0.5 * np.log(np.einsum("ij,ij->i", rows, rows))
+            bad = np.where(np.isnan(rows).any(axis=1) | np.isnan(top), np.nan, np.where(top == 0, -np.inf, np.inf))
+            flat[pick] = np.where(ok, scaled, bad)
+        return out
+
+
+def combine_log_norms(logs: np.ndarray, axis=-1) -> np.ndarray:
+    """ln of the 2-norm of several parts from the ln of each part's norm: 0.5 ln sum_i e^{2 l_i}."""
+    with np.errstate(all="ignore"):
+        top = np.max(logs, axis=axis, keepdims=True)  # nan propagates
+        shift = np.where(np.isfinite(top), top, 0.0)
+        total = np.squeeze(shift, axis) + 0.5 * np.log(np.sum(np.exp(2.0 * (logs - shift)), axis=axis))
+        top = np.squeeze(top, axis)
+        return np.where(np.isfinite(top), total, top)
+
+
+def scale_by_exp(a: np.ndarray, log_factor: float) -> None:
+    """a *= e^log_factor in place, in factors of at most e^700 so that no factor is 0 or inf:
+    entries under- or overflow as their true value would, and a zero stays zero (never nan)."""
+    if abs(log_factor) > BEYOND_FLOAT64:  # no float64 times this factor is a nonzero finite number
+        if log_factor > 0:
+            np.multiply(a, np.inf, out=a, where=a != 0)
+        else:
+            a *= 0.0
+        return
+    while log_factor != 0.0 and math.isfinite(log_factor):
+        part = max(-700.0, min(700.0, log_factor))
+        a *= math.exp(part)
+        log_factor -= part
+    if log_factor == -math.inf:
+        a *= 0.0
+
+
+def _to_true_scale(record: np.ndarray, scale: np.ndarray) -> None:
+    """record[t] *= e^scale[t] in place for a (T, ...) record held in units e^scale[t]."""
+    moderate = np.abs(scale) <= 700.0
+    with np.errstate(all="ignore"):
+        factor = np.exp(np.where(moderate, scale, 0.0))
+    record *= factor.reshape((-1,) + (1,) * (record.ndim - 1))
+    record[scale < -BEYOND_FLOAT64] = 0.0  # the steps whose gradient underflows whatever its direction
+    for t in np.flatnonzero(~moderate & (scale >= -BEYOND_FLOAT64)):
+        scale_by_exp(record[t], float(scale[t]))
+
+
+def _normalise(parts: tuple[np.ndarray, ...]) -> float:
+    """Divide the adjoint state (all parts together) by its norm, in place; return ln of the norm.
+
+    -inf when the state is zero (left as it is); 0 when it holds nan or inf (left to propagate).
+    """
+    sq = 0.0
+    for p in parts:
+        sq += float(np.vdot(p, p))
+    if SAFE_SQUARES[0] < sq < SAFE_SQUARES[1]:
+        norm = math.sqrt(sq)
+        for p in parts:
+            p *= 1.0 / norm
+        return math.log(norm)
+    top = max(float(np.max(np.abs(p))) for p in parts)
+    if not (top > 0.0 and math.isfinite(top)):
+        return -math.inf if top == 0.0 else 0.0
+    for p in parts:
+        p /= top  # entries at most 1 now: the squares are safe
+    return math.log(top) + _normalise(parts)
+
+
+def _renormalise_if_far(parts: tuple[np.ndarray, ...]) -> float:
+    """``_normalise`` when the state's norm is outside RENORMALISE_WINDOW; 0.0 (ln 1) otherwise."""
+    sq = 0.0
+    for p in parts:
+        sq += float(np.vdot(p, p))
+    if RENORMALISE_WINDOW[0] < sq < RENORMALISE_WINDOW[1]:
+        return 0.0
+    return _normalise(parts)
+
+
+def _join(dstate: tuple[np.ndarray, ...], local: np.ndarray, log_local: float, unit: float) -> float:
+    """dL/dh_t += local (true scale) into dstate held in units e^unit, in place; the new unit."""
+    new = unit if unit > -math.inf and log_local <= unit + JOIN_HEADROOM else max(unit, log_local)
+    if new > unit:
+        for p in dstate:
+            p *= math.exp(unit - new)  # the larger of the two sets the unit
+    row = dstate[0]
+    if -new <= 700.0:
+        row += local * math.exp(-new)
+    else:  # e^-new overflows: bring local up in two factors
+        lifted = local * math.exp(700.0)
+        scale_by_exp(lifted, -new - 700.0)
+        row += lifted
+    return new
 
 
 # --- one layer, one direction ----------------------------------------------------------------------
@@ -139,6 +286,9 @@ class LayerGradients:
     du, dv : (T, B, G*H) dL/du_t and dL/dv_t (one array where the cell says ``dv_is_du``).
     dx : (T, B, D) dL/dx_t, the gradient the layer sends to its input (the layer below, or the
         embedding); zero at pad steps.
+    log_rows : (T, B) ln||dL/dh_t|| of each sequence, exact at any depth (-inf where it is 0);
+        log_cell_rows : the same for dL/dc_t, else None. The records above are at true scale and
+        under- or overflow where these logs leave float64's range.
     """
 
     dL_dh: np.ndarray
@@ -147,6 +297,17 @@ class LayerGradients:
     du: np.ndarray = field(repr=False)
     dv: np.ndarray = field(repr=False)
     dx: np.ndarray | None = field(default=None, repr=False)
+    log_rows: np.ndarray | None = field(default=None, repr=False)
+    log_cell_rows: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def log_norms(self) -> np.ndarray:
+        """(T,) ln||dL/dh_t|| over the batch and the hidden units."""
+        return combine_log_norms(self.log_rows, axis=1)
+
+    @property
+    def log_cell_norms(self) -> np.ndarray | None:
+        return None if self.log_cell_rows is None else combine_log_norms(self.log_cell_rows, axis=1)
 
 
 def backprop_layer(
@@ -184,9 +345,15 @@ def backprop_layer(
     )
     caches, step = traj.caches, cell.step_backward
     real = None if mask is None else mask[:, :, None].astype(np.float64)
+    # scale[t]: ln of the unit that row t of every record (dL_dh, dL_dc, du, dv) is held in
+    scale = np.empty(steps)
+    unit = _renormalise_if_far(dstate)
+    log_local = None if local is None else combine_log_norms(log_row_norms(local), axis=1)
     for t in range(steps - 1, -1, -1):
-        if local is not None:
-            dL_dh[t] += local[t]  # the gradient from outside joins here; dstate[0] is this row
+        if local is not None and log_local[t] > -math.inf:
+            # the gradient from outside joins here; dstate[0] is this row
+            unit = _join(dstate, local[t], float(log_local[t]), unit)
+        scale[t] = unit
         if has_memory:
             dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
         if real is None or real[t].all():
@@ -197,10 +364,33 @@ def backprop_layer(
             carried = tuple(b + d * (1.0 - real[t]) for b, d in zip(back, dstate))  # pads: identity
             deltas[t] = carried[0]
             dstate = (deltas[t],) + carried[1:]  # the record's row, as step_backward returns it
+        if t:
+            unit += _renormalise_if_far(dstate)  # dL/ds_{t-1} back to unit norm if far from it
 
+    log_rows = scale[:, None] + log_row_norms(dL_dh)
+    log_cell_rows = None if dL_dc is None else scale[:, None] + log_row_norms(dL_dc)
+    if not scale.any():  # never left the window: the records are at their true scale already
+        grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+        dx = cell.input_grads(params, du) if input_grads else None
+        return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows)
+    # sum_t (summand in units e^scale_t): weight each step by e^{scale_t - top}, then the sum by e^top
+    finite = scale[np.isfinite(scale)]
+    top = float(finite.max()) if finite.size else 0.0
+    with np.errstate(all="ignore"):
+        weights = np.exp(scale - top)[:, None, None]
+    du *= weights
+    if dv is not du:
+        dv *= weights
     grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+    for g in grads.values():
+        scale_by_exp(g, top)
+    for record in (du,) if dv is du else (du, dv):
+        scale_by_exp(record, top)  # the records at true scale: zero where that underflows
+    _to_true_scale(dL_dh, scale)
+    if dL_dc is not None:
+        _to_true_scale(dL_dc, scale)
     dx = cell.input_grads(params, du) if input_grads else None
-    return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx)
+    return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows)
 
 
 # --- the single-layer model: a layer and a linear readout ----------------------------------------
@@ -251,7 +441,8 @@ def backward(model: Model, traj: Trajectory, y: np.ndarray, mask: np.ndarray | N
     else:
         grads["Wy"] = dlogits.T @ traj.hidden[steps]
         grads["by"] = dlogits.sum(axis=0)
-    return Gradients(loss, layer.dL_dh, layer.dL_dc, grads, layer.dv, traj.hidden[:-1])
+    return Gradients(loss, layer.dL_dh, layer.dL_dc, grads, layer.dv, traj.hidden[:-1], layer.log_norms,
+                     layer.log_cell_norms)
 
 
 def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradients:
@@ -274,6 +465,8 @@ def last_step_backward(model: Model, traj: Trajectory, y: np.ndarray) -> Gradien
         {name: g * share for name, g in last.params.items()},
         last.dv * share,
         last.hidden_prev,
+        last.log_norms - math.log(steps),
+        None if last.log_cell_norms is None else last.log_cell_norms - math.log(steps),
     )
 
 

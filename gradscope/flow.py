@@ -50,15 +50,19 @@ class Flow:
     regime: str
 
 
-def fit_slope(norms: np.ndarray) -> float | None:
-    """Least-squares slope of ln n_t against T - t, over the steps where n_t is finite and positive."""
+def fit_slope(norms: np.ndarray, log_norms: np.ndarray | None = None) -> float | None:
+    """Least-squares slope of ln n_t against T - t, over the steps where ln n_t is finite.
+
+    log_norms : (T,) ln n_t where the caller has them (bptt's log domain): finite wherever the
+        gradient is nonzero, even where n_t itself under- or overflows float64.
+    """
     t = np.arange(norms.shape[0] - 1, -1, -1, dtype=np.float64)  # distance back from the last step
     with np.errstate(all="ignore"):
-        ok = np.isfinite(norms) & (norms > 0)
+        logs = np.log(norms) if log_norms is None else np.asarray(log_norms, dtype=np.float64)
+        ok = np.isfinite(logs)
         if ok.sum() < 2:
             return None
-        logs = np.log(norms[ok])
-        slope = np.polyfit(t[ok], logs, 1)[0]
+        slope = np.polyfit(t[ok], logs[ok], 1)[0]
     return float(slope) if math.isfinite(slope) else None
 
 
@@ -72,15 +76,23 @@ def regime(ratio: float, any_nonfinite: bool, peak: float = 0.0) -> str:
     return "stable"
 
 
-def flow(norms: np.ndarray) -> Flow:
-    """The Flow of a run's gradient norms n_t, (T,)."""
+def flow(norms: np.ndarray, log_norms: np.ndarray | None = None) -> Flow:
+    """The Flow of a run's gradient norms n_t, (T,), from their logs ln n_t where given.
+
+    From the logs, the ratio's log10 is finite wherever both ends are nonzero, and the norms
+    count as non-finite only where they are nan or truly infinite, not where float64 overflowed.
+    """
     with np.errstate(all="ignore"):
-        ratio = float(norms[0] / norms[-1]) if norms[-1] != 0 else float("nan")
-        log10 = math.log10(ratio) if math.isfinite(ratio) and ratio > 0 else None
-    slope = fit_slope(norms)
+        logs = np.log(np.asarray(norms, dtype=np.float64)) if log_norms is None else np.asarray(log_norms, dtype=np.float64)
+        first, last = float(logs[0]), float(logs[-1])
+        log_ratio = first - last if math.isfinite(last) else math.nan
+        ratio = float(np.exp(log_ratio))  # 0 or inf where the ratio itself leaves float64
+        log10 = log_ratio / math.log(10.0) if math.isfinite(log_ratio) else None
+        nonfinite = bool(np.any(np.isnan(logs) | (logs == np.inf)))
+        peak = 0.0
+        if math.isfinite(last) and not nonfinite:
+            peak = math.exp(min(float(np.max(logs)) - last, 709.0))
+    slope = fit_slope(norms, logs)
     rate = math.exp(slope) if slope is not None and abs(slope) < 700 else None
     horizon = -1.0 / slope if slope is not None and slope < 0 else None
-    nonfinite = not bool(np.all(np.isfinite(norms)))
-    with np.errstate(all="ignore"):
-        peak = float(np.max(norms) / norms[-1]) if norms[-1] != 0 and not nonfinite else 0.0
     return Flow(ratio, log10, slope, rate, horizon, regime(ratio, nonfinite, peak))

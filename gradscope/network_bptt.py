@@ -234,9 +234,13 @@ def network_backward(
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
                 grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], grads.dx[::-1]
+                grads.log_rows, grads.log_cell_rows = grads.log_rows[::-1], _reversed(grads.log_cell_rows)
             if real is not None:  # the figures a user reads are zero where the sequence has ended
                 grads.dL_dh = grads.dL_dh * real
                 grads.dL_dc = None if grads.dL_dc is None else grads.dL_dc * real
+                grads.log_rows = np.where(mask_tm, grads.log_rows, -np.inf)  # ln 0 at pad steps
+                if grads.log_cell_rows is not None:
+                    grads.log_cell_rows = np.where(mask_tm, grads.log_cell_rows, -np.inf)
             if not net.bias:
                 for name in net.bias_names:
                     grads.params.pop(name, None)

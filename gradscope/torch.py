@@ -41,7 +41,9 @@ try:
     import torch
     from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 except ImportError as exc:  # pragma: no cover - the extra is missing
-    raise ImportError("gradscope.torch needs PyTorch: pip install 'gradscope[torch]'") from exc
+    from .extras import install_hint
+
+    raise ImportError(f"gradscope.torch needs PyTorch: {install_hint('torch')}") from exc
 
 import numpy as np
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +12,7 @@ from ..config import RunConfig
 from ..io.arrays import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
+from ..render.common import warn
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options
 
@@ -47,5 +47,5 @@ def analyze_command(
     if save_weights is not None:
         save_npz(save_weights, weight_arrays(result), "--save-weights")
     for warning in result.warnings:
-        print(f"gradscope: warning: {warning}", file=sys.stderr)
+        warn(warning)
     emit(result, json, lambda console: render_analyze(result, console, max_rows))

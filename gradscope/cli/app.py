@@ -20,6 +20,7 @@ from ..memory import out_of_memory_message
 from ..runtime import keep_freed_memory
 from ..render.common import console
 from ..serialize import dumps
+from .usage import usage_message
 
 # Exit codes (REFERENCE §6). An internal error must not look like a failed check.
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -27,7 +28,7 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 app = typer.Typer(
     name="gradscope",
     help="See how the gradient fades or explodes on its way back through time.",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (typer's)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -134,9 +135,7 @@ def _main(argv: list[str] | None) -> int:
         # Bad flags and values, as typer's (vendored) click reports them: exit code 2.
         if type(exc).__name__ == "NoArgsIsHelpError":
             return EXIT_OK  # bare `gradscope`: the help was printed, nothing went wrong
-        ctx = getattr(exc, "ctx", None)
-        where = f"{ctx.command_path}: " if ctx is not None else ""
-        _error(where + exc.format_message())
+        _error(usage_message(exc))
         return getattr(exc, "exit_code", EXIT_USAGE)
     except Interrupted as exc:
         _error("interrupted")  # the pools and temporary files were cleaned up on the way here

@@ -59,7 +59,7 @@ def check_command(
     output_format: Annotated[Literal["text", "github"], typer.Option(
         "--format",
         help="github: also write ::error/::warning annotations (to stderr with --json).",
-        rich_help_panel=OUTPUT)] = "text",
+        rich_help_panel=OUTPUT, case_sensitive=False)] = "text",
     junit: Annotated[Optional[Path], typer.Option(
         help="Write a JUnit XML report, one testcase per check.",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
@@ -68,9 +68,12 @@ def check_command(
     """Fail (exit 1) when the gradient vanishes, explodes or overflows: a gate for CI."""
     project = load_project_settings(config_file)
     thresholds = {"min_ratio": min_ratio, "max_ratio": max_ratio, "fail_on": fail_on}
-    criteria = project.thresholds({k: v for k, v in thresholds.items() if v is not None})
-    config = project.run_config(given_flags(ctx, settings))
-    result = evaluate(analyze(config), criteria, project.source)
+    given = {k: v for k, v in thresholds.items() if v is not None}
+    criteria = project.thresholds(given)
+    flags = given_flags(ctx, settings)
+    config = project.run_config(flags)
+    sources = {**{k: "file" for k in (*project.run, *project.criteria)}, **{k: "flag" for k in (*flags, *given)}}
+    result = evaluate(analyze(config), criteria, project.source, sources)
     # Files first: if one cannot be written, the run is an input error and stdout stays empty.
     if junit is not None:
         write_junit(result, junit)

@@ -11,7 +11,10 @@ import copy
 import functools
 import os
 import inspect
+import sys
+import time
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -21,6 +24,8 @@ from .. import memory
 from ..model.cells import CELLS
 from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
+from ..errors import InputError
+from ..render.common import set_verbosity
 from ..experiment import DEFAULT_HIDDEN_SIZE
 from ..model.gate_bias import BIAS_INITS
 from ..model.initializers import INITIALIZERS
@@ -47,7 +52,8 @@ def _seq_len_default() -> str:
 
 
 def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
-    return typer.Option(help=help, rich_help_panel=panel, **kw)
+    # case_sensitive only matters to a choice: --cell LSTM is --cell lstm
+    return typer.Option(help=help, rich_help_panel=panel, case_sensitive=False, **kw)
 
 
 RUN_OPTIONS: dict[str, tuple[object, object]] = {
@@ -176,6 +182,31 @@ MaxMemory = Annotated[Optional[str], typer.Option(
     "always a limit.", rich_help_panel=DATA, show_default=False, metavar="SIZE")]
 
 
+Quiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bar and no warnings on stderr (errors still show).",
+    rich_help_panel=OUTPUT)]
+Verbose = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Also say on stderr how long the command took.", rich_help_panel=OUTPUT)]
+
+
+@contextlib.contextmanager
+def verbosity(quiet: bool, verbose: bool, command: str) -> typing.Iterator[None]:
+    """-q and -v for the command's run: the progress bar and the warnings read the level."""
+    if quiet and verbose:
+        raise InputError("--quiet and --verbose are opposites: give one")
+    set_verbosity(-1 if quiet else 1 if verbose else 0)
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            yield
+        if verbose:
+            print(f"gradscope: {command} took {time.perf_counter() - started:.2f} s", file=sys.stderr)
+    finally:
+        set_verbosity(0)
+
+
 @contextlib.contextmanager
 def memory_limit(size: str | None) -> typing.Iterator[None]:
     """--max-memory for the command's run, and for the workers it spawns (they read the variable)."""
@@ -260,6 +291,8 @@ def _with_run_flags(
     ]
     shared.append(inspect.Parameter("max_memory", inspect.Parameter.KEYWORD_ONLY, default=None,
                                      annotation=MaxMemory))
+    shared += [inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
+               inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Verbose)]
     defaults = defaults or {}
     for name, value in defaults.items():
         i = [p.name for p in shared].index(name)
@@ -275,7 +308,8 @@ def _with_run_flags(
         for name in ("weights", "inputs", "targets", "text", "lengths", "output_grads"):
             if settings[name] is not None:
                 settings[name] = str(settings[name])
-        with memory_limit(kwargs.pop("max_memory")):
+        name = command.__name__.removesuffix("_command")
+        with verbosity(kwargs.pop("quiet"), kwargs.pop("verbose"), name), memory_limit(kwargs.pop("max_memory")):
             return command(**{param: make(settings)}, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + shared
@@ -287,5 +321,5 @@ def _with_run_flags(
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel=OUTPUT)]
 PlotFile = Annotated[Optional[Path], typer.Option(
-    "--plot", help="Also draw the picture to FILE, .png or .svg (needs matplotlib: pip install 'gradscope\\[plot]').",
+    "--plot", help="Also draw the picture to FILE, .png or .svg (needs matplotlib: pip install 'gradscope-bptt\\[plot]').",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -12,7 +14,7 @@ from ..parallel import default_jobs
 from ..render.common import console, step_progress
 from ..render.reproduce import render_experiments, render_reproduce
 from .app import app, emit
-from .options import JsonFlag
+from .options import JsonFlag, Quiet, Verbose, verbosity
 from .train import TRAINING, Seeds
 
 SCALE = "Scale (default: the experiment's)"
@@ -42,11 +44,25 @@ def reproduce_command(
         help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
         show_default=f"the number of CPUs, {default_jobs()} here")] = None,
     json: JsonFlag = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run a canonical experiment and say whether the paper's claim reproduces at this scale."""
+    with verbosity(quiet, verbose, "reproduce"):
+        _reproduce(name, list_experiments, full, seed, seeds, steps, seq_len, hidden_size, batch_size,
+                   eval_size, jobs, json)
+
+
+def _reproduce(name, list_experiments, full, seed, seeds, steps, seq_len, hidden_size, batch_size,
+               eval_size, jobs, json) -> None:
     if list_experiments:
-        if name is not None or json:
-            raise InputError("--list takes no NAME and no --json: it lists the experiments")
+        if name is not None:
+            raise InputError("--list takes no NAME: it lists the experiments")
+        if json:  # a list, not a result document: each experiment's name, title, paper and claim
+            listing = [{"name": e.name, "title": e.title, "paper": e.paper, "claim": e.claim}
+                       for e in EXPERIMENTS.values()]
+            sys.stdout.write(jsonlib.dumps({"experiments": listing}, indent=2) + "\n")
+            return
         render_experiments(console())
         return
     if name is None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import sys
 from typing import Annotated, Optional
 
 import typer
 
+from ..errors import InputError
 from ..schemas import schema_commands, schema_text
 from .app import app
+from .options import JsonFlag
+from .usage import did_you_mean
 
 
 @app.command("schema")
@@ -16,8 +20,20 @@ def schema_command(
     command: Annotated[Optional[str], typer.Argument(
         help="The command whose --json output to describe; without it, list the commands that have one.",
         show_default=False)] = None,
+    json: JsonFlag = False,
 ) -> None:
-    """Print the JSON Schema (draft 2020-12) of a command's --json output."""
-    text = "\n".join(schema_commands()) + "\n" if command is None else schema_text(command)
+    """Print the JSON Schema (draft 2020-12) of a command's --json output.
+
+    A schema is JSON already, so --json changes nothing then; without COMMAND, --json prints the
+    list as {"commands": [...]}.
+    """
+    names = list(schema_commands())
+    if command is None:
+        text = jsonlib.dumps({"commands": names}, indent=2) + "\n" if json else "\n".join(names) + "\n"
+    elif command.lower() in names:
+        text = schema_text(command.lower())
+    else:
+        raise InputError(f"no JSON schema for {command!r}{did_you_mean(command, names)} "
+                         f"(commands with one: {', '.join(names)})")
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -46,7 +46,7 @@ def sweep_command(
     metric: Annotated[Literal[tuple(METRICS)], typer.Option(  # type: ignore[misc]
         help="ratio: log10 ||dL/da_1|| / ||dL/da_T|| (as analyze); lyapunov: the leading "
              "Lyapunov exponent lambda_1 (as spectrum). Both are 0 on the boundary.",
-        rich_help_panel=GRID)] = "ratio",
+        rich_help_panel=GRID, case_sensitive=False)] = "ratio",
     cells: Annotated[Optional[str], typer.Option(
         help=f"Cells, one map each, comma-separated: {', '.join(CELLS)}.", rich_help_panel=GRID,
         show_default="rnn, or what --weights holds")] = None,
@@ -61,7 +61,7 @@ def sweep_command(
         show_default=f"one per CPU ({default_jobs()} here) when the grid takes longer than starting them")] = None,
     scheduler: Annotated[Optional[str], typer.Option(
         help="Run the points on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
-             "needs pip install 'gradscope\\[dask]'.", metavar="ADDRESS", show_default=False,
+             "needs pip install 'gradscope-bptt\\[dask]'.", metavar="ADDRESS", show_default=False,
         rich_help_panel=RUNNING)] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,

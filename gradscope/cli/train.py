@@ -41,7 +41,7 @@ def _strength(field: str, what: str, *decls: str) -> typer.models.OptionInfo:
 Steps = Annotated[int, typer.Option(help="Optimizer updates, each on a fresh batch of the task.",
                                      rich_help_panel=TRAINING)]
 Optimizer = Annotated[Literal[tuple(OPTIMIZERS)], typer.Option(  # type: ignore[misc]
-    help="sgd (with momentum) or adam.", rich_help_panel=TRAINING)]
+    help="sgd (with momentum) or adam.", rich_help_panel=TRAINING, case_sensitive=False)]
 LearningRate = Annotated[Optional[float], typer.Option(
     "--lr", help="Learning rate.", rich_help_panel=TRAINING,
     show_default=f"{Adam.default_lr:g} for adam, {SGD.default_lr:g} for sgd")]

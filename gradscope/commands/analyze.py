@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..model.activations import get_activation
-from ..bptt import Gradients, Trajectory, bptt, last_step_backward
+from ..bptt import Gradients, Trajectory, bptt, combine_log_norms, last_step_backward, log_row_norms
 from ..config import RunConfig
 from ..dynamics import Lyapunov, lyapunov
 from ..experiment import Setup, build
@@ -44,6 +44,8 @@ class LayerReport:
     total_grad_norm : ||dL/dh|| over every step: what reaches this layer (depth, beside time).
     spectrum : as the headline's; with padding, the mean step Jacobian is over the real steps of
         the longest sequences (a pad step is the identity, not the cell's Jacobian).
+    log10_grad_norms : (T,) log10 of grad_norms from BPTT's log domain: finite wherever the
+        gradient is nonzero, however far below 1e-308 or above 1e308 (-inf, null in JSON, where 0).
     """
 
     layer: int
@@ -56,6 +58,7 @@ class LayerReport:
     spectrum_of: str
     flow: Flow
     total_grad_norm: float
+    log10_grad_norms: np.ndarray
 
 
 @dataclass
@@ -97,7 +100,11 @@ class AnalyzeResult:
     loss : batch-mean loss; baseline_loss : the task's trivial baseline for comparison.
     grad_norms : (T,) ||dL/da_t||_F over batch and hidden units, t = 1..T; for a readout at every
         step, of the part that flows back from the readout at T (bptt.last_step_backward).
-    ratios : (T,) grad_norms / grad_norms[T].
+    log10_grad_norms : (T,) log10 ||dL/da_t||, exact at any depth: BPTT carries the gradient as a
+        direction and a logarithm (bptt.py), so this is finite wherever the gradient is nonzero,
+        also where grad_norms under- or overflows float64.
+    ratios : (T,) grad_norms / grad_norms[T], from the logs (0 or inf only where the ratio itself
+        leaves float64's range).
     contributions : (T,) ||dv_t^T a_{t-1}||_F, step t's summand of dL/dWa.
     cell_grad_norms : (T,) ||dL/dc_t|| for the LSTM, else None.
     spectrum : of Wa for the vanilla RNN; for gated cells of the mean step Jacobian (``spectrum_of``).
@@ -123,6 +130,7 @@ class AnalyzeResult:
     loss: float
     baseline_loss: float
     grad_norms: np.ndarray
+    log10_grad_norms: np.ndarray
     ratios: np.ndarray
     contributions: np.ndarray
     cell_grad_norms: np.ndarray | None
@@ -146,22 +154,22 @@ class AnalyzeResult:
 def step_norms(d: np.ndarray) -> np.ndarray:
     """(T, B, H) -> (T,) Frobenius norm of each step's (B, H) slice.
 
-    Squares of vanishing gradients underflow (1e-170^2 = 0) and of exploding ones overflow, so the
-    steps where the plain sum of squares leaves the safe range are recomputed scaled by their
-    largest entry; a step holding inf (and no nan) has norm inf, one holding nan has norm nan.
+    From the logs of the row norms (bptt.log_row_norms), which recompute only the rows whose squares
+    under- or overflow, a chunk at a time: no copy of the whole array. A step holding inf (and no
+    nan) has norm inf, one holding nan has norm nan.
     """
     with np.errstate(all="ignore"):
-        sq = np.einsum("tbh,tbh->t", d, d)
-        norms = np.sqrt(sq)
-        unsafe = np.flatnonzero(~((sq > 1e-280) & (sq < 1e280)))
-        if unsafe.size:
-            rows = d[unsafe].reshape(unsafe.size, -1)
-            scale = np.max(np.abs(rows), axis=1)
-            ok = (scale > 0) & np.isfinite(scale)
-            safe = np.where(ok, scale, 1.0)[:, None]
-            scaled = safe[:, 0] * np.sqrt(np.einsum("ij,ij->i", rows / safe, rows / safe))
-            norms[unsafe] = np.where(ok, scaled, np.where(np.isnan(rows).any(axis=1), np.nan, norms[unsafe]))
-        return norms
+        return np.exp(combine_log_norms(log_row_norms(d), axis=1))
+
+
+def ratios_from_logs(log_norms: np.ndarray) -> np.ndarray:
+    """n_t / n_T from ln n_t: exact wherever the ratio itself is representable."""
+    with np.errstate(all="ignore"):
+        return np.exp(log_norms - log_norms[-1])
+
+
+def log10(log_norms: np.ndarray | None) -> np.ndarray | None:
+    return None if log_norms is None else log_norms / np.log(10.0)
 
 
 def flowing_gradients(model: Model, traj: Trajectory, grads: Gradients, y: np.ndarray) -> Gradients:
@@ -172,10 +180,17 @@ def flowing_gradients(model: Model, traj: Trajectory, grads: Gradients, y: np.nd
 
 
 def end_to_end_ratio(model: Model, traj: Trajectory, grads: Gradients, y: np.ndarray) -> float:
-    """||dL/da_1|| / ||dL/da_T|| of the flowing gradient, from those two steps alone."""
-    first, last = step_norms(flowing_gradients(model, traj, grads, y).dL_da[[0, -1]])
+    """||dL/da_1|| / ||dL/da_T|| of the flowing gradient (0 or inf where it leaves float64's range:
+    ``end_to_end_log10_ratio`` is exact at any depth)."""
     with np.errstate(all="ignore"):
-        return float(first / last)
+        return float(10.0 ** end_to_end_log10_ratio(model, traj, grads, y))
+
+
+def end_to_end_log10_ratio(model: Model, traj: Trajectory, grads: Gradients, y: np.ndarray) -> float:
+    """log10 (||dL/da_1|| / ||dL/da_T||) of the flowing gradient, from BPTT's log domain."""
+    logs = flowing_gradients(model, traj, grads, y).log_norms
+    with np.errstate(all="ignore"):
+        return float((logs[0] - logs[-1]) / np.log(10.0))
 
 
 def recurrent_spectra(model: Model, caches: list) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
@@ -202,19 +217,20 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
     model, batch = setup.model, setup.batch
     traj, grads = bptt(model, batch.x, batch.y)
     flowing = flowing_gradients(model, traj, grads, batch.y)
-    norms = step_norms(flowing.dL_da)
+    logs = flowing.log_norms  # ln||dL/da_t||, exact at any depth (bptt.py's log domain)
     with np.errstate(all="ignore"):
-        ratios = norms / norms[-1]
+        norms = np.exp(logs)
         contributions = flowing.contribution_norms()
-    cell_norms = step_norms(flowing.dL_dc) if flowing.dL_dc is not None else None
+        cell_norms = None if flowing.log_cell_norms is None else np.exp(flowing.log_cell_norms)
+    ratios = ratios_from_logs(logs)
     spec, spectrum_of, gate_spectra = recurrent_spectra(model, traj.caches)
     pascanu = None
     if spectrum_of == "recurrent_weight":  # Pascanu's sigma bound is for a_t = f(Wa a_{t-1} + ...)
         gamma = get_activation(model.cell.activation).gamma
-        pascanu = pascanu_check(gamma, spec.max_singular_value, norms)
-    summary = flow(norms)
+        pascanu = pascanu_check(gamma, spec.max_singular_value, norms, logs)
+    summary = flow(norms, logs)
     report = LayerReport(0, "forward", norms, ratios, contributions, cell_norms, spec, spectrum_of, summary,
-                         _total_norm(flowing.dL_da))
+                         _total_norm(logs), log10(logs))
     return AnalyzeResult(
         config=setup.config.as_dict(),
         data=describe_data(setup),
@@ -222,6 +238,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         loss=grads.loss,
         baseline_loss=setup.baseline_loss,
         grad_norms=norms,
+        log10_grad_norms=log10(logs),
         ratios=ratios,
         contributions=contributions,
         cell_grad_norms=cell_norms,
@@ -284,21 +301,32 @@ def network_info(setup: Setup) -> NetworkInfo:
                        list(setup.layout.ignored), mask is not None, [int(lengths.min()), int(lengths.max())])
 
 
-def _total_norm(d: np.ndarray) -> float:
+def _total_norm(log_norms: np.ndarray) -> float:
+    """||dL/dh|| over every step from the logs of the steps' (or rows') norms."""
     with np.errstate(all="ignore"):
-        return float(step_norms(d.reshape(1, d.shape[0] * d.shape[1], -1))[0])
+        return float(np.exp(combine_log_norms(np.ravel(log_norms))))
 
 
 def aligned_norms(d: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> np.ndarray:
     """The flow profile: (T,) norms over the batch at k steps from each sequence's readout end.
 
-    d (T, B, H) in absolute steps, zero at pad steps. Without padding it is ``step_norms(d)``.
-    With padding, entry T-1-k is the norm over the sequences that have a real step k steps before
-    their last real one (after their first, for the reverse direction), so that pre- and
-    post-padded batches, which compute the same thing, give the same profile.
+    d (T, B, H) in absolute steps, zero at pad steps (``aligned_log_norms`` on its row norms).
+    """
+    with np.errstate(all="ignore"):
+        return np.exp(aligned_log_norms(log_row_norms(d), mask_tm, reverse))
+
+
+def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> np.ndarray:
+    """The flow profile in logs: (T,) ln of the norm over the batch k steps from each sequence's
+    readout end, from log_rows (T, B) = ln||dL/dh_t[b]|| in absolute steps (-inf at pad steps).
+
+    Without padding it is the step norms. With padding, entry T-1-k is the norm over the sequences
+    that have a real step k steps before their last real one (after their first, for the reverse
+    direction), so that pre- and post-padded batches, which compute the same thing, give the same
+    profile. Only the (T, B) logs are gathered, never the (T, B, H) gradients.
     """
     if mask_tm is None:
-        return step_norms(d)
+        return combine_log_norms(log_rows, axis=1)
     steps, batch = mask_tm.shape
     k = np.arange(steps)[:, None]
     if reverse:
@@ -311,8 +339,8 @@ def aligned_norms(d: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> n
     idx = np.clip(idx, 0, steps - 1)
     cols = np.arange(batch)[None, :]
     valid &= mask_tm[idx, cols]
-    gathered = d[idx, cols] * valid[:, :, None]  # (T, B, H), row k: k steps from the end
-    return step_norms(gathered)[::-1].copy()
+    gathered = np.where(valid, log_rows[idx, cols], -np.inf)  # (T, B), row k: k steps from the end
+    return combine_log_norms(gathered, axis=1)[::-1].copy()
 
 
 def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
@@ -341,13 +369,14 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
     reverse = d == 1
-    norms = step_norms(g.dL_dh)
-    profile = aligned_norms(g.dL_dh, mask_tm, reverse)
+    logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
+    log_profile = aligned_log_norms(g.log_rows, mask_tm, reverse)
     hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
     with np.errstate(all="ignore"):
-        ratios = profile / profile[-1]
+        norms, profile = np.exp(logs), np.exp(log_profile)
         contributions = Gradients(0.0, g.dL_dh, g.dL_dc, g.params, g.dv, hidden_prev).contribution_norms()
-    cell_norms = None if g.dL_dc is None else step_norms(g.dL_dc)
+        cell_norms = None if g.log_cell_rows is None else np.exp(g.log_cell_norms)
+    ratios = ratios_from_logs(log_profile)
     view = Model(net.cell, net.layers[k][d], None)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
     real = run if mask_tm is None else _full_rows(run, mask_tm[::-1] if reverse else mask_tm)
@@ -355,9 +384,10 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     # with padding, the profile's first entries may hold no sequence at all (none is that long):
     # the flow is measured over the steps the longest sequences have
     longest = profile.shape[0] if mask_tm is None else int(mask_tm.sum(axis=0).max())
+    start = profile.shape[0] - longest
     report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
-                         flow(profile[profile.shape[0] - longest:]), _total_norm(g.dL_dh))
-    return report, profile, gate_spectra
+                         flow(profile[start:], log_profile[start:]), _total_norm(g.log_rows), log10(logs))
+    return report, (profile, log_profile), gate_spectra
 
 
 def analyze_network(setup: Setup) -> AnalyzeResult:
@@ -378,7 +408,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
                 gate_spectra = gates  # the headline's: the top layer's forward direction
     top = net.num_layers - 1
     head_i = top * net.directions
-    headline, profile = reports[head_i], profiles[head_i]
+    headline, (profile, log_profile) = reports[head_i], profiles[head_i]
     run, params = traj.runs[top][0], net.layers[top][0]
     view = Model(net.cell, params, None)
     pascanu = None
@@ -386,7 +416,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         # the bound holds where the gradient enters at the readout end only: the top layer's
         # final states, each sequence's at its own last real step (the aligned profile)
         gamma = get_activation(net.cell.activation).gamma
-        pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile)
+        pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile, log_profile)
     lyap_run = run if traj.mask_tm is None else _full_rows(run, traj.mask_tm)
     lyap = lyapunov(view, lyap_run if lyap_run is not None else run)  # under 2 full steps: as run
     depth = None
@@ -404,6 +434,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         loss=grads.loss,
         baseline_loss=None if setup.upstream is not None else setup.baseline_loss,
         grad_norms=headline.grad_norms,
+        log10_grad_norms=headline.log10_grad_norms,
         ratios=headline.ratios,
         contributions=headline.contributions,
         cell_grad_norms=headline.cell_grad_norms,

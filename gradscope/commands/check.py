@@ -108,6 +108,8 @@ class CheckResult:
     passed : no enforced check failed. failures, warnings : how many checks failed or warned.
     checks : every check, in a fixed order. criteria : the thresholds in force.
     settings_file : the TOML file the settings were read from, or None.
+    settings_sources : where each setting not left at its default came from: "flag" (the command
+        line, or a keyword argument in Python) or "file" (settings_file).
     config, loss, regime, flow, grad_norms (T,) : as in ``gradscope analyze``.
     analysis : the full AnalyzeResult (Python only, not in the JSON).
     """
@@ -126,6 +128,7 @@ class CheckResult:
     flow: Flow
     grad_norms: np.ndarray
     analysis: AnalyzeResult = field(metadata=HIDDEN, repr=False)
+    settings_sources: dict[str, str] = field(default_factory=dict)
 
 
 def show(x: float) -> str:
@@ -158,6 +161,20 @@ def _outcome(name: str, enforced: bool, ok: bool, measured, threshold, message: 
     return CheckOutcome(name, status, enforced, measured, threshold, message)
 
 
+def _bad_norms(analysis: AnalyzeResult) -> int:
+    """Steps whose gradient norm is nan or truly infinite, from BPTT's log domain: a norm beyond
+    float64's range (inf or 0 in grad_norms) is still measured exactly in log10_grad_norms."""
+    logs = analysis.log10_grad_norms
+    return int(np.sum(np.isnan(logs) | (logs == np.inf)))
+
+
+def _beyond_float64(label: str, log10_ratio: float, limit: float, limit_text: str, lower: bool) -> tuple[bool, str]:
+    """As ``_against`` for a ratio that float64 cannot hold (0 or inf), compared in log10."""
+    ok = log10_ratio >= math.log10(limit) if lower else log10_ratio <= math.log10(limit)
+    word = ("at least" if ok else "below") if lower else ("at most" if ok else "above")
+    return ok, f"{label} = 10^{log10_ratio:.6g} is {word} {limit_text}"
+
+
 def _unmeasurable(norms: np.ndarray) -> str:
     """Why n_1 / n_T is not a finite number."""
     if not np.all(np.isfinite(norms)):
@@ -176,6 +193,10 @@ def _bound(name: str, analysis: AnalyzeResult, limit: float) -> CheckOutcome:
     """min_ratio (ratio >= limit) or max_ratio (ratio <= limit); an unmeasurable ratio fails."""
     ratio, label = analysis.flow.ratio_first_last, ratio_label(analysis)
     opt = f"{flag(name)} {show(limit)}"
+    log10_ratio = analysis.flow.log10_ratio
+    if not math.isfinite(ratio) and log10_ratio is not None:
+        ok, message = _beyond_float64(label, log10_ratio, limit, opt, lower=name == "min_ratio")
+        return _outcome(name, True, ok, ratio, limit, message)
     if not math.isfinite(ratio):
         message = f"{label} is {ratio} ({_unmeasurable(analysis.grad_norms)}), so {opt} cannot be met"
         return _outcome(name, True, False, ratio, limit, message)
@@ -191,9 +212,12 @@ def _verdict(name: str, analysis: AnalyzeResult, enforced: bool) -> CheckOutcome
     ratio, norms, label = analysis.flow.ratio_first_last, analysis.grad_norms, ratio_label(analysis)
     limit = getattr(analysis.thresholds, f"{name}_ratio")
     ok = analysis.regime != name
-    overflowed = int(np.sum(~np.isfinite(norms)))
+    overflowed = _bad_norms(analysis)
     if overflowed:
-        measured = f"{overflowed} of {norms.size} gradient norms overflowed float64"
+        measured = f"{overflowed} of {norms.size} gradient norms are not finite"
+    elif not math.isfinite(ratio) and analysis.flow.log10_ratio is not None:
+        measured = _beyond_float64(label, analysis.flow.log10_ratio, limit, show(limit),
+                                   lower=name == "vanishing")[1]
     elif not math.isfinite(ratio):
         measured = f"{label} is {ratio} ({_unmeasurable(norms)})"
     else:
@@ -205,7 +229,7 @@ def _verdict(name: str, analysis: AnalyzeResult, enforced: bool) -> CheckOutcome
 def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     """nonfinite: counts the loss and the gradient norms that are NaN or infinite."""
     norms = analysis.grad_norms
-    bad_norms = int(np.sum(~np.isfinite(norms)))
+    bad_norms = _bad_norms(analysis)
     bad_loss = not math.isfinite(analysis.loss)
     count = bad_norms + int(bad_loss)
     if count == 0:
@@ -218,7 +242,8 @@ def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     return _outcome("nonfinite", enforced, count == 0, count, 0, message)
 
 
-def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | None = None) -> CheckResult:
+def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | None = None,
+             settings_sources: dict[str, str] | None = None) -> CheckResult:
     """Test an analysed run against the criteria."""
     checks = []
     if criteria.min_ratio is not None:
@@ -236,6 +261,7 @@ def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | N
         checks=checks,
         criteria=criteria,
         settings_file=settings_file,
+        settings_sources=dict(sorted((settings_sources or {}).items())),
         config=analysis.config,
         loss=analysis.loss,
         regime=analysis.regime,
@@ -259,7 +285,10 @@ def check(
     never raises for a failed check: look at ``result.passed``.
     """
     criteria = Criteria(min_ratio, max_ratio, fail_on)  # bad thresholds fail before the run
-    return evaluate(analyze(config, **settings), criteria)
+    given = [*settings, *(k for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)) if v is not None)]
+    if fail_on != DEFAULT_FAIL_ON:
+        given.append("fail_on")
+    return evaluate(analyze(config, **settings), criteria, settings_sources=dict.fromkeys(given, "flag"))
 
 
 def failure_summary(result: CheckResult) -> str:

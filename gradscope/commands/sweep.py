@@ -34,12 +34,13 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 
 from ..model.activations import ACTIVATIONS
-from .analyze import end_to_end_ratio
+from .analyze import end_to_end_log10_ratio
 from ..bptt import bptt, forward
 from ..model.cells import CELLS
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
 from ..errors import InputError
+from ..extras import install_hint
 from ..experiment import build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..parallel import default_jobs, in_processes
@@ -205,7 +206,7 @@ def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> fl
     with np.errstate(all="ignore"):
         if metric == "ratio":
             traj, grads = bptt(model, batch.x, batch.y, batch.mask)
-            return float(np.log10(end_to_end_ratio(model, traj, grads, batch.y)))
+            return end_to_end_log10_ratio(model, traj, grads, batch.y)  # exact at any depth
         traj = forward(model, batch.x)
     return lyapunov(model, traj, transient).leading_exponent
 
@@ -257,7 +258,7 @@ def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, addr
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
-        raise InputError("--scheduler needs Dask: pip install 'gradscope[dask]'") from None
+        raise InputError(f"--scheduler needs Dask: {install_hint('dask')}") from None
     try:
         client = Client(address, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:

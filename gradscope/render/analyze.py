@@ -5,6 +5,8 @@ Every number shown is a field of the result's JSON document (serialize.py).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from rich.console import Console
 from rich.padding import Padding
@@ -12,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
-from .common import complex_num, num, print_header, select_steps, sparkline
+from .common import complex_num, num, print_header, select_steps, sparkline, step_count
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}
 
@@ -110,14 +112,16 @@ def verdict_text(result: AnalyzeResult) -> Text:
         why = f"{num(th.vanishing_ratio)} <= ratio <= {num(th.exploding_ratio)}"
     state, _ = symbols(result)
     text.append(f"  ||dL/d{state}_1|| / ||dL/d{state}_T|| = {num(f.ratio_first_last)} ({why})\n")
-    rate = f"x{num(f.rate_per_step)}" if f.rate_per_step is not None else "-"
-    text.append(f"  slope {num(f.slope)} per step back ({rate} per step)")
+    rate = f"x{num(f.rate_per_step)}/step" if f.rate_per_step is not None else "-"
+    # the slope is of ln||dL/da_t|| (natural log, as the JSON's slope); log10 beside it, as the table's
+    log10 = f"log10 {num(f.slope / math.log(10))}, " if f.slope is not None else ""
+    text.append(f"  slope {num(f.slope)}/step back in ln ({log10}{rate})")
     if f.horizon is not None:
-        text.append(f", horizon {num(f.horizon)} steps")
+        text.append(f", horizon {step_count(f.horizon)} steps")
     lyap = result.lyapunov
-    text.append(f"\n  Lyapunov lambda_1 {num(lyap.leading_exponent)} per step")
+    text.append(f"\n  Lyapunov lambda_1 {num(lyap.leading_exponent)} per step (natural log)")
     if lyap.horizon is not None:
-        text.append(f", horizon {num(lyap.horizon)} steps")
+        text.append(f", horizon {step_count(lyap.horizon)} steps")
     else:
         text.append(f" ({lyap.regime})")
     return text

@@ -30,10 +30,18 @@ def threshold_text(x: float | int | None) -> str:
 
 
 def settings_line(result: CheckResult) -> str:
-    """Where the settings came from: the file, or only flags and defaults."""
-    if result.settings_file is None:
-        return "settings: flags and defaults (no [tool.gradscope] found)"
-    return f"settings: {result.settings_file}, overridden by the flags given"
+    """Where each setting came from: "settings: seq_len from pyproject.toml; --min-ratio from flags;
+    the rest defaults"."""
+    by: dict[str, list[str]] = {"flag": [], "file": []}
+    for name, source in result.settings_sources.items():
+        by[source].append(name)
+    parts = [f"{', '.join(by['file'])} from {result.settings_file}"] if by["file"] else []
+    if by["flag"]:
+        parts.append(f"{', '.join('--' + n.replace('_', '-') for n in by['flag'])} from flags")
+    if not parts:
+        where = "no [tool.gradscope] found" if result.settings_file is None else f"{result.settings_file} sets none"
+        return f"settings: all defaults ({where})"
+    return "settings: " + "; ".join([*parts, "the rest defaults"])
 
 
 def check_table(checks: list[CheckOutcome]) -> Table:

@@ -13,6 +13,7 @@ import os
 import xml.etree.ElementTree as ET
 
 from ..commands.check import CheckResult
+from ..config import TEXT_FIELDS
 from ..errors import InputError
 from ..io.atomic import write_bytes
 from .common import config_lines
@@ -73,6 +74,13 @@ def append_step_summary(result: CheckResult, path: str | os.PathLike) -> None:
         raise InputError(f"cannot append to GITHUB_STEP_SUMMARY file {path}: {exc.strerror or exc}") from None
 
 
+def run_properties(result: CheckResult) -> dict[str, object]:
+    """The settings this run has: none left unset, and the text task's only on a text run."""
+    settings = {**result.config, "settings_file": result.settings_file}
+    skipped = () if result.config.get("task") == "text" else TEXT_FIELDS
+    return {k: v for k, v in settings.items() if v is not None and k not in skipped}
+
+
 def junit_xml(result: CheckResult) -> bytes:
     """A JUnit XML report: one testsuite, one testcase per check, a <failure> for each failed one.
 
@@ -84,10 +92,8 @@ def junit_xml(result: CheckResult) -> bytes:
     root = ET.Element("testsuites", name=SUITE, **counts)
     suite = ET.SubElement(root, "testsuite", name=SUITE, **counts)
     properties = ET.SubElement(suite, "properties")
-    settings = {**result.config, "settings_file": result.settings_file}
-    for key, value in settings.items():
-        if value is not None:
-            ET.SubElement(properties, "property", name=key, value=str(value))
+    for key, value in run_properties(result).items():
+        ET.SubElement(properties, "property", name=key, value=str(value))
     for c in result.checks:
         case = ET.SubElement(suite, "testcase", classname="gradscope.check", name=c.name)
         if c.status == "fail":

@@ -16,6 +16,19 @@ from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
 
+# -q (-1): no progress bar, no warnings; -v (1): also the time each command took. Set by the CLI.
+VERBOSITY = {"level": 0}
+
+
+def set_verbosity(level: int) -> None:
+    VERBOSITY["level"] = level
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, one line, unless -q."""
+    if VERBOSITY["level"] >= 0:
+        print(f"gradscope: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
 
 class _Console(Console):
     """rich's Console, but a closed pipe (``| head``) is a BrokenPipeError for the CLI's boundary to
@@ -53,6 +66,13 @@ def num(x: float | None, digits: int = 3) -> str:
     if 1e-3 <= abs(x) < 1e4:
         return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{max(digits, 1) + 1}g}"
     return f"{x:.{max(digits - 1, 1)}e}"
+
+
+def step_count(x: float | None) -> str:
+    """A horizon in steps, to the digits it means: 3.6, 36, 357 (a fit over noisy norms, not 3.573)."""
+    if x is None or not math.isfinite(x):
+        return num(x)
+    return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
 
 
 def complex_num(z: complex) -> str:
@@ -135,7 +155,7 @@ def step_progress(description: str, total: int) -> Iterator[Callable[[int], None
 
     Yields ``advance(completed)``; a no-op on a pipe, so callers need not ask.
     """
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() or VERBOSITY["level"] < 0:
         yield lambda completed: None
         return
     bar = Progress(

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..extras import install_hint
 from ..io.arrays import check_output
 from ..io.atomic import atomic_write
 
 FORMATS = (".png", ".svg")
-INSTALL_HINT = "pip install 'gradscope[plot]'"
+INSTALL_HINT = install_hint("plot")
 
 
 def prepare(path: str | Path) -> Path:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..dynamics import SpectrumResult
-from .common import num, print_header
+from .common import num, print_header, step_count
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}
 
@@ -45,10 +45,10 @@ def verdict_text(result: SpectrumResult) -> Text:
     text.append(lyap.regime.upper(), style=REGIME_STYLE[lyap.regime])
     text.append(f"  lambda_1 = {num(lyap.leading_exponent)} per step")
     if lyap.horizon is not None:
-        text.append(f", horizon {num(lyap.horizon)} steps")
+        text.append(f", horizon {step_count(lyap.horizon)} steps")
     if result.cell_path is not None and result.cell_path.horizon is not None:
         text.append(f"\n  cell path: {num(result.cell_path.leading_exponent)} per step, "
-                    f"horizon {num(result.cell_path.horizon)} steps")
+                    f"horizon {step_count(result.cell_path.horizon)} steps")
     return text
 
 

@@ -48,7 +48,7 @@ def by_name(doc):
 def test_passing_check_prints_the_report_and_exits_0(capsys):
     code, out, err = run(capsys, "check", *SMALL)
     assert code == 0 and err == ""
-    assert "PASSED" in out and "settings: flags and defaults" in out
+    assert "PASSED" in out and "from flags; the rest defaults" in out
     for name in ("vanishing", "exploding", "nonfinite"):
         assert name in out
     assert all(len(line) <= 80 for line in out.splitlines())
@@ -173,8 +173,12 @@ def test_pyproject_settings_are_found_upwards_and_named(capsys, tmp_path, monkey
     assert doc["settings_file"] == "../../pyproject.toml"
     assert doc["config"]["seq_len"] == 20 and doc["config"]["hidden_size"] == 6
     assert doc["criteria"] == {"min_ratio": 1e-30, "max_ratio": None, "fail_on": ["exploding", "nonfinite"]}
+    assert doc["settings_sources"] == dict.fromkeys(["fail_on", "hidden_size", "min_ratio", "seq_len"], "file")
     _, out, _ = run(capsys, "check")
-    assert "settings: ../../pyproject.toml" in out
+    line = "settings: fail_on, hidden_size, min_ratio, seq_len from ../../pyproject.toml; the rest defaults"
+    assert line in " ".join(out.split())  # the line may wrap at 80 columns
+    _, out, _ = run(capsys, "check", "--seed", "3")
+    assert "from ../../pyproject.toml; --seed from flags; the rest defaults" in " ".join(out.split())
 
 
 def test_flags_on_the_command_line_override_the_file(capsys, tmp_path):
@@ -284,3 +288,13 @@ def test_python_api_accepts_a_run_config():
     report = gradscope.check(config, fail_on=["vanishing"])
     assert report.config["seq_len"] == 30 and not report.passed
     assert report.criteria == Criteria(fail_on=("vanishing",))
+
+
+def test_junit_properties_only_for_what_the_run_has(capsys, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    report = tmp_path / "r.xml"
+    code, _, _ = run(capsys, "check", *SMALL, "--junit", str(report))
+    names = {p.get("name") for p in ET.parse(report).getroot().iter("property")}
+    assert code == 0 and {"cell", "seq_len", "task"} <= names
+    assert not names & {"text", "text_column", "label_column", "padding", "max_vocab", "embeddings"}

@@ -94,5 +94,5 @@ def test_without_matplotlib_a_clear_message_and_exit_2(capsys, tmp_path, monkeyp
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.strip() == ("gradscope: error: --plot needs matplotlib, which is not installed: "
-                           "pip install 'gradscope[plot]'")
+                           "pip install 'gradscope-bptt[plot]'")
     assert not (tmp_path / "picture.png").exists()

@@ -83,7 +83,7 @@ def test_targets_judge_the_mean_over_seeds(target, losses, diverged, met):
 @pytest.mark.parametrize("argv, message", [
     (["reproduce"], "give an experiment's NAME"),
     (["reproduce", "nope"], "unknown experiment 'nope'; choose one of adding"),
-    (["reproduce", "--list", "--json"], "--list takes no NAME and no --json"),
+    (["reproduce", "adding", "--list"], "--list takes no NAME"),
     (["reproduce", "adding", "--seeds", "0"], "--seeds"),
     (["train", "--mitigation", "relu+lstm"], "mitigations relu and lstm conflict: both set the cell"),
     (["train", "--mitigation", "lstm+gru"], "mitigations lstm and gru conflict"),

@@ -58,7 +58,7 @@ def test_analyze_reports_the_same_leading_exponent(capsys):
     assert analyze["leading_exponent"] == pytest.approx(spectrum["leading_exponent"], rel=1e-10)
     assert analyze["horizon"] == pytest.approx(spectrum["horizon"], rel=1e-10)
     _, table, _ = run(capsys, "analyze", *SMALL)
-    assert "Lyapunov lambda_1" in table and f"horizon {analyze['horizon']:.4g} steps" in table
+    assert "Lyapunov lambda_1" in table and f"horizon {analyze['horizon']:.1f} steps" in table
 
 
 def test_lstm_shows_its_cell_path(capsys):

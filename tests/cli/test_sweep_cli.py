@@ -156,7 +156,7 @@ def test_without_dask_the_scheduler_is_a_clear_error(capsys, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     code, out, err = run(capsys, "sweep", *SMALL, *GRID, "--scheduler", "tcp://localhost:8786")
     assert code == 2 and out == ""
-    assert err.strip() == "gradscope: error: --scheduler needs Dask: pip install 'gradscope[dask]'"
+    assert err.strip() == "gradscope: error: --scheduler needs Dask: pip install 'gradscope-bptt[dask]'"
 
 
 def test_progress_bar_on_a_terminal_stderr_only():

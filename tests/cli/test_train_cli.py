@@ -100,7 +100,7 @@ def test_table_shows_the_loss_against_the_baseline_at_80_columns(capsys):
     (["--mitigation", "l2", "--clip-threshold", "2"], "--clip-threshold applies only to the clip-norm"),
     (["--mitigation", "l2", "--l2", "0"], "--l2 must be a positive finite number"),
     (["--json", "--ndjson"], "--json and --ndjson are alternatives"),
-    (["--optimizer", "rmsprop"], "'rmsprop' is not one of"),
+    (["--optimizer", "rmsprop"], "--optimizer: no such choice 'rmsprop' (sgd, adam)"),
     (["--mitigation", "omega", "--cell", "gru"], "omega needs the vanilla rnn"),
 ])
 def test_bad_values_exit_2_with_one_line(capsys, argv, message):

@@ -184,7 +184,7 @@ def test_pt_file_without_torch_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(InputError) as err:
         read_state_dict(path)
     assert str(err.value) == (
-        f"reading weights file {path} (a PyTorch file) needs PyTorch: pip install 'gradscope[torch]'"
+        f"reading weights file {path} (a PyTorch file) needs PyTorch: pip install 'gradscope-bptt[torch]'"
     )
 
 
@@ -242,7 +242,7 @@ def test_bfloat16_safetensors_without_torch_names_the_dtype(torch, tmp_path, mon
         read_state_dict(path)
     assert str(err.value) == (
         f"weights file {path}, tensor 'w', is bfloat16, which NumPy cannot hold; "
-        f"converting it needs PyTorch: pip install 'gradscope[torch]'"
+        f"converting it needs PyTorch: pip install 'gradscope-bptt[torch]'"
     )
 
 

@@ -32,6 +32,17 @@ Params = dict[str, np.ndarray]
 State = tuple[np.ndarray, ...]
 
 
+def apply_to_batch(w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """w @ q[b] for every b: w (R, H), q (B, H, k) -> (B, R, k), as one (B k, H) @ (H, R) matmul.
+
+    ``w @ q`` broadcasts into B separate products, each a matrix-vector product when k = 1.
+    """
+    b, h, k = q.shape
+    if k == 1:
+        return (q[:, :, 0] @ w.T)[:, :, None]
+    return (q.transpose(0, 2, 1).reshape(b * k, h) @ w.T).reshape(b, k, -1).transpose(0, 2, 1)
+
+
 class Cell(ABC):
     """A recurrent cell: parameters, step functions and its PyTorch layout.
 

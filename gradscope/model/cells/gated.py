@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..initializers import get_initializer, xavier
-from .base import Cell, Params, State
+from .base import Cell, Params, State, apply_to_batch
 
 TORCH_NAMES = {"W_ih": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
 
@@ -158,7 +158,7 @@ class GatedCell(Cell):
         alpha, direct = self.jacobian_terms(params, cache)
         g, h, m = len(self.gates), self.hidden_size(params), len(self.state_names)
         b, k = q.shape[0], q.shape[-1]
-        moved = (params["W_hh"] @ q[:, :h]).reshape(b, g, h, k)  # W_hg q_h, every gate at once
+        moved = apply_to_batch(params["W_hh"], q[:, :h]).reshape(b, g, h, k)  # W_hg q_h, every gate at once
         out = np.einsum("bsgj,bgjk->bsjk", alpha.reshape(b, m, g, h), moved)
         out += np.einsum("bstj,btjk->bsjk", direct, q.reshape(b, m, h, k))
         return out.reshape(b, m * h, k)

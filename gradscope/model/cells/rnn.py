@@ -22,7 +22,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..initializers import get_initializer, xavier
-from .base import Cell, Params, State
+from .base import Cell, Params, State, apply_to_batch
 
 
 class RNNCell(Cell):
@@ -83,8 +83,9 @@ class RNNCell(Cell):
         return self.f.slope(cache)[:, :, None] * params["Wa"][None, :, :]
 
     def jacobian_times(self, params: Params, cache: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """J_t q = f'(z_t) * (Wa q) for q (B, H, k)."""
-        return self.f.slope(cache)[:, :, None] * (params["Wa"] @ q)
+        """J_t q = f'(z_t) * (Wa q) for q (B, H, k): Wa q for every sequence in one (B k, H) @ (H, H)
+        product, not B matrix-vector products."""
+        return self.f.slope(cache)[:, :, None] * apply_to_batch(params["Wa"], q)
 
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
