@@ -182,7 +182,8 @@ def scale_by_exp(a: np.ndarray, log_factor: float) -> None:
         return
     while log_factor != 0.0 and math.isfinite(log_factor):
         part = max(-700.0, min(700.0, log_factor))
-        a *= math.exp(part)
+        with np.errstate(over="ignore", under="ignore"):  # as the true value would
+            a *= math.exp(part)
         log_factor -= part
     if log_factor == -math.inf:
         a *= 0.0
@@ -193,7 +194,8 @@ def _to_true_scale(record: np.ndarray, scale: np.ndarray) -> None:
     moderate = np.abs(scale) <= 700.0
     with np.errstate(all="ignore"):
         factor = np.exp(np.where(moderate, scale, 0.0))
-    record *= factor.reshape((-1,) + (1,) * (record.ndim - 1))
+    with np.errstate(over="ignore", under="ignore"):  # as the true values would
+        record *= factor.reshape((-1,) + (1,) * (record.ndim - 1))
     record[scale < -BEYOND_FLOAT64] = 0.0  # the steps whose gradient underflows whatever its direction
     for t in np.flatnonzero(~moderate & (scale >= -BEYOND_FLOAT64)):
         scale_by_exp(record[t], float(scale[t]))
