@@ -9,7 +9,7 @@ From n_t = ||dL/da_t|| (t = 1..T), measured going back in time from the readout 
     horizon xi    -1 / s steps when s < 0: the e-folding memory of the gradient
     ratio         n_1 / n_T, the end-to-end attenuation
 
-Verdict, on the end-to-end ratio (documented in the README, reported in the JSON):
+Verdict, on the end-to-end ratio (documented in docs/analyze.md, reported in the JSON):
 
     exploding  ratio > EXPLODING_RATIO, or the norm at any step exceeds EXPLODING_RATIO * n_T on
                the way back (a gradient that blows up and then dies, as dead relu units make it),

@@ -13,8 +13,9 @@ from ..io.arrays import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
 from ..render.common import warn
+from ..render.report import prepare as prepare_report, write_report
 from .app import app, emit
-from .options import OUTPUT, JsonFlag, PlotFile, run_options
+from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options
 
 
 @app.command("analyze")
@@ -32,20 +33,24 @@ def analyze_command(
         help="Most rows in the step table; longer runs show log-spaced steps.",
         rich_help_panel=OUTPUT, min=2)] = 16,
     plot: PlotFile = None,
+    report: ReportFile = None,
 ) -> None:
     """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
     path = plots.prepare(plot) if plot is not None else None
+    page = prepare_report(report) if report is not None else None
     for flag, target in (("--save-grads", save_grads), ("--save-weights", save_weights)):
         if target is not None:
             check_output(target, flag)
     result = analyze(config)
     setup = result.setup
     if path is not None:
-        plots.plot_analyze(result, path)
+        plots.save(plots.analyze_figure(result), path)
     if save_grads is not None:
         save_npz(save_grads, gradient_arrays(result), "--save-grads")
     if save_weights is not None:
         save_npz(save_weights, weight_arrays(result), "--save-weights")
     for warning in result.warnings:
         warn(warning)
+    if page is not None:
+        write_report(page, result, lambda console: render_analyze(result, console, max_rows))
     emit(result, json, lambda console: render_analyze(result, console, max_rows))

@@ -13,12 +13,13 @@ from ..parallel import default_jobs
 from ..render import plots
 from ..render.compare import render_compare
 from ..render.common import step_progress
+from ..render.report import prepare as prepare_report, write_report
 from ..commands.train import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
-from .options import JsonFlag, PlotFile, run_options_with
+from .options import JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
     MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Momentum, OmegaStrength, Optimizer, Seeds, Steps, plot_losses, strengths_for,
+    Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -48,9 +49,11 @@ def compare_command(
         show_default=f"the number of CPUs, {default_jobs()} here")] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
+    report: ReportFile = None,
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
     path = plots.prepare(plot) if plot is not None else None
+    page = prepare_report(report) if report is not None else None
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -60,5 +63,8 @@ def compare_command(
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
                          lambda done, total, name: advance(done), seeds)
     if path is not None:
-        plot_losses({r.mitigation: r.history for r in result.runs}, path, result.config, result.baseline_loss)
+        plots.save(plots.training_losses_figure({r.mitigation: r.history for r in result.runs}, result.config,
+                                                result.baseline_loss), path)
+    if page is not None:
+        write_report(page, result, lambda console: render_compare(result, console))
     emit(result, json, lambda console: render_compare(result, console))

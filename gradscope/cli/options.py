@@ -323,3 +323,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on
 PlotFile = Annotated[Optional[Path], typer.Option(
     "--plot", help="Also draw the picture to FILE, .png or .svg (needs matplotlib: pip install 'gradscope-bptt\\[plot]').",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]
+ReportFile = Annotated[Optional[Path], typer.Option(
+    "--report", help="Also write one self-contained page to FILE (.html): the run's tables and its pictures as "
+    "inline SVG (pictures need matplotlib: pip install 'gradscope-bptt\\[plot]').",
+    rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]

@@ -9,9 +9,10 @@ import typer
 from ..config import RunConfig
 from ..dynamics import jacobian_spectrum
 from ..render import plots
+from ..render.report import prepare as prepare_report, write_report
 from ..render.spectrum import render_spectrum
 from .app import app, emit
-from .options import OUTPUT, JsonFlag, PlotFile, run_options
+from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options
 
 
 @app.command("spectrum")
@@ -26,10 +27,14 @@ def spectrum_command(
         min=1)] = 8,
     json: JsonFlag = False,
     plot: PlotFile = None,
+    report: ReportFile = None,
 ) -> None:
     """Lyapunov exponents, the gradient horizon and the singular values of J_T ... J_2 (QR method)."""
     path = plots.prepare(plot) if plot is not None else None
+    page = prepare_report(report) if report is not None else None
     result = jacobian_spectrum(config, transient)
     if path is not None:
-        plots.plot_spectrum(result, path)
+        plots.save(plots.spectrum_figure(result), path)
+    if page is not None:
+        write_report(page, result, lambda console: render_spectrum(result, console, rows))
     emit(result, json, lambda console: render_spectrum(result, console, rows))

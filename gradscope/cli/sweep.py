@@ -12,11 +12,12 @@ from ..config import RunConfig
 from ..errors import InputError
 from ..parallel import default_jobs
 from ..render import plots
+from ..render.report import prepare as prepare_report, write_report
 from ..render.sweep import render_sweep
 from ..render.common import step_progress
 from ..commands.sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
 from .app import app, emit
-from .options import JsonFlag, PlotFile, run_options_without
+from .options import JsonFlag, PlotFile, ReportFile, run_options_without
 
 GRID = "Grid"
 RUNNING = "Running"
@@ -65,15 +66,19 @@ def sweep_command(
         rich_help_panel=RUNNING)] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
+    report: ReportFile = None,
 ) -> None:
     """The vanishing/exploding phase diagram: a heatmap of the gradient over two settings."""
     if scheduler is not None and jobs is not None:
         raise InputError("--jobs sets local processes; with --scheduler the cluster's workers run the points")
     path = plots.prepare(plot) if plot is not None else None
+    page = prepare_report(report) if report is not None else None
     plan = plan_sweep(config, x, y, metric, _names(cells, "--cells"), _names(activations, "--activations"),
                       transient)
     with step_progress("grid points", len(plan.points)) as advance:
         result = run_sweep(plan, jobs, scheduler, lambda done, total: advance(done))
     if path is not None:
-        plots.plot_sweep(result, path)
+        plots.save(plots.sweep_figure(result), path)
+    if page is not None:
+        write_report(page, result, lambda console: render_sweep(result, console))
     emit(result, json, lambda console: render_sweep(result, console))

@@ -119,20 +119,14 @@ def train_command(
 
         result = train(config, options, chosen, progress, seeds)
     if path is not None:
-        plot_losses({result.mitigation: result.history}, path, result.config, result.baseline_loss)
+        plots.save(plots.training_losses_figure({result.mitigation: result.history}, result.config,
+                                                result.baseline_loss), path)
     if save_weights is not None:
         save_npz(save_weights, export(result.model, result.layout), "--save-weights")
     if ndjson:
         _ndjson_line({"event": "summary", **summary(result)})
     else:
         emit(result, json, lambda console: render_train(result, console))
-
-
-def plot_losses(histories: dict[str, list[StepRecord]], path: Path, config: dict, baseline: float) -> None:
-    """--plot: the logged training loss of each run against the step, the baseline dashed."""
-    curves = {name: ([r.step for r in h], [r.loss for r in h]) for name, h in histories.items()}
-    title = f"{config['task']}, T={config['seq_len']}: training loss"
-    plots.plot_losses(curves, path, title, baseline)
 
 
 def summary(result: TrainResult) -> dict:

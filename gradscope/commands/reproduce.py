@@ -7,7 +7,7 @@ the run measures (the held-out loss over the task's trivial baseline, the accura
 diverged). The claim reproduces when every arm meets its target; the verdict is computed from the
 runs, never written in advance, and says which arm missed and by how much.
 
-The defaults are a scale that runs in at most five minutes on two cores (measured, README); each
+The defaults are a scale that runs in at most five minutes on two cores (measured, docs/reproduce.md); each
 experiment states the paper's own scale, which ``full=True`` (``--full``) runs. Figures are means
 over the seeds (``--seeds``), so that one lucky seed decides nothing; a target about divergence
 counts the seeds that diverged.

@@ -32,18 +32,24 @@ RENDERERS: dict[str, Callable[[Any, Console], None]] = {
 }
 
 
-def _recorded(result: Any, width: int) -> Console:
+PRE = "<pre style=\"font-family:monospace;line-height:1.2\">{code}</pre>"
+
+
+def recorded(render: Callable[[Console], None], width: int) -> Console:
+    """A Console that ``render`` has printed to, recorded (with its styles) for export."""
     console = Console(file=io.StringIO(), record=True, width=width, highlight=False, soft_wrap=False,
                       force_terminal=True, color_system="truecolor")
-    RENDERERS[result.command](result, console)
+    render(console)
     return console
+
+
+def _recorded(result: Any, width: int) -> Console:
+    return recorded(lambda console: RENDERERS[result.command](result, console), width)
 
 
 def html(result: Any) -> str:
     """The result's tables as an HTML fragment (inline styles, monospace), for Jupyter."""
-    body = _recorded(result, WIDTH).export_html(inline_styles=True, code_format="<pre style=\"font-family:"
-                                                 "monospace;line-height:1.2\">{code}</pre>")
-    return body
+    return _recorded(result, WIDTH).export_html(inline_styles=True, code_format=PRE)
 
 
 def renderables(result: Any, width: int) -> Iterator[Text]:

@@ -1,19 +1,22 @@
-"""Pictures, through matplotlib: the optional ``plot`` extra, imported only when --plot is used.
+"""Pictures, through matplotlib: the optional ``plot`` extra, imported only when a picture is drawn.
 
-Each figure is drawn on matplotlib's Agg canvas directly (no pyplot, so no global state and no
-display needed) and saved as PNG or SVG by the file's extension:
+Each picture is a function that takes the result object the terminal view renders and returns a
+matplotlib Figure, drawn on the Agg canvas directly (no pyplot, so no global state and no display
+needed). ``save`` writes one for --plot (PNG or SVG by the file's extension); ``svg`` gives its SVG
+text for --report (render/report.py). The pictures:
 
-    plot_analyze    log10 ||dL/da_t|| against t with Pascanu's bound; the eigenvalues of Wa (or of
-                    a gated cell's mean step Jacobian) in the complex plane with the unit circle
-    plot_spectrum   the Lyapunov exponents and the product's finite-time exponents against i
-    plot_sweep      the phase diagram: one heatmap per cell and activation, 0 (the boundary) white
-    plot_losses     loss curves, one per run (mitigation), against the training step
-
-Every function takes the result object the terminal view renders, and the path from ``prepare``.
+    analyze_figure          log10 ||dL/da_t|| against t with Pascanu's bound; the eigenvalues of Wa
+                            (or of a gated cell's mean step Jacobian) with the unit circle
+    gradient_heatmap_figure log10 ||dL/da_t,i|| over the batch, for every step t and hidden unit i
+    spectrum_figure         the Lyapunov exponents and the product's finite-time exponents against i
+    sweep_figure            the phase diagram: one heatmap per cell and activation, 0 (the boundary) white
+    training_losses_figure  the logged training loss of each run (mitigation) against the step
+    loss_curves_figure      loss curves given as name -> (steps, losses)
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +40,15 @@ def prepare(path: str | Path) -> Path:
     return path
 
 
+def available() -> bool:
+    """Whether matplotlib can be imported, so that pictures can be drawn."""
+    try:
+        _matplotlib()
+    except InputError:
+        return False
+    return True
+
+
 def _matplotlib() -> Any:
     try:
         import matplotlib
@@ -56,7 +68,8 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> None:
+def save(fig: Any, path: Path) -> None:
+    """--plot FILE: the figure as PNG or SVG, by the extension ``prepare`` checked."""
     import matplotlib
 
     fmt = path.suffix.lower().lstrip(".")
@@ -67,13 +80,25 @@ def _save(fig: Any, path: Path) -> None:
         fig.savefig(fh, format=fmt, dpi=120, metadata=metadata)
 
 
+def svg(fig: Any) -> str:
+    """The figure as SVG text, to be placed inline in a page: text kept as text (searchable, and
+    small), no metadata, element ids fixed, so that the same run gives the same text."""
+    import matplotlib
+
+    out = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "gradscope", "svg.fonttype": "none"}):
+        fig.savefig(out, format="svg", dpi=120,
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return out.getvalue()
+
+
 def _log10(values: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(np.asarray(values, dtype=np.float64))
     return np.where(np.isfinite(logs), logs, np.nan)  # gaps where a norm is 0, inf or nan
 
 
-def plot_analyze(result: Any, path: Path) -> None:
+def analyze_figure(result: Any) -> Any:
     """log10 ||dL/da_t|| against t with Pascanu's bound, and the eigenvalues with the unit circle."""
     fig = _figure(11, 4.2)
     left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
@@ -118,10 +143,51 @@ def plot_analyze(result: Any, path: Path) -> None:
     right.set_xlabel("Re")
     right.set_ylabel("Im")
     right.legend(loc="upper right", fontsize="small")
-    _save(fig, path)
+    return fig
 
 
-def plot_spectrum(result: Any, path: Path) -> None:
+def hidden_gradients(result: Any) -> np.ndarray:
+    """(T, B, H) dL/da_t of the analyzed run: the single layer's ``dL_da``, or for a network the
+    top layer's forward ``dL_dh`` (the layer the headline norms are of)."""
+    grads = result.gradients
+    if hasattr(grads, "dL_da"):
+        return grads.dL_da
+    return grads.layers[-1][0].dL_dh
+
+
+def unit_norms(d: np.ndarray) -> np.ndarray:
+    """(T, B, H) -> (T, H): ||dL/da_t,i|| over the batch, scaled by the largest entry so that no
+    square under- or overflows; inf or nan where an entry is."""
+    a = np.abs(np.asarray(d, dtype=np.float64))
+    with np.errstate(all="ignore"):
+        top = a.max(axis=1)  # (T, H)
+        unit = np.where(np.isfinite(top) & (top > 0), top, 1.0)
+        scaled = top * np.sqrt(np.sum((a / unit[:, None, :]) ** 2, axis=1))
+    return np.where(np.isfinite(top), scaled, top)
+
+
+def gradient_heatmap_figure(result: Any) -> Any:
+    """log10 ||dL/da_t,i|| (norm over the batch) as a heatmap: step t across, hidden unit i up."""
+    import matplotlib
+
+    logs = _log10(unit_norms(hidden_gradients(result)))  # (T, H); nan where 0 or not finite
+    steps, units = logs.shape
+    fig = _figure(9, 4.2)
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(logs.T), origin="lower", aspect="auto", cmap=cmap,
+                      interpolation="nearest", extent=(0.5, steps + 0.5, 0.5, units + 0.5))
+    state = "a" if result.gate_spectra is None else "h"
+    where = ", top layer fwd" if len(result.layers) > 1 else ""
+    ax.set_xlabel("step t" + (" (absolute; pad steps have no gradient)" if result.network.padded else ""))
+    ax.set_ylabel("hidden unit i")
+    ax.set_title(f"|dL/d{state}_t| per hidden unit{where}")
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_label("log10 norm over the batch (grey: 0 or not finite)")
+    return fig
+
+
+def spectrum_figure(result: Any) -> Any:
     """The Lyapunov spectrum and the product's finite-time exponents against their index."""
     fig = _figure(8, 4.2)
     ax = fig.subplots()
@@ -137,10 +203,10 @@ def plot_spectrum(result: Any, path: Path) -> None:
     ax.set_title(f"lambda_1 = {result.lyapunov.leading_exponent:.4g} per step: {result.lyapunov.regime}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
-    _save(fig, path)
+    return fig
 
 
-def plot_sweep(result: Any, path: Path) -> None:
+def sweep_figure(result: Any) -> Any:
     """One heatmap per cell and activation on a shared diverging scale, 0 white; crossings marked."""
     import matplotlib
 
@@ -175,15 +241,22 @@ def plot_sweep(result: Any, path: Path) -> None:
         ax.set_visible(False)
     bar = fig.colorbar(image, ax=axes[:count].tolist(), shrink=0.9)
     bar.set_label(result.quantity + " (black: overflowed)")
-    _save(fig, path)
+    return fig
 
 
 def _increasing(values: Sequence[float]) -> bool:
     return all(a < b for a, b in zip(values, values[1:]))
 
 
-def plot_losses(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: Path,
-                title: str, baseline: float | None = None) -> None:
+def training_losses_figure(histories: Mapping[str, Sequence[Any]], config: dict, baseline: float | None) -> Any:
+    """The logged training loss of each run (name -> its StepRecords) against the step, the trivial
+    baseline dashed: the picture of ``train`` and ``compare``."""
+    curves = {name: ([r.step for r in h], [r.loss for r in h]) for name, h in histories.items()}
+    return loss_curves_figure(curves, f"{config['task']}, T={config['seq_len']}: training loss", baseline)
+
+
+def loss_curves_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str,
+                       baseline: float | None = None) -> Any:
     """Loss against training step, one curve per run: name -> (steps, losses); the trivial baseline
     dashed. Non-finite losses (a diverged run) leave a gap."""
     fig = _figure(8, 4.5)
@@ -199,4 +272,4 @@ def plot_losses(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="best", fontsize="small")
-    _save(fig, path)
+    return fig

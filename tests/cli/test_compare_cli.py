@@ -1,5 +1,5 @@
 """`gradscope compare` through the CLI: the table, the JSON and its schema, parallel runs, and the
-claims the README makes about what a comparison shows."""
+claims docs/compare.md makes about what a comparison shows."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_table_fits_80_columns_and_marks_the_best(capsys):
 
 
 def test_exploding_configuration_clip_norm_stays_finite_where_the_baseline_diverges(capsys):
-    """The README's claim: relu, spectral radius 3, plain SGD."""
+    """The claim of docs/compare.md: relu, spectral radius 3, plain SGD."""
     doc = run_json(capsys, "--activation", "relu", "--spectral-radius", "3", "--optimizer", "sgd",
                    "--mitigations", "clip-norm", "--steps", "40", "--jobs", "1")
     none, clipped = doc["runs"]
@@ -98,7 +98,7 @@ def test_exploding_configuration_clip_norm_stays_finite_where_the_baseline_diver
 
 
 def test_gated_cells_learn_the_adding_problem_where_the_tanh_rnn_does_not(capsys):
-    """The README's claim for the default comparison (adding, T = 50), on fewer steps."""
+    """The claim of docs/compare.md for the default comparison (adding, T = 50), on fewer steps."""
     doc = run_json(capsys, "--mitigations", "gru", "--steps", "400")
     none, gru = doc["runs"]
     assert none["loss_ratio"] > 0.8

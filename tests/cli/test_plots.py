@@ -63,11 +63,11 @@ def test_the_same_run_draws_the_same_bytes(capsys, tmp_path):
 
 
 def test_loss_curves(tmp_path):
-    from gradscope.render.plots import plot_losses
+    from gradscope.render.plots import loss_curves_figure, save
 
     curves = {"none": ([0, 10, 20], [0.7, 0.5, 0.3]), "clip": ([0, 10, 20], [0.7, 0.4, float("nan")])}
-    plot_losses(curves, tmp_path / "losses.png", "adding, T = 50", baseline=0.167)
-    plot_losses(curves, tmp_path / "losses.svg", "adding, T = 50")
+    save(loss_curves_figure(curves, "adding, T = 50", baseline=0.167), tmp_path / "losses.png")
+    save(loss_curves_figure(curves, "adding, T = 50"), tmp_path / "losses.svg")
     assert_png(tmp_path / "losses.png")
     assert_svg(tmp_path / "losses.svg")
 

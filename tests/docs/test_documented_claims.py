@@ -16,7 +16,7 @@ def runs_by_name(result) -> dict:
 
 
 def test_the_exploding_example_clipping_keeps_the_run_finite():
-    """README: relu at spectral radius 3 with plain SGD: the unmitigated run diverges at step 2;
+    """docs/compare.md: relu at spectral radius 3 with plain SGD: the unmitigated run diverges at step 2;
     clip-norm and clip-value stay finite, and clip-norm is the best run."""
     config = RunConfig(**TRAIN_DEFAULTS, activation="relu", spectral_radius=3.0)
     result = compare(config, TrainOptions(optimizer="sgd"), mitigations=["clip-norm", "clip-value"])
@@ -29,7 +29,7 @@ def test_the_exploding_example_clipping_keeps_the_run_finite():
 
 
 def test_the_default_comparison_gated_cells_learn_and_the_rest_do_not():
-    """README: at T = 50 the tanh RNN ends at the trivial baseline; neither clipping, weight decay,
+    """docs/compare.md: at T = 50 the tanh RNN ends at the trivial baseline; neither clipping, weight decay,
     Omega nor an orthogonal or identity init changes that within 1000 steps; the GRU and the LSTM
     go to under 1% of it, and the GRU is the best run."""
     result = compare(jobs=2)

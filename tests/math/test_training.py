@@ -20,7 +20,7 @@ from gradscope.commands.train import (
 
 SMALL = dict(task="adding", seq_len=10, hidden_size=8, batch_size=16)
 # relu with Wa at spectral radius 3: the forward pass grows like 3^T, and one plain SGD step on that
-# gradient overflows the weights. Clipping bounds the step (README, "an exploding configuration").
+# gradient overflows the weights. Clipping bounds the step (docs/compare.md, "An exploding configuration").
 EXPLODING = RunConfig(task="adding", seq_len=30, hidden_size=8, activation="relu", spectral_radius=3.0)
 
 
