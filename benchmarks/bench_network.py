@@ -1,6 +1,6 @@
 """A user's own network: gradscope's exact pass against PyTorch, side by side, float64, CPU.
 
-The model of the README's "Your own PyTorch model": nn.Embedding -> nn.LSTM (or nn.GRU), 2 layers,
+The model of docs/own-model.md ("Your own PyTorch model"): nn.Embedding -> nn.LSTM (or nn.GRU), 2 layers,
 bidirectional, batch_first -> nn.Linear on cat(h_n[-2], h_n[-1]), a padded batch of token ids
 (lengths drawn in [T/4, T]) run as ``pack_padded_sequence(..., enforce_sorted=False)``.
 

@@ -17,7 +17,7 @@ class Sentiment(nn.Module):
         self.lstm = nn.LSTM(16, 32, num_layers=2, bidirectional=True, batch_first=True)
         self.fc = nn.Linear(64, 1)
 
-torch.manual_seed(0)  # the README example: an untrained model, saved as a user saves theirs
+torch.manual_seed(0)  # the docs example (docs/own-model.md): an untrained model, saved as a user saves theirs
 torch.save(Sentiment().state_dict(), "model.pt")
 rng = np.random.default_rng(0)
 tokens = rng.integers(1, 50, (8, 40))               # token ids, 0 is the pad
