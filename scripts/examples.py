@@ -39,7 +39,7 @@ def run(command: str, cwd: Path) -> str:
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode not in (0, 1):  # 1: a check that failed, still an output worth showing
         raise SystemExit(f"{command!r} exited {done.returncode}: {done.stderr.strip()}")
-    return done.stdout if done.stdout.endswith("\n") else done.stdout + "\n"
+    return "".join(line.rstrip() + "\n" for line in done.stdout.splitlines())  # rich pads lines to the width
 
 
 def main() -> int:
