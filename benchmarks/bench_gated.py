@@ -19,20 +19,17 @@ Run: ``python benchmarks/bench_gated.py`` (``--quick`` for one repeat each, ``--
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bptt import torch_rnn as torch_module  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
-from common import SIZES, environment, ms, print_table, ratio  # noqa: E402
+from common import SIZES, environment, interleaved_medians, ms, print_table, ratio  # noqa: E402
 
 from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt  # noqa: E402
 from gradscope.model.statedict import load_model  # noqa: E402
 
-SETTLE = 0.3  # seconds: longer than an OpenMP / OpenBLAS thread pool spins after its last job
 
 
 def diagnostic_pass(model, x, y) -> None:
@@ -76,23 +73,6 @@ def torch_unrolled(step, fc, x, y) -> list:
     h = state[0] if lstm else state
     torch.nn.functional.binary_cross_entropy_with_logits(fc(h), y).backward()
     return [s.grad for s in kept]
-
-
-def interleaved_medians(fns: list, repeats: int, warmup: int = 2) -> list[float]:
-    """Median wall time of each of ``fns``, run in turn in every round.
-
-    On a shared machine the load drifts; taking the rounds in turn gives every contender the same
-    conditions, so the ratios stay meaningful even when the absolute times move.
-    """
-    times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(warmup + repeats):
-        for fn, kept in zip(fns, times):
-            time.sleep(SETTLE)
-            t0 = time.perf_counter()
-            fn()
-            if round_ >= warmup:
-                kept.append(time.perf_counter() - t0)
-    return [statistics.median(kept) for kept in times]
 
 
 def main() -> None:

@@ -20,15 +20,13 @@ every round (interleaved medians). Run: ``python benchmarks/bench_network.py`` (
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, ms, print_table, ratio  # noqa: E402
+from common import environment, interleaved_medians, ms, print_table, ratio  # noqa: E402
 
 from gradscope.commands.analyze import analyze_setup, step_norms  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
@@ -120,17 +118,6 @@ def gradscope_pass(setup) -> None:
     for layer in grads.layers:
         for g in layer:
             step_norms(g.dL_dh)
-
-
-def interleaved_medians(fns: list, repeats: int, warmup: int = 1) -> list[float]:
-    times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(warmup + repeats):
-        for fn, kept in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            if round_ >= warmup:
-                kept.append(time.perf_counter() - t0)
-    return [statistics.median(kept) for kept in times]
 
 
 def main() -> None:

@@ -67,3 +67,23 @@ def ms(seconds: float) -> str:
 
 def ratio(slow: float, fast: float) -> str:
     return f"{slow / fast:.2f}x"
+
+
+SETTLE = 0.3  # seconds: longer than an OpenMP / OpenBLAS thread pool spins after its last job
+
+
+def interleaved_medians(fns: list, repeats: int, warmup: int = 2) -> list[float]:
+    """Median wall time of each of ``fns``, run in turn in every round.
+
+    On a shared machine the load drifts; taking the rounds in turn gives every contender the same
+    conditions, so the ratios stay meaningful even when the absolute times move.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(warmup + repeats):
+        for fn, kept in zip(fns, times):
+            time.sleep(SETTLE)
+            t0 = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                kept.append(time.perf_counter() - t0)
+    return [statistics.median(kept) for kept in times]
