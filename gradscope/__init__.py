@@ -11,21 +11,51 @@ renderers live in ``gradscope.cli`` and ``gradscope.render`` and are never impor
     >>> gradscope.dumps(report)                                 # exactly what `--json` prints
 """
 
-from ._version import __version__
-from .commands.analyze import AnalyzeResult, analyze, gradient_arrays, weight_arrays
-from .commands.check import CheckOutcome, CheckResult, Criteria, check
-from .commands.compare import CompareResult, compare
-from .commands.reproduce import EXPERIMENTS, ReproduceResult, reproduce
-from .config import RunConfig
-from .errors import CheckFailed, InputError, in_python_terms
-from .mitigations import MITIGATIONS, Strengths, make_mitigation
-from .schemas import load_schema
-from .serialize import dumps, payload
-from .commands.train import TrainOptions, TrainResult, train
-from . import results as _results  # noqa: F401  (one-line repr, to_dict, notebook views of every result)
+from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# Each public name and the module that defines it. They are imported on first use (PEP 562), so that
+# `import gradscope` and the CLI's start-up do not pay for commands they do not run.
+_PUBLIC = {
+    "AnalyzeResult": ".commands.analyze", "analyze": ".commands.analyze",
+    "gradient_arrays": ".commands.analyze", "weight_arrays": ".commands.analyze",
+    "CheckOutcome": ".commands.check", "CheckResult": ".commands.check", "Criteria": ".commands.check",
+    "check": ".commands.check",
+    "CompareResult": ".commands.compare", "compare": ".commands.compare",
+    "EXPERIMENTS": ".commands.reproduce", "ReproduceResult": ".commands.reproduce",
+    "reproduce": ".commands.reproduce",
+    "TrainOptions": ".commands.train", "TrainResult": ".commands.train", "train": ".commands.train",
+    "RunConfig": ".config",
+    "CheckFailed": ".errors", "InputError": ".errors",
+    "MITIGATIONS": ".mitigations", "Strengths": ".mitigations", "make_mitigation": ".mitigations",
+    "load_schema": ".schemas",
+    "dumps": ".serialize", "payload": ".serialize",
+}
 # what Python callers get: the same functions, their errors naming keyword arguments, not flags
-analyze, check, compare, reproduce, train = (in_python_terms(f) for f in (analyze, check, compare, reproduce, train))
+_IN_PYTHON_TERMS = frozenset({"analyze", "check", "compare", "reproduce", "train"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # the one-line repr, to_dict and notebook views of every result (results.py), before any is made
+    importlib.import_module(".results", __name__)
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    if name in _IN_PYTHON_TERMS:
+        from .errors import in_python_terms
+
+        value = in_python_terms(value)
+    globals()[name] = value  # later look-ups find it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "AnalyzeResult", "CheckFailed", "CheckOutcome", "CheckResult", "Criteria", "InputError", "RunConfig",

@@ -251,8 +251,10 @@ def _join(dstate: tuple[np.ndarray, ...], local: np.ndarray, log_local: float, u
 # --- one layer, one direction ----------------------------------------------------------------------
 
 
-def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | None = None) -> Trajectory:
-    """The cell over xt (T, B, D), time-major in the order it is processed, from the zero state.
+def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | None = None,
+              initial: tuple[np.ndarray, ...] | None = None) -> Trajectory:
+    """The cell over xt (T, B, D), time-major in the order it is processed, from the zero state
+    (or from ``initial``, the state a segment of a longer run starts from: checkpointed BPTT).
 
     mask : optional (T, B) bool, True at a sequence's real steps. At a pad step the state is
         carried unchanged, s_t = s_{t-1}, so a sequence runs over its real steps only, as
@@ -263,7 +265,7 @@ def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | Non
     hidden_size = cell.hidden_size(params)
     u = cell.project_inputs(params, xt)
     hidden = np.empty((steps + 1, batch, hidden_size))
-    state = cell.initial_state(batch, hidden_size)
+    state = cell.initial_state(batch, hidden_size) if initial is None else initial
     hidden[0] = state[0]
     states, caches = [], []
     step = cell.step_forward
@@ -312,6 +314,41 @@ class LayerGradients:
         return None if self.log_cell_rows is None else combine_log_norms(self.log_cell_rows, axis=1)
 
 
+def backprop_steps(
+    cell: Cell, params: Params, caches: list, dstate: tuple[np.ndarray, ...], unit: float, deltas: np.ndarray,
+    dL_dc: np.ndarray | None, du: np.ndarray, dv: np.ndarray, scale: np.ndarray, local: np.ndarray | None = None,
+    log_local: np.ndarray | None = None, real: np.ndarray | None = None, first: bool = True,
+) -> tuple[tuple[np.ndarray, ...], float]:
+    """The log-domain recursion of ``backprop_layer`` over steps n-1 .. 0 of caches (n of them).
+
+    dstate : dL/ds_n in units e^unit, its first element the row deltas[n]; deltas (n+1, B, H)
+        receives dL/dh_{t-1} in row t (units e^scale[t]); dL_dc, du, dv (n, B, .) and scale (n,)
+        are filled in place. local, log_local, real : as in ``backprop_layer``, rows of these steps.
+    first : whether step 0 here is the sequence's first: then dL/ds_0 is left as it is; otherwise
+        it is renormalised as any other, to carry on into the steps before (checkpointed BPTT).
+    Returns (dL/ds_0 in units e^unit, unit).
+    """
+    step = cell.step_backward
+    for t in range(len(caches) - 1, -1, -1):
+        if local is not None and log_local[t] > -math.inf:
+            # the gradient from outside joins here; dstate[0] is this row
+            unit = _join(dstate, local[t], float(log_local[t]), unit)
+        scale[t] = unit
+        if dL_dc is not None:
+            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
+        if real is None or real[t].all():
+            dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
+        else:
+            into = tuple(d * real[t] for d in dstate)  # only real steps go through the cell
+            back = step(params, into, caches[t], du[t], dv[t], deltas[t])
+            carried = tuple(b + d * (1.0 - real[t]) for b, d in zip(back, dstate))  # pads: identity
+            deltas[t] = carried[0]
+            dstate = (deltas[t],) + carried[1:]  # the record's row, as step_backward returns it
+        if t or not first:
+            unit += _renormalise_if_far(dstate)  # dL/ds_{t-1} back to unit norm if far from it
+    return dstate, unit
+
+
 def backprop_layer(
     cell: Cell, params: Params, traj: Trajectory, local: np.ndarray | None = None,
     final: tuple[np.ndarray | None, ...] | None = None, mask: np.ndarray | None = None,
@@ -345,29 +382,12 @@ def backprop_layer(
     dstate = (dL_dh[steps - 1],) + tuple(
         np.zeros((batch, hidden_size)) if f is None else np.array(f, dtype=np.float64) for f in final[1:]
     )
-    caches, step = traj.caches, cell.step_backward
     real = None if mask is None else mask[:, :, None].astype(np.float64)
     # scale[t]: ln of the unit that row t of every record (dL_dh, dL_dc, du, dv) is held in
     scale = np.empty(steps)
     unit = _renormalise_if_far(dstate)
     log_local = None if local is None else combine_log_norms(log_row_norms(local), axis=1)
-    for t in range(steps - 1, -1, -1):
-        if local is not None and log_local[t] > -math.inf:
-            # the gradient from outside joins here; dstate[0] is this row
-            unit = _join(dstate, local[t], float(log_local[t]), unit)
-        scale[t] = unit
-        if has_memory:
-            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
-        if real is None or real[t].all():
-            dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
-        else:
-            into = tuple(d * real[t] for d in dstate)  # only real steps go through the cell
-            back = step(params, into, caches[t], du[t], dv[t], deltas[t])
-            carried = tuple(b + d * (1.0 - real[t]) for b, d in zip(back, dstate))  # pads: identity
-            deltas[t] = carried[0]
-            dstate = (deltas[t],) + carried[1:]  # the record's row, as step_backward returns it
-        if t:
-            unit += _renormalise_if_far(dstate)  # dL/ds_{t-1} back to unit norm if far from it
+    backprop_steps(cell, params, traj.caches, dstate, unit, deltas, dL_dc, du, dv, scale, local, log_local, real)
 
     log_rows = scale[:, None] + log_row_norms(dL_dh)
     log_cell_rows = None if dL_dc is None else scale[:, None] + log_row_norms(dL_dc)

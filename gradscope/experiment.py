@@ -36,6 +36,7 @@ class Setup:
 
     network : what analyze runs (model/network.py); for the models gradscope builds, one layer.
     upstream : the caller's dL/d(output) in place of a head (``--output-grads``), or None.
+    checkpointed : analyze runs checkpointed BPTT (checkpointed_bptt.py): the full path does not fit.
     ``model`` is the single-layer Model the training commands take (they pass ``batch.mask``
     along); a network that is not one (stacked, bidirectional, an embedding, no head) makes it an
     InputError saying so.
@@ -49,6 +50,7 @@ class Setup:
     layout: Layout
     upstream: Upstream | None = None
     notes: list[str] = field(default_factory=list)
+    checkpointed: bool = False
 
     @property
     def model(self) -> Model:
@@ -99,12 +101,13 @@ def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> 
 
 
 def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network: Network | None = None,
-                 batch_shape: tuple[int, int] | None = None) -> None:
+                 batch_shape: tuple[int, int] | None = None, checkpointable: bool = False) -> bool:
     """InputError before any large array is made when the run cannot fit in memory (memory.py).
 
     Sizes come from ``network`` (a loaded state dict: its layers, directions, gates) or else from
     the config (the model ``new_model`` would build); T and B from ``batch_shape`` (B, T) or else
-    the config and the task's defaults.
+    the config and the task's defaults. checkpointable : the caller can run one layer checkpointed
+    (analyze); returns True when the full path does not fit and the checkpointed one does.
     """
     b, t = batch_shape or (config.batch_size or DEFAULT_BATCH_SIZE, config.seq_len or task.default_seq_len)
     if network is not None:
@@ -119,7 +122,14 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
         change = "--seq-len, --batch-size or --hidden-size"
     needed = memory.run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates), layers=layers,
                               directions=directions, parameters=parameters)
-    memory.check(needed, f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else ""), change)
+    what = f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else "")
+    if checkpointable and layers * directions == 1 and not memory.fits(needed):
+        memory.check(memory.checkpointed_run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates),
+                                                   parameters=parameters),
+                     what, change + " (even checkpointed BPTT, which keeps sqrt(T) states, does not fit)")
+        return True
+    memory.check(needed, what, change)
+    return False
 
 
 def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
@@ -265,8 +275,12 @@ def _random_tokens(network: Network, rng: np.random.Generator, batch: Batch) -> 
     return Batch(np.asarray(vocab)[rng.integers(0, len(vocab), (b, t))], batch.y, batch.mask)
 
 
-def build(config: RunConfig) -> Setup:
-    """The network and batch a config describes, with every default resolved in the returned config."""
+def build(config: RunConfig, checkpointable: bool = False) -> Setup:
+    """The network and batch a config describes, with every default resolved in the returned config.
+
+    checkpointable : the caller (analyze) runs a single-layer model read out last with checkpointed
+    BPTT when the full path does not fit in memory: ``Setup.checkpointed`` says whether it must.
+    """
     task = make_task(config.task, config)
     weights_rng, data_rng = rngs(config.seed)
     if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
@@ -274,7 +288,7 @@ def build(config: RunConfig) -> Setup:
     if config.weights is not None:
         network, layout = _loaded_network(config)
         if config.inputs is None:
-            check_memory(config, task, None, network)
+            checkpointed = check_memory(config, task, None, network, checkpointable=checkpointable)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
         if network.head is not None:
             if config.loss == "bce" and network.output_size != 1:
@@ -301,13 +315,14 @@ def build(config: RunConfig) -> Setup:
                     shape = task.resolve(given.shape[2], config.output_size, config.loss)
                 except InputError:
                     pass  # ...unless the task fixes D: then the inputs are refused for their width
-        check_memory(config, task, shape)  # before new_model makes the (G*H, H) weights
+        # before new_model makes the (G*H, H) weights
+        checkpointed = check_memory(config, task, shape, checkpointable=checkpointable)
         network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
         batch = _file_batch(config, task, shape, data_rng, network)
-        check_memory(config, task, shape, network, batch.x.shape[:2])
+        checkpointed = check_memory(config, task, shape, network, batch.x.shape[:2], checkpointable)
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
@@ -325,6 +340,9 @@ def build(config: RunConfig) -> Setup:
                          "readout or loss of gradscope's; give one or the other")
     if upstream is not None:
         network.head, network.loss = None, None  # the caller's gradient replaces the head
+    if checkpointed and not (network.is_single() and batch.mask is None and upstream is None
+                             and network.readout == "last"):
+        check_memory(config, task, shape, network, batch.x.shape[:2])  # checkpointed BPTT cannot run it: refused
     resolved = replace(
         config,
         cell=network.cell.name,
@@ -339,7 +357,8 @@ def build(config: RunConfig) -> Setup:
         init=None if config.weights is not None else config.init,
         init_gain=None if config.weights is not None else config.init_gain,
     )
-    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout))
+    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout),
+                 checkpointed)
 
 
 def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) -> list[str]:

@@ -8,7 +8,9 @@ T = 10^9), not to budget to the byte.
 
 The limit is the smallest of: --max-memory (or the GRADSCOPE_MAX_MEMORY variable, which the CLI sets
 so that spawned workers inherit it), MemAvailable in /proc/meminfo, the cgroup's memory.max, and
-RLIMIT_AS. A run over it is an InputError that names the figure and what to change.
+RLIMIT_AS. A run over it is an InputError that names the figure and what to change, unless the
+caller can run it checkpointed (analyze's single-layer path, ``checkpointed_run_bytes``): then only a
+run that does not fit even so is refused.
 """
 
 from __future__ import annotations
@@ -104,6 +106,29 @@ def run_bytes(seq_len: int, batch_size: int, hidden_size: int, input_size: int, 
     per_step = layers * directions * t * b * h * (2 * states + gates + PER_STEP_EXTRA)
     inputs = 2 * t * b * d  # the batch and its gradient
     return FLOAT * (per_step + inputs + PARAMETER_COPIES * int(parameters))
+
+
+# Floats kept per step by a checkpointed run whatever B and H: the per-step norms, their logs, the
+# ratios, the contributions and the report's copies of them.
+PER_STEP_SCALARS = 24
+
+
+def checkpointed_run_bytes(seq_len: int, batch_size: int, hidden_size: int, input_size: int, *, states: int = 1,
+                           gates: int = 1, parameters: int = 0) -> int:
+    """Bytes a checkpointed BPTT run (checkpointed_bptt.py) needs, at most: one segment of k =
+    ceil(sqrt(T)) steps as ``run_bytes`` counts a whole run, ceil(T / k) checkpointed states, the
+    per-step scalars and the batch itself."""
+    t, b, h, d = (int(v) for v in (seq_len, batch_size, hidden_size, input_size))
+    k = math.isqrt(t - 1) + 1 if t > 1 else 1
+    segment = run_bytes(k, b, h, d, states=states, gates=gates)
+    checkpoints = -(-t // k) * b * h * states
+    return segment + FLOAT * (checkpoints + PER_STEP_SCALARS * t + t * b * d + PARAMETER_COPIES * int(parameters))
+
+
+def fits(needed: int) -> bool:
+    """Whether ``needed`` bytes are within the limit (or no limit is known)."""
+    allowed, _source = limit()
+    return allowed is None or needed <= allowed
 
 
 def check(needed: int, what: str, change: str) -> None:

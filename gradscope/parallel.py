@@ -7,14 +7,15 @@ Workers are spawned, never forked: each starts a fresh interpreter, which is saf
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:  # multiprocessing and concurrent.futures are imported when a pool starts
+    from concurrent.futures import ProcessPoolExecutor
 
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # glibc reads these when a process starts: keep freed large blocks for reuse (see runtime.py).
@@ -50,6 +51,9 @@ def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
     (Ctrl-C, SIGTERM, closing the generator), terminates the workers, running ones included, and
     returns within a second or so: nothing is left running, nothing is waited for.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_start)
     with one_blas_thread_per_process():
@@ -97,7 +101,12 @@ def _sigint_ignored() -> Iterator[None]:
 
 def _worker_start() -> None:
     """In each worker: SIGINT ignored, SIGTERM fatal, and SIGTERM when the parent dies (Linux), so that
-    even a parent killed with SIGKILL leaves no worker running."""
+    even a parent killed with SIGKILL leaves no worker running. And one BLAS thread, whichever BLAS
+    numpy has (the variables that one_blas_thread_per_process sets name only the common ones): the
+    workers already take every core, and runtime.blas_threads_for never raises the count again."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, "blas")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):

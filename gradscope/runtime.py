@@ -6,13 +6,22 @@ virtual machine that costs as much as the arithmetic (measured here: 8 ms of a 2
 (B, T, H) = (32, 200, 128)). Raising glibc's mmap and trim thresholds keeps freed blocks in the
 heap for the next pass. Only the CLI and the benchmarks call this; importing gradscope changes
 nothing in the caller's process.
+
+The BLAS threads: a step's products are small, (B, H) times (H, G*H), and on matrices that small
+a second BLAS thread costs more to wake and join than it saves, while on a busy machine threads
+that spin waiting for work take the cores from whoever else runs (measured on 2 cores:
+benchmarks/blas_threads.py). ``blas_threads_for`` runs a loop of small steps on one BLAS thread,
+and leaves larger ones, and the caller's setting once the loop is done, alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import sys
+from typing import Any, Iterable, Iterator
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -29,3 +38,34 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl or another libc: nothing to tune
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+
+
+# Multiply-adds in one step's products, B x (entries of W_ih and W_hh), below which one BLAS thread
+# is faster than two: the crossover measured here lies between 1M and 2M (benchmarks/blas_threads.py).
+SMALL_STEP = 1 << 21
+
+
+def blas_threads(batch_size: int, matrices: Iterable[Any]) -> int | None:
+    """The BLAS threads for steps that multiply a batch of ``batch_size`` rows by ``matrices``
+    (arrays; their entries are counted): 1 when the work is small, None (as many as BLAS has) otherwise."""
+    work = batch_size * sum(int(m.size) for m in matrices)
+    return 1 if work < SMALL_STEP else None
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> Any:
+    from threadpoolctl import ThreadpoolController  # imported when a loop of steps starts
+
+    return ThreadpoolController()  # finding the BLAS libraries takes 0.3 ms: once per process
+
+
+@contextlib.contextmanager
+def blas_threads_for(batch_size: int, matrices: Iterable[Any]) -> Iterator[None]:
+    """Inside the block, BLAS runs on ``blas_threads(batch_size, matrices)`` threads; after it, on as
+    many as before. None leaves the setting alone: in a worker process (parallel.py) that is one."""
+    threads = blas_threads(batch_size, matrices)
+    if threads is None:
+        yield
+        return
+    with _controller().limit(limits=threads, user_api="blas"):
+        yield

@@ -41,7 +41,7 @@ def analyze_command(
     for flag, target in (("--save-grads", save_grads), ("--save-weights", save_weights)):
         if target is not None:
             check_output(target, flag)
-    result = analyze(config)
+    result = analyze(config, full_gradients=save_grads is not None)  # --save-grads needs every step's
     setup = result.setup
     if path is not None:
         plots.save(plots.analyze_figure(result), path)

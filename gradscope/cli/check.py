@@ -14,12 +14,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from ..commands.analyze import analyze
 from ..commands.check import FAILURE_MODES, evaluate, failure_summary
 from ..errors import CheckFailed
-from ..project_config import load_project_settings
-from ..render.check import render_check
-from ..render.ci import append_step_summary, github_annotations, write_junit
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, run_settings
 
@@ -66,6 +62,12 @@ def check_command(
     json: JsonFlag = False,
 ) -> None:
     """Fail (exit 1) when the gradient vanishes, explodes or overflows: a gate for CI."""
+    # imported here, not at the top: the CLI's start-up imports every command's module (cli/__init__.py)
+    from ..commands.analyze import analyze
+    from ..project_config import load_project_settings
+    from ..render.check import render_check
+    from ..render.ci import append_step_summary, github_annotations, write_junit
+
     project = load_project_settings(config_file)
     thresholds = {"min_ratio": min_ratio, "max_ratio": max_ratio, "fail_on": fail_on}
     given = {k: v for k, v in thresholds.items() if v is not None}

@@ -6,15 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..commands.compare import compare
 from ..config import RunConfig
 from ..mitigations import MITIGATIONS, default_mitigations, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
-from ..render.compare import render_compare
 from ..render.common import step_progress
 from ..render.report import prepare as prepare_report, write_report
-from ..commands.train import TRAIN_DEFAULTS, TrainOptions
+from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
@@ -52,6 +50,10 @@ def compare_command(
     report: ReportFile = None,
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
+    # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
+    from ..commands.compare import compare
+    from ..render.compare import render_compare
+
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check

@@ -106,7 +106,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         "random",
     ),
     "seq_len": (
-        Annotated[Optional[int], _opt(DATA, "Sequence length T.", min=1, show_default=f"{_seq_len_default()}, or what --inputs holds")],
+        Annotated[Optional[int], _opt(DATA, "Sequence length T. analyze runs checkpointed BPTT (sqrt(T) states kept) when the full run does not fit in memory.", min=1, show_default=f"{_seq_len_default()}, or what --inputs holds")],
         None,
     ),
     "batch_size": (

@@ -8,11 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..commands.reproduce import EXPERIMENTS, experiment, reproduce
+from ..commands.defaults import EXPERIMENT_NAMES
 from ..errors import InputError
 from ..parallel import default_jobs
 from ..render.common import console, step_progress
-from ..render.reproduce import render_experiments, render_reproduce
 from .app import app, emit
 from .options import JsonFlag, Quiet, Verbose, verbosity
 from .train import TRAINING, Seeds
@@ -27,7 +26,7 @@ def _size(help: str) -> typer.models.OptionInfo:
 @app.command("reproduce")
 def reproduce_command(
     name: Annotated[Optional[str], typer.Argument(
-        help=f"The experiment: {', '.join(EXPERIMENTS)}.", show_default=False, metavar="NAME")] = None,
+        help=f"The experiment: {', '.join(EXPERIMENT_NAMES)}.", show_default=False, metavar="NAME")] = None,
     list_experiments: Annotated[bool, typer.Option(
         "--list", help="List the experiments and what each shows, and exit.")] = False,
     full: Annotated[bool, typer.Option(
@@ -55,6 +54,10 @@ def reproduce_command(
 
 def _reproduce(name, list_experiments, full, seed, seeds, steps, seq_len, hidden_size, batch_size,
                eval_size, jobs, json) -> None:
+    # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
+    from ..commands.reproduce import EXPERIMENTS, experiment, reproduce
+    from ..render.reproduce import render_experiments, render_reproduce
+
     if list_experiments:
         if name is not None:
             raise InputError("--list takes no NAME: it lists the experiments")

@@ -13,9 +13,8 @@ from ..errors import InputError
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.report import prepare as prepare_report, write_report
-from ..render.sweep import render_sweep
 from ..render.common import step_progress
-from ..commands.sweep import DEFAULT_X, DEFAULT_Y, METRICS, plan_sweep, run_sweep
+from ..commands.defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
 from .app import app, emit
 from .options import JsonFlag, PlotFile, ReportFile, run_options_without
 
@@ -41,10 +40,10 @@ def sweep_command(
         "--x", help="The setting across, NAME=VALUES: NAME any numeric setting (spectral_radius, "
                     "seq_len, hidden_size, init_gain, seed, ...), VALUES a list a,b,c or a range "
                     "START:STOP:COUNT (both ends included; :log after it spaces geometrically).",
-        rich_help_panel=GRID)] = DEFAULT_X,
+        rich_help_panel=GRID)] = SWEEP_X,
     y: Annotated[str, typer.Option("--y", help="The setting up, NAME=VALUES as for --x.",
-                                   rich_help_panel=GRID)] = DEFAULT_Y,
-    metric: Annotated[Literal[tuple(METRICS)], typer.Option(  # type: ignore[misc]
+                                   rich_help_panel=GRID)] = SWEEP_Y,
+    metric: Annotated[Literal[tuple(SWEEP_METRICS)], typer.Option(  # type: ignore[misc]
         help="ratio: log10 ||dL/da_1|| / ||dL/da_T|| (as analyze); lyapunov: the leading "
              "Lyapunov exponent lambda_1 (as spectrum). Both are 0 on the boundary.",
         rich_help_panel=GRID, case_sensitive=False)] = "ratio",
@@ -69,6 +68,10 @@ def sweep_command(
     report: ReportFile = None,
 ) -> None:
     """The vanishing/exploding phase diagram: a heatmap of the gradient over two settings."""
+    # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
+    from ..commands.sweep import plan_sweep, run_sweep
+    from ..render.sweep import render_sweep
+
     if scheduler is not None and jobs is not None:
         raise InputError("--jobs sets local processes; with --scheduler the cluster's workers run the points")
     path = plots.prepare(plot) if plot is not None else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 
@@ -19,12 +19,14 @@ from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_stren
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..render import plots
 from ..render.common import step_progress
-from ..render.train import render_train
 from ..serialize import dumps_line, payload
 from ..model.statedict import export
-from ..commands.train import TRAIN_DEFAULTS, StepRecord, TrainOptions, TrainResult, train
+from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options_with
+
+if TYPE_CHECKING:  # the training loop is imported when a command trains (tests/test_startup.py)
+    from ..commands.train import StepRecord, TrainResult
 
 TRAINING = "Training"
 MITIGATION = "Mitigation"
@@ -101,6 +103,9 @@ def train_command(
     plot: PlotFile = None,
 ) -> None:
     """Train with BPTT and log the loss, the gradient norm and how far the gradient reaches."""
+    from ..commands.train import train
+    from ..render.train import render_train
+
     if json and ndjson:
         raise InputError("--json and --ndjson are alternatives: give one")
     path = plots.prepare(plot) if plot is not None else None

@@ -17,10 +17,10 @@ these hooks fails there, not in front of a user.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import typer.core
-import typer.rich_utils
 from rich.columns import Columns
 from rich.text import Text
 
@@ -52,7 +52,7 @@ def _type_label(self: typer.core.TyperOption, ctx: Any) -> str | None:
 
 
 _original_default_string = typer.core._get_default_string
-_original_parameter_help = typer.rich_utils._get_parameter_help
+_original_parameter_help: Callable[..., Columns] | None = None  # typer's, once help is rendered
 
 
 def _default_string(obj: Any, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
@@ -73,9 +73,30 @@ def _parameter_help(*, param: Any, ctx: Any, markup_mode: Any) -> Columns:
     return cell
 
 
+def _patch_rich_help() -> None:
+    """Put _parameter_help in typer's rich_utils. typer imports rich_utils (and with it markdown and
+    syntax highlighting, 45 ms) only to render help or an error, so it is patched then, not at start-up."""
+    global _original_parameter_help
+    import typer.rich_utils
+
+    if typer.rich_utils._get_parameter_help is not _parameter_help:
+        _original_parameter_help = typer.rich_utils._get_parameter_help
+        typer.rich_utils._get_parameter_help = _parameter_help
+
+
+def _patching_help(format_help: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(format_help)
+    def patched(self: Any, ctx: Any, formatter: Any) -> None:
+        _patch_rich_help()
+        return format_help(self, ctx, formatter)
+
+    return patched
+
+
 typer.core.TyperOption.display_type_rich = _type_label
 typer.core._get_default_string = _default_string
-typer.rich_utils._get_parameter_help = _parameter_help
+typer.core.TyperCommand.format_help = _patching_help(typer.core.TyperCommand.format_help)
+typer.core.TyperGroup.format_help = _patching_help(typer.core.TyperGroup.format_help)
 
 
 def did_you_mean(word: str, names: list[str]) -> str:

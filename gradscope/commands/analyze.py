@@ -14,7 +14,9 @@ import numpy as np
 from ..model.activations import get_activation
 from ..bptt import Gradients, Trajectory, bptt, combine_log_norms, last_step_backward, log_row_norms
 from ..config import RunConfig
+from ..checkpointed_bptt import checkpointed_bptt
 from ..dynamics import Lyapunov, lyapunov
+from ..errors import InputError
 from ..experiment import Setup, build
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from ..model.network import DIRECTIONS
@@ -193,19 +195,22 @@ def end_to_end_log10_ratio(model: Model, traj: Trajectory, grads: Gradients, y: 
         return float((logs[0] - logs[-1]) / np.log(10.0))
 
 
-def recurrent_spectra(model: Model, caches: list) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
+def recurrent_spectra(model: Model, caches: list | None,
+                      mean_jacobian: np.ndarray | None = None) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
     """The spectrum ``analyze`` reports, what it is of, and the spectra of the gate blocks.
 
     The vanilla RNN: Wa itself, and no gates. A gated cell has no single recurrent matrix: the
     spectrum of its step Jacobian d state_t / d state_{t-1} averaged over the steps and the batch of
     the run ((H, H) for the GRU; (2H, 2H) over the flattened (h, c) for the LSTM, whose gradient
-    flows through both), and of each gate's (H, H) block of W_hh.
+    flows through both), and of each gate's (H, H) block of W_hh. mean_jacobian : that average,
+    when the caller has it without the caches (checkpointed BPTT).
     """
     cell = model.cell
     if len(cell.gates) == 1:
         return spectrum(model.recurrent_weight), "recurrent_weight", None
-    with np.errstate(all="ignore"):
-        mean_jacobian = cell.mean_step_jacobian(model.params, caches)
+    if mean_jacobian is None:
+        with np.errstate(all="ignore"):
+            mean_jacobian = cell.mean_step_jacobian(model.params, caches)
     gates = {name: spectrum(block) for name, block in cell.gate_blocks(model.params).items()}
     return spectrum(mean_jacobian), "mean_step_jacobian", gates
 
@@ -215,15 +220,26 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
     if not setup.is_single():
         return analyze_network(setup)
     model, batch = setup.model, setup.batch
-    traj, grads = bptt(model, batch.x, batch.y)
-    flowing = flowing_gradients(model, traj, grads, batch.y)
-    logs = flowing.log_norms  # ln||dL/da_t||, exact at any depth (bptt.py's log domain)
+    data = describe_data(setup)
+    if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
+        run = checkpointed_bptt(model, batch.x, batch.y)
+        grads, logs, log_cells, lyap = run.gradients(), run.log_norms, run.log_cell_norms, run.lyapunov
+        contributions = run.contributions
+        spec, spectrum_of, gate_spectra = recurrent_spectra(model, None, run.mean_jacobian)
+        data += (f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} states kept, "
+                 f"segments of {run.segment} steps recomputed")
+    else:
+        traj, grads = bptt(model, batch.x, batch.y)
+        flowing = flowing_gradients(model, traj, grads, batch.y)
+        logs, log_cells = flowing.log_norms, flowing.log_cell_norms  # exact at any depth (bptt.py's log domain)
+        with np.errstate(all="ignore"):
+            contributions = flowing.contribution_norms()
+        spec, spectrum_of, gate_spectra = recurrent_spectra(model, traj.caches)
+        lyap = lyapunov(model, traj)
     with np.errstate(all="ignore"):
         norms = np.exp(logs)
-        contributions = flowing.contribution_norms()
-        cell_norms = None if flowing.log_cell_norms is None else np.exp(flowing.log_cell_norms)
+        cell_norms = None if log_cells is None else np.exp(log_cells)
     ratios = ratios_from_logs(logs)
-    spec, spectrum_of, gate_spectra = recurrent_spectra(model, traj.caches)
     pascanu = None
     if spectrum_of == "recurrent_weight":  # Pascanu's sigma bound is for a_t = f(Wa a_{t-1} + ...)
         gamma = get_activation(model.cell.activation).gamma
@@ -233,7 +249,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
                          _total_norm(logs), log10(logs))
     return AnalyzeResult(
         config=setup.config.as_dict(),
-        data=describe_data(setup),
+        data=data,
         parameter_count=int(sum(p.size for p in model.params.values())),
         loss=grads.loss,
         baseline_loss=setup.baseline_loss,
@@ -247,7 +263,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         gate_spectra=gate_spectra,
         pascanu=pascanu,
         flow=summary,
-        lyapunov=lyapunov(model, traj),
+        lyapunov=lyap,
         regime=summary.regime,
         thresholds=Thresholds(),
         network=network_info(setup),
@@ -260,13 +276,15 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
     )
 
 
-def analyze(config: RunConfig | None = None, **settings) -> AnalyzeResult:
+def analyze(config: RunConfig | None = None, *, full_gradients: bool = False, **settings) -> AnalyzeResult:
     """Build the model and batch a config describes and analyse one BPTT pass.
 
     ``gradscope.analyze(seq_len=200, activation="relu")`` takes the RunConfig fields as keywords.
+    full_gradients : keep dL/da_t at every step (``--save-grads``): a run whose full path does not
+        fit in memory is then refused before any work instead of checkpointed.
     """
     config = config or RunConfig(**settings)
-    return analyze_setup(build(config))
+    return analyze_setup(build(config, checkpointable=not full_gradients))
 
 
 # --- a user's own network: every layer and direction ------------------------------------------------
@@ -465,6 +483,9 @@ def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
     ``dL_dh_l{k}_reverse`` (T, B, H), zero at pad steps, and ``dL_dc_l{k}...`` for the LSTM.
     """
     setup, grads = result.setup, result.gradients
+    if isinstance(grads, Gradients) and grads.dL_da is None:
+        raise InputError("--save-grads: a checkpointed run (the full path does not fit in memory) keeps no "
+                         "dL/da_t of every step; lower --seq-len or --batch-size, or raise --max-memory")
     if isinstance(grads, Gradients):
         arrays: dict[str, np.ndarray | float] = {"loss": grads.loss, "dL_da": grads.dL_da}
         if grads.dL_dc is not None:

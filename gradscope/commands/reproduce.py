@@ -100,6 +100,7 @@ class Experiment:
 
 
 ADDING = dict(task="adding", batch_size=32, hidden_size=32)
+# A new experiment's name goes into defaults.EXPERIMENT_NAMES too: the CLI's help lists it from there.
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         name="adding",

@@ -44,20 +44,18 @@ from ..extras import install_hint
 from ..experiment import build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..parallel import default_jobs, in_processes
+from ..runtime import blas_threads_for
 from ..tasks import make_task
+from .defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
 
-METRICS = {
-    "ratio": "log10 ||dL/da_1|| / ||dL/da_T||",
-    "lyapunov": "leading Lyapunov exponent lambda_1 per step",
-}
+METRICS = SWEEP_METRICS
 # The band around 0 where a point counts as neither: analyze's verdict "stable" for the ratio
 # (0.01 <= ratio <= 100), and a change of at most 1% per step for lambda_1.
 STABLE = {
     "ratio": (math.log10(VANISHING_RATIO), math.log10(EXPLODING_RATIO)),
     "lyapunov": (-0.01, 0.01),
 }
-DEFAULT_X = "spectral_radius=0.5:2:16"
-DEFAULT_Y = "seq_len=10,20,50,100"
+DEFAULT_X, DEFAULT_Y = SWEEP_X, SWEEP_Y
 MAX_AXIS_VALUES = 1000
 # Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
 CHUNKS_PER_WORKER = 8
@@ -203,7 +201,8 @@ def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> fl
     """
     setup = build(config)
     model, batch = setup.model, setup.batch
-    with np.errstate(all="ignore"):
+    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
+    with blas_threads_for(len(batch.x), step_weights), np.errstate(all="ignore"):  # runtime.py
         if metric == "ratio":
             traj, grads = bptt(model, batch.x, batch.y, batch.mask)
             return end_to_end_log10_ratio(model, traj, grads, batch.y)  # exact at any depth

@@ -41,17 +41,15 @@ from ..experiment import Setup, build
 from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, global_norm
 from ..model.single import Model
-from ..optimizers import OPTIMIZERS, make_optimizer
+from ..optimizers import make_optimizer
+from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize
 from ..serialize import HIDDEN
 from ..model.statedict import Layout
 from ..tasks import Batch, make_task
+from .defaults import TRAIN_DEFAULTS, TrainOptions
 
 STATUS_COMPLETED = "completed"
-# Data for training by default: a task that can be learned, at a length where the tanh RNN stays at
-# the baseline while the GRU and LSTM learn it in a thousand steps of a few milliseconds each. With
-# --inputs the file is the data, and these give way to it (``file_config``).
-TRAIN_DEFAULTS = {"task": "adding", "seq_len": 50, "batch_size": 32}
 
 # What the held-out loss is measured on (TrainResult.evaluated_on).
 HELD_OUT_BATCH = "held-out batch"
@@ -60,42 +58,6 @@ HELD_OUT_SEQUENCES = "held-out sequences"
 TRAINING_BATCH = "the training batch (too few sequences to hold any out)"
 HELD_OUT_FRACTION = 0.2
 MIN_SEQUENCES_TO_HOLD_OUT = 10
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How to train.
-
-    steps : optimizer updates (``--steps``), each on a fresh batch.
-    optimizer : ``sgd`` or ``adam``; lr : its learning rate (None: the optimizer's default).
-    momentum : SGD's mu, or Adam's beta1.
-    log_every : log a record every this many steps (and at the first and last).
-    eval_size : sequences in the held-out batch the final loss is measured on (drawn from the
-        task; with --inputs the held-out sequences are the file's).
-    """
-
-    steps: int = 1000
-    optimizer: str = "adam"
-    lr: float | None = None
-    momentum: float = 0.9
-    log_every: int = 25
-    eval_size: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "log_every", "eval_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1 (got {value})")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"--lr must be a positive finite number (got {self.lr})")
-        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
-            raise InputError(f"--momentum must be in [0, 1) (got {self.momentum})")
-
-    def resolved(self) -> "TrainOptions":
-        """The same options with the learning rate filled in."""
-        return replace(self, lr=make_optimizer(self.optimizer, self.lr, self.momentum).lr)
 
 
 @dataclass
@@ -320,7 +282,10 @@ def train_setup(
     history: list[StepRecord] = []
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
     stream = batches(setup, train_rng, seq_len)
-    with np.errstate(all="ignore"):  # overflow is detected and reported, not warned about
+    # every step multiplies a batch by W_ih and W_hh: on one BLAS thread when that is small (runtime.py)
+    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
+    # overflow is detected and reported, not warned about
+    with blas_threads_for(len(setup.batch.x), step_weights), np.errstate(all="ignore"):
         for step in range(1, options.steps + 1):
             batch = next(stream)
             traj, grads = bptt(model, batch.x, batch.y, batch.mask)

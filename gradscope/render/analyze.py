@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
-from .common import complex_num, num, print_header, select_steps, sparkline, step_count
+from .common import num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}
 
@@ -41,10 +41,17 @@ def step_table(result: AnalyzeResult, max_rows: int) -> Table:
     if not aligned:
         table.add_column(f"||dL/d{weight}_t||", justify="right")
     norms = result.flow_norms  # grad_norms, end-aligned where sequences are padded
-    for t in select_steps(len(norms), max_rows):
-        row = [str(t), num(norms[t - 1]), num(result.ratios[t - 1])]
+    logs = None if aligned else np.asarray(result.log10_grad_norms, dtype=np.float64)  # exact at any depth
+    steps = len(norms)
+    for t in select_steps(steps, max_rows):
+        if logs is None:
+            row = [str(t), num(norms[t - 1]), num(result.ratios[t - 1])]
+        else:
+            row = [str(t), num_log10(logs[t - 1]), num_log10(logs[t - 1] - logs[-1])]
         if result.pascanu is not None:
-            row.append(num(result.pascanu.bound[t - 1]))
+            c = result.pascanu.gamma_sigma_max
+            bound = (steps - t) * math.log10(c) if c > 0 and math.isfinite(c) else None
+            row.append(num_log10(bound) if bound is not None else num(result.pascanu.bound[t - 1]))
         if result.cell_grad_norms is not None and not aligned:
             row.append(num(result.cell_grad_norms[t - 1]))
         if not aligned:
@@ -106,12 +113,15 @@ def verdict_text(result: AnalyzeResult) -> Text:
     if result.regime == "vanishing":
         why = f"ratio < {num(th.vanishing_ratio)}"
     elif result.regime == "exploding":
-        why = (f"ratio > {num(th.exploding_ratio)}" if np.isfinite(f.ratio_first_last)
+        why = (f"ratio > {num(th.exploding_ratio)}" if np.isfinite(f.ratio_first_last) or f.log10_ratio is not None
                else "gradients overflowed")
     else:
         why = f"{num(th.vanishing_ratio)} <= ratio <= {num(th.exploding_ratio)}"
     state, _ = symbols(result)
-    text.append(f"  ||dL/d{state}_1|| / ||dL/d{state}_T|| = {num(f.ratio_first_last)} ({why})\n")
+    ratio = num(f.ratio_first_last)
+    if f.log10_ratio is not None and not 1e-300 < f.ratio_first_last < 1e300:
+        ratio = f"10^{f.log10_ratio:.6g}"  # beyond float64, exact from the log-domain adjoint
+    text.append(f"  ||dL/d{state}_1|| / ||dL/d{state}_T|| = {ratio} ({why})\n")
     rate = f"x{num(f.rate_per_step)}/step" if f.rate_per_step is not None else "-"
     # the slope is of ln||dL/da_t|| (natural log, as the JSON's slope); log10 beside it, as the table's
     log10 = f"log10 {num(f.slope / math.log(10))}, " if f.slope is not None else ""
@@ -175,8 +185,8 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
     console.print(step_table(result, max_rows))
     console.print()
     steps = len(result.grad_norms)
-    with np.errstate(all="ignore"):
-        logs = np.log10(result.flow_norms)  # grad_norms, or end-aligned where sequences are padded
+    with np.errstate(all="ignore"):  # exact logs; end-aligned norms where sequences are padded
+        logs = np.log10(result.flow_norms) if result.network.padded else np.asarray(result.log10_grad_norms, float)
     finite = logs[np.isfinite(logs)]
     span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
     where = "t (end-aligned)" if result.network.padded else "t"

@@ -84,6 +84,16 @@ def complex_num(z: complex) -> str:
     return f"{num(re)}{sign}{num(abs(im))}i"
 
 
+def num_log10(log10: float | None, digits: int = 3) -> str:
+    """A number given by its log10, as ``num`` shows it, also beyond float64 (1e-400 is 0 there)."""
+    if log10 is None or not math.isfinite(log10):
+        return num(None if log10 is None else (0.0 if log10 < 0 else math.inf))
+    if -300 < log10 < 300:
+        return num(10.0 ** log10, digits)
+    exponent = math.floor(log10)
+    return f"{10.0 ** (log10 - exponent):.{max(digits - 1, 1)}f}e{exponent:+d}"
+
+
 def sparkline(values: np.ndarray, width: int = 60) -> str:
     """One line of block characters, resampled to at most ``width``; non-finite values show as '!'."""
     values = np.asarray(values, dtype=np.float64)
@@ -114,7 +124,8 @@ def select_steps(steps: int, max_rows: int) -> list[int]:
     """
     if steps <= max_rows:
         return list(range(1, steps + 1))
-    back = np.unique(np.round(np.geomspace(1, steps - 1, max_rows - 1)).astype(int))
+    # the set drops repeated distances (np.unique would too, but imports numpy.ma: 15 ms of start-up)
+    back = np.round(np.geomspace(1, steps - 1, max_rows - 1)).astype(int)
     chosen = {steps, 1} | {steps - int(d) for d in back}
     return sorted(s for s in chosen if 1 <= s <= steps)
 

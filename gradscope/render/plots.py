@@ -151,6 +151,9 @@ def hidden_gradients(result: Any) -> np.ndarray:
     top layer's forward ``dL_dh`` (the layer the headline norms are of)."""
     grads = result.gradients
     if hasattr(grads, "dL_da"):
+        if grads.dL_da is None:
+            raise InputError("the gradient heatmap needs dL/da_t of every step, which a checkpointed run "
+                             "(the full path does not fit in memory) does not keep; lower --seq-len")
         return grads.dL_da
     return grads.layers[-1][0].dL_dh
 

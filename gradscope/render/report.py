@@ -25,7 +25,6 @@ from .._version import __version__
 from ..io.arrays import check_output
 from ..io.atomic import write_bytes
 from . import plots
-from .notebook import PRE, recorded
 
 FLAG = "--report"
 # The width of the terminal view on a pipe (common.console): the page shows what `> file` would hold.
@@ -80,6 +79,8 @@ def prepare(path: str | Path) -> Path:
 
 def write_report(path: Path, result: Any, render: Callable[[Console], None]) -> None:
     """Write the page for ``result``, whose terminal view ``render`` prints, to ``path`` atomically."""
+    from .notebook import PRE, recorded  # every command's renderer: imported when a page is written
+
     tables = recorded(render, WIDTH).export_html(inline_styles=True, code_format=PRE)
     warnings = getattr(result, "warnings", None) or []
     page = PAGE.format(
@@ -104,6 +105,10 @@ def _pictures(result: Any) -> str:
         return f"<p>Pictures need matplotlib: <code>{html.escape(plots.INSTALL_HINT)}</code></p>"
     figures = []
     for number, (caption, draw) in enumerate(PICTURES[result.command], start=1):
+        if draw is plots.gradient_heatmap_figure and getattr(getattr(result, "setup", None), "checkpointed", False):
+            figures.append("<p>No heatmap: this run kept only every k-th state (checkpointed BPTT), "
+                           "not the gradient at every step.</p>")
+            continue
         figures.append(f"<figure>\n{inline_svg(plots.svg(draw(result)), f'fig{number}-')}\n"
                        f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>")
     return "\n".join(figures)

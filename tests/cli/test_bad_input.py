@@ -86,7 +86,7 @@ OPTION_CASES = {
     "--seq-len too long to fit": (lambda tmp, w: ["--seq-len", "1000000000"], "lower --seq-len"),
     "--hidden-size too large to fit": (lambda tmp, w: ["--hidden-size", "1000000"], "B=16, H=1000000 needs about"),
     "--batch-size too large to fit": (lambda tmp, w: ["--batch-size", "100000000"], "B=100000000, H=32 needs about"),
-    "run over --max-memory": (lambda tmp, w: ["--max-memory", "1M"], "more than --max-memory (1 MiB)"),
+    "run over --max-memory": (lambda tmp, w: ["--max-memory", "100K"], "more than --max-memory (100 KiB)"),
     "--max-memory not a size": (lambda tmp, w: ["--max-memory", "4X"], "--max-memory '4X'"),
 }
 FILE_CASES = {

@@ -1,0 +1,183 @@
+"""Checkpointed BPTT: the single-layer model's exact gradient flow in O(sqrt(T) B H) memory.
+
+The full path (bptt.py) keeps every state and cache, T x B x H floats and more. Here the forward
+pass keeps only the state s_{jk} at the start of every segment of k steps (k ~ sqrt(T)), and the
+backward pass, segment by segment from the last, runs the segment again from its checkpoint
+(``run_layer(..., initial=s_{jk})``: the same code on the same numbers, so the same states and
+caches bit for bit) and backpropagates through it with the very recursion of ``backprop_layer``
+(``backprop_steps``), carrying dL/ds and its logarithmic unit from one segment into the one before:
+
+    memory  = ceil(T / k) checkpoints + one segment's trajectory and records + O(T) per-step scalars
+    time    = two forward passes and one backward pass
+
+What analyze reports is reduced per segment as it is computed: ln||dL/da_t|| (and ln||dL/dc_t||),
+the contribution norms ||dv_t^T a_{t-1}||, and the parameter gradients, summed in the log domain
+(each segment's sum weighted by e^{top_j}, as backprop_layer weights each step). The leading
+Lyapunov exponent and, for gated cells, the mean step Jacobian are accumulated in the first
+forward pass, which sees every cache once. dL/da_t itself (T, B, H) is never held.
+
+Scope: one layer, one direction, no padding, the readout of the last state ("last").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bptt import (
+    Gradients, Trajectory, backprop_steps, combine_log_norms, log_row_norms, run_layer, scale_by_exp,
+    to_time_major, _renormalise_if_far,
+)
+from .dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, overflowed, resolve_transient, state_size
+from .errors import InputError
+from .model.cells import Params
+from .model.single import Model
+
+
+def segment_length(steps: int) -> int:
+    """k = ceil(sqrt(T)): as many checkpoints as steps in a segment, the fewest floats in all."""
+    return math.isqrt(steps - 1) + 1 if steps > 1 else 1
+
+
+@dataclass
+class CheckpointedRun:
+    """What one checkpointed BPTT pass gives analyze.
+
+    loss : the batch-mean loss; params : {name: gradient}, recurrent and readout alike.
+    log_norms : (T,) ln||dL/da_t|| over batch and units; log_cell_norms : the same for dL/dc_t
+        (LSTM), else None. contributions : (T,) ||dv_t^T a_{t-1}||_F at true scale.
+    lyapunov : the leading Lyapunov exponent of the forward run (dynamics.lyapunov's).
+    mean_jacobian : (S, S) the step Jacobian averaged over batch and steps, for gated cells; else None.
+    segment : k, steps per segment; checkpoints : how many states were kept.
+    """
+
+    loss: float
+    params: Params
+    log_norms: np.ndarray
+    log_cell_norms: np.ndarray | None
+    contributions: np.ndarray
+    lyapunov: Lyapunov
+    mean_jacobian: np.ndarray | None
+    segment: int
+    checkpoints: int
+
+    def gradients(self) -> Gradients:
+        """The ``Gradients`` of the run without its (T, B, H) records (None): loss, parameters, logs."""
+        return Gradients(self.loss, None, None, self.params, None, None, self.log_norms, self.log_cell_norms)
+
+
+class _LogSum:
+    """sum_j e^{top_j} G_j over parameter dicts, held as e^top G so that nothing under- or overflows."""
+
+    def __init__(self) -> None:
+        self.total: Params | None = None
+        self.top = 0.0
+
+    def add(self, grads: Params, top: float) -> None:
+        if self.total is None:
+            self.total, self.top = grads, top
+            return
+        if top > self.top:
+            for g in self.total.values():
+                scale_by_exp(g, self.top - top)
+            self.total, grads, self.top = grads, self.total, top
+        else:
+            for g in grads.values():
+                scale_by_exp(g, top - self.top)
+        for name, g in grads.items():
+            self.total[name] += g
+
+    def result(self) -> Params:
+        for g in self.total.values():
+            scale_by_exp(g, self.top)
+        return self.total
+
+
+def _segment_traj(model: Model, x: np.ndarray, start: int, stop: int, initial) -> Trajectory:
+    return run_layer(model.cell, model.params, to_time_major(x[:, start:stop]), initial=initial)
+
+
+def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int | None = None) -> CheckpointedRun:
+    """Exact BPTT of the last-step readout's loss on x (B, T, D), y, keeping every k-th state only.
+
+    segment : k, steps per segment (default ``segment_length(T)``). Equals bptt.bptt to rounding.
+    """
+    if model.readout != "last":
+        raise InputError("checkpointed BPTT reads out the last state only (--readout last)")
+    if x.ndim != 3 or x.shape[2] != model.input_size:
+        raise InputError(f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}")
+    cell, params = model.cell, model.params
+    batch, steps = x.shape[:2]
+    k = segment or segment_length(steps)
+    starts = list(range(0, steps, k))
+    size = state_size(model)
+    transient = resolve_transient(None, steps)
+    lyap = LyapunovSum(transient, min(1, size))
+    gated = len(cell.gates) > 1
+    with np.errstate(all="ignore"):
+        # forward: keep the state each segment starts from; the Lyapunov frame and the mean step
+        # Jacobian see every cache once, here
+        checkpoints, state, blew_up, jac_sum, t = [], None, False, 0.0, 0
+        for start in starts:
+            checkpoints.append(None if state is None else tuple(np.array(p) for p in state))
+            traj = _segment_traj(model, x, start, min(start + k, steps), state)
+            blew_up = blew_up or overflowed(traj)
+            for cache in traj.caches:
+                t += 1
+                if not blew_up:
+                    lyap.add(t, StepJacobian(model, cache, (batch, size, size)))
+                if gated:
+                    jac_sum = jac_sum + cell.step_jacobian(params, cache).mean(axis=0)
+            state = traj.states[-1]
+        last_hidden = np.array(state[0])
+        del traj
+        logits = last_hidden @ params["Wy"].T + params["by"]
+        loss, dlogits = model.loss.value_and_grad(logits, np.asarray(y, dtype=np.float64))
+        # backward: delta_T = Wy^T dL/dlogits, then segment by segment from the last
+        dstate = (dlogits @ params["Wy"],) + tuple(np.zeros((batch, model.hidden_size)) for _ in cell.state_names[1:])
+        unit = _renormalise_if_far(dstate)
+        log_norms = np.empty(steps)
+        log_cell_norms = np.empty(steps) if len(cell.state_names) > 1 else None
+        contributions = np.empty(steps)
+        total = _LogSum()
+        for j in range(len(starts) - 1, -1, -1):
+            start, stop = starts[j], min(starts[j] + k, steps)
+            n = stop - start
+            traj = _segment_traj(model, x, start, stop, checkpoints[j])
+            checkpoints[j] = None  # no longer needed: the memory goes down as the pass goes back
+            deltas = np.empty((n + 1, batch, model.hidden_size))
+            deltas[n] = dstate[0]
+            dstate = (deltas[n],) + tuple(dstate[1:])
+            dL_dc = None if log_cell_norms is None else np.empty((n, batch, model.hidden_size))
+            width = params[cell.recurrent].shape[0]
+            du = np.empty((n, batch, width))
+            dv = du if cell.dv_is_du else np.empty((n, batch, width))
+            scale = np.empty(n)
+            dstate, unit = backprop_steps(cell, params, traj.caches, dstate, unit, deltas, dL_dc, du, dv, scale,
+                                          first=j == 0)
+            log_norms[start:stop] = combine_log_norms(scale[:, None] + log_row_norms(deltas[1:]), axis=1)
+            if dL_dc is not None:
+                log_cell_norms[start:stop] = combine_log_norms(scale[:, None] + log_row_norms(dL_dc), axis=1)
+            # this segment's summands in units e^top, as backprop_layer weights every step
+            finite = scale[np.isfinite(scale)]
+            top = float(finite.max()) if finite.size else 0.0
+            if scale.any():
+                weights = np.exp(scale - top)[:, None, None]
+                du *= weights
+                if dv is not du:
+                    dv *= weights
+            total.add(cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv), top)
+            scale_by_exp(dv, top)  # at true scale: zero where that underflows, as the full path's
+            contributions[start:stop] = Gradients(0.0, None, None, {}, dv, traj.hidden[:-1]).contribution_norms()
+        grads = total.result()
+        grads["Wy"] = dlogits.T @ last_hidden
+        grads["by"] = dlogits.sum(axis=0)
+    if blew_up:
+        lyapunov = _lyapunov(np.full((1, min(1, size)), np.nan), transient, steps - transient)
+    else:
+        lyapunov = _lyapunov(lyap.per_sequence(), transient, steps - transient)
+    mean_jacobian = jac_sum / steps if gated else None
+    return CheckpointedRun(float(loss), grads, log_norms, log_cell_norms, contributions, lyapunov, mean_jacobian,
+                           k, len(starts))

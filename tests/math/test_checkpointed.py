@@ -1,0 +1,136 @@
+"""Checkpointed BPTT (checkpointed_bptt.py) gives what the full path gives, in bounded memory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gradscope.bptt import bptt
+from gradscope.checkpointed_bptt import checkpointed_bptt, segment_length
+from gradscope.commands.analyze import analyze, analyze_setup, gradient_arrays
+from gradscope.config import RunConfig
+from gradscope.dynamics import lyapunov
+from gradscope.errors import InputError
+from gradscope.experiment import build
+from gradscope.memory import LIMIT_ENV, checkpointed_run_bytes, run_bytes
+
+RTOL = 1e-12
+
+
+def _setup(cell="rnn", activation="tanh", seq_len=50, **settings):
+    return build(RunConfig(cell=cell, activation=activation, seq_len=seq_len, batch_size=3, hidden_size=5, seed=1,
+                           **settings))
+
+
+@pytest.mark.parametrize("cell,activation", [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")])
+@pytest.mark.parametrize("seq_len,segment", [(50, None), (50, 7), (10, 20), (1, None), (37, 1)])
+def test_checkpointed_equals_full_path(cell, activation, seq_len, segment):
+    setup = _setup(cell, activation, seq_len)
+    model, batch = setup.model, setup.batch
+    traj, full = bptt(model, batch.x, batch.y)
+    run = checkpointed_bptt(model, batch.x, batch.y, segment)
+    assert run.checkpoints == -(-seq_len // run.segment)
+    assert run.loss == pytest.approx(full.loss, rel=RTOL)
+    np.testing.assert_allclose(run.log_norms, full.log_norms, rtol=RTOL)
+    np.testing.assert_allclose(run.contributions, full.contribution_norms(), rtol=RTOL)
+    if full.log_cell_norms is None:
+        assert run.log_cell_norms is None
+    else:
+        np.testing.assert_allclose(run.log_cell_norms, full.log_cell_norms, rtol=RTOL)
+    assert run.params.keys() == full.params.keys()
+    for name, g in full.params.items():
+        np.testing.assert_allclose(run.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
+    np.testing.assert_allclose(run.lyapunov.exponents, lyapunov(model, traj).exponents, rtol=RTOL)
+    if len(model.cell.gates) > 1:
+        mean = model.cell.mean_step_jacobian(model.params, traj.caches)
+        np.testing.assert_allclose(run.mean_jacobian, mean, rtol=RTOL, atol=1e-15)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_log_domain_carried_across_segments(cell):
+    # the gradient leaves float64 within the run: its unit is carried from segment to segment
+    setup = _setup(cell, "tanh", 3000, spectral_radius=0.3)
+    model, batch = setup.model, setup.batch
+    _, full = bptt(model, batch.x, batch.y)
+    assert full.log_norms[0] < -745  # e^-745 underflows: only the log domain holds it
+    run = checkpointed_bptt(model, batch.x, batch.y)
+    np.testing.assert_allclose(run.log_norms, full.log_norms, rtol=RTOL)
+    np.testing.assert_allclose(run.contributions, full.contribution_norms(), rtol=RTOL)
+    for name, g in full.params.items():
+        np.testing.assert_allclose(run.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
+
+
+def test_segment_length_is_ceil_sqrt():
+    assert [segment_length(t) for t in (1, 2, 4, 5, 100, 101, 10**6)] == [1, 2, 2, 3, 10, 11, 1000]
+
+
+def test_checkpointed_estimate_is_sqrt_t():
+    t = 10**6
+    full = run_bytes(t, 1, 16, 1)
+    checkpointed = checkpointed_run_bytes(t, 1, 16, 1)
+    assert checkpointed < full / 3
+    # O(T) scalars plus O(sqrt(T) B H): a hidden layer 100 times wider adds little at T = 10^6
+    assert checkpointed_run_bytes(t, 1, 1600, 1) < 2 * checkpointed
+
+
+def test_long_run_completes(monkeypatch):
+    monkeypatch.setenv(LIMIT_ENV, "64M")  # the full path (about 180 MB) does not fit
+    result = analyze(RunConfig(seq_len=200_000, batch_size=1, hidden_size=4, seed=0))
+    assert result.setup.checkpointed
+    assert "checkpointed BPTT" in result.data
+    assert result.log10_grad_norms.shape == (200_000,)
+    assert np.isfinite(result.log10_grad_norms[-1])
+    assert np.isfinite(result.lyapunov.leading_exponent)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_small_max_memory_chooses_checkpointed_with_same_report(monkeypatch, cell):
+    config = RunConfig(cell=cell, seq_len=300, batch_size=2, hidden_size=6, seed=3)
+    full = analyze(config)
+    assert not full.setup.checkpointed
+    monkeypatch.setenv(LIMIT_ENV, "150K")
+    ours = analyze(config)
+    assert ours.setup.checkpointed and "checkpointed BPTT" in ours.data
+    for name in ("grad_norms", "log10_grad_norms", "ratios", "contributions", "flow_norms"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(full, name), rtol=RTOL, err_msg=name)
+    if cell == "lstm":
+        np.testing.assert_allclose(ours.cell_grad_norms, full.cell_grad_norms, rtol=RTOL)
+    for name in ("slope", "log10_ratio", "horizon"):
+        assert getattr(ours.flow, name) == pytest.approx(getattr(full.flow, name), rel=RTOL)
+    assert ours.flow.regime == full.flow.regime
+    assert ours.lyapunov.leading_exponent == pytest.approx(full.lyapunov.leading_exponent, rel=RTOL)
+    np.testing.assert_allclose(ours.spectrum.eigenvalues, full.spectrum.eigenvalues, rtol=RTOL, atol=1e-14)
+    if full.pascanu is not None:
+        theirs = dataclasses.asdict(full.pascanu)
+        for name, value in dataclasses.asdict(ours.pascanu).items():
+            if isinstance(value, (float, np.ndarray)):
+                np.testing.assert_allclose(value, theirs[name], rtol=RTOL, err_msg=name)
+            else:
+                assert value == theirs[name], name
+    for name, g in full.gradients.params.items():
+        np.testing.assert_allclose(ours.gradients.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max())
+    with pytest.raises(InputError, match="checkpointed"):
+        gradient_arrays(ours)
+
+
+def test_refused_when_even_checkpointed_does_not_fit(monkeypatch):
+    monkeypatch.setenv(LIMIT_ENV, "1K")
+    with pytest.raises(InputError, match="even checkpointed BPTT"):
+        analyze(RunConfig(seq_len=300, batch_size=2, hidden_size=6))
+
+
+def test_only_analyze_runs_checkpointed(monkeypatch):
+    monkeypatch.setenv(LIMIT_ENV, "150K")
+    with pytest.raises(InputError, match="memory"):
+        build(RunConfig(seq_len=300, batch_size=2, hidden_size=6))  # train and the rest: refused as before
+    with pytest.raises(InputError, match="memory"):  # a readout at every step: not checkpointed
+        analyze(RunConfig(seq_len=300, batch_size=2, hidden_size=6, readout="every"))
+
+
+def test_forced_checkpointed_setup_gives_same_report():
+    setup = _setup("rnn", "relu", 40)
+    full = analyze_setup(setup)
+    ours = analyze_setup(dataclasses.replace(setup, checkpointed=True))
+    np.testing.assert_allclose(ours.log10_grad_norms, full.log10_grad_norms, rtol=RTOL)
