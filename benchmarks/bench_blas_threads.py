@@ -22,8 +22,9 @@ from gradscope.commands.train import train_setup  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
 from gradscope.experiment import build  # noqa: E402
 
-CASES = [("rnn", 32, 32), ("rnn", 32, 128), ("rnn", 64, 128), ("rnn", 32, 256), ("lstm", 32, 64),
-         ("rnn", 128, 256), ("lstm", 32, 128), ("rnn", 64, 512), ("lstm", 64, 256)]  # (cell, B, H)
+CASES = [("rnn", 32, 32), ("rnn", 32, 64), ("lstm", 32, 32), ("rnn", 64, 64), ("rnn", 32, 128),
+         ("lstm", 32, 64), ("rnn", 64, 128), ("rnn", 32, 256), ("lstm", 32, 128), ("rnn", 128, 256),
+         ("rnn", 64, 512), ("lstm", 64, 256)]  # (cell, B, H)
 SEQ_LEN = 50
 
 

@@ -10,7 +10,7 @@ nothing in the caller's process.
 The BLAS threads: a step's products are small, (B, H) times (H, G*H), and on matrices that small
 a second BLAS thread costs more to wake and join than it saves, while on a busy machine threads
 that spin waiting for work take the cores from whoever else runs (measured on 2 cores:
-benchmarks/blas_threads.py). ``blas_threads_for`` runs a loop of small steps on one BLAS thread,
+benchmarks/bench_blas_threads.py). ``blas_threads_for`` runs a loop of small steps on one BLAS thread,
 and leaves larger ones, and the caller's setting once the loop is done, alone.
 """
 
@@ -40,9 +40,10 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
 
 
-# Multiply-adds in one step's products, B x (entries of W_ih and W_hh), below which one BLAS thread
-# is faster than two: the crossover measured here lies between 1M and 2M (benchmarks/blas_threads.py).
-SMALL_STEP = 1 << 21
+# Multiply-adds in one step's products, B x (entries of W_ih and W_hh), below which a training step
+# is as fast or faster on one BLAS thread than on two: the crossover measured on 2 idle cores lies
+# near 0.5M (benchmarks/bench_blas_threads.py); on a busy machine one thread wins far beyond it.
+SMALL_STEP = 1 << 19
 
 
 def blas_threads(batch_size: int, matrices: Iterable[Any]) -> int | None:
