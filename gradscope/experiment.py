@@ -132,10 +132,15 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     return False
 
 
+def _weights_label(config: RunConfig) -> str:
+    """How errors name the weights: the file, or a state dict given from Python."""
+    return config.weights if isinstance(config.weights, str) else "the state dict"
+
+
 def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
-    source = config.weights if isinstance(config.weights, str) else "the state dict"
+    source = _weights_label(config)
     choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
-    network, layout = load_network(read_state_dict(config.weights), str(source), choices, config.readout or "last")
+    network, layout = load_network(read_state_dict(config.weights), source, choices, config.readout or "last")
     for name, given, actual in (
         ("hidden-size", config.hidden_size, network.hidden_size),
         ("input-size", config.input_size, network.input_size),
@@ -228,9 +233,17 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
     return Upstream(arrays.get("output"), arrays.get("h_n"), arrays.get("c_n"))
 
 
+def _random_targets(rng: np.random.Generator, shape: TaskShape, b: int, t: int, every: bool) -> np.ndarray:
+    """Targets of the loss's kind drawn at random (as the random task does): one per sequence or,
+    for a readout at every step, one per step."""
+    y = make_task("random").sample(rng, b * t if every else b, 1, shape).y
+    return y.reshape((b, t) + y.shape[1:]) if every else y
+
+
 def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator,
-                network: Network) -> Batch:
-    x = load_array(config.inputs, "inputs")
+                network: Network, x: np.ndarray | None = None) -> Batch:
+    """The --inputs batch (``x``: its array where the caller has read it already), checked."""
+    x = load_array(config.inputs, "inputs") if x is None else x
     if x.ndim not in (2, 3):
         raise InputError(f"inputs must have shape (B, T, D) (or (B, T) token ids), got {x.shape}")
     b, t = x.shape[:2]
@@ -246,11 +259,7 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
     mask = _mask(config, x, network)
     every = network.readout == "every"  # the network's readout says where the targets sit
     if config.targets is None:
-        # Only inputs given: targets of the right kind, drawn at random (as the random task does),
-        # one per sequence or, for a readout at every step, one per step.
-        y = make_task("random").sample(rng, b * t if every else b, 1, shape).y
-        if every:
-            y = y.reshape((b, t) + y.shape[1:])
+        y = _random_targets(rng, shape, b, t, every)  # only inputs given
     else:
         y = load_array(config.targets, "targets")
         if y.ndim == 0 or y.shape[0] != b:
@@ -283,6 +292,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     """
     task = make_task(config.task, config)
     weights_rng, data_rng = rngs(config.seed)
+    inputs = None  # the --inputs array, where it is read before the batch is made
     if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
         config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
@@ -301,7 +311,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         else:
             if config.output_grads is None:
                 raise InputError(
-                    f"{config.weights if isinstance(config.weights, str) else 'the state dict'}: no Linear "
+                    f"{_weights_label(config)}: no Linear "
                     f"readout reads the recurrent module's {network.feature_size} outputs; give --output-grads "
                     "(dL/d(output) from your own head), or name the head with --head-key"
                 )
@@ -309,7 +319,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     else:
         shape = task.resolve(config.input_size, config.output_size, config.loss)
         if config.input_size is None and config.inputs is not None:
-            given = load_array(config.inputs, "inputs")  # a built model takes the file's D...
+            given = inputs = load_array(config.inputs, "inputs")  # a built model takes the file's D...
             if given.ndim == 3 and given.shape[2] != shape.input_size:
                 try:
                     shape = task.resolve(given.shape[2], config.output_size, config.loss)
@@ -321,7 +331,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
-        batch = _file_batch(config, task, shape, data_rng, network)
+        batch = _file_batch(config, task, shape, data_rng, network, inputs)
         checkpointed = check_memory(config, task, shape, network, batch.x.shape[:2], checkpointable)
     else:
         seq_len = config.seq_len or task.default_seq_len
@@ -330,9 +340,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
             batch = _random_tokens(network, data_rng, batch)  # other tasks' vectors skip the embedding
     if network.readout == "every" and shape.readout != "every" and config.inputs is None:
         # a task with one target per sequence, read out at every step: random targets per step
-        b, steps = batch.x.shape[:2]
-        y = make_task("random").sample(data_rng, b * steps, 1, shape).y
-        batch = Batch(batch.x, y.reshape((b, steps) + y.shape[1:]), batch.mask)
+        batch = Batch(batch.x, _random_targets(data_rng, shape, *batch.x.shape[:2], every=True), batch.mask)
     upstream = _upstream(config, network, *batch.x.shape[:2])
     if upstream is not None and (config.targets is not None or config.readout is not None or config.loss is not None):
         given = [flag(n) for n in ("targets", "readout", "loss") if getattr(config, n) is not None]
@@ -340,9 +348,6 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
                          "readout or loss of gradscope's; give one or the other")
     if upstream is not None:
         network.head, network.loss = None, None  # the caller's gradient replaces the head
-    if checkpointed and not (network.is_single() and batch.mask is None and upstream is None
-                             and network.readout == "last"):
-        check_memory(config, task, shape, network, batch.x.shape[:2])  # checkpointed BPTT cannot run it: refused
     resolved = replace(
         config,
         cell=network.cell.name,
@@ -357,8 +362,11 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         init=None if config.weights is not None else config.init,
         init_gain=None if config.weights is not None else config.init_gain,
     )
-    return Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout),
-                 checkpointed)
+    setup = Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout),
+                  checkpointed)
+    if checkpointed and not (setup.is_single() and network.readout == "last"):
+        check_memory(config, task, shape, network, batch.x.shape[:2])  # checkpointed BPTT cannot run it: refused
+    return setup
 
 
 def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) -> list[str]:

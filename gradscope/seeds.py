@@ -74,3 +74,10 @@ def summarize(seeds: list[int], final_losses: list[float], baseline: float, dive
         loss_ratio=Spread.of([v / baseline for v in losses]),
         accuracy=accuracy,
     )
+
+
+def summarize_runs(seeds: list[int], runs: list, baseline: float) -> SeedSummary:
+    """``summarize`` of runs that carry ``final_loss``, ``diverged`` and ``accuracy`` (a train
+    result, a compare row), one per seed."""
+    return summarize(seeds, [r.final_loss for r in runs], baseline, [r.diverged for r in runs],
+                     [r.accuracy for r in runs])

@@ -13,7 +13,7 @@ from ..io.arrays import check_output, save_npz
 from ..render import plots
 from ..render.analyze import render_analyze
 from ..render.common import warn
-from ..render.report import prepare as prepare_report, write_report
+from ..render.report import prepare as prepare_report
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options
 
@@ -51,6 +51,4 @@ def analyze_command(
         save_npz(save_weights, weight_arrays(result), "--save-weights")
     for warning in result.warnings:
         warn(warning)
-    if page is not None:
-        write_report(page, result, lambda console: render_analyze(result, console, max_rows))
-    emit(result, json, lambda console: render_analyze(result, console, max_rows))
+    emit(result, json, lambda console: render_analyze(result, console, max_rows), page)

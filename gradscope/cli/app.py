@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from pathlib import Path
 import signal
 import sys
 import threading
@@ -49,8 +50,13 @@ def _root(
     """See how the gradient fades or explodes on its way back through time."""
 
 
-def emit(result: Any, as_json: bool, render: Callable[[Console], None]) -> None:
-    """Data to stdout: the JSON document, or the rich view of the same result."""
+def emit(result: Any, as_json: bool, render: Callable[[Console], None], report: Path | None = None) -> None:
+    """Data to stdout: the JSON document, or the rich view of the same result; and with
+    ``--report`` the same view, as an HTML page, to ``report`` first."""
+    if report is not None:
+        from ..render.report import write_report  # the page's renderers: only when one is asked for
+
+        write_report(report, result, render)
     if as_json:
         sys.stdout.write(dumps(result) + "\n")
         sys.stdout.flush()

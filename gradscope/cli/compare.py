@@ -11,7 +11,7 @@ from ..mitigations import MITIGATIONS, default_mitigations, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.common import step_progress
-from ..render.report import prepare as prepare_report, write_report
+from ..render.report import prepare as prepare_report
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import JsonFlag, PlotFile, ReportFile, run_options_with
@@ -67,6 +67,4 @@ def compare_command(
     if path is not None:
         plots.save(plots.training_losses_figure({r.mitigation: r.history for r in result.runs}, result.config,
                                                 result.baseline_loss), path)
-    if page is not None:
-        write_report(page, result, lambda console: render_compare(result, console))
-    emit(result, json, lambda console: render_compare(result, console))
+    emit(result, json, lambda console: render_compare(result, console), page)

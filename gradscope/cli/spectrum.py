@@ -9,7 +9,7 @@ import typer
 from ..config import RunConfig
 from ..dynamics import jacobian_spectrum
 from ..render import plots
-from ..render.report import prepare as prepare_report, write_report
+from ..render.report import prepare as prepare_report
 from ..render.spectrum import render_spectrum
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options
@@ -35,6 +35,4 @@ def spectrum_command(
     result = jacobian_spectrum(config, transient)
     if path is not None:
         plots.save(plots.spectrum_figure(result), path)
-    if page is not None:
-        write_report(page, result, lambda console: render_spectrum(result, console, rows))
-    emit(result, json, lambda console: render_spectrum(result, console, rows))
+    emit(result, json, lambda console: render_spectrum(result, console, rows), page)

@@ -12,7 +12,7 @@ from ..config import RunConfig
 from ..errors import InputError
 from ..parallel import default_jobs
 from ..render import plots
-from ..render.report import prepare as prepare_report, write_report
+from ..render.report import prepare as prepare_report
 from ..render.common import step_progress
 from ..commands.defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
 from .app import app, emit
@@ -82,6 +82,4 @@ def sweep_command(
         result = run_sweep(plan, jobs, scheduler, lambda done, total: advance(done))
     if path is not None:
         plots.save(plots.sweep_figure(result), path)
-    if page is not None:
-        write_report(page, result, lambda console: render_sweep(result, console))
-    emit(result, json, lambda console: render_sweep(result, console))
+    emit(result, json, lambda console: render_sweep(result, console), page)

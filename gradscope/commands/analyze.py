@@ -325,15 +325,6 @@ def _total_norm(log_norms: np.ndarray) -> float:
         return float(np.exp(combine_log_norms(np.ravel(log_norms))))
 
 
-def aligned_norms(d: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> np.ndarray:
-    """The flow profile: (T,) norms over the batch at k steps from each sequence's readout end.
-
-    d (T, B, H) in absolute steps, zero at pad steps (``aligned_log_norms`` on its row norms).
-    """
-    with np.errstate(all="ignore"):
-        return np.exp(aligned_log_norms(log_row_norms(d), mask_tm, reverse))
-
-
 def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse: bool) -> np.ndarray:
     """The flow profile in logs: (T,) ln of the norm over the batch k steps from each sequence's
     readout end, from log_rows (T, B) = ln||dL/dh_t[b]|| in absolute steps (-inf at pad steps).
@@ -382,8 +373,9 @@ def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
 
 
 def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int,
-                         d: int) -> tuple[LayerReport, np.ndarray, dict[str, Spectrum] | None]:
-    """One layer and direction's report, its flow profile and its gate blocks' spectra."""
+                         d: int) -> tuple[LayerReport, tuple, dict[str, Spectrum] | None, Trajectory | None]:
+    """One layer and direction's report, its flow profile (norms and logs), its gate blocks'
+    spectra, and its run over real steps only (``_full_rows``; None without padding)."""
     net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
     reverse = d == 1
@@ -397,7 +389,7 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     ratios = ratios_from_logs(log_profile)
     view = Model(net.cell, net.layers[k][d], None)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
-    real = run if mask_tm is None else _full_rows(run, mask_tm[::-1] if reverse else mask_tm)
+    real = None if mask_tm is None else _full_rows(run, mask_tm[::-1] if reverse else mask_tm)
     spec, spectrum_of, gate_spectra = recurrent_spectra(view, (real or run).caches)
     # with padding, the profile's first entries may hold no sequence at all (none is that long):
     # the flow is measured over the steps the longest sequences have
@@ -405,7 +397,7 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     start = profile.shape[0] - longest
     report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
                          flow(profile[start:], log_profile[start:]), _total_norm(g.log_rows), log10(logs))
-    return report, (profile, log_profile), gate_spectra
+    return report, (profile, log_profile), gate_spectra, real
 
 
 def analyze_network(setup: Setup) -> AnalyzeResult:
@@ -419,11 +411,11 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
     reports, profiles = [], []
     for k in range(net.num_layers):
         for d in range(net.directions):
-            report, profile, gates = network_layer_report(setup, traj, grads, k, d)
+            report, profile, gates, real = network_layer_report(setup, traj, grads, k, d)
             reports.append(report)
             profiles.append(profile)
-            if (k, d) == (net.num_layers - 1, 0):
-                gate_spectra = gates  # the headline's: the top layer's forward direction
+            if (k, d) == (net.num_layers - 1, 0):  # the headline: the top layer's forward direction
+                gate_spectra, real_run = gates, real
     top = net.num_layers - 1
     head_i = top * net.directions
     headline, (profile, log_profile) = reports[head_i], profiles[head_i]
@@ -435,8 +427,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         # final states, each sequence's at its own last real step (the aligned profile)
         gamma = get_activation(net.cell.activation).gamma
         pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile, log_profile)
-    lyap_run = run if traj.mask_tm is None else _full_rows(run, traj.mask_tm)
-    lyap = lyapunov(view, lyap_run if lyap_run is not None else run)  # under 2 full steps: as run
+    lyap = lyapunov(view, real_run or run)  # over real steps; without padding, or under 2 of them: as run
     depth = None
     if net.num_layers > 1:
         totals = [float(np.sqrt(sum(r.total_grad_norm ** 2 for r in reports if r.layer == k)))

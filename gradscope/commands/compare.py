@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..experiment import Setup, build
 from ..mitigations import Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..parallel import in_processes
-from ..seeds import SeedSummary, seed_list, summarize
+from ..seeds import SeedSummary, seed_list, summarize_runs
 from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, train_setup
 
 @dataclass
@@ -160,8 +160,7 @@ def best_run(runs: list[CompareRun]) -> CompareRun | None:
 def over_seeds(rows: list[CompareRun], seeds: list[int], baseline: float) -> CompareRun:
     """The first seed's row, with the spread of the final loss over every seed's row."""
     first = rows[0]
-    first.seeds = summarize(seeds, [r.final_loss for r in rows], baseline, [r.diverged for r in rows],
-                            [r.accuracy for r in rows])
+    first.seeds = summarize_runs(seeds, rows, baseline)
     return first
 
 

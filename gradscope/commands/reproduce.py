@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..experiment import build
 from ..mitigations import NoMitigation, Strengths
 from ..parallel import in_processes
-from ..seeds import SeedSummary, Spread, seed_list, summarize
+from ..seeds import SeedSummary, Spread, seed_list, summarize_runs
 from .compare import CompareRun, checked_setup, run_one
 from .train import TrainOptions
 
@@ -352,8 +352,7 @@ def reproduce(
     arms = []
     for a, arm in enumerate(exp.arms):
         runs = [rows[a * len(seed_values) + k] for k in range(len(seed_values))]
-        summary = summarize(seed_values, [r.final_loss for r in runs], baseline, [r.diverged for r in runs],
-                            [r.accuracy for r in runs])
+        summary = summarize_runs(seed_values, runs, baseline)
         first = runs[0]
         arms.append(ArmResult(
             label=arm.label, mitigation=arm.mitigation or NoMitigation.name, cell=first.cell,

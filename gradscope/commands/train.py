@@ -43,7 +43,7 @@ from ..mitigations import Mitigation, NoMitigation, global_norm
 from ..model.single import Model
 from ..optimizers import make_optimizer
 from ..runtime import blas_threads_for
-from ..seeds import SeedSummary, seed_list, summarize
+from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
 from ..serialize import HIDDEN
 from ..model.statedict import Layout
 from ..tasks import Batch, make_task
@@ -204,10 +204,12 @@ def split_inputs(setup: Setup) -> tuple[Batch, Batch | None]:
             Batch(batch.x[out], batch.y[out], None if mask is None else mask[out]))
 
 
-def batches(setup: Setup, rng: np.random.Generator, seq_len: int) -> Iterator[Batch]:
-    """A fresh batch of the task per step, or with --inputs the file's training sequences at every step."""
+def batches(setup: Setup, rng: np.random.Generator, seq_len: int,
+            split: tuple[Batch, Batch | None] | None = None) -> Iterator[Batch]:
+    """A fresh batch of the task per step, or with --inputs the file's training sequences at every
+    step (``split``: ``split_inputs(setup)`` where the caller has it already)."""
     if setup.config.inputs is not None:
-        training, _ = split_inputs(setup)
+        training, _ = split or split_inputs(setup)
         while True:
             yield training
     while True:
@@ -237,13 +239,14 @@ def evaluated_on(setup: Setup) -> str:
     return VALIDATION_TEXTS if setup.task.validation_batches(setup.shape) is not None else HELD_OUT_BATCH
 
 
-def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> tuple[list[Batch], str]:
+def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int,
+             split: tuple[Batch, Batch | None] | None = None) -> tuple[list[Batch], str]:
     """The evaluation data and what it is (``evaluated_on``): the --inputs file's held-out sequences
     (or, too few to spare any, its training batch), the task's own held-out set (the text task's
     validation texts), or ``size`` fresh sequences of the task."""
     source = evaluated_on(setup)
     if setup.config.inputs is not None:
-        training, kept = split_inputs(setup)
+        training, kept = split or split_inputs(setup)
         return [training if kept is None else kept], source
     if source == VALIDATION_TEXTS:
         return list(setup.task.validation_batches(setup.shape)), source
@@ -275,13 +278,14 @@ def train_setup(
     optimizer = make_optimizer(options.optimizer, options.lr, options.momentum)
     opt_state = optimizer.init(model.params)
     train_rng, eval_rng = data_streams(setup.config.seed)
-    evaluation, source = held_out(setup, eval_rng, options.eval_size, seq_len)
+    split = split_inputs(setup) if setup.config.inputs is not None else None  # once for both uses
+    evaluation, source = held_out(setup, eval_rng, options.eval_size, seq_len, split)
     initial_loss, _ = evaluate(model, evaluation)
     radius_before = recurrent_radius(model)
 
     history: list[StepRecord] = []
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
-    stream = batches(setup, train_rng, seq_len)
+    stream = batches(setup, train_rng, seq_len, split)
     # every step multiplies a batch by W_ih and W_hh: on one BLAS thread when that is small (runtime.py)
     step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
     # overflow is detected and reported, not warned about
@@ -369,6 +373,5 @@ def train(
             lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
         runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len))
     first = runs[0]
-    first.seeds = summarize(seed_values, [r.final_loss for r in runs], first.baseline_loss,
-                            [r.diverged for r in runs], [r.accuracy for r in runs])
+    first.seeds = summarize_runs(seed_values, runs, first.baseline_loss)
     return first

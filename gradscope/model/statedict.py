@@ -73,8 +73,13 @@ def _dotted(prefix: str | None) -> str | None:
     return prefix + "."
 
 
+def _recurrent_prefixes(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The prefixes of every recurrent module in a state dict, sorted."""
+    return sorted({m["prefix"] for k in arrays if (m := RECURRENT_KEY.match(k))})
+
+
 def _recurrent_prefix(arrays: dict[str, np.ndarray], source: str, chosen: str | None) -> str:
-    prefixes = sorted({m["prefix"] for k in arrays if (m := RECURRENT_KEY.match(k))})
+    prefixes = _recurrent_prefixes(arrays)
     if chosen is not None:
         if chosen not in prefixes:
             found = ", ".join(repr(p.rstrip(".")) for p in prefixes) or "none"
@@ -198,13 +203,11 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
             tensors: Params = {}
             for name in cell.required_torch_names():
                 key = prefix + layer_key(name, k, reverse)
-                if key in arrays:
+                if key in arrays:  # _recurrent_keys saw every one there but a bias=False module's biases
                     tensors[name] = arrays[key]
                     used.add(key)
-                elif name.startswith("bias") and not bias:
-                    tensors[name] = np.zeros(w_hh.shape[0])  # bias=False: fixed zeros
                 else:
-                    raise InputError(f"{source}: missing {key}")
+                    tensors[name] = np.zeros(w_hh.shape[0])  # bias=False: fixed zeros
             try:
                 params = cell.from_torch(tensors)
             except InputError as exc:
@@ -219,10 +222,6 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
                 )
             layer.append(params)
         layers.append(layer)
-    stray = sorted(k for k in arrays if k.startswith(prefix) and k not in used and RECURRENT_KEY.match(k)
-                   and RECURRENT_KEY.match(k)["prefix"] == prefix)
-    if stray:
-        raise InputError(f"{source}: unexpected key {stray[0]} in the recurrent module")
 
     rest = [k for k in arrays if k not in used]
     input_size = cell.input_size(layers[0][0])
@@ -243,7 +242,7 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
                         source, None)
     if head_prefix is not None and head_choice is None:
         _refuse_deeper_heads(arrays, used, head_prefix, embedding_prefix, source)
-    head = None
+    head, has_bias = None, False
     if head_prefix is not None:
         wy = arrays[head_prefix + "weight"]
         has_bias = head_prefix + "bias" in arrays
@@ -258,9 +257,8 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
         used.add(embedding_prefix + "weight")
     ignored = tuple(sorted(k for k in arrays if k not in used))
     network = Network(cell, layers, head, readout, None, embedding, None, bias)
-    others = tuple(sorted({m["prefix"].rstrip(".") for k in arrays if (m := RECURRENT_KEY.match(k))} - {prefix.rstrip(".")}))
-    layout = Layout(prefix, head_prefix, head_prefix is not None and head_prefix + "bias" in arrays,
-                    embedding_prefix, ignored, others)
+    others = tuple(p.rstrip(".") for p in _recurrent_prefixes(arrays) if p != prefix)
+    layout = Layout(prefix, head_prefix, has_bias, embedding_prefix, ignored, others)
     return network, layout
 
 
@@ -321,9 +319,5 @@ def export(model: Model, layout: Layout = Layout()) -> dict[str, np.ndarray]:
 
 def export_grads(model: Model, grads: Params, layout: Layout = Layout()) -> dict[str, np.ndarray]:
     """Gradients under the very keys their parameters have in the state dict."""
-    cell_grads = {k: v for k, v in grads.items() if k not in ("Wy", "by")}
-    out = {layout.recurrent + k: v for k, v in model.cell.grads_to_torch(cell_grads).items()}
-    out[layout.readout + "weight"] = grads["Wy"]
-    if layout.readout_bias:
-        out[layout.readout + "bias"] = grads["by"]
-    return out
+    cell_grads = model.cell.grads_to_torch({k: v for k, v in grads.items() if k not in ("Wy", "by")})
+    return _export(Network.from_model(model), layout, [[cell_grads]], {"Wy": grads["Wy"], "by": grads["by"]}, None)
