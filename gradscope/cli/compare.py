@@ -17,7 +17,7 @@ from .app import app, emit
 from .options import JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
     MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
+    Jobs, Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -42,9 +42,7 @@ def compare_command(
     l2: L2Strength = None,
     omega_strength: OmegaStrength = None,
     seeds: Seeds = 1,
-    jobs: Annotated[Optional[int], typer.Option(
-        help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
-        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+    jobs: Jobs = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
@@ -59,9 +57,9 @@ def compare_command(
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
-    chosen = names if mitigations and mitigations.strip() else None  # none named: those that apply to the cell
-    count = len(default_mitigations(config.cell) if chosen is None else names)
-    with step_progress("runs", (count + 1) * seeds) as advance:
+    # none named: those that apply to the cell, resolved once here for the progress bar and the runs
+    chosen = names if mitigations and mitigations.strip() else default_mitigations(config.cell)
+    with step_progress("runs", (len(chosen) + 1) * seeds) as advance:
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
                          lambda done, total, name: advance(done), seeds)
     if path is not None:

@@ -14,7 +14,7 @@ from ..parallel import default_jobs
 from ..render.common import console, step_progress
 from .app import app, emit
 from .options import JsonFlag, Quiet, Verbose, verbosity
-from .train import TRAINING, Seeds
+from .train import TRAINING, Jobs, Seeds
 
 SCALE = "Scale (default: the experiment's)"
 
@@ -39,9 +39,7 @@ def reproduce_command(
     hidden_size: Annotated[Optional[int], _size("Hidden units H.")] = None,
     batch_size: Annotated[Optional[int], _size("Batch size B.")] = None,
     eval_size: Annotated[Optional[int], _size("Sequences in the held-out batch.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(
-        help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
-        show_default=f"the number of CPUs, {default_jobs()} here")] = None,
+    jobs: Jobs = None,
     json: JsonFlag = False,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..io.arrays import check_output, save_npz
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
+from ..parallel import default_jobs
 from ..render import plots
 from ..render.common import step_progress
 from ..serialize import dumps_line, payload
@@ -60,6 +61,9 @@ OmegaStrength = Annotated[Optional[float], _strength("omega", "Weight of Pascanu
 Seeds = Annotated[int, typer.Option(
     help="Repeat the run on this many seeds (--seed, --seed + 1, ...) and report the spread of the final loss.",
     rich_help_panel=TRAINING, min=1)]
+Jobs = Annotated[Optional[int], typer.Option(
+    help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
+    show_default=f"the number of CPUs, {default_jobs()} here")]
 SaveWeights = Annotated[Optional[Path], typer.Option(
     help="Write the trained model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]

@@ -106,6 +106,27 @@ def checked_setup(config: RunConfig, name: str, strengths: Strengths) -> Setup:
     return _setup(config, _mitigation(name, strengths))
 
 
+def check_jobs(jobs: int) -> None:
+    """--jobs: a whole number of at least 1."""
+    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
+        raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
+
+
+def run_in_processes(calls: list[tuple], cost: Callable[[int], float], jobs: int,
+                     progress: Callable[[int, int, str], None] | None,
+                     label: Callable[[int], str]) -> dict[int, CompareRun]:
+    """``run_one(*call)`` for every call, ``jobs`` processes at a time, the costliest first (so no
+    core idles at the end: the gated cells take several times longer per step); the rows by the
+    calls' index. ``progress(done, total, label(i))`` as each finishes."""
+    order = sorted(range(len(calls)), key=lambda i: -cost(i))
+    rows: dict[int, CompareRun] = {}
+    for k, row in in_processes(run_one, [calls[i] for i in order], min(jobs, len(calls))):
+        rows[order[k]] = row
+        if progress is not None:
+            progress(len(rows), len(calls), label(order[k]))
+    return rows
+
+
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths) -> CompareRun:
     """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
     mitigation = _mitigation(name, strengths)
@@ -187,8 +208,7 @@ def compare(
     config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
     seed_values = seed_list(config.seed, seeds)
     names = [NoMitigation.name] + (default_mitigations(config.cell) if mitigations is None else list(mitigations))
-    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
-        raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
+    check_jobs(jobs)
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: _mitigation(name, strengths) for name in names}
@@ -204,15 +224,11 @@ def compare(
                 rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths)
             if progress is not None:
                 progress(len(rows), len(pairs), name)
-    else:
-        # The gated cells take several times longer per step: start them first, so no core idles
-        # at the end. Each worker builds its own setup from the picklable arguments.
-        by_cost = sorted(pairs, key=lambda p: -len(setups[p[0]].model.cell.gates))
-        calls = [(replace(config, seed=seed), options, name, strengths) for name, seed in by_cost]
-        for i, row in in_processes(run_one, calls, min(jobs, len(pairs))):
-            rows[by_cost[i]] = row
-            if progress is not None:
-                progress(len(rows), len(pairs), by_cost[i][0])
+    else:  # each worker builds its own setup from the picklable arguments
+        calls = [(replace(config, seed=seed), options, name, strengths) for name, seed in pairs]
+        done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].model.cell.gates), jobs, progress,
+                                lambda i: pairs[i][0])
+        rows.update({pairs[i]: row for i, row in done.items()})
     baseline = setups[NoMitigation.name]
     runs = [over_seeds([rows[n, seed] for seed in seed_values], seed_values, baseline.baseline_loss)
             for n in names]
