@@ -201,14 +201,18 @@ def _to_true_scale(record: np.ndarray, scale: np.ndarray) -> None:
         scale_by_exp(record[t], float(scale[t]))
 
 
-def _normalise(parts: tuple[np.ndarray, ...]) -> float:
+def _squares(parts: tuple[np.ndarray, ...]) -> float:
+    """The adjoint state's squared norm, all parts together."""
+    return sum(float(np.vdot(p, p)) for p in parts)
+
+
+def _normalise(parts: tuple[np.ndarray, ...], sq: float | None = None) -> float:
     """Divide the adjoint state (all parts together) by its norm, in place; return ln of the norm.
 
     -inf when the state is zero (left as it is); 0 when it holds nan or inf (left to propagate).
+    sq : its squared norm, where the caller has it.
     """
-    sq = 0.0
-    for p in parts:
-        sq += float(np.vdot(p, p))
+    sq = _squares(parts) if sq is None else sq
     if SAFE_SQUARES[0] < sq < SAFE_SQUARES[1]:
         norm = math.sqrt(sq)
         for p in parts:
@@ -224,12 +228,10 @@ def _normalise(parts: tuple[np.ndarray, ...]) -> float:
 
 def _renormalise_if_far(parts: tuple[np.ndarray, ...]) -> float:
     """``_normalise`` when the state's norm is outside RENORMALISE_WINDOW; 0.0 (ln 1) otherwise."""
-    sq = 0.0
-    for p in parts:
-        sq += float(np.vdot(p, p))
+    sq = _squares(parts)
     if RENORMALISE_WINDOW[0] < sq < RENORMALISE_WINDOW[1]:
         return 0.0
-    return _normalise(parts)
+    return _normalise(parts, sq)  # the squares once, not twice
 
 
 def _join(dstate: tuple[np.ndarray, ...], local: np.ndarray, log_local: float, unit: float) -> float:

@@ -123,12 +123,13 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     needed = memory.run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates), layers=layers,
                               directions=directions, parameters=parameters)
     what = f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else "")
-    if checkpointable and layers * directions == 1 and not memory.fits(needed):
+    bound = memory.limit()  # /proc/meminfo, the cgroup, ulimit: read once for both checks
+    if checkpointable and layers * directions == 1 and not memory.fits(needed, bound):
         memory.check(memory.checkpointed_run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates),
                                                    parameters=parameters),
-                     what, change + " (even checkpointed BPTT, which keeps sqrt(T) states, does not fit)")
+                     what, change + " (even checkpointed BPTT, which keeps sqrt(T) states, does not fit)", bound)
         return True
-    memory.check(needed, what, change)
+    memory.check(needed, what, change, bound)
     return False
 
 

@@ -125,16 +125,17 @@ def checkpointed_run_bytes(seq_len: int, batch_size: int, hidden_size: int, inpu
     return segment + FLOAT * (checkpoints + PER_STEP_SCALARS * t + t * b * d + PARAMETER_COPIES * int(parameters))
 
 
-def fits(needed: int) -> bool:
-    """Whether ``needed`` bytes are within the limit (or no limit is known)."""
-    allowed, _source = limit()
+def fits(needed: int, bound: tuple[int | None, str] | None = None) -> bool:
+    """Whether ``needed`` bytes are within the limit (or no limit is known); ``bound``: ``limit()``
+    where the caller has read it already."""
+    allowed, _source = bound or limit()
     return allowed is None or needed <= allowed
 
 
-def check(needed: int, what: str, change: str) -> None:
+def check(needed: int, what: str, change: str, bound: tuple[int | None, str] | None = None) -> None:
     """InputError when ``needed`` bytes exceed the limit; ``what`` names the run ("this run (T=.., B=..)"),
-    ``change`` what to lower ("--seq-len, --batch-size or --hidden-size")."""
-    allowed, source = limit()
+    ``change`` what to lower ("--seq-len, --batch-size or --hidden-size"); ``bound`` as for ``fits``."""
+    allowed, source = bound or limit()
     if allowed is not None and needed > allowed:
         raise InputError(
             f"{what} needs about {human(needed)} of memory, more than {source} ({human(allowed)}); "

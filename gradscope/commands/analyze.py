@@ -215,6 +215,14 @@ def recurrent_spectra(model: Model, caches: list | None,
     return spectrum(mean_jacobian), "mean_step_jacobian", gates
 
 
+def headline_fields(report: LayerReport) -> dict:
+    """The AnalyzeResult fields that repeat one layer's report (the headline's), and the verdict."""
+    return dict(grad_norms=report.grad_norms, log10_grad_norms=report.log10_grad_norms, ratios=report.ratios,
+                contributions=report.contributions, cell_grad_norms=report.cell_grad_norms,
+                spectrum=report.spectrum, spectrum_of=report.spectrum_of, flow=report.flow,
+                regime=report.flow.regime)
+
+
 def analyze_setup(setup: Setup) -> AnalyzeResult:
     """Run BPTT on a built setup and measure the flow."""
     if not setup.is_single():
@@ -253,18 +261,10 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
         parameter_count=int(sum(p.size for p in model.params.values())),
         loss=grads.loss,
         baseline_loss=setup.baseline_loss,
-        grad_norms=norms,
-        log10_grad_norms=log10(logs),
-        ratios=ratios,
-        contributions=contributions,
-        cell_grad_norms=cell_norms,
-        spectrum=spec,
-        spectrum_of=spectrum_of,
+        **headline_fields(report),
         gate_spectra=gate_spectra,
         pascanu=pascanu,
-        flow=summary,
         lyapunov=lyap,
-        regime=summary.regime,
         thresholds=Thresholds(),
         network=network_info(setup),
         layers=[report],
@@ -442,18 +442,10 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         parameter_count=net.parameter_count(),
         loss=grads.loss,
         baseline_loss=None if setup.upstream is not None else setup.baseline_loss,
-        grad_norms=headline.grad_norms,
-        log10_grad_norms=headline.log10_grad_norms,
-        ratios=headline.ratios,
-        contributions=headline.contributions,
-        cell_grad_norms=headline.cell_grad_norms,
-        spectrum=headline.spectrum,
-        spectrum_of=headline.spectrum_of,
+        **headline_fields(headline),
         gate_spectra=gate_spectra,
         pascanu=pascanu,
-        flow=headline.flow,
         lyapunov=lyap,
-        regime=headline.flow.regime,
         thresholds=Thresholds(),
         network=network_info(setup),
         layers=reports,
