@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bptt import torch_rnn as torch_module  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
-from common import SIZES, environment, interleaved_medians, ms, print_table, ratio  # noqa: E402
+from common import SIZES, environment, interleaved_medians, ms, print_table, ratio, torch_modules  # noqa: E402
 
 from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt  # noqa: E402
@@ -41,18 +41,7 @@ def diagnostic_pass(model, x, y) -> None:
 
 
 def torch_setup(cell, b, t, d, h, seed=0):
-    import torch
-
-    torch.manual_seed(seed)
-    module, step = {"gru": (torch.nn.GRU, torch.nn.GRUCell), "lstm": (torch.nn.LSTM, torch.nn.LSTMCell)}[cell]
-    rnn = module(d, h, batch_first=True).double()
-    fc = torch.nn.Linear(h, 1).double()
-    unrolled = step(d, h).double()
-    with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(unrolled, name).copy_(getattr(rnn, name + "_l0"))
-    x = torch.randn(b, t, d, dtype=torch.float64)
-    y = (torch.rand(b, 1) > 0.5).double()
+    rnn, unrolled, fc, x, y = torch_modules(cell, b, t, d, h, seed)
     return rnn, unrolled, fc, x, y
 
 

@@ -12,6 +12,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -72,18 +73,79 @@ def ratio(slow: float, fast: float) -> str:
 SETTLE = 0.3  # seconds: longer than an OpenMP / OpenBLAS thread pool spins after its last job
 
 
+@dataclass
+class Timing:
+    """Wall times of one contender over the rounds, in seconds: the median and the spread.
+
+    q1, q3 : the quartiles (inclusive method); low, high : the fastest and slowest round.
+    """
+
+    median: float
+    q1: float
+    q3: float
+    low: float
+    high: float
+    rounds: int
+
+    @property
+    def half_iqr(self) -> float:
+        return (self.q3 - self.q1) / 2
+
+
+def timing(times: list[float]) -> Timing:
+    q1, q3 = statistics.quantiles(times, n=4, method="inclusive")[::2] if len(times) > 1 else times * 2
+    return Timing(statistics.median(times), q1, q3, min(times), max(times), len(times))
+
+
+def interleaved_timings(fns: list, repeats: int, warmup: int = 2, before: list | None = None) -> list[Timing]:
+    """The Timing of each of ``fns``, run in turn in every round (see ``interleaved_medians``).
+
+    before : optional untimed callables (or None), one per fn, run just before each of its calls,
+        after the thread pools have settled: to empty a cache that would flatter repeated rounds.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    prepare = before or [None] * len(fns)
+    for round_ in range(warmup + repeats):
+        for fn, ready, kept in zip(fns, prepare, times):
+            time.sleep(SETTLE)
+            if ready is not None:
+                ready()
+            t0 = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                kept.append(time.perf_counter() - t0)
+    return [timing(kept) for kept in times]
+
+
 def interleaved_medians(fns: list, repeats: int, warmup: int = 2) -> list[float]:
     """Median wall time of each of ``fns``, run in turn in every round.
 
     On a shared machine the load drifts; taking the rounds in turn gives every contender the same
     conditions, so the ratios stay meaningful even when the absolute times move.
     """
-    times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(warmup + repeats):
-        for fn, kept in zip(fns, times):
-            time.sleep(SETTLE)
-            t0 = time.perf_counter()
-            fn()
-            if round_ >= warmup:
-                kept.append(time.perf_counter() - t0)
-    return [statistics.median(kept) for kept in times]
+    return [t.median for t in interleaved_timings(fns, repeats, warmup)]
+
+
+def ms_spread(t: Timing) -> str:
+    """``median ± half the interquartile range``, in ms."""
+    return f"{t.median * 1e3:.1f} ± {t.half_iqr * 1e3:.1f}"
+
+
+def torch_modules(cell: str, b: int, t: int, d: int, h: int, seed: int = 0) -> tuple:
+    """(module, step, fc, x, y): nn.RNN/GRU/LSTM(d, h) in float64, the matching nn.*Cell with the
+    module's weights (for the unrolled loop with retain_grad), an nn.Linear(h, 1) head, a batch
+    x (b, t, d) ~ N(0, 1) and labels y (b, 1) in {0, 1}, all from torch.manual_seed(seed)."""
+    import torch
+
+    torch.manual_seed(seed)
+    module_type, step_type = {"rnn": (torch.nn.RNN, torch.nn.RNNCell), "gru": (torch.nn.GRU, torch.nn.GRUCell),
+                              "lstm": (torch.nn.LSTM, torch.nn.LSTMCell)}[cell]
+    module = module_type(d, h, batch_first=True).double()
+    fc = torch.nn.Linear(h, 1).double()
+    step = step_type(d, h).double()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(step, name).copy_(getattr(module, name + "_l0"))
+    x = torch.randn(b, t, d, dtype=torch.float64)
+    y = (torch.rand(b, 1) > 0.5).double()
+    return module, step, fc, x, y

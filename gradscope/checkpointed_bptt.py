@@ -5,7 +5,8 @@ pass keeps only the state s_{jk} at the start of every segment of k steps (k ~ s
 backward pass, segment by segment from the last, runs the segment again from its checkpoint
 (``run_layer(..., initial=s_{jk})``: the same code on the same numbers, so the same states and
 caches bit for bit) and backpropagates through it with the very recursion of ``backprop_layer``
-(``backprop_steps``), carrying dL/ds and its logarithmic unit from one segment into the one before:
+(``backprop_steps``), carrying dL/ds and its logarithmic units (one per sequence) from one segment
+into the one before:
 
     memory  = ceil(T / k) checkpoints + one segment's trajectory and records + O(T) per-step scalars
     time    = two forward passes and one backward pass
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bptt import (
-    Gradients, Trajectory, backprop_steps, combine_log_norms, log_row_norms, run_layer, scale_by_exp,
-    to_time_major, _renormalise_if_far,
+    Gradients, Trajectory, backprop_steps, combine_log_norms, log_row_norms, run_layer, to_common_unit,
+    to_time_major, _renormalise_if_far, _to_true_scale,
 )
 from .dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, overflowed, resolve_transient, state_size
 from .errors import InputError
@@ -69,7 +70,8 @@ class CheckpointedRun:
 
 
 class _LogSum:
-    """sum_j e^{top_j} G_j over parameter dicts, held as e^top G so that nothing under- or overflows."""
+    """sum_j e^{top_j} G_j over parameter dicts, held as e^top G so that nothing under- or overflows
+    (the tops are units of the log domain, whole multiples of ln 2: every rescaling is exact)."""
 
     def __init__(self) -> None:
         self.total: Params | None = None
@@ -81,22 +83,22 @@ class _LogSum:
             return
         if top > self.top:
             for g in self.total.values():
-                scale_by_exp(g, self.top - top)
+                _to_true_scale(g, self.top - top)
             self.total, grads, self.top = grads, self.total, top
         else:
             for g in grads.values():
-                scale_by_exp(g, top - self.top)
+                _to_true_scale(g, top - self.top)
         for name, g in grads.items():
             self.total[name] += g
 
     def result(self) -> Params:
         for g in self.total.values():
-            scale_by_exp(g, self.top)
+            _to_true_scale(g, self.top)
         return self.total
 
 
 def _segment_traj(model: Model, x: np.ndarray, start: int, stop: int, initial) -> Trajectory:
-    return run_layer(model.cell, model.params, to_time_major(x[:, start:stop]), initial=initial)
+    return run_layer(model.cell, model.params, to_time_major(x[:, start:stop], model.dtype), initial=initial)
 
 
 def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int | None = None) -> CheckpointedRun:
@@ -134,10 +136,12 @@ def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int |
         last_hidden = np.array(state[0])
         del traj
         logits = last_hidden @ params["Wy"].T + params["by"]
-        loss, dlogits = model.loss.value_and_grad(logits, np.asarray(y, dtype=np.float64))
+        dtype = model.dtype  # every array below in the run's dtype; the per-step logs float64
+        loss, dlogits = model.loss.value_and_grad(logits, np.asarray(y, dtype=dtype))
         # backward: delta_T = Wy^T dL/dlogits, then segment by segment from the last
-        dstate = (dlogits @ params["Wy"],) + tuple(np.zeros((batch, model.hidden_size)) for _ in cell.state_names[1:])
-        unit = _renormalise_if_far(dstate)
+        dstate = (dlogits @ params["Wy"],) + tuple(np.zeros((batch, model.hidden_size), dtype)
+                                                   for _ in cell.state_names[1:])
+        unit = _renormalise_if_far(dstate, np.zeros(batch))
         log_norms = np.empty(steps)
         log_cell_norms = np.empty(steps) if len(cell.state_names) > 1 else None
         contributions = np.empty(steps)
@@ -147,29 +151,23 @@ def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int |
             n = stop - start
             traj = _segment_traj(model, x, start, stop, checkpoints[j])
             checkpoints[j] = None  # no longer needed: the memory goes down as the pass goes back
-            deltas = np.empty((n + 1, batch, model.hidden_size))
+            deltas = np.empty((n + 1, batch, model.hidden_size), dtype)
             deltas[n] = dstate[0]
             dstate = (deltas[n],) + tuple(dstate[1:])
-            dL_dc = None if log_cell_norms is None else np.empty((n, batch, model.hidden_size))
+            dL_dc = None if log_cell_norms is None else np.empty((n, batch, model.hidden_size), dtype)
             width = params[cell.recurrent].shape[0]
-            du = np.empty((n, batch, width))
-            dv = du if cell.dv_is_du else np.empty((n, batch, width))
-            scale = np.empty(n)
+            du = np.empty((n, batch, width), dtype)
+            dv = du if cell.dv_is_du else np.empty((n, batch, width), dtype)
+            scale = np.empty((n, batch))
             dstate, unit = backprop_steps(cell, params, traj.caches, dstate, unit, deltas, dL_dc, du, dv, scale,
                                           first=j == 0)
-            log_norms[start:stop] = combine_log_norms(scale[:, None] + log_row_norms(deltas[1:]), axis=1)
+            log_norms[start:stop] = combine_log_norms(scale + log_row_norms(deltas[1:]), axis=1)
             if dL_dc is not None:
-                log_cell_norms[start:stop] = combine_log_norms(scale[:, None] + log_row_norms(dL_dc), axis=1)
+                log_cell_norms[start:stop] = combine_log_norms(scale + log_row_norms(dL_dc), axis=1)
             # this segment's summands in units e^top, as backprop_layer weights every step
-            finite = scale[np.isfinite(scale)]
-            top = float(finite.max()) if finite.size else 0.0
-            if scale.any():
-                weights = np.exp(scale - top)[:, None, None]
-                du *= weights
-                if dv is not du:
-                    dv *= weights
+            top = to_common_unit(du, dv, scale) if scale.any() else 0.0
             total.add(cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv), top)
-            scale_by_exp(dv, top)  # at true scale: zero where that underflows, as the full path's
+            _to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
             contributions[start:stop] = Gradients(0.0, None, None, {}, dv, traj.hidden[:-1]).contribution_norms()
         grads = total.result()
         grads["Wy"] = dlogits.T @ last_hidden

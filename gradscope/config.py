@@ -18,6 +18,7 @@ from typing import Any
 from .errors import InputError
 from .model.gate_bias import BIAS_INITS
 from .model.network import READOUTS
+from .precision import DTYPES
 
 DEFAULT_BATCH_SIZE = 16
 MAX_INTEGER = 2**63 - 1
@@ -48,6 +49,8 @@ class RunConfig:
     chrono_max: int | None = None
     loss: str | None = None
     seed: int = 0
+    # what BPTT computes in (precision.py): the model and the batch are cast to it after loading
+    dtype: str = "float64"
     weights: str | Any | None = None
     inputs: str | Any | None = None
     targets: str | Any | None = None
@@ -95,6 +98,8 @@ class RunConfig:
             raise InputError(f"--bias-init {self.bias_init} sets the biases at initialisation, which --weights fixes")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative (got {self.seed})")
+        if self.dtype not in DTYPES:
+            raise InputError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         for name in ("targets", "lengths", "output_grads"):
             if getattr(self, name) is not None and self.inputs is None:
                 raise InputError(f"{flag(name)} needs --inputs")

@@ -341,6 +341,32 @@ def product_log_singular_values(factors: Iterable[np.ndarray]) -> tuple[np.ndarr
     return product.log_singular_values()
 
 
+def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndarray:
+    """Per-sequence lambda_1 (b, 1) by the power iteration, the one-column QR accumulation:
+
+        v_t = J_t q_{t-1},   r_t = ||v_t||,   q_t = v_t / r_t,   lambda_1 = mean_{t > transient} ln r_t
+
+    from q_0 = e_1, as ``lyapunov_exponents(step_maps(...), transient, 1)`` computes it, in a loop
+    lean enough for long runs of small steps: J_t q is the cell's ``jacobian_times``, the r_t are
+    kept and their logarithms taken once at the end. A q that J_t annihilates is kept (ln 0 = -inf).
+    """
+    cell, params = model.cell, model.params
+    steps, batch, size = len(traj.caches), traj.hidden.shape[1], state_size(model)
+    q = np.zeros((batch, size, 1))
+    q[:, 0, 0] = 1.0
+    r = np.empty((steps, batch))
+    for t, cache in enumerate(traj.caches):
+        v = cell.jacobian_times(params, cache, q)
+        np.sqrt(np.einsum("bsk,bsk->b", v, v), out=r[t])
+        if r[t].all():
+            q = np.divide(v, r[t][:, None, None], out=v)
+        else:  # J_t annihilates some q: those stay as they were
+            live = r[t] > 0
+            q = np.where(live[:, None, None], v / np.where(live, r[t], 1.0)[:, None, None], q)
+    with np.errstate(divide="ignore"):
+        return np.log(r[transient:]).mean(axis=0)[:, None]
+
+
 def lyapunov_exponents(factors: Iterable[np.ndarray], transient: int, columns: int | None = None) -> np.ndarray:
     """Per-sequence exponents (b, k): (1/n) sum_{t > transient} ln|R_t,ii| over the factors J_1..J_T."""
     total = LyapunovSum(transient, columns)
@@ -395,6 +421,8 @@ def lyapunov(model: Model, traj: Trajectory, transient: int | None = None, colum
     k = state_size(model) if columns is None else min(columns, state_size(model))
     if overflowed(traj):
         return _lyapunov(np.full((1, k), np.nan), transient, steps - transient)
+    if k == 1:
+        return _lyapunov(leading_exponents(model, traj, transient), transient, steps - transient)
     # k columns of J_t at a time: the linear maps, never the (B, S, S) Jacobians
     return _lyapunov(lyapunov_exponents(step_maps(model, traj), transient, k), transient, steps - transient)
 

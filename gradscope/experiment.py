@@ -120,13 +120,14 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
         layers = directions = 1
         parameters = len(cell.gates) * h * (h + d + 2) + shape.output_size * (h + 1)
         change = "--seq-len, --batch-size or --hidden-size"
+    itemsize = np.dtype(config.dtype).itemsize  # 4 bytes a float with --dtype float32
     needed = memory.run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates), layers=layers,
-                              directions=directions, parameters=parameters)
+                              directions=directions, parameters=parameters, itemsize=itemsize)
     what = f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else "")
     bound = memory.limit()  # /proc/meminfo, the cgroup, ulimit: read once for both checks
     if checkpointable and layers * directions == 1 and not memory.fits(needed, bound):
         memory.check(memory.checkpointed_run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates),
-                                                   parameters=parameters),
+                                                   parameters=parameters, itemsize=itemsize),
                      what, change + " (even checkpointed BPTT, which keeps sqrt(T) states, does not fit)", bound)
         return True
     memory.check(needed, what, change, bound)
@@ -349,6 +350,12 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
                          "readout or loss of gradscope's; give one or the other")
     if upstream is not None:
         network.head, network.loss = None, None  # the caller's gradient replaces the head
+    # --dtype: loaded and drawn in float64 as always, then the parameters and the inputs (not token
+    # ids, nor the targets, which BPTT casts to the logits' dtype) cast once; BPTT computes in them
+    dtype = np.dtype(config.dtype)
+    network.cast(dtype)
+    if batch.x.ndim == 3:
+        batch = Batch(batch.x.astype(dtype, copy=False), batch.y, batch.mask)
     resolved = replace(
         config,
         cell=network.cell.name,

@@ -96,16 +96,18 @@ def limit() -> tuple[int | None, str]:
 
 
 def run_bytes(seq_len: int, batch_size: int, hidden_size: int, input_size: int, *, states: int = 1,
-              gates: int = 1, layers: int = 1, directions: int = 1, parameters: int = 0) -> int:
+              gates: int = 1, layers: int = 1, directions: int = 1, parameters: int = 0,
+              itemsize: int = FLOAT) -> int:
     """Bytes a BPTT run of these sizes needs, at most: per step and layer, ``states`` states
-    (2 for an LSTM's h and c) and ``gates`` gate caches; ``parameters`` floats of weights.
+    (2 for an LSTM's h and c) and ``gates`` gate caches; ``parameters`` floats of weights;
+    ``itemsize`` bytes a float (4 with ``--dtype float32``).
 
     Python ints throughout: no overflow, whatever the sizes.
     """
     t, b, h, d = (int(v) for v in (seq_len, batch_size, hidden_size, input_size))
     per_step = layers * directions * t * b * h * (2 * states + gates + PER_STEP_EXTRA)
     inputs = 2 * t * b * d  # the batch and its gradient
-    return FLOAT * (per_step + inputs + PARAMETER_COPIES * int(parameters))
+    return itemsize * (per_step + inputs + PARAMETER_COPIES * int(parameters))
 
 
 # Floats kept per step by a checkpointed run whatever B and H: the per-step norms, their logs, the
@@ -114,15 +116,16 @@ PER_STEP_SCALARS = 24
 
 
 def checkpointed_run_bytes(seq_len: int, batch_size: int, hidden_size: int, input_size: int, *, states: int = 1,
-                           gates: int = 1, parameters: int = 0) -> int:
+                           gates: int = 1, parameters: int = 0, itemsize: int = FLOAT) -> int:
     """Bytes a checkpointed BPTT run (checkpointed_bptt.py) needs, at most: one segment of k =
     ceil(sqrt(T)) steps as ``run_bytes`` counts a whole run, ceil(T / k) checkpointed states, the
-    per-step scalars and the batch itself."""
+    per-step scalars (float64 whatever ``itemsize``) and the batch itself."""
     t, b, h, d = (int(v) for v in (seq_len, batch_size, hidden_size, input_size))
     k = math.isqrt(t - 1) + 1 if t > 1 else 1
-    segment = run_bytes(k, b, h, d, states=states, gates=gates)
+    segment = run_bytes(k, b, h, d, states=states, gates=gates, itemsize=itemsize)
     checkpoints = -(-t // k) * b * h * states
-    return segment + FLOAT * (checkpoints + PER_STEP_SCALARS * t + t * b * d + PARAMETER_COPIES * int(parameters))
+    return (segment + itemsize * (checkpoints + t * b * d + PARAMETER_COPIES * int(parameters))
+            + FLOAT * PER_STEP_SCALARS * t)
 
 
 def fits(needed: int, bound: tuple[int | None, str] | None = None) -> bool:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bptt import LayerGradients, Trajectory, backprop_layer, run_layer
+from .bptt import LayerGradients, Trajectory, _to_true_scale, backprop_layer, run_layer
 from .errors import InputError
 from .model.cells import Params
 from .model.network import Network
@@ -108,7 +108,7 @@ def network_forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None)
         tokens = x.astype(np.int64)
         inputs = embed(net, tokens)
     else:
-        inputs = np.ascontiguousarray(np.asarray(x, dtype=np.float64).transpose(1, 0, 2))
+        inputs = np.ascontiguousarray(np.asarray(x, dtype=net.dtype).transpose(1, 0, 2))
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
     layer_in, runs = inputs, []
     for layer in net.layers:
@@ -139,11 +139,12 @@ def final_states(net: Network, traj: NetworkTrajectory, layer: int = -1) -> list
 
 
 def _lengths(traj: NetworkTrajectory) -> np.ndarray:
-    """(B,) real steps per sequence."""
+    """(B,) real steps per sequence, in the run's dtype."""
     steps, batch = traj.output.shape[:2]
     if traj.mask_tm is None:
-        return np.full(batch, float(steps))
-    return np.maximum(traj.mask_tm.sum(axis=0), 1).astype(float)  # an empty text reads out zeros, not 0/0
+        return np.full(batch, float(steps), traj.output.dtype)
+    # an empty text reads out zeros, not 0/0
+    return np.maximum(traj.mask_tm.sum(axis=0), 1).astype(traj.output.dtype)
 
 
 def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.ndarray | None]:
@@ -181,12 +182,13 @@ def network_backward(
     memory = len(net.cell.state_names) > 1
     loss, head_grads = None, None
     # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
-    d_out = np.zeros((steps, batch, dirs * h))
+    dtype = net.dtype
+    d_out = np.zeros((steps, batch, dirs * h), dtype)
     finals: list[list[list[np.ndarray | None]]] = [
         [[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(n_layers)
     ]
     if net.head is not None:
-        loss, dlogits = _loss(net, traj, np.asarray(y, dtype=np.float64))
+        loss, dlogits = _loss(net, traj, np.asarray(y, dtype=dtype))
         wy = net.head["Wy"]
         if net.readout == "every":
             dlog_tm = dlogits.transpose(1, 0, 2)  # (T, B, O)
@@ -205,23 +207,24 @@ def network_backward(
                 np.put_along_axis(d_out, traj.argmax[None], d_feat[None], axis=0)
     if upstream is not None:
         if upstream.output is not None:
-            d_out += np.asarray(upstream.output, dtype=np.float64).transpose(1, 0, 2)
+            d_out += np.asarray(upstream.output, dtype=dtype).transpose(1, 0, 2)
         for which, given in enumerate((upstream.h_n, upstream.c_n)):
             if given is None:
                 continue
             for k in range(n_layers):
                 for d in range(dirs):
-                    part = np.asarray(given[k * dirs + d], dtype=np.float64)  # h_n is layer by layer,
+                    part = np.asarray(given[k * dirs + d], dtype=dtype)  # h_n is layer by layer,
                     prev = finals[k][d][which]  # forward before reverse
                     finals[k][d][which] = part if prev is None else prev + part
 
     mask_tm = traj.mask_tm
     real = None if mask_tm is None else mask_tm[:, :, None]
     layers: list[list[LayerGradients]] = [[] for _ in range(n_layers)]
+    d_scale = None  # d_out[t, b] is held in units e^d_scale[t, b] (None: at true scale), exact at any depth
     for k in range(n_layers - 1, -1, -1):
         if real is not None:
             d_out = d_out * real  # pad outputs are constant zeros: no gradient flows through them
-        d_in = None
+        d_in, in_scale = None, None
         for d, params in enumerate(net.layers[k]):
             reverse = d == 1
             run = traj.runs[k][d]
@@ -229,12 +232,13 @@ def network_backward(
             grads = backprop_layer(
                 net.cell, params, run, local=_reversed(local) if reverse else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
-                input_grads=True,
+                input_grads=True, local_scale=_reversed(d_scale) if reverse else d_scale,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
                 grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], grads.dx[::-1]
                 grads.log_rows, grads.log_cell_rows = grads.log_rows[::-1], _reversed(grads.log_cell_rows)
+                grads.dx_scale = _reversed(grads.dx_scale)
             if real is not None:  # the figures a user reads are zero where the sequence has ended
                 grads.dL_dh = grads.dL_dh * real
                 grads.dL_dc = None if grads.dL_dc is None else grads.dL_dc * real
@@ -245,8 +249,10 @@ def network_backward(
                 for name in net.bias_names:
                     grads.params.pop(name, None)
             layers[k].append(grads)
-            d_in = grads.dx if d_in is None else d_in + grads.dx
-        d_out = d_in
+            d_in, in_scale = _add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
+        d_out, d_scale = d_in, in_scale
+    if d_scale is not None:
+        _to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
     emb_grad = None
     if net.embedding is not None and traj.tokens is not None:
         emb_grad = np.zeros_like(net.embedding)
@@ -255,6 +261,26 @@ def network_backward(
         if net.padding_idx is not None:
             emb_grad[net.padding_idx] = 0.0  # nn.Embedding(padding_idx=p) never updates row p
     return NetworkGradients(loss, layers, head_grads, emb_grad, d_out)
+
+
+def _add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
+                b_scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """a + b for (T, B, .) arrays held in units e^a_scale[t, b] and e^b_scale[t, b] (None: 1), and
+    the units of the sum: for each row the larger of the two, so that neither under- or overflows."""
+    if a is None:
+        return b, b_scale
+    if a_scale is None and b_scale is None:
+        return a + b, None
+    zero = np.zeros(a.shape[:2])
+    a_scale, b_scale = (zero if s is None else s for s in (a_scale, b_scale))
+    with np.errstate(all="ignore"):
+        top = np.maximum(a_scale, b_scale)
+        top = np.where(np.isfinite(top), top, 0.0)  # both -inf: zero gradients, any unit
+        a, b = np.array(a), np.array(b)
+        _to_true_scale(a, a_scale - top)  # powers of two, exact (the units are multiples of ln 2)
+        _to_true_scale(b, b_scale - top)
+    a += b
+    return a, top
 
 
 def network_bptt(

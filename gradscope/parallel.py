@@ -122,3 +122,43 @@ def _worker_start() -> None:
 def default_jobs() -> int:
     """The CPUs this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Background:
+    """``function(*args)`` started now on a thread of its own; ``result()`` waits for it.
+
+    For work the GIL does not hold back: LAPACK's eigenvalue and SVD routines release it, so a
+    decomposition that needs only the weights runs on one core while BPTT runs on the other. The
+    thread is a daemon: an interrupted command exits without waiting for a decomposition to end.
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._value = function(*args)
+        except BaseException as exc:  # handed to the caller of result(), which raises it there
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@contextlib.contextmanager
+def beside(function: Callable[..., Any], *args: Any) -> Iterator[Background]:
+    """``function(*args)`` on a thread of its own while the block runs, BLAS keeping the other
+    cores (runtime.cores_beside_background); the block's end waits for it, so ``result()`` after
+    the block returns at once."""
+    from .runtime import cores_beside_background
+
+    with cores_beside_background():
+        work = Background(function, *args)
+        yield work
+        work.result()

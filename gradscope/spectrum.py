@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linalg import clear_cache, eigenvalues, singular_values
+
+clear_spectrum_cache = clear_cache  # what a caller timing the decompositions themselves calls first
+
 # Relative slack for the bound check: both sides are computed in float64 over T products.
 BOUND_RTOL = 1e-9
 
@@ -37,15 +41,19 @@ class Spectrum:
 
 
 def spectrum(matrix: np.ndarray) -> Spectrum:
-    """Eigen- and singular values of a square matrix (H, H)."""
+    """Eigen- and singular values of a square matrix (H, H); each matrix is decomposed once
+    (linalg.py keeps the last few results; ``clear_spectrum_cache`` forgets them). In float64
+    whatever the run's dtype: a float32 orthogonal Wa has sigma_max 1 to float32's rounding, which
+    the bound (gamma sigma_max)^(T-k) would raise to the power T."""
+    matrix = np.asarray(matrix, dtype=np.float64)
     with np.errstate(all="ignore"):
         finite = bool(np.all(np.isfinite(matrix)))
         if not finite:
             nan = np.full(matrix.shape[0], np.nan)
             return Spectrum(np.nan, np.nan, np.nan, np.nan, nan.astype(complex), nan)
-        eig = np.linalg.eigvals(matrix).astype(np.complex128)  # always [re, im] pairs in the JSON
+        eig = eigenvalues(matrix).astype(np.complex128)  # always [re, im] pairs in the JSON
         eig = eig[np.lexsort((-eig.imag, -eig.real, -np.abs(eig)))]  # by modulus, ties stable
-        sv = np.linalg.svd(matrix, compute_uv=False)
+        sv = singular_values(matrix).copy()
         smin = float(sv[-1])
         cond = float(sv[0] / smin) if smin > 0 else float("inf")
         return Spectrum(float(np.abs(eig[0])), float(sv[0]), smin, cond, eig, sv)
@@ -74,12 +82,14 @@ class PascanuCheck:
 
 
 def pascanu_check(gamma: float, sigma_max: float, grad_norms: np.ndarray,
-                  log_norms: np.ndarray | None = None) -> PascanuCheck:
+                  log_norms: np.ndarray | None = None, slack_per_step: float = 0.0) -> PascanuCheck:
     """Compare the measured ratios ||delta_k|| / ||delta_T|| with the bound (gamma sigma_max)^(T-k).
 
     The comparison is made in logarithms, ln n_k - ln n_T <= (T - k) ln(gamma sigma_max), from
     ``log_norms`` where given, so it holds or fails at any depth, not only where float64 reaches.
     Relative slack BOUND_RTOL per unit of the log bound: both sides are sums over T - k steps.
+    slack_per_step : the measured side's own rounding in ln per step back, (T - k) times over
+    (precision.LOG_NORM_ERROR_PER_STEP for a float32 run; 0 for float64).
     """
     steps = grad_norms.shape[0]
     c = gamma * sigma_max
@@ -90,6 +100,6 @@ def pascanu_check(gamma: float, sigma_max: float, grad_norms: np.ndarray,
         log_bound = np.where(back > 0, back * np.log(c), 0.0)
         bound, measured = np.exp(log_bound), np.exp(log_measured)
         comparable = ~np.isnan(log_measured) & (log_measured != np.inf) & ~np.isnan(log_bound)
-        slack = BOUND_RTOL * (1.0 + np.abs(np.where(np.isfinite(log_bound), log_bound, 0.0)))
+        slack = BOUND_RTOL * (1.0 + np.abs(np.where(np.isfinite(log_bound), log_bound, 0.0))) + back * slack_per_step
         holds = bool(np.all(log_measured[comparable] <= log_bound[comparable] + slack[comparable]))
     return PascanuCheck(gamma, c, bool(c < 1), bool(c > 1), bound, measured, holds)

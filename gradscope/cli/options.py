@@ -24,6 +24,7 @@ from .. import memory
 from ..model.cells import CELLS
 from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
+from ..precision import DTYPES, GRADIENT_ERROR, LOG_NORM_ERROR_PER_STEP, LOSS_ERROR
 from ..errors import InputError
 from ..render.common import set_verbosity
 from ..experiment import DEFAULT_HIDDEN_SIZE
@@ -54,6 +55,15 @@ def _seq_len_default() -> str:
 def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
     # case_sensitive only matters to a choice: --cell LSTM is --cell lstm
     return typer.Option(help=help, rich_help_panel=panel, case_sensitive=False, **kw)
+
+
+# --dtype's help: the measured error against float64 (precision.py, tests/math/test_float32.py)
+DTYPE_HELP = (
+    "What BPTT computes in: float64, or float32 (half the memory, faster at large H). float32 against "
+    f"float64, measured: loss within {LOSS_ERROR:.0e} and gradients within {GRADIENT_ERROR:.0e} relative, "
+    f"||dL/da_t|| within {LOG_NORM_ERROR_PER_STEP:.1e} relative per step back (5e-4 at 1,000 steps), "
+    "in runs that are not chaotic: see docs/analyze.md."
+)
 
 
 RUN_OPTIONS: dict[str, tuple[object, object]] = {
@@ -96,6 +106,10 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
     "chrono_max": (
         Annotated[Optional[int], _opt(MODEL, "T_max of --bias-init chrono: the longest memory the gates start with.", min=2, show_default="--seq-len")],
         None,
+    ),
+    "dtype": (
+        Annotated[Literal[DTYPES], _opt(MODEL, DTYPE_HELP)],
+        "float64",
     ),
     "loss": (
         Annotated[Optional[_choices(LOSSES)], _opt(MODEL, "Loss: bce (1 output), ce (classes), mse.", show_default="from the task")],

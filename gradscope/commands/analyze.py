@@ -6,6 +6,8 @@ and what ``gradscope.analyze(...)`` returns to Python.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -21,6 +23,9 @@ from ..experiment import Setup, build
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from ..model.network import DIRECTIONS
 from ..model.single import Model
+from ..parallel import beside
+from ..precision import LOG_NORM_ERROR_PER_STEP
+from ..runtime import blas_threads_for
 from ..network_bptt import NetworkGradients, NetworkTrajectory, network_bptt
 from ..model.statedict import export_grads, export_network, export_network_grads
 from ..serialize import HIDDEN
@@ -195,24 +200,45 @@ def end_to_end_log10_ratio(model: Model, traj: Trajectory, grads: Gradients, y: 
         return float((logs[0] - logs[-1]) / np.log(10.0))
 
 
-def recurrent_spectra(model: Model, caches: list | None,
-                      mean_jacobian: np.ndarray | None = None) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
+def weight_spectra(model: Model) -> Spectrum | dict[str, Spectrum]:
+    """The spectra that need the weights alone: Wa's for the vanilla RNN; for a gated cell, gate
+    name -> the spectrum of that gate's (H, H) block of W_hh."""
+    cell = model.cell
+    if len(cell.gates) == 1:
+        return spectrum(model.recurrent_weight)
+    return {name: spectrum(block) for name, block in cell.gate_blocks(model.params).items()}
+
+
+def run_spectrum(model: Model, caches: list | None, mean_jacobian: np.ndarray | None = None) -> Spectrum:
+    """A gated cell's spectrum along the run: of its step Jacobian d state_t / d state_{t-1}
+    averaged over the steps and the batch ((H, H) for the GRU; (2H, 2H) over the flattened (h, c)
+    for the LSTM, whose gradient flows through both). mean_jacobian : that average, when the caller
+    has it without the caches (checkpointed BPTT)."""
+    if mean_jacobian is None:
+        with np.errstate(all="ignore"):
+            mean_jacobian = model.cell.mean_step_jacobian(model.params, caches)
+    return spectrum(mean_jacobian)
+
+
+def recurrent_spectra(model: Model, caches: list | None, mean_jacobian: np.ndarray | None = None,
+                      weights: Spectrum | dict[str, Spectrum] | None = None,
+                      ) -> tuple[Spectrum, str, dict[str, Spectrum] | None]:
     """The spectrum ``analyze`` reports, what it is of, and the spectra of the gate blocks.
 
     The vanilla RNN: Wa itself, and no gates. A gated cell has no single recurrent matrix: the
-    spectrum of its step Jacobian d state_t / d state_{t-1} averaged over the steps and the batch of
-    the run ((H, H) for the GRU; (2H, 2H) over the flattened (h, c) for the LSTM, whose gradient
-    flows through both), and of each gate's (H, H) block of W_hh. mean_jacobian : that average,
-    when the caller has it without the caches (checkpointed BPTT).
+    spectrum of its mean step Jacobian (``run_spectrum``) and of each gate's block of W_hh.
+    weights : ``weight_spectra(model)``, when the caller computed it beside BPTT (parallel.beside).
     """
-    cell = model.cell
-    if len(cell.gates) == 1:
-        return spectrum(model.recurrent_weight), "recurrent_weight", None
-    if mean_jacobian is None:
-        with np.errstate(all="ignore"):
-            mean_jacobian = cell.mean_step_jacobian(model.params, caches)
-    gates = {name: spectrum(block) for name, block in cell.gate_blocks(model.params).items()}
-    return spectrum(mean_jacobian), "mean_step_jacobian", gates
+    weights = weight_spectra(model) if weights is None else weights
+    if isinstance(weights, Spectrum):
+        return weights, "recurrent_weight", None
+    return run_spectrum(model, caches, mean_jacobian), "mean_step_jacobian", weights
+
+
+def log_norm_rounding(weight: np.ndarray) -> float:
+    """The rounding of ln||dL/da_t|| per step back in a run of ``weight``'s dtype: 0 in float64
+    (Pascanu's comparison has its own slack), precision.LOG_NORM_ERROR_PER_STEP in float32."""
+    return LOG_NORM_ERROR_PER_STEP if weight.dtype == np.float32 else 0.0
 
 
 def headline_fields(report: LayerReport) -> dict:
@@ -224,26 +250,47 @@ def headline_fields(report: LayerReport) -> dict:
 
 
 def analyze_setup(setup: Setup) -> AnalyzeResult:
-    """Run BPTT on a built setup and measure the flow."""
-    if not setup.is_single():
-        return analyze_network(setup)
+    """Run BPTT on a built setup and measure the flow.
+
+    A loop of small steps runs on one BLAS thread (runtime.py): on a busy machine two threads
+    that spin waiting for each other made the Lyapunov steps at (B, H) = (32, 128) 100 times slower.
+    """
+    net = setup.network
+    widest = max((layer for layers in net.layers for layer in layers),
+                 key=lambda params: params[net.cell.recurrent].size)
+    step_weights = [widest[net.cell.input_weight], widest[net.cell.recurrent]]
+    with blas_threads_for(len(setup.batch.x), step_weights):
+        return analyze_network(setup) if not setup.is_single() else _analyze_single(setup)
+
+
+def _analyze_single(setup: Setup) -> AnalyzeResult:
     model, batch = setup.model, setup.batch
     data = describe_data(setup)
-    if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
-        run = checkpointed_bptt(model, batch.x, batch.y)
+    # The weights' eigen- and singular values need no run: LAPACK decomposes them on one core while
+    # BPTT runs on the others (at H = 512 the decompositions cost as much as the whole pass).
+    with beside(weight_spectra, model) as weights:
+        if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
+            run = checkpointed_bptt(model, batch.x, batch.y)
+        else:
+            traj, grads = bptt(model, batch.x, batch.y)
+    if setup.checkpointed:
         grads, logs, log_cells, lyap = run.gradients(), run.log_norms, run.log_cell_norms, run.lyapunov
         contributions = run.contributions
-        spec, spectrum_of, gate_spectra = recurrent_spectra(model, None, run.mean_jacobian)
+        spec, spectrum_of, gate_spectra = recurrent_spectra(model, None, run.mean_jacobian, weights.result())
         data += (f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} states kept, "
                  f"segments of {run.segment} steps recomputed")
     else:
-        traj, grads = bptt(model, batch.x, batch.y)
         flowing = flowing_gradients(model, traj, grads, batch.y)
         logs, log_cells = flowing.log_norms, flowing.log_cell_norms  # exact at any depth (bptt.py's log domain)
-        with np.errstate(all="ignore"):
-            contributions = flowing.contribution_norms()
-        spec, spectrum_of, gate_spectra = recurrent_spectra(model, traj.caches)
-        lyap = lyapunov(model, traj)
+        gated = len(model.cell.gates) > 1
+        # a gated cell's spectrum along the run, beside the contributions and the Lyapunov exponent
+        with beside(run_spectrum, model, traj.caches) if gated else contextlib.nullcontext() as along:
+            with np.errstate(all="ignore"):
+                contributions = flowing.contribution_norms()
+            lyap = lyapunov(model, traj)
+        spec, spectrum_of, gate_spectra = weights.result(), "recurrent_weight", None
+        if gated:
+            spec, spectrum_of, gate_spectra = along.result(), "mean_step_jacobian", spec
     with np.errstate(all="ignore"):
         norms = np.exp(logs)
         cell_norms = None if log_cells is None else np.exp(log_cells)
@@ -251,7 +298,7 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
     pascanu = None
     if spectrum_of == "recurrent_weight":  # Pascanu's sigma bound is for a_t = f(Wa a_{t-1} + ...)
         gamma = get_activation(model.cell.activation).gamma
-        pascanu = pascanu_check(gamma, spec.max_singular_value, norms, logs)
+        pascanu = pascanu_check(gamma, spec.max_singular_value, norms, logs, log_norm_rounding(model.recurrent_weight))
     summary = flow(norms, logs)
     report = LayerReport(0, "forward", norms, ratios, contributions, cell_norms, spec, spectrum_of, summary,
                          _total_norm(logs), log10(logs))
@@ -372,10 +419,12 @@ def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
                       [pick(traj.caches[s]) for s in steps], None)
 
 
-def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int,
-                         d: int) -> tuple[LayerReport, tuple, dict[str, Spectrum] | None, Trajectory | None]:
+def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: int,
+                         weights: Spectrum | dict[str, Spectrum] | None = None,
+                         ) -> tuple[LayerReport, tuple, dict[str, Spectrum] | None, Trajectory | None]:
     """One layer and direction's report, its flow profile (norms and logs), its gate blocks'
-    spectra, and its run over real steps only (``_full_rows``; None without padding)."""
+    spectra, and its run over real steps only (``_full_rows``; None without padding).
+    weights : the layer's ``weight_spectra``, when the caller has them."""
     net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
     reverse = d == 1
@@ -390,7 +439,7 @@ def network_layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGr
     view = Model(net.cell, net.layers[k][d], None)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
     real = None if mask_tm is None else _full_rows(run, mask_tm[::-1] if reverse else mask_tm)
-    spec, spectrum_of, gate_spectra = recurrent_spectra(view, (real or run).caches)
+    spec, spectrum_of, gate_spectra = recurrent_spectra(view, (real or run).caches, None, weights)
     # with padding, the profile's first entries may hold no sequence at all (none is that long):
     # the flow is measured over the steps the longest sequences have
     longest = profile.shape[0] if mask_tm is None else int(mask_tm.sum(axis=0).max())
@@ -407,15 +456,20 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
     loss; ``layers`` has every layer and direction, bottom first, forward before reverse.
     """
     net, batch = setup.network, setup.batch
-    traj, grads = network_bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
+    layers = [(k, d) for k in range(net.num_layers) for d in range(net.directions)]
+
+    def every_weight_spectrum() -> dict:
+        return {(k, d): weight_spectra(Model(net.cell, net.layers[k][d], None)) for k, d in layers}
+
+    with beside(every_weight_spectrum) as weights:  # the weights' spectra on one core, BPTT on the others
+        traj, grads = network_bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
     reports, profiles = [], []
-    for k in range(net.num_layers):
-        for d in range(net.directions):
-            report, profile, gates, real = network_layer_report(setup, traj, grads, k, d)
-            reports.append(report)
-            profiles.append(profile)
-            if (k, d) == (net.num_layers - 1, 0):  # the headline: the top layer's forward direction
-                gate_spectra, real_run = gates, real
+    for k, d in layers:
+        report, profile, gates, real = network_layer_report(setup, traj, grads, k, d, weights.result()[k, d])
+        reports.append(report)
+        profiles.append(profile)
+        if (k, d) == (net.num_layers - 1, 0):  # the headline: the top layer's forward direction
+            gate_spectra, real_run = gates, real
     top = net.num_layers - 1
     head_i = top * net.directions
     headline, (profile, log_profile) = reports[head_i], profiles[head_i]
@@ -426,7 +480,8 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
         # the bound holds where the gradient enters at the readout end only: the top layer's
         # final states, each sequence's at its own last real step (the aligned profile)
         gamma = get_activation(net.cell.activation).gamma
-        pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile, log_profile)
+        pascanu = pascanu_check(gamma, headline.spectrum.max_singular_value, profile, log_profile,
+                                log_norm_rounding(params[net.cell.recurrent]))
     lyap = lyapunov(view, real_run or run)  # over real steps; without padding, or under 2 of them: as run
     depth = None
     if net.num_layers > 1:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import linalg
 from ..errors import InputError
 
 Initializer = Callable[[int, int, np.random.Generator, float], np.ndarray]
@@ -66,8 +67,8 @@ def get_initializer(name: str) -> Initializer:
 
 
 def spectral_radius(matrix: np.ndarray) -> float:
-    """max |lambda_i| over the eigenvalues of a square matrix."""
-    return float(np.max(np.abs(np.linalg.eigvals(matrix)))) if matrix.size else 0.0
+    """max |lambda_i| over the eigenvalues of a square matrix (computed once per matrix: linalg.py)."""
+    return linalg.spectral_radius(matrix)
 
 
 def rescale_spectral_radius(matrix: np.ndarray, radius: float) -> np.ndarray:

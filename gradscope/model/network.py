@@ -90,6 +90,26 @@ class Network:
         return None if self.head is None else int(self.head["Wy"].shape[0])
 
     @property
+    def dtype(self) -> np.dtype:
+        """The dtype BPTT computes in: the parameters' (``--dtype``)."""
+        return self.cell.dtype(self.layers[0][0])
+
+    def cast(self, dtype: np.dtype | type) -> None:
+        """Every parameter (cells, head, embedding) in ``dtype``, in place; arrays already in it
+        are kept, so float64 to float64 copies nothing."""
+        def cast(params: Params) -> None:
+            for name, p in params.items():
+                params[name] = np.asarray(p, dtype=dtype)
+
+        for layer in self.layers:
+            for params in layer:
+                cast(params)
+        if self.head is not None:
+            cast(self.head)
+        if self.embedding is not None:
+            self.embedding = np.asarray(self.embedding, dtype=dtype)
+
+    @property
     def vocab_size(self) -> int | None:
         return None if self.embedding is None else int(self.embedding.shape[0])
 

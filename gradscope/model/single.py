@@ -11,7 +11,8 @@ hidden state:
     L        = mean over batch and steps of loss(logits_t, y_t)
 
 The parameters live in one dict: the cell's (``Wa``, ``Wx``, ``b``, ``b_hh`` for the vanilla RNN)
-and the readout's ``Wy``, ``by``. Arrays are float64 throughout.
+and the readout's ``Wy``, ``by``. Arrays are float64 throughout, or float32 throughout with
+``--dtype float32`` (``dtype``): BPTT computes in the parameters' dtype.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class Model:
     @property
     def output_size(self) -> int:
         return int(self.params["Wy"].shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype BPTT computes in: the parameters' (``--dtype``)."""
+        return self.cell.dtype(self.params)
 
     @property
     def recurrent_weight(self) -> np.ndarray:

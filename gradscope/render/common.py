@@ -149,6 +149,8 @@ def config_lines(config: dict) -> list[str]:
             f"T={c['seq_len']} B={c['batch_size']}", f"seed={c['seed']}"]
     if c["task"] == "text":
         data.append(f"padding={c['padding']}")
+    if c.get("dtype", "float64") != "float64":
+        data.append(f"dtype={c['dtype']}")
     return ["  ".join(model), "  ".join(data)]
 
 

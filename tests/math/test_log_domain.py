@@ -16,6 +16,7 @@ from gradscope.bptt import backprop_layer, combine_log_norms, log_row_norms, run
 from gradscope.commands.analyze import analyze, step_norms
 from gradscope.flow import flow
 from gradscope.model.cells import make_cell
+from gradscope.precision import LOG_NORM_ERROR_PER_STEP
 
 RTOL = 1e-12
 
@@ -159,3 +160,25 @@ def test_log_row_norms_of_tiny_huge_and_special_rows():
     assert logs[1] == pytest.approx(math.log(math.sqrt(2) * 1e200), rel=1e-14)
     assert logs[2] == -np.inf and logs[3] == np.inf and np.isnan(logs[4])
     assert logs[5] == pytest.approx(math.log(5.0), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_each_sequence_is_exact_whatever_the_others_in_its_batch(dtype):
+    """Every sequence has its own logarithmic unit: a padded sequence's gradient, carried unchanged
+    through its pad steps while a long sequence's fades by 1e-400 (float64) or 1e-200 (float32),
+    does not drown it. ln||dL/dh_t|| of each sequence is the same in the batch as alone (to the
+    rounding of matmuls of another shape: float32's bound over the run, precision.py)."""
+    steps = 2000 if dtype is np.float64 else 1000
+    tolerance = 1e-9 if dtype is np.float64 else steps * LOG_NORM_ERROR_PER_STEP
+    cell, params, xt, rng = _layer("rnn", gain=0.5, t=steps, b=3)
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    mask = np.ones((steps, 3), dtype=bool)
+    mask[steps // 2:, 1] = False  # sequence 1 ends half-way: its pad steps carry its gradient
+    final = rng.standard_normal((3, 4)).astype(dtype)
+    batch = backprop_layer(cell, params, run_layer(cell, params, xt.astype(dtype), mask), final=(final,), mask=mask)
+    for b in range(3):
+        alone = backprop_layer(cell, params, run_layer(cell, params, xt[:, b:b + 1].astype(dtype), mask[:, b:b + 1]),
+                               final=(final[b:b + 1],), mask=mask[:, b:b + 1])
+        if b == 0:
+            assert alone.log_rows[0, 0] / math.log(10) < (-400 if dtype is np.float64 else -200)
+        np.testing.assert_allclose(batch.log_rows[:, b], alone.log_rows[:, 0], rtol=0, atol=tolerance)

@@ -86,6 +86,10 @@ class Cell(ABC):
     def hidden_size(self, params: Params) -> int:
         return int(params[self.recurrent].shape[1])
 
+    def dtype(self, params: Params) -> np.dtype:
+        """The dtype the cell computes in: its parameters' (float64, or float32 with ``--dtype``)."""
+        return params[self.recurrent].dtype
+
     def input_size(self, params: Params) -> int:
         return int(params[self.input_weight].shape[1])
 
@@ -101,9 +105,9 @@ class Cell(ABC):
 
     # --- forward and backward -------------------------------------------------------------------
 
-    def initial_state(self, batch_size: int, hidden_size: int) -> State:
+    def initial_state(self, batch_size: int, hidden_size: int, dtype: np.dtype | type = np.float64) -> State:
         """The zero state a_0 = 0 (and c_0 = 0)."""
-        return tuple(np.zeros((batch_size, hidden_size)) for _ in self.state_names)
+        return tuple(np.zeros((batch_size, hidden_size), dtype) for _ in self.state_names)
 
     @abstractmethod
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:

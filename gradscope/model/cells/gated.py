@@ -67,7 +67,7 @@ class GatedCell(Cell):
         steps, batch, d = x.shape
         # u = [x_t, 1] [W_ih, bias]^T: the bias rides along in the one matmul over all steps,
         # instead of a second pass over the (T, B, G*H) result.
-        x_one = np.empty((steps * batch, d + 1))
+        x_one = np.empty((steps * batch, d + 1), self.dtype(params))
         x_one[:, :d] = x.reshape(steps * batch, d)
         x_one[:, d] = 1.0
         weights = np.concatenate((params["W_ih"], self.input_bias(params)[:, None]), axis=1)

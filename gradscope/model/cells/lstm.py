@@ -32,17 +32,19 @@ from .gated import GatedCell
 
 
 @lru_cache(maxsize=8)
-def gate_constants(hidden_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(4H,) vectors that let one tanh compute all four gates, and the gate slopes.
+def gate_constants(hidden_size: int, dtype: np.dtype = np.dtype(np.float64)
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4H,) vectors that let one tanh compute all four gates, and the gate slopes, in ``dtype``
+    (the gates': a float64 constant would turn float32 gates into float64).
 
     sigmoid(a) = 0.5 + 0.5 tanh(a / 2): scaling the i, f, o blocks by ``half`` before and after a
     tanh over (B, 4H) and adding ``shift`` gives [i, f, g, o]. ``tanh_block`` is 1 on g, 0 elsewhere:
     (gate + tanh_block) (1 - gate) is s (1 - s) on the sigmoids and (1 + g)(1 - g) on g.
     """
     h = hidden_size
-    half = np.full(4 * h, 0.5)
+    half = np.full(4 * h, 0.5, dtype)
     half[2 * h : 3 * h] = 1.0
-    shift = np.full(4 * h, 0.5)
+    shift = np.full(4 * h, 0.5, dtype)
     shift[2 * h : 3 * h] = 0.0
     tanh_block = 1.0 - shift * 2
     for a in (half, shift, tanh_block):
@@ -81,7 +83,7 @@ class LSTMCell(GatedCell):
     ) -> tuple[State, LSTMCache]:
         h_prev, c_prev = state
         h = h_prev.shape[1]
-        half, shift, _ = gate_constants(h)
+        half, shift, _ = gate_constants(h, h_prev.dtype)
         a = h_prev @ params["W_hh"].T
         a += u_t  # a_t = W_hh h_{t-1} + W_ih x_t + b_ih + b_hh
         a *= half
@@ -120,7 +122,7 @@ class LSTMCell(GatedCell):
         np.multiply(dc, cache.c_prev, out=da[:, h : 2 * h])  # df: backprop through f * c_{t-1}
         np.multiply(dc, i, out=da[:, 2 * h : 3 * h])  # dg: backprop through i * g
         dc *= f  # dc_{t-1}: backprop through f * c_{t-1}
-        _, _, tanh_block = gate_constants(h)
+        _, _, tanh_block = gate_constants(h, gates.dtype)
         slope = gates + tanh_block
         slope *= 1.0 - gates
         da *= slope  # backprop through the gates: s (1 - s) on i, f, o; 1 - g^2 on g

@@ -79,8 +79,9 @@ class RNNCell(Cell):
         return (np.matmul(du, params["Wa"], out=dh_prev),)  # backprop through Wa a_{t-1}
 
     def step_jacobian(self, params: Params, cache: np.ndarray) -> np.ndarray:
-        """J_t = diag(f'(z_t)) Wa for each sequence: (B, H, H)."""
-        return self.f.slope(cache)[:, :, None] * params["Wa"][None, :, :]
+        """J_t = diag(f'(z_t)) Wa for each sequence: (B, H, H), float64 whatever the run's dtype
+        (the Jacobian-product analyses accumulate in float64)."""
+        return np.asarray(self.f.slope(cache), np.float64)[:, :, None] * params["Wa"][None, :, :]
 
     def jacobian_times(self, params: Params, cache: np.ndarray, q: np.ndarray) -> np.ndarray:
         """J_t q = f'(z_t) * (Wa q) for q (B, H, k): Wa q for every sequence in one (B k, H) @ (H, H)
