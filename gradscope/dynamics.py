@@ -341,30 +341,57 @@ def product_log_singular_values(factors: Iterable[np.ndarray]) -> tuple[np.ndarr
     return product.log_singular_values()
 
 
+# Steps the power iteration takes between normalisations: a product of this many step Jacobians
+# stays far inside float64 (a block that does not is taken again a step at a time).
+POWER_BLOCK = 8
+POWER_RANGE = (1e-200, 1e200)
+
+
+def _power_steps(cell, params, caches: list, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q through J_t for the caches given, normalised at every step: (q_end, sum_t ln r_t (b,)).
+    A q that J_t annihilates is kept (ln 0 = -inf)."""
+    total = np.zeros(q.shape[0])
+    for cache in caches:
+        v = cell.jacobian_times(params, cache, q)
+        r = np.sqrt(np.einsum("bsk,bsk->b", v, v))
+        live = r > 0
+        q = np.where(live[:, None, None], v / np.where(live, r, 1.0)[:, None, None], q)
+        with np.errstate(divide="ignore"):
+            total += np.log(r)
+    return q, total
+
+
 def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndarray:
     """Per-sequence lambda_1 (b, 1) by the power iteration, the one-column QR accumulation:
 
         v_t = J_t q_{t-1},   r_t = ||v_t||,   q_t = v_t / r_t,   lambda_1 = mean_{t > transient} ln r_t
 
     from q_0 = e_1, as ``lyapunov_exponents(step_maps(...), transient, 1)`` computes it, in a loop
-    lean enough for long runs of small steps: J_t q is the cell's ``jacobian_times``, the r_t are
-    kept and their logarithms taken once at the end. A q that J_t annihilates is kept (ln 0 = -inf).
+    lean enough for long runs of small steps: J_t q is the cell's ``jacobian_times``, and q is
+    normalised every POWER_BLOCK steps rather than at every one (the product of the r_t over a block
+    is the norm at its end). A block whose norm leaves POWER_RANGE, or that annihilates q, is taken
+    again a step at a time, so the result is the step-by-step one to rounding.
     """
-    cell, params = model.cell, model.params
-    steps, batch, size = len(traj.caches), traj.hidden.shape[1], state_size(model)
+    cell, params, caches = model.cell, model.params, traj.caches
+    steps, batch, size = len(caches), traj.hidden.shape[1], state_size(model)
     q = np.zeros((batch, size, 1))
     q[:, 0, 0] = 1.0
-    r = np.empty((steps, batch))
-    for t, cache in enumerate(traj.caches):
-        v = cell.jacobian_times(params, cache, q)
-        np.sqrt(np.einsum("bsk,bsk->b", v, v), out=r[t])
-        if r[t].all():
-            q = np.divide(v, r[t][:, None, None], out=v)
-        else:  # J_t annihilates some q: those stay as they were
-            live = r[t] > 0
-            q = np.where(live[:, None, None], v / np.where(live, r[t], 1.0)[:, None, None], q)
-    with np.errstate(divide="ignore"):
-        return np.log(r[transient:]).mean(axis=0)[:, None]
+    total = np.zeros(batch)
+    t = 0
+    while t < steps:
+        end = min(t + POWER_BLOCK, transient if t < transient else steps)  # blocks end at the transient
+        v = q
+        for cache in caches[t:end]:
+            v = cell.jacobian_times(params, cache, v)
+        r = np.sqrt(np.einsum("bsk,bsk->b", v, v))
+        if np.all((r > POWER_RANGE[0]) & (r < POWER_RANGE[1])):
+            q, logs = v / r[:, None, None], np.log(r)
+        else:
+            q, logs = _power_steps(cell, params, caches[t:end], q)
+        if t >= transient:
+            total += logs
+        t = end
+    return (total / (steps - transient))[:, None]
 
 
 def lyapunov_exponents(factors: Iterable[np.ndarray], transient: int, columns: int | None = None) -> np.ndarray:

@@ -47,11 +47,39 @@ def keep_freed_memory() -> bool:
 SMALL_STEP = 1 << 19
 
 
-def blas_threads(batch_size: int, matrices: Iterable[Any]) -> int | None:
+def cores_taken() -> bool:
+    """Whether other work holds the cores we would give BLAS threads: the runnable tasks besides
+    this one, now (/proc/loadavg's fourth field) or over the last minute, fill every core but ours.
+
+    A second BLAS thread saves at most half the time on two cores; when it has to share a core it
+    costs several times the time instead (OpenBLAS's threads wait for each other at every product):
+    measured with benchmarks/bench_blas_threads.py beside other jobs, `train --hidden-size 256
+    --batch-size 64` took 5-17 times as long on two threads as on one.
+    """
+    cores = _cores()
+    if cores < 2:
+        return False
+    try:
+        with open("/proc/loadavg") as fh:
+            fields = fh.read().split()
+        running = int(fields[3].split("/")[0]) - 1  # the running count includes this process
+        minute = float(fields[0])
+    except (OSError, IndexError, ValueError):  # not Linux: count only the one-minute average
+        try:
+            running, minute = 0, os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return False
+    return running >= cores - 1 or minute >= cores + 0.5
+
+
+def blas_threads(batch_size: int, matrices: Iterable[Any], busy: bool | None = None) -> int | None:
     """The BLAS threads for steps that multiply a batch of ``batch_size`` rows by ``matrices``
-    (arrays; their entries are counted): 1 when the work is small, None (as many as BLAS has) otherwise."""
+    (arrays; their entries are counted): 1 when the work is small or the other cores are taken
+    (``busy``; None: ``cores_taken()``), None (as many as BLAS has) otherwise."""
     work = batch_size * sum(int(m.size) for m in matrices)
-    return 1 if work < SMALL_STEP else None
+    if work < SMALL_STEP:
+        return 1
+    return 1 if (cores_taken() if busy is None else busy) else None
 
 
 @functools.lru_cache(maxsize=1)

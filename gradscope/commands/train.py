@@ -280,14 +280,16 @@ def train_setup(
     train_rng, eval_rng = data_streams(setup.config.seed)
     split = split_inputs(setup) if setup.config.inputs is not None else None  # once for both uses
     evaluation, source = held_out(setup, eval_rng, options.eval_size, seq_len, split)
-    initial_loss, _ = evaluate(model, evaluation)
+    # every step multiplies a batch by W_ih and W_hh: on one BLAS thread when that is small (runtime.py)
+    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
+    held_out_rows = max(len(batch.x) for batch in evaluation)
+    with blas_threads_for(held_out_rows, step_weights):  # the held-out set: its own size decides
+        initial_loss, _ = evaluate(model, evaluation)
     radius_before = recurrent_radius(model)
 
     history: list[StepRecord] = []
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
     stream = batches(setup, train_rng, seq_len, split)
-    # every step multiplies a batch by W_ih and W_hh: on one BLAS thread when that is small (runtime.py)
-    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
     # overflow is detected and reported, not warned about
     with blas_threads_for(len(setup.batch.x), step_weights), np.errstate(all="ignore"):
         for step in range(1, options.steps + 1):
@@ -316,7 +318,8 @@ def train_setup(
             if diverged_at is not None:
                 break
 
-    final_loss, accuracy = evaluate(model, evaluation)
+    with blas_threads_for(held_out_rows, step_weights):
+        final_loss, accuracy = evaluate(model, evaluation)
     return TrainResult(
         config=setup.config.as_dict(),
         mitigation=mitigation.name,

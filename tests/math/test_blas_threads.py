@@ -19,13 +19,41 @@ def blas_thread_counts() -> list[int]:
 def test_small_steps_get_one_thread_large_ones_all():
     small = [np.zeros((32, 1)), np.zeros((32, 32))]  # the default train: B = 32, H = 32, D = 1
     large = [np.zeros((4 * 512, 512)), np.zeros((4 * 512, 512))]  # an LSTM with H = 512
-    assert runtime.blas_threads(32, small) == 1
+    assert runtime.blas_threads(32, small, busy=False) == 1
+    assert runtime.blas_threads(64, large, busy=False) is None
+    assert runtime.blas_threads(1, [np.zeros(runtime.SMALL_STEP - 1)], busy=False) == 1
+    assert runtime.blas_threads(1, [np.zeros(runtime.SMALL_STEP)], busy=False) is None
+
+
+def test_large_steps_get_one_thread_when_the_other_cores_are_taken(monkeypatch):
+    large = [np.zeros((4 * 512, 512))]
+    assert runtime.blas_threads(64, large, busy=True) == 1
+    monkeypatch.setattr(runtime, "cores_taken", lambda: True)
+    assert runtime.blas_threads(64, large) == 1
+    monkeypatch.setattr(runtime, "cores_taken", lambda: False)
     assert runtime.blas_threads(64, large) is None
-    assert runtime.blas_threads(1, [np.zeros(runtime.SMALL_STEP - 1)]) == 1
-    assert runtime.blas_threads(1, [np.zeros(runtime.SMALL_STEP)]) is None
 
 
-def test_the_limit_holds_inside_the_block_only():
+@pytest.mark.parametrize("loadavg, cores, taken", [
+    ("0.50 0.40 0.30 1/200 99", 2, False),  # only this process runs
+    ("0.50 0.40 0.30 2/200 99", 2, True),  # one more runnable task: the second core is taken
+    ("2.60 1.00 0.50 1/200 99", 2, True),  # the last minute was busy
+    ("2.60 1.00 0.50 2/200 99", 4, False),  # four cores: two are free
+    ("9.00 9.00 9.00 9/200 99", 1, False),  # one core: there is no second thread to lose
+])
+def test_cores_taken_reads_the_run_queue(monkeypatch, loadavg, cores, taken):
+    import builtins
+    import io
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(loadavg) if path == "/proc/loadavg"
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(runtime, "_cores", lambda: cores)
+    assert runtime.cores_taken() is taken
+
+
+def test_the_limit_holds_inside_the_block_only(monkeypatch):
+    monkeypatch.setattr(runtime, "cores_taken", lambda: False)
     before = blas_thread_counts()
     with runtime.blas_threads_for(32, [np.zeros((32, 32))]):
         assert set(blas_thread_counts()) <= {1}

@@ -205,3 +205,32 @@ def test_jacobian_times_is_the_step_jacobian_applied(cell):
                                    rtol=1e-12, atol=1e-14)
     formed = lyapunov_exponents(step_jacobians(model, traj), 0, 2)
     np.testing.assert_allclose(lyapunov(model, traj, 0, 2).exponents, formed.mean(axis=0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("activation, scale", [("tanh", 1.0), ("linear", 1e30), ("linear", 1e-30), ("relu", -1.0)])
+def test_blocked_power_iteration_equals_the_step_by_step_one(activation, scale):
+    """lambda_1 normalised every POWER_BLOCK steps equals the one-column QR accumulation, also where a
+    block would leave float64 (a linear RNN gaining or losing 1e30 a step) or annihilates q (a ReLU
+    RNN whose units all die: lambda_1 = -inf)."""
+    from gradscope.bptt import forward
+    from gradscope.config import RunConfig
+    from gradscope.dynamics import leading_exponents, lyapunov_exponents, step_maps
+    from gradscope.experiment import build
+
+    setup = build(RunConfig(activation=activation, hidden_size=12, seq_len=41, batch_size=3, seed=2))
+    model = setup.model
+    if scale < 0:
+        model.params["Wa"] = -np.abs(model.params["Wa"])
+        model.params["Wx"] = -np.abs(model.params["Wx"])
+        setup.batch.x[...] = np.abs(setup.batch.x)
+    else:
+        model.params["Wa"] = model.params["Wa"] * scale
+    with np.errstate(all="ignore"):
+        traj = forward(model, setup.batch.x)
+        for transient in (0, 5, 13):
+            blocked = leading_exponents(model, traj, transient)
+            stepwise = lyapunov_exponents(step_maps(model, traj), transient, 1)
+            if scale < 0:
+                assert np.all(blocked == -np.inf) and np.all(stepwise == -np.inf)
+            else:
+                np.testing.assert_allclose(blocked, stepwise, rtol=1e-12, atol=1e-12)
