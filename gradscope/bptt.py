@@ -184,6 +184,9 @@ LN2 = math.log(2.0)
 EXPONENT_LIMIT = 1 << 30
 # Steps of the contributions recomputed at a time (each a (B, G*H) and a (B, H) float64 copy).
 RESCUE_STEPS = 256
+# Entries of a record brought beyond float64's factors at a time (``_to_true_scale``): the copies
+# those rows need stay this small instead of growing with T (at T = 100,000 nearly every row is such).
+CHUNK_ENTRIES = 1 << 20
 
 
 def limits(dtype: np.dtype | type) -> DtypeLimits:
@@ -258,9 +261,16 @@ def _to_true_scale(record: np.ndarray, scale: np.ndarray | float) -> None:
             record *= np.ldexp(np.ones(k.shape, record.dtype), moderate).reshape(shape)
         else:
             record *= np.ldexp(np.ones(k.shape), moderate).reshape(shape)
-        if beyond.any():
-            rows = record[beyond]  # (n, ...): a copy of those rows only
-            record[beyond] = np.ldexp(rows, k[beyond].reshape((-1,) + shape[k.ndim:]))
+        if beyond.any() and k.ndim == 0:
+            np.ldexp(record, k, out=record)
+        elif beyond.any():  # in place, a block of steps at a time: nothing as large as the record
+            block = max(1, CHUNK_ENTRIES // max(1, record[0].size))
+            for start in range(0, k.shape[0], block):
+                far = beyond[start:start + block]
+                if far.any():
+                    part = record[start:start + block]
+                    np.ldexp(part, k[start:start + block].reshape(far.shape + shape[k.ndim:]), out=part,
+                             where=far.reshape(far.shape + shape[k.ndim:]))
 
 
 def _power_of_two_near(norm: np.ndarray) -> np.ndarray:

@@ -151,13 +151,33 @@ class Background:
         return self._value
 
 
+class _After:
+    """``function(*args)`` run when the block ends, on the caller's thread (``beside`` with
+    thread=False): the same interface as Background."""
+
+    def __init__(self, function: Callable[..., Any], args: tuple) -> None:
+        self._function, self._args, self._value = function, args, None
+
+    def run(self) -> None:
+        self._value = self._function(*self._args)
+
+    def result(self) -> Any:
+        return self._value
+
+
 @contextlib.contextmanager
-def beside(function: Callable[..., Any], *args: Any) -> Iterator[Background]:
+def beside(function: Callable[..., Any], *args: Any, thread: bool = True) -> Iterator[Background | _After]:
     """``function(*args)`` on a thread of its own while the block runs, BLAS keeping the other
     cores (runtime.cores_beside_background); the block's end waits for it, so ``result()`` after
-    the block returns at once."""
+    the block returns at once. thread=False: run after the block instead, BLAS keeping every core
+    for the block (where the work beside is too small to pay for the core the block gives up)."""
     from .runtime import cores_beside_background
 
+    if not thread:
+        work = _After(function, args)
+        yield work
+        work.run()
+        return
     with cores_beside_background():
         work = Background(function, *args)
         yield work

@@ -32,6 +32,12 @@ from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
 
+# Hidden sizes from which the spectra are decomposed on a core of their own beside BPTT, which
+# keeps the others: at H = 512 the decompositions take as long as BPTT itself (~150 ms), at H = 128
+# 5 ms, less than BPTT loses by giving up a core (benchmarks/bench_report.py, 2 cores).
+DECOMPOSE_BESIDE = 256
+
+
 @dataclass
 class Thresholds:
     """The end-to-end ratios n_1 / n_T at which the verdict changes (flow.py)."""
@@ -268,7 +274,7 @@ def _analyze_single(setup: Setup) -> AnalyzeResult:
     data = describe_data(setup)
     # The weights' eigen- and singular values need no run: LAPACK decomposes them on one core while
     # BPTT runs on the others (at H = 512 the decompositions cost as much as the whole pass).
-    with beside(weight_spectra, model) as weights:
+    with beside(weight_spectra, model, thread=model.hidden_size >= DECOMPOSE_BESIDE) as weights:
         if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
             run = checkpointed_bptt(model, batch.x, batch.y)
         else:
@@ -284,7 +290,8 @@ def _analyze_single(setup: Setup) -> AnalyzeResult:
         logs, log_cells = flowing.log_norms, flowing.log_cell_norms  # exact at any depth (bptt.py's log domain)
         gated = len(model.cell.gates) > 1
         # a gated cell's spectrum along the run, beside the contributions and the Lyapunov exponent
-        with beside(run_spectrum, model, traj.caches) if gated else contextlib.nullcontext() as along:
+        with (beside(run_spectrum, model, traj.caches, thread=model.hidden_size >= DECOMPOSE_BESIDE) if gated
+              else contextlib.nullcontext()) as along:
             with np.errstate(all="ignore"):
                 contributions = flowing.contribution_norms()
             lyap = lyapunov(model, traj)
@@ -461,7 +468,7 @@ def analyze_network(setup: Setup) -> AnalyzeResult:
     def every_weight_spectrum() -> dict:
         return {(k, d): weight_spectra(Model(net.cell, net.layers[k][d], None)) for k, d in layers}
 
-    with beside(every_weight_spectrum) as weights:  # the weights' spectra on one core, BPTT on the others
+    with beside(every_weight_spectrum, thread=net.hidden_size >= DECOMPOSE_BESIDE) as weights:  # see _analyze_single
         traj, grads = network_bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
     reports, profiles = [], []
     for k, d in layers:

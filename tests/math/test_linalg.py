@@ -93,35 +93,24 @@ def test_background_hands_back_the_result_and_the_error():
     assert Background(sum, [1, 2, 3]).result() == 6
     with pytest.raises(ZeroDivisionError):
         Background(lambda: 1 / 0).result()
-    with beside(max, 4, 9) as work:
-        pass
-    assert work.result() == 9
+    for thread in (True, False):
+        with beside(max, 4, 9, thread=thread) as work:
+            pass
+        assert work.result() == 9
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_analyze_beside_equals_analyze_serial(cell, monkeypatch):
-    """The spectra decomposed beside BPTT are the spectra decomposed after it."""
-    import contextlib
-
+    """The spectra decomposed on a thread beside BPTT are the spectra decomposed after it."""
     import gradscope.commands.analyze as analyze_module
 
     setup = build(RunConfig(cell=cell, hidden_size=64, seq_len=30, batch_size=4))
-    clear_spectrum_cache()
-    together = analyze_setup(setup)
-
-    @contextlib.contextmanager
-    def serial(function, *args):
-        class Done:
-            value = function(*args)
-
-            def result(self):
-                return self.value
-
-        yield Done()
-
-    monkeypatch.setattr(analyze_module, "beside", serial)
-    clear_spectrum_cache()
-    alone = analyze_setup(setup)
+    results = []
+    for beside_from in (0, 1 << 30):  # every size on a thread; none
+        monkeypatch.setattr(analyze_module, "DECOMPOSE_BESIDE", beside_from)
+        clear_spectrum_cache()
+        results.append(analyze_setup(setup))
+    together, alone = results
     np.testing.assert_array_equal(together.spectrum.eigenvalues, alone.spectrum.eigenvalues)
     np.testing.assert_array_equal(together.spectrum.singular_values, alone.spectrum.singular_values)
     np.testing.assert_array_equal(together.grad_norms, alone.grad_norms)
