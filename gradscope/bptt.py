@@ -147,8 +147,9 @@ def _summand_squares(dv: np.ndarray, hidden_prev: np.ndarray) -> np.ndarray:
 
 
 def to_time_major(x: np.ndarray, dtype: np.dtype | type = np.float64) -> np.ndarray:
-    """(B, T, D) batch-first -> (T, B, D) contiguous, in ``dtype`` (the model's)."""
-    return np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(1, 0, 2))
+    """(B, T, D) batch-first -> (T, B, D) in ``dtype`` (the model's): a view where x has that dtype
+    (the cells read it a block of steps at a time: no copy of a long run's inputs), else a copy."""
+    return np.asarray(x, dtype=dtype).transpose(1, 0, 2)
 
 
 # --- norms in the log domain -----------------------------------------------------------------------

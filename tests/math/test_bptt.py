@@ -88,3 +88,23 @@ def test_loss_matches_forward_and_is_the_batch_mean():
     y = random_targets("bce", 5, 1, rng)
     per_sequence = [loss_only(model, x[i:i + 1], y[i:i + 1]) for i in range(5)]
     assert loss_only(model, x, y) == pytest.approx(np.mean(per_sequence), rel=1e-13)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_inputs_taken_a_block_of_steps_at_a_time_give_the_same_gradients(cell, monkeypatch):
+    """The inputs are read through the batch-first array's time-major view, a block of steps at a
+    time (cells/base.py: no copy of a long run's inputs): the blocks change nothing but rounding."""
+    from gradscope.bptt import bptt, to_time_major
+    from gradscope.config import RunConfig
+    from gradscope.experiment import build
+    from gradscope.model.cells import base
+
+    setup = build(RunConfig(cell=cell, hidden_size=6, input_size=3, seq_len=23, batch_size=5, seed=4))
+    x = setup.batch.x
+    assert np.shares_memory(to_time_major(x, x.dtype), x)
+    _, whole = bptt(setup.model, x, setup.batch.y)
+    monkeypatch.setattr(base, "INPUT_BLOCK", 2 * 5 * 3)  # two steps a block: 12 blocks, the last short
+    _, blocked = bptt(setup.model, x, setup.batch.y)
+    assert whole.loss == pytest.approx(blocked.loss, rel=1e-14)
+    for name, g in whole.params.items():
+        np.testing.assert_allclose(blocked.params[name], g, rtol=1e-12, atol=1e-15, err_msg=name)

@@ -31,6 +31,41 @@ from ...errors import InputError
 Params = dict[str, np.ndarray]
 State = tuple[np.ndarray, ...]
 
+# Entries of the inputs x (T, B, D) taken at a time by ``project`` and ``sum_outer``: x may be the
+# time-major view of a batch-first array, and a copy of a block of steps stays this small where a
+# copy of the whole would add T*B*D to the peak memory of a long run.
+INPUT_BLOCK = 1 << 20
+
+
+def _input_steps(x: np.ndarray) -> int:
+    return max(1, INPUT_BLOCK // max(1, x.shape[1] * x.shape[2]))
+
+
+def project(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """x (T, B, D) @ weights (D, W) + bias (W,) -> (T, B, W) contiguous, a block of steps at a time
+    (one 2-D product per block, the bias added while the block is in cache; one block in all
+    unless T*B*D exceeds INPUT_BLOCK)."""
+    steps, batch, d = x.shape
+    out = np.empty((steps, batch, weights.shape[1]), dtype)
+    block = _input_steps(x)
+    for start in range(0, steps, block):
+        rows = np.ascontiguousarray(x[start:start + block]).reshape(-1, d)
+        part = out[start:start + block].reshape(-1, weights.shape[1])
+        np.matmul(rows, weights, out=part)
+        part += bias
+    return out
+
+
+def sum_outer(du: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """sum_t du_t^T x_t for du (T, B, W) and x (T, B, D) -> (W, D), a block of steps at a time."""
+    width, d = du.shape[-1], x.shape[-1]
+    block = _input_steps(x)
+    total = None
+    for start in range(0, x.shape[0], block):
+        part = du[start:start + block].reshape(-1, width).T @ np.ascontiguousarray(x[start:start + block]).reshape(-1, d)
+        total = part if total is None else total + part
+    return total
+
 
 def apply_to_batch(w: np.ndarray, q: np.ndarray) -> np.ndarray:
     """w @ q[b] for every b: w (R, H), q (B, H, k) -> (B, R, k), as one (B k, H) @ (H, R) matmul.

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..initializers import get_initializer, xavier
-from .base import Cell, Params, State, apply_to_batch
+from .base import Cell, Params, State, apply_to_batch, project, sum_outer
 
 TORCH_NAMES = {"W_ih": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
 
@@ -64,14 +64,7 @@ class GatedCell(Cell):
         return params["b_ih"]
 
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
-        steps, batch, d = x.shape
-        # u = [x_t, 1] [W_ih, bias]^T: the bias rides along in the one matmul over all steps,
-        # instead of a second pass over the (T, B, G*H) result.
-        x_one = np.empty((steps * batch, d + 1), self.dtype(params))
-        x_one[:, :d] = x.reshape(steps * batch, d)
-        x_one[:, d] = 1.0
-        weights = np.concatenate((params["W_ih"], self.input_bias(params)[:, None]), axis=1)
-        return (x_one @ weights.T).reshape(steps, batch, -1)
+        return project(x, params["W_ih"].T, self.input_bias(params), self.dtype(params))  # u_t = W_ih x_t + b
 
     @abstractmethod
     def local_backward(
@@ -99,10 +92,10 @@ class GatedCell(Cell):
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
     ) -> Params:
-        width, h, d = du.shape[-1], h_prev.shape[-1], x.shape[-1]
+        width, h = du.shape[-1], h_prev.shape[-1]
         du2, dv2 = du.reshape(-1, width), dv.reshape(-1, width)
         return {
-            "W_ih": du2.T @ x.reshape(-1, d),  # sum_t du_t^T x_t
+            "W_ih": sum_outer(du, x),  # sum_t du_t^T x_t
             "W_hh": dv2.T @ h_prev.reshape(-1, h),  # sum_t dv_t^T h_{t-1}: the temporal contributions
             "b_ih": du2.sum(axis=0),
             "b_hh": dv2.sum(axis=0),

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..initializers import get_initializer, xavier
-from .base import Cell, Params, State, apply_to_batch
+from .base import Cell, Params, State, apply_to_batch, project, sum_outer
 
 
 class RNNCell(Cell):
@@ -54,10 +54,7 @@ class RNNCell(Cell):
         return params["b"] + params["b_hh"]
 
     def project_inputs(self, params: Params, x: np.ndarray) -> np.ndarray:
-        steps, batch, d = x.shape
-        u = x.reshape(steps * batch, d) @ params["Wx"].T  # Wx x_t for all steps: one 2-D matmul
-        u += self.input_bias(params)  # u_t = Wx x_t + b + b_hh
-        return u.reshape(steps, batch, -1)
+        return project(x, params["Wx"].T, self.input_bias(params), self.dtype(params))  # u_t = Wx x_t + b + b_hh
 
     def step_forward(
         self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
@@ -91,12 +88,12 @@ class RNNCell(Cell):
     def param_grads(
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
     ) -> Params:
-        h, d = h_prev.shape[-1], x.shape[-1]
+        h = h_prev.shape[-1]
         dz = du.reshape(-1, h)
         db = dz.sum(axis=0)  # sum_t dz_t
         return {
             "Wa": dz.T @ h_prev.reshape(-1, h),  # sum_t dz_t a_{t-1}^T
-            "Wx": dz.T @ x.reshape(-1, d),  # sum_t dz_t x_t^T
+            "Wx": sum_outer(du, x),  # sum_t dz_t x_t^T
             "b": db,
             "b_hh": db.copy(),  # z_t holds b + b_hh: each bias gets all of dL/dz_t
         }
