@@ -25,22 +25,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bptt import torch_rnn as torch_fused  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
 from common import SIZES, environment, interleaved_timings, ms_spread, print_table, torch_modules  # noqa: E402
 
 from gradscope.bptt import bptt  # noqa: E402
 from gradscope.commands.analyze import analyze_setup  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
 from gradscope.experiment import build  # noqa: E402
-from gradscope.spectrum import clear_spectrum_cache  # noqa: E402
-
-
-def torch_fused(module, fc, x, y) -> None:
-    import torch
-
-    module.zero_grad(set_to_none=True)
-    fc.zero_grad(set_to_none=True)
-    out, _ = module(x)
-    torch.nn.functional.binary_cross_entropy_with_logits(fc(out[:, -1]), y).backward()
+from gradscope.linalg import clear_cache  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +60,7 @@ def main() -> None:
 
             fns = [core(setups["float64"]), core(setups["float32"]), report(setups["float64"]),
                    report(setups["float32"]), lambda: torch_fused(module32, fc32, x32, y32)]
-            before = [None, None, clear_spectrum_cache, clear_spectrum_cache, None]
+            before = [None, None, clear_cache, clear_cache, None]
             c64, c32, r64, r32, fused = interleaved_timings(fns, rounds, before=before)
             rows.append([cell, str(size), ms_spread(c64), ms_spread(c32), f"{c64.median / c32.median:.2f}x",
                          ms_spread(r64), ms_spread(r32), f"{r64.median / r32.median:.2f}x", ms_spread(fused),

@@ -9,8 +9,8 @@ contenders taking turns in every round (common.interleaved_timings):
   dL/dh_t at every step (and dL/dc_t for the LSTM), its log-domain norms, the per-step contributions
   ||dv_t^T h_{t-1}||_F to dL/dW_hh, the spectra, Pascanu's bound (RNN), the flow fit, and the leading
   Lyapunov exponent lambda_1 along the run. The setup is built once, untimed, from the torch
-  modules' state dicts and the batch; gradscope's cache of spectra, where gradscope.spectrum has
-  one, is emptied (untimed) before every run, so that rounds on the same weights do not flatter it.
+  modules' state dicts and the batch; gradscope's cache of spectra (gradscope/linalg.py) is
+  emptied (untimed) before every run, so that rounds on the same weights do not flatter it.
 - torch report, the same report as a torch user would write it: an unrolled nn.RNNCell /
   GRUCell / LSTMCell (weights copied from the module) with ``retain_grad`` on every h_t (and c_t),
   the loss, ``backward``; then under ``torch.no_grad``: the per-step norms (the stacked grads, one
@@ -67,6 +67,7 @@ from common import SIZES, environment, interleaved_timings, ms_spread, print_tab
 
 import gradscope.spectrum  # noqa: E402
 from gradscope.bptt import bptt  # noqa: E402
+from gradscope.linalg import clear_cache  # noqa: E402
 from gradscope.commands.analyze import AnalyzeResult, analyze_setup  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
 from gradscope.dynamics import default_transient  # noqa: E402
@@ -75,7 +76,7 @@ from gradscope.experiment import build  # noqa: E402
 REPORT_TARGETS = dict(zip(SIZES, (1.5, 3.0, 1.2)))  # the RNN's whole report against torch's
 CORE_TARGET = (SIZES[-1], 1.3)  # gradscope's BPTT against the fused module, every cell
 NORM_RTOL, SPECTRUM_RTOL = 1e-9, 1e-6
-# Norms whose squares stay within float64 (as gradscope's bptt.SAFE_SQUARES); the others are recomputed
+# Norms whose squares stay within float64 (as gradscope's bptt.DTYPE_LIMITS' safe_squares); the others are recomputed
 # scaled by the step's largest entry, as gradscope does and as a vanishing run at T = 1000 needs.
 SAFE_NORMS = (1e-140, 1e140)
 
@@ -357,15 +358,6 @@ def compare(ours: AnalyzeResult, theirs: TorchReport) -> tuple[bool, dict[str, f
 # --- timing ---------------------------------------------------------------------------------------
 
 
-def spectrum_cache_clear() -> tuple[str, object] | tuple[None, None]:
-    """The name and function that empty gradscope.spectrum's cache of spectra (None, None without one)."""
-    for name in ("clear_spectrum_cache", "clear_cache"):
-        if callable(getattr(gradscope.spectrum, name, None)):
-            return f"gradscope.spectrum.{name}", getattr(gradscope.spectrum, name)
-    clear = getattr(gradscope.spectrum.spectrum, "cache_clear", None)  # an lru_cache on spectrum()
-    return ("gradscope.spectrum.spectrum.cache_clear", clear) if clear else (None, None)
-
-
 def parse_size(text: str) -> tuple[int, int, int, int]:
     try:
         b, t, d, h = (int(v) for v in text.split(","))
@@ -389,14 +381,13 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 7)
-    clear_name, clear = spectrum_cache_clear()
+    clear = clear_cache
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
 
     print(environment())
     print("load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)")
-    print("gradscope's spectrum cache: " + (f"emptied by {clear_name}() before every gradscope run" if clear
-                                           else "none in gradscope.spectrum, nothing to empty"))
+    print("gradscope's cache of spectra: emptied by gradscope.linalg.clear_cache() before every gradscope run")
     rows = []
     for cell in ["rnn", "gru", "lstm"] if args.cell == "all" else [args.cell]:
         for size in args.size or SIZES:
@@ -404,8 +395,7 @@ def main() -> None:
             if case.setup.checkpointed:
                 print(f"note: {cell} {size}: gradscope checkpoints BPTT here (the full path does not fit)")
             x, y = case.setup.batch.x, case.setup.batch.y
-            if clear:
-                clear()
+            clear()
             ours, theirs = analyze_setup(case.setup), torch_report(case)
             same, diffs = compare(ours, theirs)
             pascanu = "" if ours.pascanu is None else (

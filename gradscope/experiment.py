@@ -353,9 +353,15 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     # --dtype: loaded and drawn in float64 as always, then the parameters and the inputs (not token
     # ids, nor the targets, which BPTT casts to the logits' dtype) cast once; BPTT computes in them
     dtype = np.dtype(config.dtype)
-    network.cast(dtype)
+    if not network.cast(dtype):
+        raise InputError(f"--dtype {config.dtype}: the weights hold values beyond its range "
+                         f"(|w| up to {np.finfo(dtype).max:.3g}); use --dtype float64")
     if batch.x.ndim == 3:
-        batch = Batch(batch.x.astype(dtype, copy=False), batch.y, batch.mask)
+        with np.errstate(over="ignore"):
+            batch = Batch(batch.x.astype(dtype, copy=False), batch.y, batch.mask)
+        if not np.all(np.isfinite(batch.x)):
+            raise InputError(f"--dtype {config.dtype}: the inputs hold values beyond its range "
+                             f"(|x| up to {np.finfo(dtype).max:.3g}); use --dtype float64")
     resolved = replace(
         config,
         cell=network.cell.name,

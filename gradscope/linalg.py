@@ -24,6 +24,7 @@ Nothing here imports from the rest of gradscope.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -34,11 +35,13 @@ ALIASING = 4096  # bytes: a 4 KiB multiple is where the cache sets collide (see 
 CACHE_SIZE = 16
 
 _cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_lock = threading.Lock()  # analyze decomposes on a thread of its own; a library user may on several
 
 
 def clear_cache() -> None:
     """Forget every stored result (benchmarks time the decompositions themselves this way)."""
-    _cache.clear()
+    with _lock:
+        _cache.clear()
 
 
 def _key(kind: str, matrix: np.ndarray) -> tuple:
@@ -48,20 +51,22 @@ def _key(kind: str, matrix: np.ndarray) -> tuple:
 
 def _cached(kind: str, matrix: np.ndarray, compute) -> np.ndarray:
     key = _key(kind, matrix)
-    hit = _cache.get(key)
-    if hit is None:
-        hit = compute(matrix)
-        hit.flags.writeable = False
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    hit = compute(matrix)  # outside the lock: two threads may both decompose, never block each other
+    hit.flags.writeable = False
+    with _lock:
         _cache[key] = hit
-        if len(_cache) > CACHE_SIZE:
+        while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    else:
-        _cache.move_to_end(key)
     return hit
 
 
 def _aliases(n: int, itemsize: int) -> bool:
-    return n >= 64 and (n * itemsize) % ALIASING == 0
+    return n > 0 and (n * itemsize) % ALIASING == 0
 
 
 def _bordered(matrix: np.ndarray) -> np.ndarray:

@@ -179,7 +179,6 @@ def network_backward(
     """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs."""
     steps, batch = traj.output.shape[:2]
     h, dirs, n_layers = net.hidden_size, net.directions, net.num_layers
-    memory = len(net.cell.state_names) > 1
     loss, head_grads = None, None
     # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
     dtype = net.dtype
@@ -253,6 +252,9 @@ def network_backward(
         d_out, d_scale = d_in, in_scale
     if d_scale is not None:
         _to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
+        for grads in layers[0]:
+            if grads.dx is d_out:  # one direction: that layer's dx itself, now at true scale
+                grads.dx_scale = None
     emb_grad = None
     if net.embedding is not None and traj.tokens is not None:
         emb_grad = np.zeros_like(net.embedding)

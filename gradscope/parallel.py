@@ -121,7 +121,9 @@ def _worker_start() -> None:
 
 def default_jobs() -> int:
     """The CPUs this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from .runtime import _cores
+
+    return _cores()
 
 
 class Background:
@@ -180,5 +182,7 @@ def beside(function: Callable[..., Any], *args: Any, thread: bool = True) -> Ite
         return
     with cores_beside_background():
         work = Background(function, *args)
-        yield work
-        work.result()
+        try:
+            yield work
+        finally:  # also when the block raises: the limit is lifted only once the thread is done
+            work._thread.join()

@@ -62,7 +62,9 @@ def cores_taken() -> bool:
     try:
         with open("/proc/loadavg") as fh:
             fields = fh.read().split()
-        running = int(fields[3].split("/")[0]) - 1  # the running count includes this process
+        # the run queue counts threads: this process's own (its BLAS workers spin a while after
+        # every product) are not other work
+        running = int(fields[3].split("/")[0]) - _own_running_threads()
         minute = float(fields[0])
     except (OSError, IndexError, ValueError):  # not Linux: count only the one-minute average
         try:
@@ -102,10 +104,32 @@ def blas_threads_for(batch_size: int, matrices: Iterable[Any]) -> Iterator[None]
 
 
 def _cores() -> int:
+    """The CPUs this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _own_running_threads() -> int:
+    """This process's threads in the run queue now (state R in /proc/self/task/*/stat); at least 1."""
+    running = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as fh:
+                    running += fh.read().rpartition(")")[2].split()[0] == "R"
+            except (OSError, IndexError):  # the thread ended meanwhile
+                continue
+    except OSError:
+        pass
+    return max(1, running)
+
+
+def _blas_threads_now() -> int:
+    """The threads the BLAS library would use now (the smallest over the libraries found)."""
+    counts = [lib.num_threads for lib in _controller().lib_controllers if lib.user_api == "blas"]
+    return min(counts) if counts else 1
 
 
 @contextlib.contextmanager
@@ -113,10 +137,11 @@ def cores_beside_background() -> Iterator[None]:
     """Inside the block a decomposition runs on a thread of its own (parallel.Background), so BLAS
     keeps one core fewer than there are: OpenBLAS's threads spin while they wait for work, and one
     more busy thread than cores made a pass at H = 512 three times slower instead of faster
-    (measured on 2 cores). On one core nothing changes."""
+    (measured on 2 cores). Never more threads than the caller's limit (a worker process's one,
+    or one for small steps or a busy machine: ``blas_threads_for``). On one core nothing changes."""
     cores = _cores()
     if cores < 2:
         yield
         return
-    with _controller().limit(limits=cores - 1, user_api="blas"):
+    with _controller().limit(limits=max(1, min(_blas_threads_now(), cores - 1)), user_api="blas"):
         yield

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .linalg import clear_cache, eigenvalues, singular_values
-
-clear_spectrum_cache = clear_cache  # what a caller timing the decompositions themselves calls first
+from .linalg import eigenvalues, singular_values
 
 # Relative slack for the bound check: both sides are computed in float64 over T products.
 BOUND_RTOL = 1e-9
@@ -42,7 +40,7 @@ class Spectrum:
 
 def spectrum(matrix: np.ndarray) -> Spectrum:
     """Eigen- and singular values of a square matrix (H, H); each matrix is decomposed once
-    (linalg.py keeps the last few results; ``clear_spectrum_cache`` forgets them). In float64
+    (linalg.py keeps the last few results; ``linalg.clear_cache`` forgets them). In float64
     whatever the run's dtype: a float32 orthogonal Wa has sigma_max 1 to float32's rounding, which
     the bound (gamma sigma_max)^(T-k) would raise to the power T."""
     matrix = np.asarray(matrix, dtype=np.float64)

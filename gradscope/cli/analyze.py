@@ -42,7 +42,6 @@ def analyze_command(
         if target is not None:
             check_output(target, flag)
     result = analyze(config, full_gradients=save_grads is not None)  # --save-grads needs every step's
-    setup = result.setup
     if path is not None:
         plots.save(plots.analyze_figure(result), path)
     if save_grads is not None:

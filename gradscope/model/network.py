@@ -94,12 +94,18 @@ class Network:
         """The dtype BPTT computes in: the parameters' (``--dtype``)."""
         return self.cell.dtype(self.layers[0][0])
 
-    def cast(self, dtype: np.dtype | type) -> None:
+    def cast(self, dtype: np.dtype | type) -> bool:
         """Every parameter (cells, head, embedding) in ``dtype``, in place; arrays already in it
-        are kept, so float64 to float64 copies nothing."""
+        are kept, so float64 to float64 copies nothing. Returns whether every value stayed finite
+        (a weight beyond float32's range becomes inf)."""
+        finite = True
+
         def cast(params: Params) -> None:
+            nonlocal finite
             for name, p in params.items():
-                params[name] = np.asarray(p, dtype=dtype)
+                with np.errstate(over="ignore"):
+                    params[name] = np.asarray(p, dtype=dtype)
+                finite = finite and bool(np.all(np.isfinite(params[name])))
 
         for layer in self.layers:
             for params in layer:
@@ -107,7 +113,10 @@ class Network:
         if self.head is not None:
             cast(self.head)
         if self.embedding is not None:
-            self.embedding = np.asarray(self.embedding, dtype=dtype)
+            embedding = {"embedding": self.embedding}
+            cast(embedding)
+            self.embedding = embedding["embedding"]
+        return finite
 
     @property
     def vocab_size(self) -> int | None:

@@ -78,3 +78,23 @@ def test_training_in_float32_stays_float32():
     result = train(RunConfig(task="adding", seq_len=20, dtype="float32"), TrainOptions(steps=5, optimizer="adam"))
     assert {p.dtype for p in result.model.params.values()} == {np.dtype(np.float32)}
     assert np.isfinite(result.final_loss)
+
+
+def test_inputs_or_weights_beyond_float32_are_an_input_error(capsys, tmp_path):
+    """A value that float32 cannot hold would become inf: exit 2 naming the option, not a run on inf."""
+    x = np.zeros((2, 5, 3))
+    x[1, 2, 0] = 1e39
+    np.save(tmp_path / "x.npy", x)
+    code = main(["analyze", "--inputs", str(tmp_path / "x.npy"), "--dtype", "float32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dtype float32: the inputs hold values beyond its range" in err
+    assert err.count("\n") == 1
+    from gradscope.model.statedict import export_network
+
+    setup = build(RunConfig(hidden_size=4, input_size=3))
+    weights = export_network(setup.network, setup.layout)
+    weights["rnn.weight_hh_l0"] = weights["rnn.weight_hh_l0"].copy()
+    weights["rnn.weight_hh_l0"][0, 0] = -4e38
+    with pytest.raises(InputError, match="the weights hold values beyond its range"):
+        build(RunConfig(weights=weights, dtype="float32"))
+    assert main(["analyze", "--inputs", str(tmp_path / "x.npy")]) == 0  # float64 holds it

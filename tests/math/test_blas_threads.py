@@ -49,7 +49,23 @@ def test_cores_taken_reads_the_run_queue(monkeypatch, loadavg, cores, taken):
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(loadavg) if path == "/proc/loadavg"
                         else real_open(path, *a, **k))
     monkeypatch.setattr(runtime, "_cores", lambda: cores)
+    monkeypatch.setattr(runtime, "_own_running_threads", lambda: 1)
     assert runtime.cores_taken() is taken
+
+
+def test_this_processes_own_threads_are_not_other_work(monkeypatch):
+    """The run queue counts threads: a BLAS worker of ours still spinning is not another's job."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO("0.50 0.40 0.30 2/200 99")
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    monkeypatch.setattr(runtime, "_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "_own_running_threads", lambda: 2)
+    assert runtime.cores_taken() is False
+    monkeypatch.undo()
+    assert runtime._own_running_threads() >= 1  # this thread, reading its own state, is running
 
 
 def test_the_limit_holds_inside_the_block_only(monkeypatch):

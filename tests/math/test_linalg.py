@@ -10,7 +10,7 @@ from gradscope.commands.analyze import analyze_setup
 from gradscope.config import RunConfig
 from gradscope.experiment import build
 from gradscope.parallel import Background, beside
-from gradscope.spectrum import clear_spectrum_cache, spectrum
+from gradscope.spectrum import spectrum
 
 
 def _sorted(eig: np.ndarray) -> np.ndarray:
@@ -71,7 +71,9 @@ def test_the_cache_returns_the_same_read_only_result_and_tells_matrices_apart():
     b = a.copy()
     b[3, 5] += 1e-12
     assert linalg.eigenvalues(b) is not first
-    assert linalg.eigenvalues(a.astype(np.float32)) is not first  # the dtype is part of the key
+    same_bytes = a.view(np.int64).astype(np.float64).view(np.float64)  # other numbers...
+    assert linalg._key("eig", a.view(np.int64)) != linalg._key("eig", a)  # ...the same bytes: told apart by dtype
+    assert linalg.eigenvalues(same_bytes) is not first
     linalg.clear_cache()
     assert linalg.eigenvalues(a) is not first
 
@@ -99,6 +101,16 @@ def test_background_hands_back_the_result_and_the_error():
         assert work.result() == 9
 
 
+def test_beside_waits_for_its_thread_when_the_block_raises():
+    """The BLAS limit is lifted only once the decomposition has ended, also on an error."""
+    import time
+
+    with pytest.raises(ValueError):
+        with beside(time.sleep, 0.2) as work:
+            raise ValueError("the block failed")
+    assert not work._thread.is_alive()
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_analyze_beside_equals_analyze_serial(cell, monkeypatch):
     """The spectra decomposed on a thread beside BPTT are the spectra decomposed after it."""
@@ -108,7 +120,7 @@ def test_analyze_beside_equals_analyze_serial(cell, monkeypatch):
     results = []
     for beside_from in (0, 1 << 30):  # every size on a thread; none
         monkeypatch.setattr(analyze_module, "DECOMPOSE_BESIDE", beside_from)
-        clear_spectrum_cache()
+        linalg.clear_cache()
         results.append(analyze_setup(setup))
     together, alone = results
     np.testing.assert_array_equal(together.spectrum.eigenvalues, alone.spectrum.eigenvalues)

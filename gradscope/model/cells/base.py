@@ -60,10 +60,9 @@ def sum_outer(du: np.ndarray, x: np.ndarray) -> np.ndarray:
     """sum_t du_t^T x_t for du (T, B, W) and x (T, B, D) -> (W, D), a block of steps at a time."""
     width, d = du.shape[-1], x.shape[-1]
     block = _input_steps(x)
-    total = None
+    total = np.zeros((width, d), du.dtype)
     for start in range(0, x.shape[0], block):
-        part = du[start:start + block].reshape(-1, width).T @ np.ascontiguousarray(x[start:start + block]).reshape(-1, d)
-        total = part if total is None else total + part
+        total += du[start:start + block].reshape(-1, width).T @ np.ascontiguousarray(x[start:start + block]).reshape(-1, d)
     return total
 
 
