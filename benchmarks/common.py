@@ -102,12 +102,20 @@ def interleaved_timings(fns: list, repeats: int, warmup: int = 2, before: list |
 
     before : optional untimed callables (or None), one per fn, run just before each of its calls,
         after the thread pools have settled: to empty a cache that would flatter repeated rounds.
+
+    Each timed call follows an untimed call of the same fn: after the pause that lets the previous
+    contender's threads stop spinning, the thread pools (torch's OpenMP, OpenBLAS) and the VM's
+    cores have gone idle, and waking them cost torch's fused module ~10 ms per call at small sizes
+    (2-3 ms calls timed at 13-15 ms), which would flatter whichever contender runs single-threaded.
     """
     times: list[list[float]] = [[] for _ in fns]
     prepare = before or [None] * len(fns)
     for round_ in range(warmup + repeats):
         for fn, ready, kept in zip(fns, prepare, times):
             time.sleep(SETTLE)
+            if ready is not None:
+                ready()
+            fn()  # untimed: every thread pool awake, as in a loop of calls
             if ready is not None:
                 ready()
             t0 = time.perf_counter()

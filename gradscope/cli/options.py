@@ -59,7 +59,7 @@ def _opt(panel: str, help: str, **kw) -> typer.models.OptionInfo:
 
 # --dtype's help: the measured error against float64 (precision.py, tests/math/test_float32.py)
 DTYPE_HELP = (
-    "What BPTT computes in: float64, or float32 (half the memory, faster at large H). float32 against "
+    "What BPTT computes in: float64, or float32 (BPTT's arrays in half the memory, faster at large H). float32 against "
     f"float64, measured: loss within {LOSS_ERROR:.0e} and gradients within {GRADIENT_ERROR:.0e} relative, "
     f"||dL/da_t|| within {LOG_NORM_ERROR_PER_STEP:.1e} relative per step back (5e-4 at 1,000 steps), "
     "in runs that are not chaotic: see docs/analyze.md."

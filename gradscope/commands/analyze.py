@@ -32,9 +32,10 @@ from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
 
 
-# Hidden sizes from which the spectra are decomposed on a core of their own beside BPTT, which
-# keeps the others: at H = 512 the decompositions take as long as BPTT itself (~150 ms), at H = 128
-# 5 ms, less than BPTT loses by giving up a core (benchmarks/bench_report.py, 2 cores).
+# Hidden sizes from which the spectra are decomposed on a core of their own beside BPTT and the
+# diagnostics, which keep the others: at H = 512 the decompositions take as long as BPTT itself
+# (~150 ms); at H = 128 they take 5 ms, less than the rest loses by giving up a core
+# (benchmarks/bench_report.py, 2 cores).
 DECOMPOSE_BESIDE = 256
 
 
@@ -272,32 +273,31 @@ def analyze_setup(setup: Setup) -> AnalyzeResult:
 def _analyze_single(setup: Setup) -> AnalyzeResult:
     model, batch = setup.model, setup.batch
     data = describe_data(setup)
-    # The weights' eigen- and singular values need no run: LAPACK decomposes them on one core while
-    # BPTT runs on the others (at H = 512 the decompositions cost as much as the whole pass).
-    with beside(weight_spectra, model, thread=model.hidden_size >= DECOMPOSE_BESIDE) as weights:
+    # Where they are large, LAPACK's decompositions run on a core of their own: the weights'
+    # spectra, which need no run, beside BPTT (at H = 512 they cost as much as the whole pass), a
+    # gated cell's spectrum along the run beside the contributions and the Lyapunov exponent.
+    # Small ones run after (on a thread they made the report slower and less steady at H = 128).
+    large = model.hidden_size >= DECOMPOSE_BESIDE
+    with beside(weight_spectra, model) if large else contextlib.nullcontext() as early:
         if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
             run = checkpointed_bptt(model, batch.x, batch.y)
         else:
             traj, grads = bptt(model, batch.x, batch.y)
+    weights = early.result() if large else None
     if setup.checkpointed:
         grads, logs, log_cells, lyap = run.gradients(), run.log_norms, run.log_cell_norms, run.lyapunov
         contributions = run.contributions
-        spec, spectrum_of, gate_spectra = recurrent_spectra(model, None, run.mean_jacobian, weights.result())
+        spec, spectrum_of, gate_spectra = recurrent_spectra(model, None, run.mean_jacobian, weights)
         data += (f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} states kept, "
                  f"segments of {run.segment} steps recomputed")
     else:
         flowing = flowing_gradients(model, traj, grads, batch.y)
         logs, log_cells = flowing.log_norms, flowing.log_cell_norms  # exact at any depth (bptt.py's log domain)
-        gated = len(model.cell.gates) > 1
-        # a gated cell's spectrum along the run, beside the contributions and the Lyapunov exponent
-        with (beside(run_spectrum, model, traj.caches, thread=model.hidden_size >= DECOMPOSE_BESIDE) if gated
-              else contextlib.nullcontext()) as along:
+        with beside(recurrent_spectra, model, traj.caches, None, weights, thread=large) as spectra:
             with np.errstate(all="ignore"):
                 contributions = flowing.contribution_norms()
             lyap = lyapunov(model, traj)
-        spec, spectrum_of, gate_spectra = weights.result(), "recurrent_weight", None
-        if gated:
-            spec, spectrum_of, gate_spectra = along.result(), "mean_step_jacobian", spec
+        spec, spectrum_of, gate_spectra = spectra.result()
     with np.errstate(all="ignore"):
         norms = np.exp(logs)
         cell_norms = None if log_cells is None else np.exp(log_cells)
