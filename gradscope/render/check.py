@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..commands.check import CheckOutcome, CheckResult, show
 from .analyze import REGIME_STYLE, symbols
-from .common import num, print_header, sparkline
+from .common import num, num_log10, print_header, sparkline
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
 
@@ -78,11 +78,13 @@ def render_check(result: CheckResult, console: Console) -> None:
     console.print(Text(settings_line(result)))  # Text: "[tool.gradscope]" is not rich markup
     console.print()
     state, _ = symbols(result.analysis)
-    ratio = Text(f"||dL/d{state}_1|| / ||dL/d{state}_T|| = {num(result.flow.ratio_first_last)}   regime ")
+    flow = result.flow  # the ratio from its log10 where float64 cannot hold it (10^-670.933, not 0)
+    shown = num_log10(flow.log10_ratio) if flow.log10_ratio is not None else num(flow.ratio_first_last)
+    ratio = Text(f"||dL/d{state}_1|| / ||dL/d{state}_T|| = {shown}   regime ")
     ratio.append(result.regime, style=REGIME_STYLE[result.regime])
     console.print(ratio)
     with np.errstate(all="ignore"):
-        console.print("  " + sparkline(np.log10(result.grad_norms), 60))
+        console.print("  " + sparkline(result.analysis.log10_grad_norms, 60))  # exact beyond float64
     console.print()
     console.print(check_table(result.checks))
     notes = [c for c in result.checks if c.status != "pass"]

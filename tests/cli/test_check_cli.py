@@ -298,3 +298,14 @@ def test_junit_properties_only_for_what_the_run_has(capsys, tmp_path):
     names = {p.get("name") for p in ET.parse(report).getroot().iter("property")}
     assert code == 0 and {"cell", "seq_len", "task"} <= names
     assert not names & {"text", "text_column", "label_column", "padding", "max_vocab", "embeddings"}
+
+
+def test_the_view_shows_a_ratio_beyond_float64_from_its_logarithm(capsys):
+    """At T = 5000 the ratio is ~1e-671: shown as such (not 0), its sparkline without overflow marks."""
+    code = main(["check", "--seq-len", "5000"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    line = next(text for text in out.splitlines() if "||dL/da_1|| / ||dL/da_T|| =" in text)
+    assert "e-6" in line and "= 0 " not in line
+    spark = out.splitlines()[out.splitlines().index(line) + 1]
+    assert "!" not in spark
