@@ -98,6 +98,8 @@ class RunConfig:
             raise InputError(f"--bias-init {self.bias_init} sets the biases at initialisation, which --weights fixes")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative (got {self.seed})")
+        if isinstance(self.dtype, str):  # as the flag takes it: FLOAT32 is float32
+            object.__setattr__(self, "dtype", self.dtype.lower())
         if self.dtype not in DTYPES:
             raise InputError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         for name in ("targets", "lengths", "output_grads"):

@@ -133,7 +133,9 @@ def crossing_lines(result: SweepResult, heatmap: Heatmap) -> list[str]:
 
 def render_sweep(result: SweepResult, console: Console) -> None:
     """Print the phase diagrams for a person."""
-    console.print(Text("gradscope sweep  ", style="bold") + Text(result.quantity))
+    dtype = result.config.get("dtype", "float64")
+    console.print(Text("gradscope sweep  ", style="bold") + Text(result.quantity)
+                  + Text("" if dtype == "float64" else f"  dtype={dtype}"))
     console.print(f"grid: {result.y.name} ({len(result.y.values)} values) by {result.x.name} "
                   f"({len(result.x.values)} values), {len(result.maps)} map(s)")
     if result.transient is not None:

@@ -98,3 +98,11 @@ def test_inputs_or_weights_beyond_float32_are_an_input_error(capsys, tmp_path):
     with pytest.raises(InputError, match="the weights hold values beyond its range"):
         build(RunConfig(weights=weights, dtype="float32"))
     assert main(["analyze", "--inputs", str(tmp_path / "x.npy")]) == 0  # float64 holds it
+
+
+def test_dtype_is_case_insensitive_everywhere_and_the_sweep_header_says_it(capsys):
+    """As the flag takes FLOAT32, so do a settings file and Python; sweep's header names a float32 run."""
+    assert RunConfig(dtype="FLOAT32").dtype == "float32"
+    assert main(["sweep", "--dtype", "float32", "--x", "spectral-radius=0.5,1.5", "--y", "seq-len=20,40",
+                 "--jobs", "1"]) == 0
+    assert "dtype=float32" in capsys.readouterr().out.splitlines()[0]
