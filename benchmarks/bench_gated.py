@@ -40,11 +40,6 @@ def diagnostic_pass(model, x, y) -> None:
     grads.contribution_norms()
 
 
-def torch_setup(cell, b, t, d, h, seed=0):
-    rnn, unrolled, fc, x, y = torch_modules(cell, b, t, d, h, seed)
-    return rnn, unrolled, fc, x, y
-
-
 def torch_unrolled(step, fc, x, y) -> list:
     import torch
 
@@ -75,7 +70,7 @@ def main() -> None:
     rows = []
     for cell in args.cell or ["gru", "lstm"]:
         for b, t, d, h in SIZES:
-            rnn, unrolled, fc, x, y = torch_setup(cell, b, t, d, h)
+            rnn, unrolled, fc, x, y = torch_modules(cell, b, t, d, h)
             state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
             state.update({f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()})
             model, _ = load_model(state, "benchmark", cell, "tanh", "bce")

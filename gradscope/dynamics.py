@@ -347,18 +347,14 @@ POWER_BLOCK = 8
 POWER_RANGE = (1e-200, 1e200)
 
 
-def _power_steps(cell, params, caches: list, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """q through J_t for the caches given, normalised at every step: (q_end, sum_t ln r_t (b,)).
-    A q that J_t annihilates is kept (ln 0 = -inf)."""
-    total = np.zeros(q.shape[0])
-    for cache in caches:
-        v = cell.jacobian_times(params, cache, q)
-        r = np.sqrt(np.einsum("bsk,bsk->b", v, v))
-        live = r > 0
-        q = np.where(live[:, None, None], v / np.where(live, r, 1.0)[:, None, None], q)
-        with np.errstate(divide="ignore"):
-            total += np.log(r)
-    return q, total
+def _power_steps(model: Model, caches: list, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q through J_t for the caches given, normalised at every step as QRFrame's one column is:
+    (q_end, sum_t ln r_t (b,)); a q that J_t annihilates is kept (ln 0 = -inf)."""
+    frame = QRFrame(1)
+    frame.q = q
+    shape = (q.shape[0], q.shape[1], q.shape[1])
+    total = sum(log_abs_diagonal(frame.step(StepJacobian(model, cache, shape)))[:, 0] for cache in caches)
+    return frame.q, total
 
 
 def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndarray:
@@ -387,7 +383,7 @@ def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndar
         if np.all((r > POWER_RANGE[0]) & (r < POWER_RANGE[1])):
             q, logs = v / r[:, None, None], np.log(r)
         else:
-            q, logs = _power_steps(cell, params, caches[t:end], q)
+            q, logs = _power_steps(model, caches[t:end], q)
         if t >= transient:
             total += logs
         t = end

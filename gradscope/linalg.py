@@ -23,7 +23,6 @@ Nothing here imports from the rest of gradscope.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 
@@ -45,6 +44,8 @@ def clear_cache() -> None:
 
 
 def _key(kind: str, matrix: np.ndarray) -> tuple:
+    import hashlib  # here, not at start-up: 3 ms of every command's import time
+
     digest = hashlib.blake2b(np.ascontiguousarray(matrix).data, digest_size=16).digest()
     return kind, matrix.shape, matrix.dtype.str, digest
 

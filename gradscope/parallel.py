@@ -120,10 +120,10 @@ def _worker_start() -> None:
 
 
 def default_jobs() -> int:
-    """The CPUs this process may use."""
-    from .runtime import _cores
+    """One job per CPU this process may use (runtime.usable_cores)."""
+    from .runtime import usable_cores
 
-    return _cores()
+    return usable_cores()
 
 
 class Background:
@@ -145,6 +145,10 @@ class Background:
             self._value = function(*args)
         except BaseException as exc:  # handed to the caller of result(), which raises it there
             self._error = exc
+
+    def join(self) -> None:
+        """Wait for the function to end, without its result or error."""
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()
@@ -185,4 +189,4 @@ def beside(function: Callable[..., Any], *args: Any, thread: bool = True) -> Ite
         try:
             yield work
         finally:  # also when the block raises: the limit is lifted only once the thread is done
-            work._thread.join()
+            work.join()

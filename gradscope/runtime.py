@@ -56,7 +56,7 @@ def cores_taken() -> bool:
     measured with benchmarks/bench_blas_threads.py beside other jobs, `train --hidden-size 256
     --batch-size 64` took 5-17 times as long on two threads as on one.
     """
-    cores = _cores()
+    cores = usable_cores()
     if cores < 2:
         return False
     try:
@@ -103,7 +103,7 @@ def blas_threads_for(batch_size: int, matrices: Iterable[Any]) -> Iterator[None]
         yield
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     """The CPUs this process may use."""
     try:
         return len(os.sched_getaffinity(0))
@@ -139,7 +139,7 @@ def cores_beside_background() -> Iterator[None]:
     more busy thread than cores made a pass at H = 512 three times slower instead of faster
     (measured on 2 cores). Never more threads than the caller's limit (a worker process's one,
     or one for small steps or a busy machine: ``blas_threads_for``). On one core nothing changes."""
-    cores = _cores()
+    cores = usable_cores()
     if cores < 2:
         yield
         return

@@ -6,8 +6,6 @@ and what ``gradscope.analyze(...)`` returns to Python.
 
 from __future__ import annotations
 
-import contextlib
-
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -278,12 +276,12 @@ def _analyze_single(setup: Setup) -> AnalyzeResult:
     # gated cell's spectrum along the run beside the contributions and the Lyapunov exponent.
     # Small ones run after (on a thread they made the report slower and less steady at H = 128).
     large = model.hidden_size >= DECOMPOSE_BESIDE
-    with beside(weight_spectra, model) if large else contextlib.nullcontext() as early:
+    with beside(weight_spectra, model, thread=large) as early:
         if setup.checkpointed:  # the full path does not fit: the same report from sqrt(T) states
             run = checkpointed_bptt(model, batch.x, batch.y)
         else:
             traj, grads = bptt(model, batch.x, batch.y)
-    weights = early.result() if large else None
+    weights = early.result()
     if setup.checkpointed:
         grads, logs, log_cells, lyap = run.gradients(), run.log_norms, run.log_cell_norms, run.lyapunov
         contributions = run.contributions

@@ -48,7 +48,7 @@ def test_cores_taken_reads_the_run_queue(monkeypatch, loadavg, cores, taken):
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(loadavg) if path == "/proc/loadavg"
                         else real_open(path, *a, **k))
-    monkeypatch.setattr(runtime, "_cores", lambda: cores)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: cores)
     monkeypatch.setattr(runtime, "_own_running_threads", lambda: 1)
     assert runtime.cores_taken() is taken
 
@@ -61,7 +61,7 @@ def test_this_processes_own_threads_are_not_other_work(monkeypatch):
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO("0.50 0.40 0.30 2/200 99")
                         if path == "/proc/loadavg" else real_open(path, *a, **k))
-    monkeypatch.setattr(runtime, "_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     monkeypatch.setattr(runtime, "_own_running_threads", lambda: 2)
     assert runtime.cores_taken() is False
     monkeypatch.undo()
