@@ -38,18 +38,15 @@ spread over the batch is reported beside the exponents.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from .bptt import Trajectory, forward
-from .config import RunConfig
+from .bptt.layer import Trajectory
 from .errors import InputError
-from .experiment import Setup, build
-from .model.single import Model
-from .serialize import HIDDEN
+from .model.layer import Layer
 
 # |lambda_1| up to this is rounding, not growth: the orthogonal linear RNN and the IRNN sit there.
 NEUTRAL_EXPONENT = 1e-9
@@ -122,35 +119,13 @@ class CellPath:
     log10_singular_values: np.ndarray
 
 
-@dataclass
-class SpectrumResult:
-    """What ``gradscope spectrum`` reports.
-
-    config : every setting, defaults resolved (RunConfig fields).
-    state : names of the flattened state's parts, ["h"] or ["h", "c"]; state_size : S.
-    lyapunov : the Lyapunov spectrum, every exponent (k = S).
-    product : the singular values of the Jacobian product over the run.
-    cell_path : the memory cell's direct path, for cells with one (LSTM), else None.
-    """
-
-    command: ClassVar[str] = "spectrum"
-
-    config: dict
-    state: list[str]
-    state_size: int
-    lyapunov: Lyapunov
-    product: ProductSpectrum
-    cell_path: CellPath | None
-    setup: Setup = field(metadata=HIDDEN, repr=False)
-
-
 # --- the step Jacobians and the QR accumulation --------------------------------------------------
 
 
-def step_jacobians(model: Model, traj: Trajectory) -> Iterator[np.ndarray]:
+def step_jacobians(layer: Layer, traj: Trajectory) -> Iterator[np.ndarray]:
     """J_t = d s_t / d s_{t-1} for t = 1..T, each (B, S, S), one at a time."""
     for cache in traj.caches:
-        yield model.cell.step_jacobian(model.params, cache)
+        yield layer.cell.step_jacobian(layer.params, cache)
 
 
 @dataclass(frozen=True)
@@ -158,19 +133,19 @@ class StepJacobian:
     """J_t as a linear map, shape (B, S, S): ``J @ q`` is the cell's ``jacobian_times``, which
     never forms the matrix. What tracking a few leading directions needs (QRFrame)."""
 
-    model: Model
+    layer: Layer
     cache: object
     shape: tuple[int, int, int]
 
     def __matmul__(self, q: np.ndarray) -> np.ndarray:
-        return self.model.cell.jacobian_times(self.model.params, self.cache, q)
+        return self.layer.cell.jacobian_times(self.layer.params, self.cache, q)
 
 
-def step_maps(model: Model, traj: Trajectory) -> Iterator[StepJacobian]:
+def step_maps(layer: Layer, traj: Trajectory) -> Iterator[StepJacobian]:
     """J_t for t = 1..T as linear maps (StepJacobian)."""
-    size = state_size(model)
+    size = layer.state_size
     for cache in traj.caches:
-        yield StepJacobian(model, cache, (traj.hidden.shape[1], size, size))
+        yield StepJacobian(layer, cache, (traj.hidden.shape[1], size, size))
 
 
 def overflowed(traj: Trajectory) -> bool:
@@ -190,44 +165,62 @@ class QRFrame:
 
     ``columns`` k <= S tracks the leading k directions only (reduced QR, R_t (b, k, k)): k = 1 is
     the power iteration that gives lambda_1 alone, at a fraction of the cost.
+
+    ``step(J_t, active)``: a sequence whose step is not ``active`` (b,) (a pad step, where the state
+    is carried and J_t is the identity) keeps its frame; its R_t is then meaningless.
     """
 
     def __init__(self, columns: int | None = None) -> None:
         self.columns = columns
         self.q: np.ndarray | None = None
 
-    def step(self, jac: np.ndarray) -> np.ndarray:
+    def step(self, jac: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         if self.q is None:
             size = jac.shape[-1]
             k = size if self.columns is None else min(self.columns, size)
             self.q = np.broadcast_to(np.eye(size, k), (jac.shape[0], size, k))
+        before = self.q
         moved = jac @ self.q
         if moved.shape[-1] == 1:
             # One column: QR is normalisation, R = ||J_t q||; a vector J_t annihilates keeps q.
             r = np.linalg.norm(moved, axis=1, keepdims=True)
             self.q = np.where(r > 0, moved / np.where(r > 0, r, 1.0), self.q)
-            return r
-        self.q, r = np.linalg.qr(moved)  # J_t Q_{t-1} = Q_t R_t
+        else:
+            self.q, r = np.linalg.qr(moved)  # J_t Q_{t-1} = Q_t R_t
+        if active is not None:
+            self.q = np.where(active[:, None, None], self.q, before)
         return r
 
 
 class LyapunovSum:
-    """Accumulates sum_{t > transient} ln|R_t,ii| over J_1, J_2, ...; ``per_sequence`` (b, k)."""
+    """Accumulates sum_{t > transient} ln|R_t,ii| over J_1, J_2, ...; ``per_sequence`` (b, k).
 
-    def __init__(self, transient: int, columns: int | None = None) -> None:
+    With padding, ``add(t, J_t, active)`` counts each sequence's own real steps: its sum runs over
+    those after its own ``transient`` ((b,) then), and its mean divides by their number.
+    """
+
+    def __init__(self, transient: int | np.ndarray, columns: int | None = None) -> None:
         self.frame = QRFrame(columns)
         self.transient = transient
         self.total: np.ndarray | float = 0.0
-        self.steps = 0
+        self.steps: int | np.ndarray = 0
+        self.seen: np.ndarray | int = 0
 
-    def add(self, t: int, jac: np.ndarray) -> None:
-        r = self.frame.step(jac)  # the frame is carried through the transient too
-        if t > self.transient:
-            self.total = self.total + log_abs_diagonal(r)
-            self.steps += 1
+    def add(self, t: int, jac: np.ndarray, active: np.ndarray | None = None) -> None:
+        r = self.frame.step(jac, active)  # the frame is carried through the transient too
+        if active is None:
+            if t > self.transient:
+                self.total = self.total + log_abs_diagonal(r)
+                self.steps += 1
+            return
+        self.seen = self.seen + active
+        counted = active & (self.seen > self.transient)
+        self.total = self.total + np.where(counted[:, None], log_abs_diagonal(r), 0.0)
+        self.steps = self.steps + counted
 
     def per_sequence(self) -> np.ndarray:
-        return self.total / self.steps
+        steps = self.steps if np.isscalar(self.steps) else np.asarray(self.steps)[:, None]
+        return self.total / steps
 
 
 class TriangularProduct:
@@ -243,11 +236,19 @@ class TriangularProduct:
         self.u: np.ndarray | None = None
         self.l: np.ndarray | None = None
 
-    def add(self, jac: np.ndarray) -> None:
-        r = self.frame.step(jac)
+    def add(self, jac: np.ndarray, active: np.ndarray | None = None) -> None:
+        """J_t, applied to the sequences ``active`` (b,) at this step (None: all)."""
+        r = self.frame.step(jac, active)
         if self.u is None:
             b, s = r.shape[0], r.shape[-1]
             self.u, self.l = np.broadcast_to(np.eye(s), (b, s, s)), np.zeros((b, s))
+        u, l = self.u, self.l
+        self._multiply(r)
+        if active is not None:  # the others' product is unchanged (a pad step is the identity)
+            self.u = np.where(active[:, None, None], self.u, u)
+            self.l = np.where(active[:, None], self.l, l)
+
+    def _multiply(self, r: np.ndarray) -> None:
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log(np.abs(r)) + self.l[:, None, :]  # ln|R_ik e^{l_k}|, -inf where 0
             top = np.max(logs, axis=2)
@@ -347,17 +348,17 @@ POWER_BLOCK = 8
 POWER_RANGE = (1e-200, 1e200)
 
 
-def _power_steps(model: Model, caches: list, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _power_steps(layer: Layer, caches: list, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """q through J_t for the caches given, normalised at every step as QRFrame's one column is:
     (q_end, sum_t ln r_t (b,)); a q that J_t annihilates is kept (ln 0 = -inf)."""
     frame = QRFrame(1)
     frame.q = q
     shape = (q.shape[0], q.shape[1], q.shape[1])
-    total = sum(log_abs_diagonal(frame.step(StepJacobian(model, cache, shape)))[:, 0] for cache in caches)
+    total = sum(log_abs_diagonal(frame.step(StepJacobian(layer, cache, shape)))[:, 0] for cache in caches)
     return frame.q, total
 
 
-def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndarray:
+def leading_exponents(layer: Layer, traj: Trajectory, transient: int) -> np.ndarray:
     """Per-sequence lambda_1 (b, 1) by the power iteration, the one-column QR accumulation:
 
         v_t = J_t q_{t-1},   r_t = ||v_t||,   q_t = v_t / r_t,   lambda_1 = mean_{t > transient} ln r_t
@@ -368,8 +369,8 @@ def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndar
     is the norm at its end). A block whose norm leaves POWER_RANGE, or that annihilates q, is taken
     again a step at a time, so the result is the step-by-step one to rounding.
     """
-    cell, params, caches = model.cell, model.params, traj.caches
-    steps, batch, size = len(caches), traj.hidden.shape[1], state_size(model)
+    cell, params, caches = layer.cell, layer.params, traj.caches
+    steps, batch, size = len(caches), traj.hidden.shape[1], layer.state_size
     q = np.zeros((batch, size, 1))
     q[:, 0, 0] = 1.0
     total = np.zeros(batch)
@@ -383,7 +384,7 @@ def leading_exponents(model: Model, traj: Trajectory, transient: int) -> np.ndar
         if np.all((r > POWER_RANGE[0]) & (r < POWER_RANGE[1])):
             q, logs = v / r[:, None, None], np.log(r)
         else:
-            q, logs = _power_steps(model, caches[t:end], q)
+            q, logs = _power_steps(layer, caches[t:end], q)
         if t >= transient:
             total += logs
         t = end
@@ -429,88 +430,17 @@ def resolve_transient(transient: int | None, steps: int) -> int:
     return transient
 
 
-def state_size(model: Model) -> int:
-    """S, the width of the flattened state: H, or 2H for (h, c)."""
-    return model.hidden_size * len(model.cell.state_names)
-
-
-def lyapunov(model: Model, traj: Trajectory, transient: int | None = None, columns: int | None = 1) -> Lyapunov:
+def lyapunov(layer: Layer, traj: Trajectory, transient: int | None = None, columns: int | None = 1) -> Lyapunov:
     """The leading ``columns`` Lyapunov exponents along a forward trajectory (all S with None).
 
     The default, lambda_1 alone, is what ``analyze``'s verdict and ``sweep`` report.
     """
     steps = len(traj.caches)
     transient = resolve_transient(transient, steps)
-    k = state_size(model) if columns is None else min(columns, state_size(model))
+    k = layer.state_size if columns is None else min(columns, layer.state_size)
     if overflowed(traj):
         return _lyapunov(np.full((1, k), np.nan), transient, steps - transient)
     if k == 1:
-        return _lyapunov(leading_exponents(model, traj, transient), transient, steps - transient)
+        return _lyapunov(leading_exponents(layer, traj, transient), transient, steps - transient)
     # k columns of J_t at a time: the linear maps, never the (B, S, S) Jacobians
-    return _lyapunov(lyapunov_exponents(step_maps(model, traj), transient, k), transient, steps - transient)
-
-
-def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult:
-    """Lyapunov spectrum, product singular values and cell path of a built setup's forward run.
-
-    One pass over the steps computes each J_t once and feeds it to three accumulations: the
-    Lyapunov frame (from J_1), the triangular product of J_T ... J_2, and, for a cell with a memory
-    cell, ln f_t from the (c, c) block of J_t, which is diag(f_t): c_t = f_t c_{t-1} + i_t g_t, and
-    the gates see h_{t-1} but not c_{t-1}.
-    """
-    model = setup.model
-    with np.errstate(all="ignore"):
-        traj = forward(model, setup.batch.x)
-    steps, h, size = len(traj.caches), model.hidden_size, state_size(model)
-    if steps < 2:
-        raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more")
-    transient = resolve_transient(transient, steps)
-    memory = len(model.cell.state_names) > 1
-    if overflowed(traj):
-        nan = np.full((1, size), np.nan)
-        per_sequence, ln_sigma, sweeps, converged = nan, nan, 0, False
-        forget_averaged = forget_product = nan[:, :h]
-    else:
-        lyap, product = LyapunovSum(transient), TriangularProduct()
-        forget_averaged, forget_product = 0.0, 0.0
-        for t, jac in enumerate(step_jacobians(model, traj), start=1):
-            lyap.add(t, jac)
-            if t >= 2:
-                product.add(jac)
-            if memory:
-                ln_f = log_abs_diagonal(jac[:, h : 2 * h, h : 2 * h])  # ln f_t,i, (B, H)
-                if t > transient:
-                    forget_averaged = forget_averaged + ln_f / (steps - transient)
-                if t >= 2:
-                    forget_product = forget_product + ln_f
-        per_sequence = lyap.per_sequence()
-        ln_sigma, sweeps, converged = product.log_singular_values()
-    with np.errstate(invalid="ignore"):
-        mean = ln_sigma.mean(axis=0)
-    return SpectrumResult(
-        config=setup.config.as_dict(),
-        state=list(model.cell.state_names),
-        state_size=size,
-        lyapunov=_lyapunov(per_sequence, transient, steps - transient),
-        product=ProductSpectrum(steps - 1, mean / math.log(10.0), mean / (steps - 1), sweeps, converged),
-        cell_path=_cell_path(forget_averaged, forget_product) if memory else None,
-        setup=setup,
-    )
-
-
-def _cell_path(exponents: np.ndarray, ln_product: np.ndarray) -> CellPath:
-    """Per-unit exponents and ln prod f (B, H) -> sorted per sequence, averaged over the batch."""
-    with np.errstate(invalid="ignore"):
-        mean = (-np.sort(-exponents, axis=1)).mean(axis=0)
-        log10_sv = (-np.sort(-ln_product, axis=1)).mean(axis=0) / math.log(10.0)
-    leading = float(mean[0])
-    return CellPath(mean, leading, horizon(leading), log10_sv)
-
-
-def jacobian_spectrum(config: RunConfig | None = None, transient: int | None = None, **settings) -> SpectrumResult:
-    """Build the model and batch a config describes and analyse its Jacobian products.
-
-    ``jacobian_spectrum(spectral_radius=1.5, transient=20)`` takes the RunConfig fields as keywords.
-    """
-    config = config or RunConfig(**settings)
-    return spectrum_setup(build(config), transient)
+    return _lyapunov(lyapunov_exponents(step_maps(layer, traj), transient, k), transient, steps - transient)

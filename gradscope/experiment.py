@@ -21,10 +21,9 @@ from .io.weights import read_state_dict
 from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
-from .model.single import Model, readout_params
-from .model.network import Network
+from .bptt.network import Upstream
+from .model.network import Network, readout_params
 from .model.statedict import Choices, Layout, load_network
-from .network_bptt import Upstream
 from .tasks import Batch, Task, TaskShape, make_task
 
 DEFAULT_HIDDEN_SIZE = 32
@@ -34,12 +33,10 @@ DEFAULT_HIDDEN_SIZE = 32
 class Setup:
     """A built run: the network, one batch, the task, and the config with every None filled in.
 
-    network : what analyze runs (model/network.py); for the models gradscope builds, one layer.
+    network : the model every command runs (model/network.py); for the models gradscope builds,
+        one layer in one direction.
     upstream : the caller's dL/d(output) in place of a head (``--output-grads``), or None.
-    checkpointed : analyze runs checkpointed BPTT (checkpointed_bptt.py): the full path does not fit.
-    ``model`` is the single-layer Model the training commands take (they pass ``batch.mask``
-    along); a network that is not one (stacked, bidirectional, an embedding, no head) makes it an
-    InputError saying so.
+    checkpointed : analyze runs checkpointed BPTT (bptt/checkpointed.py): the full path does not fit.
     """
 
     config: RunConfig
@@ -52,18 +49,12 @@ class Setup:
     notes: list[str] = field(default_factory=list)
     checkpointed: bool = False
 
-    @property
-    def model(self) -> Model:
-        if not self.network.is_single() or self.upstream is not None:
-            raise InputError(
-                "this command trains single-layer, one-directional models without an embedding, read "
-                f"out last or at every step; the model is: {self.network.describe()} (analyze takes it)"
-            )
-        return self.network.as_model()
-
-    def is_single(self) -> bool:
-        """Whether the run is the single-layer model's: no padding, no upstream gradient."""
-        return self.network.is_single() and self.batch.mask is None and self.upstream is None
+    def needs_head(self, command: str) -> None:
+        """InputError unless the network has a head and a loss of gradscope's: what training needs
+        (``--output-grads`` gives a gradient, not a loss to train on)."""
+        if self.upstream is not None or self.network.head is None:
+            raise InputError(f"{command} trains on a loss: give the model's head (--head-key) and --targets, "
+                             "not --output-grads")
 
     @property
     def baseline_loss(self) -> float:
@@ -86,9 +77,9 @@ def rescale_recurrent(cell: Cell, params: Params, radius: float) -> None:
     params[cell.recurrent] = np.concatenate([rescale_spectral_radius(b, radius) for b in blocks])
 
 
-def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> Model:
-    """A freshly initialised model for the config's cell, sizes, init and gate biases, read out as
-    the task says (chrono's T_max: ``config.chrono_max``, which ``build`` resolves)."""
+def new_network(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> Network:
+    """A freshly initialised one-layer network for the config's cell, sizes, init and gate biases,
+    read out as the task says (chrono's T_max: ``config.chrono_max``, which ``build`` resolves)."""
     cell = make_cell(config.cell or "rnn", config.activation or "tanh")
     check_bias_init(config.bias_init, cell.name)
     hidden = config.hidden_size or DEFAULT_HIDDEN_SIZE
@@ -96,8 +87,8 @@ def new_model(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> 
     if config.spectral_radius is not None:
         rescale_recurrent(cell, params, config.spectral_radius)
     apply_bias_init(config.bias_init, cell.name, params, config.chrono_max or 2, rng)
-    params.update(readout_params(hidden, shape.output_size, rng))
-    return Model(cell, params, get_loss(shape.loss), shape.readout)
+    head = readout_params(hidden, shape.output_size, rng)
+    return Network(cell, [[params]], head, shape.readout, get_loss(shape.loss))
 
 
 def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network: Network | None = None,
@@ -105,7 +96,7 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     """InputError before any large array is made when the run cannot fit in memory (memory.py).
 
     Sizes come from ``network`` (a loaded state dict: its layers, directions, gates) or else from
-    the config (the model ``new_model`` would build); T and B from ``batch_shape`` (B, T) or else
+    the config (the network ``new_network`` would build); T and B from ``batch_shape`` (B, T) or else
     the config and the task's defaults. checkpointable : the caller can run one layer checkpointed
     (analyze); returns True when the full path does not fit and the checkpointed one does.
     """
@@ -286,6 +277,17 @@ def _random_tokens(network: Network, rng: np.random.Generator, batch: Batch) -> 
     return Batch(np.asarray(vocab)[rng.integers(0, len(vocab), (b, t))], batch.y, batch.mask)
 
 
+def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> Batch:
+    """``size`` fresh sequences of the setup's task; token ids for a network with an embedding on
+    the random task, so that the embedding takes part (and is trained)."""
+    batch = setup.task.sample(rng, size, seq_len, setup.shape)
+    if setup.network.embedding is not None and setup.task.name == "random":
+        batch = _random_tokens(setup.network, rng, batch)
+    if setup.network.readout == "every" and setup.shape.readout != "every":
+        batch = Batch(batch.x, _random_targets(rng, setup.shape, *batch.x.shape[:2], every=True), batch.mask)
+    return batch
+
+
 def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     """The network and batch a config describes, with every default resolved in the returned config.
 
@@ -327,9 +329,9 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
                     shape = task.resolve(given.shape[2], config.output_size, config.loss)
                 except InputError:
                     pass  # ...unless the task fixes D: then the inputs are refused for their width
-        # before new_model makes the (G*H, H) weights
+        # before new_network makes the (G*H, H) weights
         checkpointed = check_memory(config, task, shape, checkpointable=checkpointable)
-        network, layout = Network.from_model(new_model(config, shape, weights_rng)), Layout()
+        network, layout = new_network(config, shape, weights_rng), Layout()
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
@@ -378,7 +380,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     )
     setup = Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout),
                   checkpointed)
-    if checkpointed and not (setup.is_single() and network.readout == "last"):
+    if checkpointed and not checkpointable_run(setup):
         check_memory(config, task, shape, network, batch.x.shape[:2])  # checkpointed BPTT cannot run it: refused
     return setup
 
@@ -401,3 +403,11 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
             notes.append(f"token {p} has an all-zero embedding row and fills the ends of sequences; it is "
                          f"analysed as a real token: if it is padding, pass --padding-idx {p}")
     return notes
+
+
+def checkpointable_run(setup: Setup) -> bool:
+    """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: one layer in one
+    direction read out last, with a head, no embedding, no padding."""
+    net = setup.network
+    return (net.num_layers == 1 and net.directions == 1 and net.head is not None and net.readout == "last"
+            and net.embedding is None and setup.batch.mask is None and setup.upstream is None)

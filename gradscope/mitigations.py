@@ -4,7 +4,7 @@ A mitigation acts at up to three fixed points of a training run, and a command a
 without knowing which:
 
     configure(config)             before the model is built: cell, activation, init of Wa
-    penalty(model, traj, grads)   a regulariser Omega added to the loss: its value and gradient
+    penalty(net, traj, grads)     a regulariser Omega added to the loss: its value and gradient
     clip(grads)                   after the gradient is computed, before the update
 
 The unclipped gradient is what every diagnostic reports; clipping changes only the update.
@@ -16,8 +16,9 @@ The unclipped gradient is what every diagnostic reports; clipping changes only t
     orthogonal     Wa orthogonal (Saxe et al. 2014): every singular value 1 at init
     identity-relu  the IRNN (Le, Jaitly & Hinton 2015): relu, Wa = I
     relu           relu instead of tanh: f' = 1 on the active units
-    l2             Omega = lambda/2 ||W_hh||_F^2 on the recurrent weights only
-    omega          Pascanu et al.'s regulariser (REFERENCE §2), below
+    l2             Omega = lambda/2 ||W_hh||_F^2 on the recurrent weights only (every layer and
+                   direction's)
+    omega          Pascanu et al.'s regulariser (REFERENCE §2), below, on every layer and direction
     gru, lstm      gated cells, whose additive paths carry the gradient back
     forget-bias    the LSTM's forget gate bias b_f = 1 at init (Gers et al. 2000; Jozefowicz et al.
                    2015): f = sigmoid(1) = 0.73 instead of 0.5 (model/gate_bias.py)
@@ -46,7 +47,9 @@ Pascanu's Omega asks every step to preserve the norm of the gradient it passes b
 The gradient is taken through the explicit Wa ONLY: delta_t and the slopes f'(z_t) are held
 constant, as in the paper. Each sequence of the batch gets its own ratio, and the sum over steps is
 averaged over the batch, as the loss is. t = 1 is left out (a_0 = 0 is not a state of the model),
-and so are steps where ||delta_t|| is zero or subnormal (the ratio is undefined there).
+and so are steps where ||delta_t|| is zero or subnormal (the ratio is undefined there), which
+includes pad steps (their dL/dh_t is zero). In a network, each layer and direction adds its own
+Omega over its own steps, in the order it processes them, with its own Wa and slopes.
 """
 
 from __future__ import annotations
@@ -57,12 +60,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from .bptt.network import NetworkGradients, NetworkTrajectory
 from .model.activations import get_activation
-from .bptt import Gradients, Trajectory
 from .model.cells import CELLS, Params
 from .config import RunConfig
 from .errors import InputError
-from .model.single import Model
+from .model.network import Network
 
 
 @dataclass(frozen=True)
@@ -217,11 +220,12 @@ class Mitigation:
             )
         return replace(config, **self.overrides)
 
-    def check(self, model: Model) -> None:
-        """Raise InputError when the mitigation cannot apply to this model."""
+    def check(self, net: Network) -> None:
+        """Raise InputError when the mitigation cannot apply to this network."""
 
-    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
-        """(value added to the loss, its gradient by parameter name); none by default."""
+    def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
+        """(value added to the loss, its gradient by flat parameter name: ``Network.parameters``);
+        none by default."""
         return 0.0, {}
 
     def clip(self, grads: Params) -> tuple[Params, bool]:
@@ -278,9 +282,13 @@ class L2(Mitigation):
     help = "weight decay on the recurrent weights only: --l2 / 2 ||W_hh||^2"
     strength = "l2"
 
-    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
-        value, grad = l2_penalty(model.recurrent_weight, self.strengths.l2)
-        return value, {model.cell.recurrent: grad}
+    def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
+        total, extra = 0.0, {}
+        for k, d in net.each_layer():
+            value, grad = l2_penalty(net.layer(k, d).recurrent_weight, self.strengths.l2)
+            total += value
+            extra[net.parameter_name(k, d, net.cell.recurrent)] = grad
+        return total, extra
 
 
 class Omega(Mitigation):
@@ -292,19 +300,25 @@ class Omega(Mitigation):
         if (config.cell or "rnn") != "rnn" and config.weights is None:  # weights: checked on the model
             self._refuse(config.cell)
 
-    def check(self, model: Model) -> None:
-        if len(model.cell.gates) != 1:
-            self._refuse(model.cell.name)
+    def check(self, net: Network) -> None:
+        if len(net.cell.gates) != 1:
+            self._refuse(net.cell.name)
 
     @staticmethod
     def _refuse(cell: str) -> None:
         raise InputError(f"mitigation omega needs the vanilla rnn cell (J = diag(f'(z)) Wa), not {cell}")
 
-    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
-        slopes = get_activation(model.cell.activation).slope(traj.hidden[2:])  # f'(z_t) from a_t, t >= 2
-        value, grad = omega_penalty(model.recurrent_weight, slopes, grads.dL_da[1:])
-        strength = self.strengths.omega
-        return strength * value, {model.cell.recurrent: strength * grad}
+    def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
+        strength, total, extra = self.strengths.omega, 0.0, {}
+        slope = get_activation(net.cell.activation).slope
+        for k, d in net.each_layer():
+            run, dL_dh = traj.runs[k][d], grads.layers[k][d].dL_dh
+            deltas = dL_dh[::-1] if d == 1 else dL_dh  # in the order the direction processes its steps
+            # f'(z_t) from a_t, t >= 2
+            value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:])
+            total += strength * value
+            extra[net.parameter_name(k, d, net.cell.recurrent)] = strength * grad
+        return total, extra
 
 
 class GRU(Mitigation):
@@ -378,15 +392,15 @@ class Composite(Mitigation):
         for p in self._parts:
             p.check_config(config)
 
-    def check(self, model: Model) -> None:
+    def check(self, net: Network) -> None:
         for p in self._parts:
-            p.check(model)
+            p.check(net)
 
-    def penalty(self, model: Model, traj: Trajectory, grads: Gradients) -> tuple[float, Params]:
+    def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
         """Omega_1 + Omega_2 + ...: the values summed, and the gradients by parameter."""
         total, summed = 0.0, {}
         for p in self._parts:
-            value, grad = p.penalty(model, traj, grads)
+            value, grad = p.penalty(net, traj, grads)
             total += value
             for k, g in grad.items():
                 summed[k] = summed[k] + g if k in summed else g

@@ -20,7 +20,7 @@ from .commands.compare import CompareResult
 from .commands.reproduce import ReproduceResult
 from .commands.sweep import SweepResult
 from .commands.train import TrainResult
-from .dynamics import SpectrumResult
+from .commands.spectrum import SpectrumResult
 from .serialize import payload
 
 

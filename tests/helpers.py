@@ -6,21 +6,21 @@ import numpy as np
 
 from gradscope.model.cells import make_cell
 from gradscope.model.losses import get_loss
-from gradscope.model.single import Model, readout_params
+from gradscope.model.network import Network, readout_params
 
 
 def random_model(cell: str, activation: str, loss: str, d: int, h: int, o: int, seed: int = 0,
-                 bias_scale: float = 0.1, init: str = "normal") -> Model:
-    """A small model with non-zero biases, so that every gradient term is exercised."""
+                 bias_scale: float = 0.1, init: str = "normal", readout: str = "last") -> Network:
+    """A small one-layer network with non-zero biases, so that every gradient term is exercised."""
     rng = np.random.default_rng(seed)
     c = make_cell(cell, activation)
     params = c.init_params(d, h, rng, init, 1.0)
     for name, p in params.items():
         if p.ndim == 1:
             p[:] = bias_scale * rng.standard_normal(p.shape)
-    params.update(readout_params(h, o, rng))
-    params["by"][:] = bias_scale * rng.standard_normal(o)
-    return Model(c, params, get_loss(loss))
+    head = readout_params(h, o, rng)
+    head["by"][:] = bias_scale * rng.standard_normal(o)
+    return Network(c, [[params]], head, readout, get_loss(loss))
 
 
 def random_targets(loss: str, b: int, o: int, rng: np.random.Generator) -> np.ndarray:

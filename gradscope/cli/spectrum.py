@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import RunConfig
-from ..dynamics import jacobian_spectrum
+from ..commands.spectrum import jacobian_spectrum
 from ..render import plots
 from ..render.report import prepare as prepare_report
 from ..render.spectrum import render_spectrum

@@ -97,7 +97,8 @@ def _mitigation(name: str, strengths: Strengths) -> Mitigation:
 
 def _setup(config: RunConfig, mitigation: Mitigation) -> Setup:
     setup = build(mitigation.configure(config))
-    mitigation.check(setup.model)
+    setup.needs_head("compare")
+    mitigation.check(setup.network)
     return setup
 
 
@@ -226,7 +227,7 @@ def compare(
                 progress(len(rows), len(pairs), name)
     else:  # each worker builds its own setup from the picklable arguments
         calls = [(replace(config, seed=seed), options, name, strengths) for name, seed in pairs]
-        done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].model.cell.gates), jobs, progress,
+        done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].network.cell.gates), jobs, progress,
                                 lambda i: pairs[i][0])
         rows.update({pairs[i]: row for i, row in done.items()})
     baseline = setups[NoMitigation.name]

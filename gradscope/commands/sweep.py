@@ -34,8 +34,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 
 from ..model.activations import ACTIVATIONS
-from .analyze import end_to_end_log10_ratio
-from ..bptt import bptt, forward
+from ..bptt.network import bptt, forward
 from ..model.cells import CELLS
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
@@ -44,6 +43,7 @@ from ..extras import install_hint
 from ..experiment import build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..parallel import default_jobs, in_processes
+from ..profile import end_to_end_log10_ratio, headline, real_run
 from ..runtime import blas_threads_for
 from ..tasks import make_task
 from .defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
@@ -200,14 +200,14 @@ def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> fl
     leading exponent, not analyze's spectra and contributions.
     """
     setup = build(config)
-    model, batch = setup.model, setup.batch
-    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
-    with blas_threads_for(len(batch.x), step_weights), np.errstate(all="ignore"):  # runtime.py
+    net, batch = setup.network, setup.batch
+    with blas_threads_for(len(batch.x), net.step_weights()), np.errstate(all="ignore"):  # runtime.py
         if metric == "ratio":
-            traj, grads = bptt(model, batch.x, batch.y, batch.mask)
-            return end_to_end_log10_ratio(model, traj, grads, batch.y)  # exact at any depth
-        traj = forward(model, batch.x)
-    return lyapunov(model, traj, transient).leading_exponent
+            traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
+            return end_to_end_log10_ratio(net, traj, grads, batch.y)  # exact at any depth
+        traj = forward(net, batch.x, batch.mask)
+    k, d = headline(net)  # over the real steps of the longest sequences, as analyze measures it
+    return lyapunov(net.layer(k, d), real_run(traj, k, d) or traj.runs[k][d], transient).leading_exponent
 
 
 def evaluate_chunk(configs: list[RunConfig], metric: str, transient: int | None) -> list[float]:

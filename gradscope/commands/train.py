@@ -33,15 +33,15 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-from .analyze import end_to_end_ratio
-from ..bptt import bptt, forward
+from ..bptt.network import accuracy_of, bptt, forward, loss_of
 from ..config import RunConfig
 from ..errors import InputError
-from ..experiment import Setup, build
+from ..experiment import Setup, build, sample
 from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, global_norm
-from ..model.single import Model
+from ..model.network import Network
 from ..optimizers import make_optimizer
+from ..profile import end_to_end_ratio
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
 from ..serialize import HIDDEN
@@ -122,16 +122,17 @@ class TrainResult:
     spectral_radius_after: float
     history: list[StepRecord]
     seeds: SeedSummary
-    model: Model = field(metadata=HIDDEN, repr=False)
+    network: Network = field(metadata=HIDDEN, repr=False)
     layout: Layout = field(metadata=HIDDEN, repr=False)
 
 
 Progress = Callable[[int, int, "StepRecord | None"], None]
 
 
-def recurrent_radius(model: Model) -> float:
-    """rho(Wa), or for gated cells the largest spectral radius among W_hh's (H, H) gate blocks."""
-    blocks = model.cell.gate_blocks(model.params).values()
+def recurrent_radius(net: Network) -> float:
+    """rho(Wa), or for gated cells the largest spectral radius among W_hh's (H, H) gate blocks; the
+    largest over every layer and direction."""
+    blocks = [b for k, d in net.each_layer() for b in net.layer(k, d).gate_blocks().values()]
     if not all(np.all(np.isfinite(b)) for b in blocks):
         return math.nan
     return max(spectral_radius(b) for b in blocks)
@@ -167,6 +168,14 @@ def file_config(config: RunConfig) -> RunConfig:
     except InputError:
         return config  # the task fixes another D: build says the file disagrees with it
     return replace(config, input_size=d)
+
+
+def minibatch_config(config: RunConfig) -> tuple[RunConfig, int | None]:
+    """With --inputs, --batch-size is the sequences of each training step (minibatches), not the
+    file's B: (the config without it, the minibatch size or None for the whole training set)."""
+    if config.inputs is None or config.batch_size is None:
+        return config, None
+    return replace(config, batch_size=None), config.batch_size
 
 
 def _inputs_shape(inputs: object) -> tuple[int, ...] | None:
@@ -205,26 +214,36 @@ def split_inputs(setup: Setup) -> tuple[Batch, Batch | None]:
 
 
 def batches(setup: Setup, rng: np.random.Generator, seq_len: int,
-            split: tuple[Batch, Batch | None] | None = None) -> Iterator[Batch]:
-    """A fresh batch of the task per step, or with --inputs the file's training sequences at every
-    step (``split``: ``split_inputs(setup)`` where the caller has it already)."""
+            split: tuple[Batch, Batch | None] | None = None, minibatch: int | None = None) -> Iterator[Batch]:
+    """A fresh batch of the task per step; with --inputs the file's training sequences
+    (``split``: ``split_inputs(setup)`` where the caller has it already): all of them at every
+    step, or with ``minibatch`` (``--batch-size``) epochs of shuffled minibatches of that many, the
+    last of an epoch smaller where they do not divide (as torch's DataLoader(shuffle=True))."""
     if setup.config.inputs is not None:
         training, _ = split or split_inputs(setup)
-        while True:
-            yield training
+        count = len(training.x)
+        if minibatch is None or minibatch >= count:
+            while True:
+                yield training
+        while True:  # one epoch: a permutation drawn from the training stream
+            order = rng.permutation(count)
+            for start in range(0, count, minibatch):
+                pick = order[start:start + minibatch]
+                yield Batch(training.x[pick], training.y[pick], None if training.mask is None else training.mask[pick])
     while True:
-        yield setup.task.sample(rng, setup.config.batch_size, seq_len, setup.shape)
+        yield sample(setup, rng, setup.config.batch_size, seq_len)
 
 
-def evaluate(model: Model, batches: list[Batch]) -> tuple[float, float | None]:
-    """(loss, accuracy or None for regression) of the model over batches, weighted by their sizes."""
+def evaluate(net: Network, batches: list[Batch]) -> tuple[float, float | None]:
+    """(loss, accuracy or None for regression) of the network over batches, weighted by their
+    sizes; a readout at every step is scored at real steps only."""
     losses, accuracies, sizes = [], [], []
     with np.errstate(all="ignore"):
         for batch in batches:
-            logits = forward(model, batch.x, batch.mask).logits
+            traj = forward(net, batch.x, batch.mask)
             y = np.asarray(batch.y, dtype=np.float64)
-            losses.append(model.loss.value_and_grad(logits, y)[0])
-            accuracies.append(model.loss.accuracy(logits, y))
+            losses.append(loss_of(net, traj, y))
+            accuracies.append(accuracy_of(net, traj, y))
             sizes.append(batch.x.shape[0])
         loss = float(np.average(losses, weights=sizes))
     return loss, None if accuracies[0] is None else float(np.average(accuracies, weights=sizes))
@@ -250,7 +269,7 @@ def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int,
         return [training if kept is None else kept], source
     if source == VALIDATION_TEXTS:
         return list(setup.task.validation_batches(setup.shape)), source
-    return [setup.task.sample(rng, size, seq_len, setup.shape)], source
+    return [sample(setup, rng, size, seq_len)], source
 
 
 def _finite(params: dict[str, np.ndarray]) -> bool:
@@ -263,40 +282,44 @@ def train_setup(
     mitigation: Mitigation | None = None,
     progress: Progress | None = None,
     seq_len: int | None = None,
+    minibatch: int | None = None,
 ) -> TrainResult:
-    """Train the setup's model (a copy: the setup is left as built); see the module docstring.
+    """Train the setup's network (a copy: the setup is left as built); see the module docstring.
 
     seq_len : the length batches are drawn at, as ``--seq-len`` says (None: the setup's batch's).
         It differs from the setup's only for a task whose length varies by batch (temporal-order).
+    minibatch : with --inputs, the sequences per step (``--batch-size``; None: all of them).
     progress : called after every step as ``progress(step, steps, record or None)``.
     """
     mitigation = mitigation or NoMitigation()
-    model = setup.model.copy()
-    mitigation.check(model)
+    setup.needs_head("train")
+    net = setup.network.copy()
+    mitigation.check(net)
     options = options.resolved()
     seq_len = seq_len or setup.config.seq_len
     optimizer = make_optimizer(options.optimizer, options.lr, options.momentum)
-    opt_state = optimizer.init(model.params)
+    opt_state = optimizer.init(net.parameters())
     train_rng, eval_rng = data_streams(setup.config.seed)
     split = split_inputs(setup) if setup.config.inputs is not None else None  # once for both uses
     evaluation, source = held_out(setup, eval_rng, options.eval_size, seq_len, split)
     # every step multiplies a batch by W_ih and W_hh: on one BLAS thread when that is small (runtime.py)
-    step_weights = [model.params[model.cell.input_weight], model.params[model.cell.recurrent]]
+    step_weights = net.step_weights()
     held_out_rows = max(len(batch.x) for batch in evaluation)
     with blas_threads_for(held_out_rows, step_weights):  # the held-out set: its own size decides
-        initial_loss, _ = evaluate(model, evaluation)
-    radius_before = recurrent_radius(model)
+        initial_loss, _ = evaluate(net, evaluation)
+    radius_before = recurrent_radius(net)
 
     history: list[StepRecord] = []
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
-    stream = batches(setup, train_rng, seq_len, split)
+    stream = batches(setup, train_rng, seq_len, split, minibatch)
+    batch_rows = len(setup.batch.x) if minibatch is None else minibatch
     # overflow is detected and reported, not warned about
-    with blas_threads_for(len(setup.batch.x), step_weights), np.errstate(all="ignore"):
+    with blas_threads_for(batch_rows, step_weights), np.errstate(all="ignore"):
         for step in range(1, options.steps + 1):
             batch = next(stream)
-            traj, grads = bptt(model, batch.x, batch.y, batch.mask)
-            penalty, extra = mitigation.penalty(model, traj, grads)
-            total = {k: g + extra[k] if k in extra else g for k, g in grads.params.items()}
+            traj, grads = bptt(net, batch.x, batch.y, batch.mask)
+            penalty, extra = mitigation.penalty(net, traj, grads)
+            total = {k: g + extra[k] if k in extra else g for k, g in grads.parameters(net).items()}
             norm = global_norm(total)
             update, fired = mitigation.clip(total)
             finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
@@ -305,12 +328,12 @@ def train_setup(
             record = None
             if step == 1 or step % options.log_every == 0 or step == options.steps or not finite:
                 record = StepRecord(step, grads.loss, penalty, norm, global_norm(update) if fired else norm, fired,
-                                    recurrent_radius(model), end_to_end_ratio(model, traj, grads, batch.y))
+                                    recurrent_radius(net), end_to_end_ratio(net, traj, grads, batch.y))
                 history.append(record)
             if finite:
-                params, opt_state = optimizer.step(model.params, update, opt_state)
+                params, opt_state = optimizer.step(net.parameters(), update, opt_state)
                 finite = _finite(params)
-                model.params = params
+                net.load_parameters(params)
             if not finite:
                 diverged_at = step
             if progress is not None:
@@ -319,14 +342,17 @@ def train_setup(
                 break
 
     with blas_threads_for(held_out_rows, step_weights):
-        final_loss, accuracy = evaluate(model, evaluation)
+        final_loss, accuracy = evaluate(net, evaluation)
+    config = setup.config.as_dict()
+    if minibatch is not None:
+        config["batch_size"] = minibatch  # the sequences of each step, not the file's
     return TrainResult(
-        config=setup.config.as_dict(),
+        config=config,
         mitigation=mitigation.name,
         mitigation_settings=mitigation.settings,
         mitigation_parts=mitigation.part_settings() if mitigation.name != NoMitigation.name else [],
         training=options,
-        parameter_count=int(sum(p.size for p in model.params.values())),
+        parameter_count=net.parameter_count(),
         status=STATUS_COMPLETED if diverged_at is None else f"diverged at step {diverged_at}",
         diverged=diverged_at is not None,
         diverged_at=diverged_at,
@@ -340,11 +366,11 @@ def train_setup(
         max_grad_norm=max_norm,
         clip_events=int(clip_events),
         spectral_radius_before=radius_before,
-        spectral_radius_after=recurrent_radius(model),
+        spectral_radius_after=recurrent_radius(net),
         history=history,
         seeds=summarize([setup.config.seed], [final_loss], setup.baseline_loss, [diverged_at is not None],
                         [accuracy]),
-        model=model,
+        network=net,
         layout=setup.layout,
     )
 
@@ -364,7 +390,7 @@ def train(
     seeds : train this many times, on seeds config.seed, config.seed + 1, ...: the report is the
         first seed's, and ``seeds`` holds the spread over all of them. progress counts every step.
     """
-    config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
+    config, minibatch = minibatch_config(file_config(config or RunConfig(**TRAIN_DEFAULTS)))
     seed_values = seed_list(config.seed, seeds)
     if mitigation is not None:
         config = mitigation.configure(config)
@@ -374,7 +400,8 @@ def train(
         done = i * options.steps
         step_progress = None if progress is None else (
             lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
-        runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len))
+        runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len,
+                                minibatch))
     first = runs[0]
     first.seeds = summarize_runs(seed_values, runs, first.baseline_loss)
     return first

@@ -1,4 +1,8 @@
-"""A user's own recurrent network, as PyTorch builds it (REFERENCE §4).
+"""The one model of gradscope: a recurrent network as PyTorch builds it (REFERENCE §4).
+
+The model a command builds from flags is a network of one layer and one direction with a head;
+a user's own model may add an embedding, stacked and bidirectional layers, padding and another
+readout. Every command takes either.
 
     x_t          = E[token_t]                  an nn.Embedding in front (optional), E (V, D)
     h^k_t        = cell(h^{k-1}_t, h^k_{t-1})  layer k = 0..L-1, h^{-1}_t = x_t
@@ -25,13 +29,13 @@ parameters (never exported, never counted).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .cells import Cell, Params
+from .layer import Layer
 from .losses import Loss
-from .single import Model
 
 READOUTS = ("last", "mean", "max", "every")
 DIRECTIONS = ("forward", "reverse")
@@ -135,24 +139,74 @@ class Network:
         count += 0 if self.head is None else sum(p.size for p in self.head.values())
         return int(count + (0 if self.embedding is None else self.embedding.size))
 
-    def is_single(self) -> bool:
-        """One layer, one direction, a bias, a head read out last or at every step, no embedding:
-        the shape of the models gradscope builds, which ``as_model`` turns into a Model."""
-        return (self.num_layers == 1 and self.directions == 1 and self.bias and self.head is not None
-                and self.embedding is None and self.readout in ("last", "every"))
+    @property
+    def embedding_trained(self) -> bool:
+        """Whether the embedding is a parameter (a loaded nn.Embedding is; there is none otherwise)."""
+        return self.embedding is not None
 
-    def as_model(self) -> Model:
-        """The single-layer Model of a network that ``is_single`` (sharing its arrays)."""
-        params = dict(self.layers[0][0])
-        params.update(self.head)
-        return Model(self.cell, params, self.loss, self.readout)
+    @staticmethod
+    def parameter_name(layer: int, direction: int, name: str) -> str:
+        """The flat name of a cell parameter: ``l0.Wa``, ``l1_reverse.W_hh``."""
+        return f"l{layer}{'_reverse' if direction else ''}.{name}"
 
-    @classmethod
-    def from_model(cls, model: Model) -> "Network":
-        """A Model as a one-layer network (sharing its arrays)."""
-        cell_params = model.cell_params()
-        head = {"Wy": model.params["Wy"], "by": model.params["by"]}
-        return cls(model.cell, [[cell_params]], head, model.readout, model.loss)
+    def parameters(self) -> Params:
+        """Every trained parameter, flat: ``embedding``, ``l{k}[_reverse].<cell name>``,
+        ``head.Wy``, ``head.by``. The arrays themselves (no copies); ``load_parameters`` puts
+        new ones in their places. The zero biases of a ``bias=False`` network are not parameters."""
+        flat: Params = {}
+        if self.embedding_trained:
+            flat["embedding"] = self.embedding
+        biases = self.bias_names
+        for k, layer in enumerate(self.layers):
+            for d, params in enumerate(layer):
+                flat.update((self.parameter_name(k, d, name), p) for name, p in params.items()
+                            if self.bias or name not in biases)
+        if self.head is not None:
+            flat.update(("head." + name, p) for name, p in self.head.items())
+        return flat
+
+    def load_parameters(self, flat: Params) -> None:
+        """Put the arrays of a flat dict (``parameters``' names) in their places, in place."""
+        for key, value in flat.items():
+            if key == "embedding":
+                self.embedding = value
+                continue
+            where, name = key.split(".", 1)
+            if where == "head":
+                self.head[name] = value
+                continue
+            k, _, reverse = where[1:].partition("_")
+            self.layers[int(k)][1 if reverse else 0][name] = value
+
+    def copy(self) -> "Network":
+        """A network with copies of every array (what training changes), the rest shared."""
+        return replace(
+            self,
+            layers=[[{name: p.copy() for name, p in params.items()} for params in layer] for layer in self.layers],
+            head=None if self.head is None else {name: p.copy() for name, p in self.head.items()},
+            embedding=None if self.embedding is None else self.embedding.copy(),
+        )
+
+    def recurrent_weights(self) -> list[np.ndarray]:
+        """W_hh of every layer and direction, (G*H, H) each, bottom layer first, forward first."""
+        return [params[self.cell.recurrent] for layer in self.layers for params in layer]
+
+    def step_weights(self) -> list[np.ndarray]:
+        """W_ih and W_hh of the layer with the largest W_hh: what sizes a step's products (the
+        BLAS threads are chosen by them: runtime.blas_threads_for)."""
+        widest = max((params for layer in self.layers for params in layer),
+                     key=lambda params: params[self.cell.recurrent].size)
+        return [widest[self.cell.input_weight], widest[self.cell.recurrent]]
+
+    def layer(self, k: int, d: int = 0) -> Layer:
+        """Layer k in direction d (0 forward, 1 reverse), sharing the network's arrays."""
+        return Layer(self.cell, self.layers[k][d])
+
+    def each_layer(self):
+        """(k, d) for every layer and direction, bottom first, forward before reverse."""
+        for k, layer in enumerate(self.layers):
+            for d in range(len(layer)):
+                yield k, d
 
     def describe(self) -> str:
         """'embedding 50x16, 2-layer bidirectional lstm H=32, last -> Linear(64, 1)'."""
@@ -163,3 +217,9 @@ class Network:
             text = f"embedding {self.embedding.shape[0]}x{self.embedding.shape[1]}, " + text
         head = "upstream gradient" if self.head is None else f"{self.readout} -> Linear({self.feature_size}, {self.output_size})"
         return f"{text}, {head}"
+
+
+def readout_params(feature_size: int, output_size: int, rng: np.random.Generator) -> Params:
+    """Glorot-uniform Wy (O, F) and a zero bias: the head of every model gradscope builds."""
+    limit = np.sqrt(6.0 / (feature_size + output_size))
+    return {"Wy": rng.uniform(-limit, limit, (output_size, feature_size)), "by": np.zeros(output_size)}

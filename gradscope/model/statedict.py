@@ -17,12 +17,10 @@ import numpy as np
 
 from .cells import CELLS, Params, make_cell
 from ..errors import InputError
-from .losses import default_loss, get_loss
 from .network import Network
-from .single import Model
 
 if TYPE_CHECKING:  # the gradients' type only; the model layer does not import BPTT
-    from ..network_bptt import NetworkGradients
+    from ..bptt.network import NetworkGradients
 
 RECURRENT_PREFIX = "rnn."
 READOUT_PREFIX = "fc."
@@ -262,27 +260,6 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
     return network, layout
 
 
-def load_model(
-    arrays: dict[str, np.ndarray],
-    source: str,
-    cell: str | None,
-    activation: str | None,
-    loss: str | None,
-) -> tuple[Model, Layout]:
-    """A single-layer Model from a state dict (for train, compare, sweep), or an InputError saying
-    why the network is not one."""
-    network, layout = load_network(arrays, source, Choices(cell, activation))
-    if network.head is None:
-        raise InputError(f"{source}: no Linear readout reads the recurrent module's {network.feature_size} outputs")
-    if not network.is_single():
-        raise InputError(
-            f"{source} holds a {network.describe()}; train, compare and sweep take single-layer, "
-            "one-directional models with a bias and no embedding (analyze takes this one)"
-        )
-    network.loss = get_loss(loss or default_loss(network.output_size))
-    return network.as_model(), layout
-
-
 def export_network(network: Network, layout: Layout = Layout()) -> dict[str, np.ndarray]:
     """The network's parameters as a PyTorch state dict (numpy arrays), under the layout's keys."""
     return _export(network, layout, [[network.cell.to_torch(p) for p in layer] for layer in network.layers],
@@ -310,14 +287,3 @@ def _export(network: Network, layout: Layout, cells: list[list[Params]], head: P
         if layout.readout_bias:
             out[layout.readout + "bias"] = head["by"]
     return out
-
-
-def export(model: Model, layout: Layout = Layout()) -> dict[str, np.ndarray]:
-    """The model's parameters as a PyTorch state dict (numpy arrays)."""
-    return export_network(Network.from_model(model), layout)
-
-
-def export_grads(model: Model, grads: Params, layout: Layout = Layout()) -> dict[str, np.ndarray]:
-    """Gradients under the very keys their parameters have in the state dict."""
-    cell_grads = model.cell.grads_to_torch({k: v for k, v in grads.items() if k not in ("Wy", "by")})
-    return _export(Network.from_model(model), layout, [[cell_grads]], {"Wy": grads["Wy"], "by": grads["by"]}, None)

@@ -147,14 +147,12 @@ def analyze_figure(result: Any) -> Any:
 
 
 def hidden_gradients(result: Any) -> np.ndarray:
-    """(T, B, H) dL/da_t of the analyzed run: the single layer's ``dL_da``, or for a network the
-    top layer's forward ``dL_dh`` (the layer the headline norms are of)."""
+    """(T, B, H) dL/da_t of the analyzed run: the top layer's forward ``dL_dh`` (the layer the
+    headline norms are of)."""
     grads = result.gradients
-    if hasattr(grads, "dL_da"):
-        if grads.dL_da is None:
-            raise InputError("the gradient heatmap needs dL/da_t of every step, which a checkpointed run "
-                             "(the full path does not fit in memory) does not keep; lower --seq-len")
-        return grads.dL_da
+    if not hasattr(grads, "layers"):
+        raise InputError("the gradient heatmap needs dL/da_t of every step, which a checkpointed run "
+                         "(the full path does not fit in memory) does not keep; lower --seq-len")
     return grads.layers[-1][0].dL_dh
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..dynamics import SpectrumResult
+from ..commands.spectrum import SpectrumResult
 from .common import num, print_header, step_count
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}

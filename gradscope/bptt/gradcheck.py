@@ -12,8 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from .bptt import loss_only, to_time_major
-from .model.single import Model
+from ..model.network import Network
+from .layer import to_time_major
+from .network import loss_only
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 1e-300) -> float:
@@ -41,36 +42,39 @@ def numeric_gradient(f: Callable[[], float], array: np.ndarray, eps: float = 1e-
     return grad
 
 
-def numeric_param_grads(model: Model, x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> dict[str, np.ndarray]:
-    """Finite-difference gradient of the batch-mean loss for every parameter of the model."""
+def numeric_param_grads(net: Network, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None,
+                        eps: float = 1e-6) -> dict[str, np.ndarray]:
+    """Finite-difference gradient of the batch-mean loss for every parameter of the network, flat
+    under ``Network.parameters``' names."""
     return {
-        name: numeric_gradient(lambda: loss_only(model, x, y), p, eps)
-        for name, p in model.params.items()
+        name: numeric_gradient(lambda: loss_only(net, x, y, mask), p, eps)
+        for name, p in net.parameters().items()
     }
 
 
-def perturbed_logits(model: Model, x: np.ndarray, step: int, perturb: Callable) -> np.ndarray:
-    """The logits of a forward run over x (B, T, D) in which, right after step ``step`` (1-based),
-    ``perturb(state, cache) -> state`` replaces the state: how a state derivative is checked."""
-    cell, params = model.cell, model.params
+def perturbed_logits(net: Network, x: np.ndarray, step: int, perturb: Callable) -> np.ndarray:
+    """The logits of a forward run of a one-layer network over x (B, T, D) in which, right after
+    step ``step`` (1-based), ``perturb(state, cache) -> state`` replaces the state: how a state
+    derivative is checked."""
+    cell, params, head = net.cell, net.layers[0][0], net.head
     u = cell.project_inputs(params, to_time_major(x))
-    state = cell.initial_state(x.shape[0], model.hidden_size)
+    state = cell.initial_state(x.shape[0], net.hidden_size)
     hidden = []
     for t in range(u.shape[0]):
         state, cache = cell.step_forward(params, u[t], state)
         if t + 1 == step:
             state = perturb(state, cache)
         hidden.append(state[0])
-    if model.readout == "every":
-        return (np.stack(hidden) @ params["Wy"].T + params["by"]).transpose(1, 0, 2)
-    return hidden[-1] @ params["Wy"].T + params["by"]
+    if net.readout == "every":
+        return (np.stack(hidden) @ head["Wy"].T + head["by"]).transpose(1, 0, 2)
+    return hidden[-1] @ head["Wy"].T + head["by"]
 
 
 def numeric_state_gradient(
-    model: Model, x: np.ndarray, y: np.ndarray, step: int, shift: Callable | None = None,
+    net: Network, x: np.ndarray, y: np.ndarray, step: int, shift: Callable | None = None,
     eps: float = 1e-6,
 ) -> np.ndarray:
-    """dL/dh_step (B, H) by central differences, one entry at a time.
+    """dL/dh_step (B, H) of a one-layer network by central differences, one entry at a time.
 
     ``shift(state, cache, unit, delta) -> state`` moves another quantity instead (the LSTM's c_t,
     with or without h_t recomputed from it); the default adds delta to h_step[unit].
@@ -84,10 +88,10 @@ def numeric_state_gradient(
     y = np.asarray(y, dtype=np.float64)
 
     def loss(unit, delta):
-        logits = perturbed_logits(model, x, step, lambda state, cache: shift(state, cache, unit, delta))
-        return model.loss.value_and_grad(logits, y)[0]
+        logits = perturbed_logits(net, x, step, lambda state, cache: shift(state, cache, unit, delta))
+        return net.loss.value_and_grad(logits, y)[0]
 
-    grad = np.zeros((x.shape[0], model.hidden_size))
+    grad = np.zeros((x.shape[0], net.hidden_size))
     for unit in np.ndindex(grad.shape):
         grad[unit] = (loss(unit, eps) - loss(unit, -eps)) / (2 * eps)
     return grad

@@ -1,6 +1,6 @@
-"""Checkpointed BPTT: the single-layer model's exact gradient flow in O(sqrt(T) B H) memory.
+"""Checkpointed BPTT: a one-layer network's exact gradient flow in O(sqrt(T) B H) memory.
 
-The full path (bptt.py) keeps every state and cache, T x B x H floats and more. Here the forward
+The full path (network.py) keeps every state and cache, T x B x H floats and more. Here the forward
 pass keeps only the state s_{jk} at the start of every segment of k steps (k ~ sqrt(T)), and the
 backward pass, segment by segment from the last, runs the segment again from its checkpoint
 (``run_layer(..., initial=s_{jk})``: the same code on the same numbers, so the same states and
@@ -27,14 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bptt import (
-    Gradients, Trajectory, backprop_steps, combine_log_norms, log_row_norms, run_layer, to_common_unit,
-    to_time_major, _renormalise_if_far, _to_true_scale,
-)
-from .dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, overflowed, resolve_transient, state_size
-from .errors import InputError
-from .model.cells import Params
-from .model.single import Model
+from ..dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, overflowed, resolve_transient
+from ..errors import InputError
+from ..model.cells import Params
+from ..model.network import Network
+from .layer import Trajectory, backprop_steps, contribution_norms, run_layer, to_time_major
+from .logdomain import combine_log_norms, log_row_norms, renormalise_if_far, to_common_unit, to_true_scale
 
 
 def segment_length(steps: int) -> int:
@@ -46,7 +44,7 @@ def segment_length(steps: int) -> int:
 class CheckpointedRun:
     """What one checkpointed BPTT pass gives analyze.
 
-    loss : the batch-mean loss; params : {name: gradient}, recurrent and readout alike.
+    loss : the batch-mean loss; params : {name: gradient} of the cell; head : {"Wy", "by"}.
     log_norms : (T,) ln||dL/da_t|| over batch and units; log_cell_norms : the same for dL/dc_t
         (LSTM), else None. contributions : (T,) ||dv_t^T a_{t-1}||_F at true scale.
     lyapunov : the leading Lyapunov exponent of the forward run (dynamics.lyapunov's).
@@ -56,6 +54,7 @@ class CheckpointedRun:
 
     loss: float
     params: Params
+    head: Params
     log_norms: np.ndarray
     log_cell_norms: np.ndarray | None
     contributions: np.ndarray
@@ -63,10 +62,6 @@ class CheckpointedRun:
     mean_jacobian: np.ndarray | None
     segment: int
     checkpoints: int
-
-    def gradients(self) -> Gradients:
-        """The ``Gradients`` of the run without its (T, B, H) records (None): loss, parameters, logs."""
-        return Gradients(self.loss, None, None, self.params, None, None, self.log_norms, self.log_cell_norms)
 
 
 class _LogSum:
@@ -83,38 +78,40 @@ class _LogSum:
             return
         if top > self.top:
             for g in self.total.values():
-                _to_true_scale(g, self.top - top)
+                to_true_scale(g, self.top - top)
             self.total, grads, self.top = grads, self.total, top
         else:
             for g in grads.values():
-                _to_true_scale(g, top - self.top)
+                to_true_scale(g, top - self.top)
         for name, g in grads.items():
             self.total[name] += g
 
     def result(self) -> Params:
         for g in self.total.values():
-            _to_true_scale(g, self.top)
+            to_true_scale(g, self.top)
         return self.total
 
 
-def _segment_traj(model: Model, x: np.ndarray, start: int, stop: int, initial) -> Trajectory:
-    return run_layer(model.cell, model.params, to_time_major(x[:, start:stop], model.dtype), initial=initial)
+def _segment_traj(net: Network, x: np.ndarray, start: int, stop: int, initial) -> Trajectory:
+    return run_layer(net.cell, net.layers[0][0], to_time_major(x[:, start:stop], net.dtype), initial=initial)
 
 
-def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int | None = None) -> CheckpointedRun:
-    """Exact BPTT of the last-step readout's loss on x (B, T, D), y, keeping every k-th state only.
+def checkpointed_bptt(net: Network, x: np.ndarray, y: np.ndarray, segment: int | None = None) -> CheckpointedRun:
+    """Exact BPTT of the last-state readout's loss on x (B, T, D), y, keeping every k-th state only.
 
-    segment : k, steps per segment (default ``segment_length(T)``). Equals bptt.bptt to rounding.
+    net : one layer in one direction with a head read out last (``experiment.checkpointable_run``).
+    segment : k, steps per segment (default ``segment_length(T)``). Equals network.bptt to rounding.
     """
-    if model.readout != "last":
-        raise InputError("checkpointed BPTT reads out the last state only (--readout last)")
-    if x.ndim != 3 or x.shape[2] != model.input_size:
-        raise InputError(f"inputs must have shape (B, T, {model.input_size}), got {tuple(x.shape)}")
-    cell, params = model.cell, model.params
+    if net.readout != "last" or net.num_layers != 1 or net.directions != 1 or net.head is None:
+        raise InputError("checkpointed BPTT runs one layer in one direction read out last (--readout last)")
+    if x.ndim != 3 or x.shape[2] != net.input_size:
+        raise InputError(f"inputs must have shape (B, T, {net.input_size}), got {tuple(x.shape)}")
+    cell, params, head = net.cell, net.layers[0][0], net.head
+    layer = net.layer(0)
     batch, steps = x.shape[:2]
     k = segment or segment_length(steps)
     starts = list(range(0, steps, k))
-    size = state_size(model)
+    size = layer.state_size
     transient = resolve_transient(None, steps)
     lyap = LyapunovSum(transient, min(1, size))
     gated = len(cell.gates) > 1
@@ -124,24 +121,24 @@ def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int |
         checkpoints, state, blew_up, jac_sum, t = [], None, False, 0.0, 0
         for start in starts:
             checkpoints.append(None if state is None else tuple(np.array(p) for p in state))
-            traj = _segment_traj(model, x, start, min(start + k, steps), state)
+            traj = _segment_traj(net, x, start, min(start + k, steps), state)
             blew_up = blew_up or overflowed(traj)
             for cache in traj.caches:
                 t += 1
                 if not blew_up:
-                    lyap.add(t, StepJacobian(model, cache, (batch, size, size)))
+                    lyap.add(t, StepJacobian(layer, cache, (batch, size, size)))
                 if gated:
                     jac_sum = jac_sum + cell.step_jacobian(params, cache).mean(axis=0)
             state = traj.states[-1]
         last_hidden = np.array(state[0])
         del traj
-        logits = last_hidden @ params["Wy"].T + params["by"]
-        dtype = model.dtype  # every array below in the run's dtype; the per-step logs float64
-        loss, dlogits = model.loss.value_and_grad(logits, np.asarray(y, dtype=dtype))
+        logits = last_hidden @ head["Wy"].T + head["by"]
+        dtype = net.dtype  # every array below in the run's dtype; the per-step logs float64
+        loss, dlogits = net.loss.value_and_grad(logits, np.asarray(y, dtype=dtype))
         # backward: delta_T = Wy^T dL/dlogits, then segment by segment from the last
-        dstate = (dlogits @ params["Wy"],) + tuple(np.zeros((batch, model.hidden_size), dtype)
+        dstate = (dlogits @ head["Wy"],) + tuple(np.zeros((batch, net.hidden_size), dtype)
                                                    for _ in cell.state_names[1:])
-        unit = _renormalise_if_far(dstate, np.zeros(batch))
+        unit = renormalise_if_far(dstate, np.zeros(batch))
         log_norms = np.empty(steps)
         log_cell_norms = np.empty(steps) if len(cell.state_names) > 1 else None
         contributions = np.empty(steps)
@@ -149,12 +146,12 @@ def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int |
         for j in range(len(starts) - 1, -1, -1):
             start, stop = starts[j], min(starts[j] + k, steps)
             n = stop - start
-            traj = _segment_traj(model, x, start, stop, checkpoints[j])
+            traj = _segment_traj(net, x, start, stop, checkpoints[j])
             checkpoints[j] = None  # no longer needed: the memory goes down as the pass goes back
-            deltas = np.empty((n + 1, batch, model.hidden_size), dtype)
+            deltas = np.empty((n + 1, batch, net.hidden_size), dtype)
             deltas[n] = dstate[0]
             dstate = (deltas[n],) + tuple(dstate[1:])
-            dL_dc = None if log_cell_norms is None else np.empty((n, batch, model.hidden_size), dtype)
+            dL_dc = None if log_cell_norms is None else np.empty((n, batch, net.hidden_size), dtype)
             width = params[cell.recurrent].shape[0]
             du = np.empty((n, batch, width), dtype)
             dv = du if cell.dv_is_du else np.empty((n, batch, width), dtype)
@@ -167,15 +164,14 @@ def checkpointed_bptt(model: Model, x: np.ndarray, y: np.ndarray, segment: int |
             # this segment's summands in units e^top, as backprop_layer weights every step
             top = to_common_unit(du, dv, scale) if scale.any() else 0.0
             total.add(cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv), top)
-            _to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
-            contributions[start:stop] = Gradients(0.0, None, None, {}, dv, traj.hidden[:-1]).contribution_norms()
+            to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
+            contributions[start:stop] = contribution_norms(dv, traj.hidden[:-1])
         grads = total.result()
-        grads["Wy"] = dlogits.T @ last_hidden
-        grads["by"] = dlogits.sum(axis=0)
+        head_grads = {"Wy": dlogits.T @ last_hidden, "by": dlogits.sum(axis=0)}
     if blew_up:
         lyapunov = _lyapunov(np.full((1, min(1, size)), np.nan), transient, steps - transient)
     else:
         lyapunov = _lyapunov(lyap.per_sequence(), transient, steps - transient)
     mean_jacobian = jac_sum / steps if gated else None
-    return CheckpointedRun(float(loss), grads, log_norms, log_cell_norms, contributions, lyapunov, mean_jacobian,
+    return CheckpointedRun(float(loss), grads, head_grads, log_norms, log_cell_norms, contributions, lyapunov, mean_jacobian,
                            k, len(starts))

@@ -1,7 +1,8 @@
 """Exact BPTT through a whole network: embedding, stacked and bidirectional layers, padding, head.
 
-Each layer and direction runs ``bptt.run_layer`` / ``bptt.backprop_layer`` (the same loop as the
-single-layer model); this module wires them (model/network.py gives the equations):
+The one forward/backward driver of gradscope: a model gradscope builds from flags is a network
+of one layer and one direction. Each layer and direction runs the layer engine (layer.py); this
+module wires them (model/network.py gives the equations):
 
     forward     x -> layer 0 -> ... -> layer L-1 -> readout -> logits -> loss
                 (a reverse direction runs on the time-reversed sequence, its output reversed back)
@@ -20,14 +21,16 @@ everything is time-major (T, B, .); ``mask_tm`` (T, B) is True at real steps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bptt import LayerGradients, Trajectory, _to_true_scale, backprop_layer, run_layer
-from .errors import InputError
-from .model.cells import Params
-from .model.network import Network
+from ..errors import InputError
+from ..model.cells import Params
+from ..model.network import Network
+from .layer import LayerGradients, Trajectory, backprop_layer, run_layer, to_time_major
+from .logdomain import to_true_scale
 
 
 @dataclass
@@ -74,7 +77,6 @@ class NetworkGradients:
     loss : the batch-mean loss, None when the gradient came from the caller.
     layers : layers[k][d], each layer's LayerGradients in ABSOLUTE time order (dL_dh (T, B, H) is
         dL/dh_t for t = 1..T, zero at pad steps; the same for dL_dc), whatever the direction.
-    params : layers' parameter gradients, params[k][d] {name: gradient} (cell names).
     head : {"Wy", "by"} gradients, or None.
     embedding : (V, D) dL/dE (row padding_idx zero), or None.
     dL_dx : (T, B, D) the gradient reaching layer 0's input.
@@ -86,6 +88,19 @@ class NetworkGradients:
     embedding: np.ndarray | None
     dL_dx: np.ndarray = field(repr=False)
 
+    def parameters(self, net: Network) -> Params:
+        """Every trained parameter's gradient, flat under ``Network.parameters``' names (in the
+        order BPTT computed them: embedding, each layer and direction, head)."""
+        flat: Params = {}
+        if self.embedding is not None and net.embedding_trained:
+            flat["embedding"] = self.embedding
+        for k, layer in enumerate(self.layers):
+            for d, g in enumerate(layer):
+                flat.update((net.parameter_name(k, d, name), grad) for name, grad in g.params.items())
+        if self.head is not None:
+            flat.update(("head." + name, grad) for name, grad in self.head.items())
+        return flat
+
 
 def _reversed(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else a[::-1]
@@ -96,7 +111,7 @@ def embed(net: Network, tokens: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(net.embedding[tokens.T])
 
 
-def network_forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> NetworkTrajectory:
+def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> NetworkTrajectory:
     """Run the network over x: (B, T, D) inputs, or (B, T) token ids when it has an embedding.
 
     mask : (B, T) bool, True at real steps (None: every step real).
@@ -107,8 +122,12 @@ def network_forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None)
             raise InputError(f"inputs of shape {x.shape} are token ids, but the weights hold no embedding")
         tokens = x.astype(np.int64)
         inputs = embed(net, tokens)
+    elif x.ndim != 3 or x.shape[2] != net.input_size:
+        raise InputError(f"inputs must have shape (B, T, {net.input_size}), got {tuple(x.shape)}")
     else:
-        inputs = np.ascontiguousarray(np.asarray(x, dtype=net.dtype).transpose(1, 0, 2))
+        # a view where x is in the network's dtype: the cells read it a block of steps at a time,
+        # so a long run's inputs are never copied whole
+        inputs = to_time_major(x, net.dtype)
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
     layer_in, runs = inputs, []
     for layer in net.layers:
@@ -133,12 +152,12 @@ def network_forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None)
     return traj
 
 
-def final_states(net: Network, traj: NetworkTrajectory, layer: int = -1) -> list[np.ndarray]:
+def final_states(traj: NetworkTrajectory, layer: int = -1) -> list[np.ndarray]:
     """h_n of one layer: [forward, reverse], each (B, H), the state after the last step processed."""
     return [run.hidden[-1] for run in traj.runs[layer]]
 
 
-def _lengths(traj: NetworkTrajectory) -> np.ndarray:
+def lengths(traj: NetworkTrajectory) -> np.ndarray:
     """(B,) real steps per sequence, in the run's dtype."""
     steps, batch = traj.output.shape[:2]
     if traj.mask_tm is None:
@@ -147,13 +166,22 @@ def _lengths(traj: NetworkTrajectory) -> np.ndarray:
     return np.maximum(traj.mask_tm.sum(axis=0), 1).astype(traj.output.dtype)
 
 
+def last_real_steps(traj: NetworkTrajectory) -> np.ndarray:
+    """(B,) the index of each sequence's last real step (T - 1 without padding)."""
+    steps, batch = traj.output.shape[:2]
+    if traj.mask_tm is None:
+        return np.full(batch, steps - 1)
+    return steps - 1 - traj.mask_tm[::-1].argmax(axis=0)
+
+
 def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.ndarray | None]:
     """What the head reads, and for ``max`` the step of each feature's maximum, (B, F)."""
     out = traj.output
     if net.readout == "last":
-        return np.concatenate(final_states(net, traj), axis=1), None  # cat(h_n[-2], h_n[-1])
+        finals = final_states(traj)
+        return (finals[0].copy() if len(finals) == 1 else np.concatenate(finals, axis=1)), None  # cat(h_n[-2], h_n[-1])
     if net.readout == "mean":
-        return out.sum(axis=0) / _lengths(traj)[:, None], None  # pads are zero: the sum is over real steps
+        return out.sum(axis=0) / lengths(traj)[:, None], None  # pads are zero: the sum is over real steps
     if net.readout == "max":
         real = out if traj.mask_tm is None else np.where(traj.mask_tm[:, :, None], out, -np.inf)
         argmax = real.argmax(axis=0)  # (B, F)
@@ -161,11 +189,16 @@ def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.nda
     return out, None  # every
 
 
-def _loss(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> tuple[float, np.ndarray]:
+def real_positions(traj: NetworkTrajectory) -> np.ndarray | None:
+    """(B, T) bool of the steps a readout at every step is scored at, None for all of them."""
+    return None if traj.mask_tm is None else traj.mask_tm.T
+
+
+def loss_and_grad(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> tuple[float, np.ndarray]:
     """The loss and dL/dlogits; for ``every`` with padding, the mean over real positions only."""
     logits = traj.logits
-    if net.readout == "every" and traj.mask_tm is not None:
-        real = traj.mask_tm.T  # (B, T)
+    real = real_positions(traj)
+    if net.readout == "every" and real is not None:
         loss, d_real = net.loss.value_and_grad(logits[real], y[real])
         dlogits = np.zeros_like(logits)
         dlogits[real] = d_real
@@ -173,27 +206,41 @@ def _loss(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> tuple[float, 
     return net.loss.value_and_grad(logits, y)
 
 
-def network_backward(
+def loss_of(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> float:
+    """The loss alone (of real positions for ``every``), y in the dtype the caller gives."""
+    return loss_and_grad(net, traj, y)[0]
+
+
+def accuracy_of(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> float | None:
+    """The share of correct predictions (of real positions for ``every``), None for regression."""
+    real = real_positions(traj)
+    if net.readout == "every" and real is not None:
+        return net.loss.accuracy(traj.logits[real], y[real])
+    return net.loss.accuracy(traj.logits, y)
+
+
+def backward(
     net: Network, traj: NetworkTrajectory, y: np.ndarray | None = None, upstream: Upstream | None = None,
 ) -> NetworkGradients:
     """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs."""
     steps, batch = traj.output.shape[:2]
     h, dirs, n_layers = net.hidden_size, net.directions, net.num_layers
     loss, head_grads = None, None
-    # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
     dtype = net.dtype
-    d_out = np.zeros((steps, batch, dirs * h), dtype)
+    # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
+    d_out = None
     finals: list[list[list[np.ndarray | None]]] = [
         [[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(n_layers)
     ]
     if net.head is not None:
-        loss, dlogits = _loss(net, traj, np.asarray(y, dtype=dtype))
+        loss, dlogits = loss_and_grad(net, traj, np.asarray(y, dtype=dtype))
         wy = net.head["Wy"]
         if net.readout == "every":
-            dlog_tm = dlogits.transpose(1, 0, 2)  # (T, B, O)
+            dlog_tm = np.ascontiguousarray(dlogits.transpose(1, 0, 2))  # (T, B, O), step-major
             flat = dlog_tm.reshape(steps * batch, -1)
+            # sum_t dL/dlogits_t^T h_t: every step's readout adds to the one Wy
             head_grads = {"Wy": flat.T @ traj.output.reshape(steps * batch, -1), "by": flat.sum(axis=0)}
-            d_out += dlog_tm @ wy  # Wy^T dL/dlogits_t: backprop through each step's readout
+            d_out = dlog_tm @ wy  # Wy^T dL/dlogits_t: backprop through each step's readout
         else:
             head_grads = {"Wy": dlogits.T @ traj.features, "by": dlogits.sum(axis=0)}
             d_feat = dlogits @ wy  # backprop through the Linear: (B, F)
@@ -201,12 +248,14 @@ def network_backward(
                 for d in range(dirs):  # features = cat(h_n forward, h_n reverse)
                     finals[-1][d][0] = d_feat[:, d * h : (d + 1) * h]
             elif net.readout == "mean":
-                d_out += (d_feat / _lengths(traj)[:, None])[None]  # backprop through the mean
+                d_out = np.broadcast_to((d_feat / lengths(traj)[:, None])[None], (steps, batch, dirs * h)).copy()
             else:  # max: the gradient goes to the step that held each maximum
+                d_out = np.zeros((steps, batch, dirs * h), dtype)
                 np.put_along_axis(d_out, traj.argmax[None], d_feat[None], axis=0)
     if upstream is not None:
         if upstream.output is not None:
-            d_out += np.asarray(upstream.output, dtype=dtype).transpose(1, 0, 2)
+            given = np.asarray(upstream.output, dtype=dtype).transpose(1, 0, 2)
+            d_out = given.copy() if d_out is None else d_out + given
         for which, given in enumerate((upstream.h_n, upstream.c_n)):
             if given is None:
                 continue
@@ -215,35 +264,43 @@ def network_backward(
                     part = np.asarray(given[k * dirs + d], dtype=dtype)  # h_n is layer by layer,
                     prev = finals[k][d][which]  # forward before reverse
                     finals[k][d][which] = part if prev is None else prev + part
+    return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
 
+
+def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | None,
+                     finals: list, loss: float | None, head_grads: Params | None) -> NetworkGradients:
+    """BPTT through the layers from the top: d_out (T, B, F) reaching the top layer's outputs (None:
+    nothing) and ``finals[k][d]`` its final states; then the embedding."""
+    h, n_layers = net.hidden_size, net.num_layers
     mask_tm = traj.mask_tm
     real = None if mask_tm is None else mask_tm[:, :, None]
     layers: list[list[LayerGradients]] = [[] for _ in range(n_layers)]
     d_scale = None  # d_out[t, b] is held in units e^d_scale[t, b] (None: at true scale), exact at any depth
     for k in range(n_layers - 1, -1, -1):
-        if real is not None:
+        if real is not None and d_out is not None:
             d_out = d_out * real  # pad outputs are constant zeros: no gradient flows through them
         d_in, in_scale = None, None
         for d, params in enumerate(net.layers[k]):
             reverse = d == 1
             run = traj.runs[k][d]
-            local = d_out[:, :, d * h : (d + 1) * h]
+            local = None if d_out is None else d_out[:, :, d * h : (d + 1) * h]
             grads = backprop_layer(
                 net.cell, params, run, local=_reversed(local) if reverse else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
-                input_grads=True, local_scale=_reversed(d_scale) if reverse else d_scale,
+                input_grads=True,
+                local_scale=_reversed(d_scale) if reverse else d_scale,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
                 grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], grads.dx[::-1]
-                grads.log_rows, grads.log_cell_rows = grads.log_rows[::-1], _reversed(grads.log_cell_rows)
                 grads.dx_scale = _reversed(grads.dx_scale)
+                grads.set_log_rows(grads.log_rows[::-1], _reversed(grads.log_cell_rows))
             if real is not None:  # the figures a user reads are zero where the sequence has ended
                 grads.dL_dh = grads.dL_dh * real
                 grads.dL_dc = None if grads.dL_dc is None else grads.dL_dc * real
-                grads.log_rows = np.where(mask_tm, grads.log_rows, -np.inf)  # ln 0 at pad steps
-                if grads.log_cell_rows is not None:
-                    grads.log_cell_rows = np.where(mask_tm, grads.log_cell_rows, -np.inf)
+                grads.set_log_rows(np.where(mask_tm, grads.log_rows, -np.inf),  # ln 0 at pad steps
+                                   None if grads.log_cell_rows is None
+                                   else np.where(mask_tm, grads.log_cell_rows, -np.inf))
             if not net.bias:
                 for name in net.bias_names:
                     grads.params.pop(name, None)
@@ -251,7 +308,7 @@ def network_backward(
             d_in, in_scale = _add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
         d_out, d_scale = d_in, in_scale
     if d_scale is not None:
-        _to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
+        to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
         for grads in layers[0]:
             if grads.dx is d_out:  # one direction: that layer's dx itself, now at true scale
                 grads.dx_scale = None
@@ -279,17 +336,77 @@ def _add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
         top = np.maximum(a_scale, b_scale)
         top = np.where(np.isfinite(top), top, 0.0)  # both -inf: zero gradients, any unit
         a, b = np.array(a), np.array(b)
-        _to_true_scale(a, a_scale - top)  # powers of two, exact (the units are multiples of ln 2)
-        _to_true_scale(b, b_scale - top)
+        to_true_scale(a, a_scale - top)  # powers of two, exact (the units are multiples of ln 2)
+        to_true_scale(b, b_scale - top)
     a += b
     return a, top
 
 
-def network_bptt(
+def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> NetworkGradients:
+    """For a readout at every step: BPTT of the last step's share of the loss alone.
+
+    The loss is the mean of the per-step losses, L = (1/T) sum_t L_t. The total dL/dh_t also holds
+    the local term of L_t, which masks how far back the readout at T reaches; this gradient is the
+    part that flows back from each sequence's last real step: it equals the total there and, like
+    the gradient of a readout of the last state only, obeys Pascanu's bound at every step. It is
+    the gradient of L_T / T (T: the longest sequence's length), so every figure is the full
+    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...).
+    """
+    steps, batch = traj.output.shape[:2]
+    ends = last_real_steps(traj)
+    rows = np.arange(batch)
+    y_last = np.asarray(y, dtype=net.dtype)[rows, ends]
+    features = traj.output[ends, rows]  # (B, F): the top layer's output at each last real step
+    with np.errstate(all="ignore"):
+        logits = features @ net.head["Wy"].T + net.head["by"]
+        loss, dlogits = net.loss.value_and_grad(logits, y_last)
+        head = {"Wy": dlogits.T @ features, "by": dlogits.sum(axis=0)}
+        d_feat = dlogits @ net.head["Wy"]
+        h, dirs = net.hidden_size, net.directions
+        finals = [[[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(net.num_layers)]
+        d_out = None
+        if dirs == 1 and traj.mask_tm is None:
+            finals[-1][0][0] = d_feat  # the last step's output is the final state: dL/dh_T itself
+        else:  # the output at each sequence's last real step (the reverse direction's first processed)
+            d_out = np.zeros((steps, batch, dirs * h), net.dtype)
+            d_out[ends, rows] = d_feat
+        grads = _backprop_layers(net, traj, d_out, finals, loss, head)
+    return _share(grads, 1.0 / steps, -math.log(steps))
+
+
+def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGradients:
+    """The gradients of ``share`` times the loss: every record times share, every log plus
+    log_share = ln share (given, as -ln T, not ln(1/T): no rounding of 1/T in the logs)."""
+
+    def times(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a * share
+
+    for layer in grads.layers:
+        for g in layer:
+            g.dL_dh, g.dL_dc, g.dv = times(g.dL_dh), times(g.dL_dc), times(g.dv)
+            g.params = {name: p * share for name, p in g.params.items()}
+            g.log_rows = g.log_rows + log_share
+            g.log_norms = g.log_norms + log_share  # as the logs of the records were taken: then shifted
+            if g.log_cell_rows is not None:
+                g.log_cell_rows = g.log_cell_rows + log_share
+                g.log_cell_norms = g.log_cell_norms + log_share
+    head = {name: p * share for name, p in grads.head.items()}
+    embedding = times(grads.embedding)
+    return NetworkGradients(grads.loss * share, grads.layers, head, embedding, grads.dL_dx * share)
+
+
+def bptt(
     net: Network, x: np.ndarray, y: np.ndarray | None = None, mask: np.ndarray | None = None,
     upstream: Upstream | None = None,
 ) -> tuple[NetworkTrajectory, NetworkGradients]:
     """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
     with np.errstate(all="ignore"):
-        traj = network_forward(net, x, mask)
-        return traj, network_backward(net, traj, y, upstream)
+        traj = forward(net, x, mask)
+        return traj, backward(net, traj, y, upstream)
+
+
+def loss_only(net: Network, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """The loss alone (for finite differences and evaluation)."""
+    with np.errstate(all="ignore"):
+        traj = forward(net, x, mask)
+        return loss_of(net, traj, np.asarray(y, dtype=net.dtype))

@@ -1,0 +1,131 @@
+"""The flow profile of one pass: how ||dL/dh_t|| changes going back from the readout, per layer.
+
+Every command that reports the gradient flow (analyze's table, train's logged ratio, compare's
+rows, sweep's metric) measures it here, on the same numbers:
+
+    flowing        the gradient whose norms measure the flow: the total, or for a readout at
+                   every step the part that flows back from each sequence's last real step
+                   (bptt.network.last_step_backward), since each step's own loss term would mask
+                   how far back the gradient reaches
+    profile        (T,) ln of the norm over the batch k steps back from each sequence's readout
+                   end (its last real step; its first for a reverse direction), so that pre- and
+                   post-padded batches, which compute the same thing, give the same profile
+    headline       the top layer's forward direction, the one nearest the loss
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .bptt.layer import Trajectory
+from .bptt.logdomain import combine_log_norms
+from .bptt.network import NetworkGradients, NetworkTrajectory, last_step_backward
+from .model.network import Network
+
+
+def headline(net: Network) -> tuple[int, int]:
+    """(layer, direction) of the headline: the top layer's forward direction."""
+    return net.num_layers - 1, 0
+
+
+def flowing(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
+            y: np.ndarray | None) -> NetworkGradients:
+    """``grads`` itself, or for a head read out at every step what flows back from each
+    sequence's last real step alone (module docstring)."""
+    if net.head is not None and net.readout == "every" and y is not None:
+        return last_step_backward(net, traj, y)
+    return grads
+
+
+def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse: bool,
+                      log_norms: np.ndarray | None = None) -> np.ndarray:
+    """The flow profile in logs: (T,) ln of the norm over the batch k steps from each sequence's
+    readout end, from log_rows (T, B) = ln||dL/dh_t[b]|| in absolute steps (-inf at pad steps).
+
+    Without padding it is the step norms (``log_norms`` where the caller has them). With padding,
+    entry T-1-k is the norm over the sequences that have a real step k steps before their last
+    real one (after their first, for the reverse direction). Only the (T, B) logs are gathered,
+    never the (T, B, H) gradients.
+    """
+    if mask_tm is None:
+        return combine_log_norms(log_rows, axis=1) if log_norms is None else log_norms
+    steps, batch = mask_tm.shape
+    k = np.arange(steps)[:, None]
+    if reverse:
+        anchor = mask_tm.argmax(axis=0)  # first real step
+        idx = anchor[None, :] + k
+    else:
+        anchor = steps - 1 - mask_tm[::-1].argmax(axis=0)  # last real step
+        idx = anchor[None, :] - k
+    valid = (idx >= 0) & (idx < steps)
+    idx = np.clip(idx, 0, steps - 1)
+    cols = np.arange(batch)[None, :]
+    valid &= mask_tm[idx, cols]
+    gathered = np.where(valid, log_rows[idx, cols], -np.inf)  # (T, B), row k: k steps from the end
+    return combine_log_norms(gathered, axis=1)[::-1].copy()
+
+
+def layer_profile(traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: int) -> tuple[np.ndarray, int]:
+    """Layer k, direction d: its log profile (T,) and the first entry that holds a sequence
+    (with padding, the profile's first entries hold none when no sequence is that long)."""
+    g = grads.layers[k][d]
+    log_profile = aligned_log_norms(g.log_rows, traj.mask_tm, d == 1, g.log_norms)
+    longest = log_profile.shape[0] if traj.mask_tm is None else int(traj.mask_tm.sum(axis=0).max())
+    return log_profile, log_profile.shape[0] - longest
+
+
+def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
+                           y: np.ndarray | None) -> float:
+    """log10 (||dL/dh_1|| / ||dL/dh_T||) of the headline's flowing profile, exact at any depth
+    (1 and T: the first and last steps the longest sequences have, counted from the readout)."""
+    k, d = headline(net)
+    logs, start = layer_profile(traj, flowing(net, traj, grads, y), k, d)
+    with np.errstate(all="ignore"):
+        return float((logs[start] - logs[-1]) / np.log(10.0))
+
+
+def end_to_end_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients, y: np.ndarray | None) -> float:
+    """||dL/dh_1|| / ||dL/dh_T|| (0 or inf where it leaves float64's range:
+    ``end_to_end_log10_ratio`` is exact at any depth)."""
+    with np.errstate(all="ignore"):
+        return float(10.0 ** end_to_end_log10_ratio(net, traj, grads, y))
+
+
+def total_norm(log_norms: np.ndarray) -> float:
+    """||dL/dh|| over every step from the logs of the steps' norms."""
+    with np.errstate(all="ignore"):
+        return float(np.exp(combine_log_norms(np.ravel(log_norms))))
+
+
+def log10(log_norms: np.ndarray | None) -> np.ndarray | None:
+    return None if log_norms is None else log_norms / math.log(10.0)
+
+
+def real_run(traj: NetworkTrajectory, k: int, d: int) -> Trajectory | None:
+    """Layer k, direction d's run over the real steps of the longest sequences (processing order),
+    for the Jacobian products, which pad steps (the identity) would dilute; None without padding
+    or under two such steps."""
+    if traj.mask_tm is None:
+        return None
+    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if d == 1 else traj.mask_tm)
+
+
+def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
+    """The trajectory of the longest sequences over their real steps (processing order), for the
+    Jacobian products, which pad steps (the identity) would dilute; None under two steps."""
+    lengths = mask_tm.sum(axis=0)
+    rows = np.flatnonzero(lengths == lengths.max())
+    steps = np.flatnonzero(mask_tm[:, rows].all(axis=1))
+    if steps.size < 2:
+        return None
+
+    def pick(part):
+        if isinstance(part, np.ndarray):
+            return part[rows]
+        picked = [pick(p) for p in part]
+        return type(part)(*picked) if hasattr(part, "_fields") else tuple(picked)  # a state, or a cache
+
+    hidden = traj.hidden[np.concatenate(([0], steps + 1))][:, rows]
+    return Trajectory(None, hidden, [pick(traj.states[s]) for s in steps], [pick(traj.caches[s]) for s in steps])
