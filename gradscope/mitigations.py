@@ -62,10 +62,11 @@ import numpy as np
 
 from .bptt.network import NetworkGradients, NetworkTrajectory
 from .model.activations import get_activation
-from .model.cells import CELLS, Params
+from .model.cells import CELLS, Params, make_cell
 from .config import RunConfig
 from .errors import InputError
 from .model.network import Network
+from .model.reinit import set_bias_init, set_recurrent_init, swap_cell, torch_init
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,12 @@ class Mitigation:
         return configured
 
     def check_config(self, config: RunConfig) -> None:
-        """Raise InputError when the configured model lacks what the mitigation needs (a gate)."""
-        cell = config.cell or "rnn"
+        """Raise InputError when the configured model lacks what the mitigation needs (a gate).
+        With --weights the cell is the file's: ``treat`` checks the network instead."""
+        if config.weights is None:
+            self.check_cell(config.cell or "rnn")
+
+    def check_cell(self, cell: str) -> None:
         if self.needs_cells and cell not in self.needs_cells:
             raise InputError(
                 f"mitigation {self.name} applies to the {' or '.join(self.needs_cells)} cell, not the {cell}: "
@@ -207,17 +212,14 @@ class Mitigation:
     def _override(self, config: RunConfig) -> RunConfig:
         if not self.overrides:
             return config
-        if config.weights is not None:
-            raise InputError(
-                f"mitigation {self.name} sets the model's {', '.join(self.overrides)}, "
-                f"which --weights {config.weights} fixes; choose gradient or regulariser mitigations"
-            )
         cell = self.overrides.get("cell")
         if cell is not None and cell not in CELLS:
             raise InputError(
                 f"mitigation {self.name} needs the {cell} cell, which is not available "
                 f"(cells: {', '.join(CELLS)})"
             )
+        if config.weights is not None:
+            return config  # the network read from --weights is changed instead: ``treat``
         return replace(config, **self.overrides)
 
     def check(self, net: Network) -> None:
@@ -297,7 +299,7 @@ class Omega(Mitigation):
     strength = "omega"
 
     def check_config(self, config: RunConfig) -> None:
-        if (config.cell or "rnn") != "rnn" and config.weights is None:  # weights: checked on the model
+        if (config.cell or "rnn") != "rnn" and config.weights is None:  # weights: checked on the network
             self._refuse(config.cell)
 
     def check(self, net: Network) -> None:
@@ -396,6 +398,10 @@ class Composite(Mitigation):
         for p in self._parts:
             p.check(net)
 
+    def check_cell(self, cell: str) -> None:
+        for p in self._parts:
+            p.check_cell(cell)
+
     def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
         """Omega_1 + Omega_2 + ...: the values summed, and the gradients by parameter."""
         total, summed = 0.0, {}
@@ -482,3 +488,37 @@ def parse_mitigations(text: str | None) -> list[str]:
     if len(set(names)) != len(names):
         raise InputError(f"--mitigations lists a name twice: {text}")
     return names
+
+
+STARTS = ("init", "trained")
+
+
+def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Generator, t_max: int) -> Network:
+    """The network a cure trains when the model is the user's own (--weights), a new one.
+
+    start : "init" re-initialises the architecture as PyTorch does (model/reinit.py), "trained"
+        keeps the saved weights (fine-tuning). Then the cure's own settings, on top:
+    cell           a cell swap: every layer new, as PyTorch initialises that module (from either
+                   start: the saved weights are another cell's); embedding, head, layers,
+                   directions and hidden size kept. An activation alone (relu) keeps the weights.
+    init           each W_hh gate block from that initialiser (orthogonal, identity)
+    bias_init      the gate biases of forget-bias or chrono (T_max = ``t_max``)
+    The cures that act on the gradient or the loss change nothing here.
+    """
+    if start not in STARTS:
+        raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
+    overrides = mitigation.overrides
+    new = torch_init(net, rng) if start == "init" else net.copy()
+    cell = overrides.get("cell", new.cell.name)
+    activation = overrides.get("activation", new.cell.activation if cell == new.cell.name else "tanh")
+    if cell != new.cell.name:
+        new = swap_cell(new, make_cell(cell, activation), rng)
+    elif activation != new.cell.activation:
+        new.cell = make_cell(cell, activation)  # the same weights through another activation
+    mitigation.check_cell(new.cell.name)
+    mitigation.check(new)
+    if overrides.get("init") is not None:
+        set_recurrent_init(new, overrides["init"], overrides.get("init_gain") or 1.0, rng)
+    if overrides.get("bias_init") not in (None, "zero"):
+        set_bias_init(new, overrides["bias_init"], t_max, rng)
+    return new

@@ -16,13 +16,15 @@ rows, sweep's metric) measures it here, on the same numbers:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .bptt.layer import Trajectory
 from .bptt.logdomain import combine_log_norms
-from .bptt.network import NetworkGradients, NetworkTrajectory, last_step_backward
-from .model.network import Network
+from .bptt.network import NetworkGradients, NetworkTrajectory, bptt, last_step_backward
+from .flow import Flow, flow
+from .model.network import DIRECTIONS, Network
 
 
 def headline(net: Network) -> tuple[int, int]:
@@ -74,6 +76,29 @@ def layer_profile(traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: i
     log_profile = aligned_log_norms(g.log_rows, traj.mask_tm, d == 1, g.log_norms)
     longest = log_profile.shape[0] if traj.mask_tm is None else int(traj.mask_tm.sum(axis=0).max())
     return log_profile, log_profile.shape[0] - longest
+
+
+@dataclass
+class LayerFlow:
+    """The flow of one layer and direction, as analyze's ``layers`` reports it (flow.Flow)."""
+
+    layer: int
+    direction: str
+    flow: Flow
+
+
+def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray | None = None,
+                upstream=None) -> list[LayerFlow]:
+    """Every layer and direction's flow over one pass (BPTT and the profiles only: none of
+    analyze's spectra), bottom first, forward before reverse; the same numbers as analyze's."""
+    with np.errstate(all="ignore"):
+        traj, grads = bptt(net, x, y, mask, upstream)
+        flows = flowing(net, traj, grads, y)
+        out = []
+        for k, d in net.each_layer():
+            log_profile, start = layer_profile(traj, flows, k, d)
+            out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:])))
+    return out
 
 
 def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,

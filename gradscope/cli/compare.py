@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from ..config import RunConfig
-from ..mitigations import MITIGATIONS, default_mitigations, parse_mitigations
+from ..io.arrays import check_output, save_npz
+from ..mitigations import MITIGATIONS, STARTS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
 from ..render.common import step_progress
 from ..render.report import prepare as prepare_report
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
-from .options import JsonFlag, PlotFile, ReportFile, run_options_with
+from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
     MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
     Jobs, Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
@@ -43,25 +45,37 @@ def compare_command(
     omega_strength: OmegaStrength = None,
     seeds: Seeds = 1,
     jobs: Jobs = None,
+    start: Annotated[Literal[STARTS], typer.Option(
+        help="With --weights: train each run from PyTorch's initialisation of your model's architecture "
+             "(init), or fine-tune your saved weights (trained). Each cure then changes what it sets.",
+        rich_help_panel=MITIGATION)] = "init",
+    save_best: Annotated[Optional[Path], typer.Option(
+        "--save-best", help="Write the best run's trained weights as a PyTorch state dict (.npz) under the keys "
+        "your model has (a cell swap: those of the swapped nn module).", rich_help_panel=OUTPUT,
+        metavar="FILE", dir_okay=False)] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
     # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
-    from ..commands.compare import compare
+    from ..commands.compare import best_weights, compare, default_cures
     from ..render.compare import render_compare
 
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
+    if save_best is not None:
+        check_output(save_best, "--save-best")
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     # none named: those that apply to the cell, resolved once here for the progress bar and the runs
-    chosen = names if mitigations and mitigations.strip() else default_mitigations(config.cell)
+    chosen = names if mitigations and mitigations.strip() else default_cures(config)
     with step_progress("runs", (len(chosen) + 1) * seeds) as advance:
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, name: advance(done), seeds)
+                         lambda done, total, name: advance(done), seeds, start)
+    if save_best is not None:
+        save_npz(save_best, best_weights(result), "--save-best")
     if path is not None:
         plots.save(plots.training_losses_figure({r.mitigation: r.history for r in result.runs}, result.config,
                                                 result.baseline_loss), path)

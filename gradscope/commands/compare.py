@@ -1,10 +1,16 @@
 """``compare``: the same task, data and seed, trained without and with each mitigation.
 
-For each run (the unmitigated one, named "none", first) it measures the gradient flow at
-initialisation with ``analyze_setup`` (on the very batch ``gradscope analyze`` would use), trains
-with ``train_setup`` (the same training batches and held-out batch for every run: commands/train.py),
-and keeps one row of numbers. The best run is the one with the lowest held-out loss among those
-that did not diverge.
+For each run (the unmitigated one, named "none", first) it measures the gradient flow of every
+layer and direction at the start (on the very batch ``gradscope analyze`` would use, with
+analyze's numbers: profile.layer_flows), trains with ``train_setup`` (the same training batches
+and held-out batch for every run: commands/train.py), measures the flow again after training, and
+keeps one row of numbers. The best run is the one with the lowest held-out loss among those that
+did not diverge.
+
+A model of the user's own (--weights) is trained in its own architecture (embedding, layers,
+directions, head, readout, padding): from PyTorch's initialisation of it (``start`` "init", the
+default) or from the saved weights ("trained"), each cure changing what it sets
+(``mitigations.treat``: a cell swap, an init of W_hh, gate biases).
 
 The runs are independent, so they run in parallel, one process each (``jobs``). Each worker
 builds its own model from the picklable (config, options, name, strengths), so the numbers are
@@ -14,17 +20,26 @@ the same bit for bit whatever ``jobs`` is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
-from .analyze import analyze_setup
 from ..config import RunConfig
 from ..errors import InputError
-from ..experiment import Setup, build
-from ..mitigations import Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
+from ..experiment import Setup
+from ..flow import Flow
+from ..io.weights import read_state_dict
+from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
+from ..model.network import Network
+from ..model.statedict import Choices, export_network, load_network
 from ..parallel import in_processes
+from ..profile import headline, layer_flows
+from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize_runs
-from .train import TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, train_setup
+from ..serialize import HIDDEN
+from .train import (
+    TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, minibatch_config, mitigated_setup,
+    train_setup,
+)
 
 @dataclass
 class CompareRun:
@@ -41,6 +56,10 @@ class CompareRun:
     mitigation_parts : each registered part's name and settings (train's), [] for "none".
     seeds : the run repeated over the seeds (seeds.SeedSummary); every other figure is the first
         seed's.
+    layers : every layer and direction's flow at the start and after training (LayerChange),
+        bottom first, forward before reverse; the top layer's forward start is ratio_first_last's.
+    state_dict : the trained network as a PyTorch state dict under the model's keys (for
+        ``--save-best``), not in the JSON.
     """
 
     mitigation: str
@@ -65,6 +84,19 @@ class CompareRun:
     history: list[StepRecord]
     seeds: SeedSummary | None = None
     best: bool = False
+    layers: list["LayerChange"] = field(default_factory=list)
+    state_dict: dict | None = field(default=None, metadata=HIDDEN, repr=False)
+
+
+@dataclass
+class LayerChange:
+    """One layer and direction's gradient flow at the start of training and after it, as
+    analyze's ``layers`` measures it (flow.Flow: ratio, slope, verdict...)."""
+
+    layer: int
+    direction: str
+    start: Flow
+    end: Flow
 
 
 @dataclass
@@ -73,6 +105,8 @@ class CompareResult:
 
     config : the unmitigated run's settings, defaults resolved; each mitigation changes its own.
     training : the TrainOptions every run used; strengths : the mitigations' strengths.
+    start : with --weights, what every run trained from: "init" (PyTorch's initialisation of the
+    model's architecture) or "trained" (the saved weights); None for a model built from flags.
     baseline_loss : the task's trivial baseline; evaluated_on : what every run's held-out loss is
     measured on (TrainResult.evaluated_on); best : the best run's mitigation (None if all
     diverged); seeds : the seeds every run was repeated over (``--seeds``); runs : one CompareRun per
@@ -89,22 +123,23 @@ class CompareResult:
     best: str | None
     seeds: list[int]
     runs: list[CompareRun]
+    start: str | None = None
 
 
 def _mitigation(name: str, strengths: Strengths) -> Mitigation:
     return NoMitigation(strengths) if name == NoMitigation.name else make_mitigation(name, strengths)
 
 
-def _setup(config: RunConfig, mitigation: Mitigation) -> Setup:
-    setup = build(mitigation.configure(config))
+def _setup(config: RunConfig, mitigation: Mitigation, start: str = "init") -> Setup:
+    setup = mitigated_setup(config, mitigation, start)
     setup.needs_head("compare")
     mitigation.check(setup.network)
     return setup
 
 
-def checked_setup(config: RunConfig, name: str, strengths: Strengths) -> Setup:
+def checked_setup(config: RunConfig, name: str, strengths: Strengths, start: str = "init") -> Setup:
     """The setup of one run, its mitigation applied and checked (InputError if it cannot apply)."""
-    return _setup(config, _mitigation(name, strengths))
+    return _setup(config, _mitigation(name, strengths), start)
 
 
 def check_jobs(jobs: int) -> None:
@@ -128,16 +163,28 @@ def run_in_processes(calls: list[tuple], cost: Callable[[int], float], jobs: int
     return rows
 
 
-def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths) -> CompareRun:
+def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths, start: str = "init",
+            minibatch: int | None = None) -> CompareRun:
     """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
     mitigation = _mitigation(name, strengths)
-    return _row(config, options, name, mitigation, _setup(config, mitigation))
+    return _row(config, options, name, mitigation, _setup(config, mitigation, start), minibatch)
 
 
-def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitigation, setup: Setup) -> CompareRun:
-    """Measure the flow at initialisation, train, and keep the numbers of one run."""
-    flow = analyze_setup(setup).flow
-    trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len)
+def _flows(setup: Setup, net: Network) -> list:
+    batch = setup.batch
+    with blas_threads_for(len(batch.x), net.step_weights()):
+        return layer_flows(net, batch.x, batch.y, batch.mask)
+
+
+def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitigation, setup: Setup,
+         minibatch: int | None = None) -> CompareRun:
+    """Measure the flow at the start, train, measure it again, and keep the numbers of one run."""
+    before = _flows(setup, setup.network)
+    k, d = headline(setup.network)
+    flow = before[k * setup.network.directions + d].flow
+    trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len,
+                          minibatch=minibatch)
+    after = _flows(setup, trained.network)
     resolved = setup.config
     return CompareRun(
         mitigation=name,
@@ -161,6 +208,8 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
         spectral_radius_after=trained.spectral_radius_after,
         history=trained.history,
         seeds=trained.seeds,
+        layers=[LayerChange(a.layer, a.direction, a.flow, b.flow) for a, b in zip(before, after)],
+        state_dict=export_network(trained.network, setup.layout),
     )
 
 
@@ -186,6 +235,29 @@ def over_seeds(rows: list[CompareRun], seeds: list[int], baseline: float) -> Com
     return first
 
 
+def best_weights(result: CompareResult) -> dict:
+    """The best run's trained network as a PyTorch state dict, under the model's keys (``--save-best``)."""
+    best = next((r for r in result.runs if r.best), None)
+    if best is None:
+        raise InputError("--save-best: every run diverged, so none is best; nothing was written")
+    return best.state_dict
+
+
+def default_cures(config: RunConfig) -> list[str]:
+    """What compare runs when no mitigations are named: every registered one that applies to the
+    model's cell (the cell --weights holds, for a model of the user's own), less the swaps to the
+    cell it has already."""
+    cell = config.cell
+    if config.weights is not None:
+        choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
+        cell = load_network(read_state_dict(config.weights), "the weights", choices)[0].cell.name
+    names = default_mitigations(cell)
+    if config.weights is None:
+        return names
+    return [n for n in names if set(make_mitigation(n).overrides) != {"cell", "activation"}
+            or make_mitigation(n).overrides["cell"] != cell]
+
+
 def compare(
     config: RunConfig | None = None,
     options: TrainOptions = TrainOptions(),
@@ -194,9 +266,10 @@ def compare(
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
     seeds: int = 1,
+    start: str = "init",
 ) -> CompareResult:
     """Train the unmitigated model and each mitigation side by side (by default every registered one
-    that applies to the config's cell: ``mitigations.default_mitigations``).
+    that applies to the model's cell: ``default_cures``).
 
     jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
         ``parallel.default_jobs()``). The processes are spawned, so a script that asks for them must guard its own
@@ -205,28 +278,32 @@ def compare(
     seeds : repeat every run on this many seeds (config.seed, config.seed + 1, ...); each row keeps
         its first seed's figures and the spread over all (CompareRun.seeds), and the best run is
         the one of lowest mean final loss among those where no seed diverged.
+    start : with --weights, "init" (PyTorch's initialisation of the architecture) or "trained"
+        (fine-tune the saved weights): what every run trains from (module docstring).
     """
-    config = file_config(config or RunConfig(**TRAIN_DEFAULTS))
+    if start not in STARTS:
+        raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
+    config, minibatch = minibatch_config(file_config(config or RunConfig(**TRAIN_DEFAULTS)))
     seed_values = seed_list(config.seed, seeds)
-    names = [NoMitigation.name] + (default_mitigations(config.cell) if mitigations is None else list(mitigations))
+    names = [NoMitigation.name] + (default_cures(config) if mitigations is None else list(mitigations))
     check_jobs(jobs)
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: _mitigation(name, strengths) for name in names}
-    setups = {name: _setup(config, mitigation) for name, mitigation in chosen.items()}
+    setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
 
     rows: dict[tuple[str, int], CompareRun] = {}
     pairs = [(name, seed) for name in names for seed in seed_values]
     if jobs == 1 or len(pairs) == 1:  # in this process, on the setups just built
         for name, seed in pairs:
             if seed == config.seed:
-                rows[name, seed] = _row(config, options, name, chosen[name], setups[name])
+                rows[name, seed] = _row(config, options, name, chosen[name], setups[name], minibatch)
             else:
-                rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths)
+                rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths, start, minibatch)
             if progress is not None:
                 progress(len(rows), len(pairs), name)
     else:  # each worker builds its own setup from the picklable arguments
-        calls = [(replace(config, seed=seed), options, name, strengths) for name, seed in pairs]
+        calls = [(replace(config, seed=seed), options, name, strengths, start, minibatch) for name, seed in pairs]
         done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].network.cell.gates), jobs, progress,
                                 lambda i: pairs[i][0])
         rows.update({pairs[i]: row for i, row in done.items()})
@@ -236,8 +313,11 @@ def compare(
     best = best_run(runs)
     if best is not None:
         best.best = True
+    resolved = baseline.config.as_dict()
+    if minibatch is not None:
+        resolved["batch_size"] = minibatch  # the sequences of each step, not the file's
     return CompareResult(
-        config=baseline.config.as_dict(),
+        config=resolved,
         training=options,
         strengths=strengths,
         baseline_loss=baseline.baseline_loss,
@@ -245,4 +325,5 @@ def compare(
         best=best.mitigation if best is not None else None,
         seeds=seed_values,
         runs=runs,
+        start=None if config.weights is None else start,
     )

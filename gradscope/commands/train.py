@@ -36,9 +36,9 @@ import numpy as np
 from ..bptt.network import accuracy_of, bptt, forward, loss_of
 from ..config import RunConfig
 from ..errors import InputError
-from ..experiment import Setup, build, sample
+from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
-from ..mitigations import Mitigation, NoMitigation, global_norm
+from ..mitigations import Mitigation, NoMitigation, global_norm, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
 from ..profile import end_to_end_ratio
@@ -168,6 +168,22 @@ def file_config(config: RunConfig) -> RunConfig:
     except InputError:
         return config  # the task fixes another D: build says the file disagrees with it
     return replace(config, input_size=d)
+
+
+def mitigated_setup(config: RunConfig, mitigation: Mitigation, start: str = "trained") -> Setup:
+    """The setup a mitigation trains. A model built from flags is built as the mitigation
+    configures it; a network read from --weights is changed by it (``mitigations.treat``), from
+    the saved weights (``start`` "trained") or from PyTorch's initialisation of the same
+    architecture ("init"), with the weights stream of the seed (experiment.rngs)."""
+    setup = build(mitigation.configure(config))
+    if config.weights is None:
+        return setup
+    t_max = config.chrono_max or setup.batch.x.shape[1]
+    net = treat(setup.network, mitigation, start, rngs(config.seed)[0], t_max)
+    overrides = mitigation.overrides
+    resolved = replace(setup.config, cell=net.cell.name, activation=net.cell.activation,
+                       init=overrides.get("init"), init_gain=overrides.get("init_gain") if "init" in overrides else None)
+    return replace(setup, network=net, config=resolved)
 
 
 def minibatch_config(config: RunConfig) -> tuple[RunConfig, int | None]:
@@ -392,11 +408,9 @@ def train(
     """
     config, minibatch = minibatch_config(file_config(config or RunConfig(**TRAIN_DEFAULTS)))
     seed_values = seed_list(config.seed, seeds)
-    if mitigation is not None:
-        config = mitigation.configure(config)
     runs: list[TrainResult] = []
     for i, seed in enumerate(seed_values):
-        setup = build(replace(config, seed=seed))
+        setup = mitigated_setup(replace(config, seed=seed), mitigation or NoMitigation(), "trained")
         done = i * options.steps
         step_progress = None if progress is None else (
             lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))

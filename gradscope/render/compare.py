@@ -93,6 +93,19 @@ def runs_table(result: CompareResult) -> Table:
     return table
 
 
+def layers_table(result: CompareResult) -> Table:
+    """Every run's end-to-end ratio per layer and direction, at the start -> after training."""
+    table = Table(box=None, pad_edge=False, padding=(0, 0, 0, 1), header_style="bold")
+    table.add_column("mitigation", justify="left", no_wrap=True)
+    first = result.runs[0].layers
+    for change in first:
+        table.add_column(f"l{change.layer} {change.direction[:3]}", justify="right", no_wrap=True)
+    for r in result.runs:
+        cells = [f"{short(c.start.ratio_first_last)}>{short(c.end.ratio_first_last)}" for c in r.layers]
+        table.add_row(Text(f"{BEST if r.best else ' '}{wrapped_name(r.mitigation)}"), *cells)
+    return table
+
+
 def render_compare(result: CompareResult, console: Console) -> None:
     """Print the comparison for a person."""
     print_header(console, "compare", result.config)
@@ -109,6 +122,16 @@ def render_compare(result: CompareResult, console: Console) -> None:
         console.print(", ".join(strengths))
     console.print()
     console.print(runs_table(result))
+    if result.runs and len(result.runs[0].layers) > 1:
+        console.print()
+        console.print(Text("||dL/dh_1|| / ||dL/dh_T|| per layer and direction, at the start > after training",
+                           style="bold"))
+        console.print(layers_table(result))
+    if result.start is not None:
+        console.print()
+        console.print("every run trained from " + ("PyTorch's initialisation of the model's architecture"
+                                                   if result.start == "init" else "the saved weights")
+                      + f" (--start {result.start})")
     console.print()
     console.print(LEGEND)
     if result.best is not None:

@@ -39,6 +39,20 @@ def cell_path_table(result: SpectrumResult, rows: int) -> Table:
     return table
 
 
+def layers_table(result: SpectrumResult) -> Table:
+    """Every layer and direction: lambda_1, its horizon and verdict, the largest singular value."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("layer", "direction", "lambda_1", "horizon", "log10 sigma_1(P)", "verdict"):
+        table.add_column(name, justify="left" if name in ("direction", "verdict") else "right")
+    for layer in result.layers:
+        lyap = layer.lyapunov
+        table.add_row(str(layer.layer), layer.direction, num(lyap.leading_exponent),
+                      "-" if lyap.horizon is None else step_count(lyap.horizon),
+                      num(layer.product.log10_singular_values[0]),
+                      Text(lyap.regime, style=REGIME_STYLE[lyap.regime]))
+    return table
+
+
 def verdict_text(result: SpectrumResult) -> Text:
     lyap = result.lyapunov
     text = Text("Verdict: ")
@@ -69,5 +83,9 @@ def render_spectrum(result: SpectrumResult, console: Console, rows: int = 8) -> 
         console.print()
         console.print(Text("Cell path c_{t-1} -> c_t: diag(f_t)", style="bold"))
         console.print(cell_path_table(result, rows))
+    if len(result.layers) > 1:
+        console.print()
+        console.print(Text("Every layer and direction (the tables above: the top layer's forward)", style="bold"))
+        console.print(layers_table(result))
     console.print()
     console.print(verdict_text(result))

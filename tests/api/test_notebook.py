@@ -10,8 +10,8 @@ import sys
 import pytest
 
 import gradscope
+from gradscope.commands.spectrum import jacobian_spectrum
 from gradscope.commands.sweep import plan_sweep, run_sweep
-from gradscope.dynamics import jacobian_spectrum
 
 SMALL = dict(seq_len=12, hidden_size=4, batch_size=4)
 

@@ -65,7 +65,8 @@ def test_unknown_mitigation_lists_the_choices_and_exits_2(capsys):
     (["--steps", "0"], "--steps must be a whole number"),
     (["--jobs", "0"], "--jobs must be a whole number of at least 1"),
     (["--omega-strength", "1", "--mitigations", "l2"], "--omega-strength applies only to the omega"),
-    (["--weights", "model.npz", "--loss", "mse"], "mitigation orthogonal sets the model's init"),
+    (["--weights", "model.npz", "--loss", "mse", "--mitigations", "forget-bias"],
+     "mitigation forget-bias applies to the lstm cell, not the rnn"),
 ])
 def test_bad_values_exit_2(capsys, argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

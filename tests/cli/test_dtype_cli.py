@@ -68,7 +68,7 @@ def test_the_table_names_the_dtype_only_when_it_is_not_float64(capsys):
 
 def test_build_casts_the_model_and_the_batch():
     setup = build(RunConfig(cell="lstm", seq_len=10, dtype="float32"))
-    assert {p.dtype for p in setup.model.params.values()} == {np.dtype(np.float32)}
+    assert {p.dtype for p in setup.network.parameters().values()} == {np.dtype(np.float32)}
     assert setup.batch.x.dtype == np.float32
     text = build(RunConfig(task="text", seq_len=10, dtype="float32"))  # word vectors, (B, T, D)
     assert text.batch.x.ndim == 3 and text.batch.x.dtype == np.float32
@@ -76,7 +76,7 @@ def test_build_casts_the_model_and_the_batch():
 
 def test_training_in_float32_stays_float32():
     result = train(RunConfig(task="adding", seq_len=20, dtype="float32"), TrainOptions(steps=5, optimizer="adam"))
-    assert {p.dtype for p in result.model.params.values()} == {np.dtype(np.float32)}
+    assert {p.dtype for p in result.network.parameters().values()} == {np.dtype(np.float32)}
     assert np.isfinite(result.final_loss)
 
 

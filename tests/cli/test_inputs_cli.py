@@ -13,7 +13,7 @@ import pytest
 from gradscope.cli import main
 from gradscope.commands.train import HELD_OUT_SEQUENCES, TRAINING_BATCH, TrainOptions, train
 from gradscope.config import RunConfig
-from gradscope.model.statedict import export
+from gradscope.model.statedict import export_network
 from gradscope.schemas import load_schema
 from helpers import random_model
 
@@ -23,7 +23,7 @@ B, T, D, H = 20, 11, 3, 5
 @pytest.fixture
 def files(tmp_path):
     """A saved nn.RNN + nn.Linear (bce) and a batch of B sequences of T steps, D features."""
-    np.savez(tmp_path / "w.npz", **export(random_model("rnn", "tanh", "bce", d=D, h=H, o=1, seed=2)))
+    np.savez(tmp_path / "w.npz", **export_network(random_model("rnn", "tanh", "bce", d=D, h=H, o=1, seed=2)))
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.standard_normal((B, T, D)))
     np.save(tmp_path / "y.npy", rng.integers(0, 2, B).astype(float))
@@ -147,7 +147,7 @@ def test_save_weights_round_trips_both_biases_of_a_loaded_rnn(capsys, files, tmp
     result = train(RunConfig(weights=files["w"], inputs=files["x"], targets=files["y"]), TrainOptions(steps=3))
     with np.load(trained) as saved:
         for ours, key in (("b", "rnn.bias_ih_l0"), ("b_hh", "rnn.bias_hh_l0")):
-            np.testing.assert_array_equal(saved[key], result.model.params[ours], err_msg=key)
+            np.testing.assert_array_equal(saved[key], result.network.layers[0][0][ours], err_msg=key)
             assert not np.array_equal(saved[key], state[key])  # trained: each bias moved
         # both got the same gradient, so both moved by the same step (Adam: the same update)
         np.testing.assert_allclose(saved["rnn.bias_ih_l0"] - state["rnn.bias_ih_l0"],

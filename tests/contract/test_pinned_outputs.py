@@ -17,7 +17,7 @@ from pinned_cases import CASES, PINNED, run_case
 # Keys that exist only since the one-model restructuring: per layer and direction reports.
 ADDED = {
     "spectrum": [("layers",)],
-    "compare": [("runs", "*", "layers")],
+    "compare": [("runs", "*", "layers"), ("start",)],
 }
 
 

@@ -207,7 +207,7 @@ def test_copy_model_saved_and_loaded_reads_out_at_every_step(tmp_path, capsys):
     assert saved["fc.weight"].shape == (9, 32) and saved["rnn.weight_ih_l0"].shape == (32, 10)
     fresh = analyze(task="copy", seq_len=30)
     loaded = analyze(task="copy", seq_len=30, weights=str(path))
-    assert loaded.setup.model.readout == "every"
+    assert loaded.setup.network.readout == "every"
     assert loaded.loss == pytest.approx(fresh.loss, rel=1e-12)
     np.testing.assert_allclose(loaded.grad_norms, fresh.grad_norms, rtol=1e-10)
 

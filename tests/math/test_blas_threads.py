@@ -89,8 +89,9 @@ def test_training_is_bit_identical_with_and_without_the_limit(monkeypatch, cell,
         monkeypatch.setattr(runtime, "SMALL_STEP", small_step)
         runs.append(train(config, options))
     limited, unlimited = runs
-    assert limited.model.params.keys() == unlimited.model.params.keys()
-    for name, value in limited.model.params.items():
-        assert np.array_equal(value, unlimited.model.params[name]), name
+    ours, theirs = limited.network.parameters(), unlimited.network.parameters()
+    assert ours.keys() == theirs.keys()
+    for name, value in ours.items():
+        assert np.array_equal(value, theirs[name]), name
     assert [r.loss for r in limited.history] == [r.loss for r in unlimited.history]
     assert limited.final_loss == unlimited.final_loss

@@ -1,4 +1,4 @@
-"""Checkpointed BPTT (checkpointed_bptt.py) gives what the full path gives, in bounded memory."""
+"""Checkpointed BPTT (bptt/checkpointed.py) gives what the full path gives, in bounded memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from gradscope.bptt import bptt
-from gradscope.checkpointed_bptt import checkpointed_bptt, segment_length
+from gradscope.bptt.checkpointed import checkpointed_bptt, segment_length
+from gradscope.bptt.layer import contribution_norms
 from gradscope.commands.analyze import analyze, analyze_setup, gradient_arrays
 from gradscope.config import RunConfig
 from gradscope.dynamics import lyapunov
@@ -28,23 +29,26 @@ def _setup(cell="rnn", activation="tanh", seq_len=50, **settings):
 @pytest.mark.parametrize("seq_len,segment", [(50, None), (50, 7), (10, 20), (1, None), (37, 1)])
 def test_checkpointed_equals_full_path(cell, activation, seq_len, segment):
     setup = _setup(cell, activation, seq_len)
-    model, batch = setup.model, setup.batch
-    traj, full = bptt(model, batch.x, batch.y)
-    run = checkpointed_bptt(model, batch.x, batch.y, segment)
+    net, batch = setup.network, setup.batch
+    traj, full = bptt(net, batch.x, batch.y)
+    run = checkpointed_bptt(net, batch.x, batch.y, segment)
+    layer, path = full.layers[0][0], traj.runs[0][0]
     assert run.checkpoints == -(-seq_len // run.segment)
     assert run.loss == pytest.approx(full.loss, rel=RTOL)
-    np.testing.assert_allclose(run.log_norms, full.log_norms, rtol=RTOL)
-    np.testing.assert_allclose(run.contributions, full.contribution_norms(), rtol=RTOL)
-    if full.log_cell_norms is None:
+    np.testing.assert_allclose(run.log_norms, layer.log_norms, rtol=RTOL)
+    np.testing.assert_allclose(run.contributions, contribution_norms(layer.dv, path.hidden[:-1]), rtol=RTOL)
+    if layer.log_cell_norms is None:
         assert run.log_cell_norms is None
     else:
-        np.testing.assert_allclose(run.log_cell_norms, full.log_cell_norms, rtol=RTOL)
-    assert run.params.keys() == full.params.keys()
-    for name, g in full.params.items():
-        np.testing.assert_allclose(run.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
-    np.testing.assert_allclose(run.lyapunov.exponents, lyapunov(model, traj).exponents, rtol=RTOL)
-    if len(model.cell.gates) > 1:
-        mean = model.cell.mean_step_jacobian(model.params, traj.caches)
+        np.testing.assert_allclose(run.log_cell_norms, layer.log_cell_norms, rtol=RTOL)
+    assert run.params.keys() == layer.params.keys()
+    assert run.head.keys() == full.head.keys()
+    for ours, theirs in ((run.params, layer.params), (run.head, full.head)):
+        for name, g in theirs.items():
+            np.testing.assert_allclose(ours[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
+    np.testing.assert_allclose(run.lyapunov.exponents, lyapunov(net.layer(0), path).exponents, rtol=RTOL)
+    if len(net.cell.gates) > 1:
+        mean = net.cell.mean_step_jacobian(net.layers[0][0], path.caches)
         np.testing.assert_allclose(run.mean_jacobian, mean, rtol=RTOL, atol=1e-15)
 
 
@@ -52,13 +56,15 @@ def test_checkpointed_equals_full_path(cell, activation, seq_len, segment):
 def test_log_domain_carried_across_segments(cell):
     # the gradient leaves float64 within the run: its unit is carried from segment to segment
     setup = _setup(cell, "tanh", 3000, spectral_radius=0.3)
-    model, batch = setup.model, setup.batch
-    _, full = bptt(model, batch.x, batch.y)
-    assert full.log_norms[0] < -745  # e^-745 underflows: only the log domain holds it
-    run = checkpointed_bptt(model, batch.x, batch.y)
-    np.testing.assert_allclose(run.log_norms, full.log_norms, rtol=RTOL)
-    np.testing.assert_allclose(run.contributions, full.contribution_norms(), rtol=RTOL)
-    for name, g in full.params.items():
+    net, batch = setup.network, setup.batch
+    traj, full = bptt(net, batch.x, batch.y)
+    layer = full.layers[0][0]
+    assert layer.log_norms[0] < -745  # e^-745 underflows: only the log domain holds it
+    run = checkpointed_bptt(net, batch.x, batch.y)
+    np.testing.assert_allclose(run.log_norms, layer.log_norms, rtol=RTOL)
+    np.testing.assert_allclose(run.contributions, contribution_norms(layer.dv, traj.runs[0][0].hidden[:-1]),
+                               rtol=RTOL)
+    for name, g in layer.params.items():
         np.testing.assert_allclose(run.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
 
 
@@ -109,8 +115,11 @@ def test_small_max_memory_chooses_checkpointed_with_same_report(monkeypatch, cel
                 np.testing.assert_allclose(value, theirs[name], rtol=RTOL, err_msg=name)
             else:
                 assert value == theirs[name], name
-    for name, g in full.gradients.params.items():
-        np.testing.assert_allclose(ours.gradients.params[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max())
+    theirs = full.gradients
+    assert ours.gradients.params.keys() == theirs.layers[0][0].params.keys()
+    for mine, reference in ((ours.gradients.params, theirs.layers[0][0].params), (ours.gradients.head, theirs.head)):
+        for name, g in reference.items():
+            np.testing.assert_allclose(mine[name], g, rtol=RTOL, atol=1e-15 * np.abs(g).max(), err_msg=name)
     with pytest.raises(InputError, match="checkpointed"):
         gradient_arrays(ours)
 

@@ -9,11 +9,11 @@ import pytest
 
 from gradscope.bptt import bptt
 from gradscope.config import RunConfig
-from gradscope.dynamics import jacobian_spectrum
 from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.mitigations import Strengths, default_mitigations, make_mitigation
 from gradscope.commands.compare import compare
+from gradscope.commands.spectrum import jacobian_spectrum
 from gradscope.commands.train import TrainOptions, train
 from gradscope.seeds import Spread, seed_list
 
@@ -62,18 +62,20 @@ def test_conflicts_are_input_errors_naming_them(name, message):
 
 def test_penalties_are_summed_and_one_clipping_acts():
     config = RunConfig(**TINY)
-    model = build(config).model
+    net = build(config).network
     batch = build(config).batch
-    traj, grads = bptt(model, batch.x, batch.y)
+    traj, grads = bptt(net, batch.x, batch.y)
     strengths = Strengths(l2=0.3, omega=0.2, clip_threshold=1e-3)
     both = make_mitigation("l2+omega+clip-norm", strengths)
-    value, extra = both.penalty(model, traj, grads)
-    l2_value, l2_grad = make_mitigation("l2", strengths).penalty(model, traj, grads)
-    om_value, om_grad = make_mitigation("omega", strengths).penalty(model, traj, grads)
+    value, extra = both.penalty(net, traj, grads)
+    l2_value, l2_grad = make_mitigation("l2", strengths).penalty(net, traj, grads)
+    om_value, om_grad = make_mitigation("omega", strengths).penalty(net, traj, grads)
     assert value == pytest.approx(l2_value + om_value, rel=1e-14)
-    np.testing.assert_allclose(extra["Wa"], l2_grad["Wa"] + om_grad["Wa"], rtol=1e-14)
-    clipped, fired = both.clip(grads.params)
-    alone, _ = make_mitigation("clip-norm", strengths).clip(grads.params)
+    assert set(extra) == {"l0.Wa"}
+    np.testing.assert_allclose(extra["l0.Wa"], l2_grad["l0.Wa"] + om_grad["l0.Wa"], rtol=1e-14)
+    flat = grads.parameters(net)
+    clipped, fired = both.clip(flat)
+    alone, _ = make_mitigation("clip-norm", strengths).clip(flat)
     assert fired and all(np.array_equal(clipped[k], alone[k]) for k in alone)
 
 
@@ -87,7 +89,7 @@ def test_default_comparison_has_the_gate_bias_inits_only_for_gated_cells():
 
 
 def _biases(**settings):
-    params = build(RunConfig(**{**TINY, "hidden_size": 50, **settings})).model.params
+    params = build(RunConfig(**{**TINY, "hidden_size": 50, **settings})).network.layers[0][0]
     return params["b_ih"], params["b_hh"], 50
 
 
@@ -109,7 +111,7 @@ def test_chrono_sets_b_f_in_its_range_and_b_i_opposite_for_the_lstm():
 def test_chrono_sets_the_update_gate_of_the_gru_and_defaults_t_max_to_seq_len():
     setup = build(RunConfig(**{**TINY, "hidden_size": 50, "seq_len": 12}, cell="gru", bias_init="chrono"))
     assert setup.config.chrono_max == 12
-    b_ih, h = setup.model.params["b_ih"], 50
+    b_ih, h = setup.network.layers[0][0]["b_ih"], 50
     assert np.all(b_ih[:h] == 0.0) and np.all(b_ih[2 * h :] == 0.0)
     assert np.all((b_ih[h : 2 * h] >= 0) & (b_ih[h : 2 * h] <= math.log(11)))
 

@@ -10,14 +10,13 @@ import pytest
 
 from gradscope.commands.analyze import analyze
 from gradscope.bptt import forward
+from gradscope.commands.spectrum import jacobian_spectrum, spectrum_setup
 from gradscope.config import RunConfig
 from gradscope.dynamics import (
-    jacobian_spectrum,
     jacobi_log_singular_values,
     lyapunov,
     lyapunov_exponents,
     product_log_singular_values,
-    spectrum_setup,
     step_jacobians,
 )
 from gradscope.errors import InputError
@@ -54,8 +53,8 @@ def test_irnn_at_initialisation_has_product_singular_values_zero_or_one():
     result = jacobian_spectrum(config)
     sigma = 10.0 ** result.product.log10_singular_values
     assert np.all(np.isclose(sigma, 0.0, atol=1e-12) | np.isclose(sigma, 1.0, rtol=1e-12))
-    traj = forward(result.setup.model, result.setup.batch.x)
-    always_on = np.all(traj.hidden[2:, 0] > 0, axis=0)  # a_2..a_T: the units J_T ... J_2 keep
+    traj = forward(result.setup.network, result.setup.batch.x)
+    always_on = np.all(traj.runs[0][0].hidden[2:, 0] > 0, axis=0)  # a_2..a_T: the units J_T ... J_2 keep
     assert 0 < always_on.sum() < 16, "the case must have both singular values to prove anything"
     assert np.sum(np.isclose(sigma, 1.0)) == always_on.sum()
 
@@ -74,8 +73,9 @@ def test_singular_values_of_a_short_product_match_the_svd_of_the_formed_product(
 def test_model_product_singular_values_match_the_svd_of_the_step_jacobians():
     config = RunConfig(seq_len=8, hidden_size=6, batch_size=1, spectral_radius=1.4, seed=2)
     result = jacobian_spectrum(config)
-    traj = forward(result.setup.model, result.setup.batch.x)
-    factors = list(step_jacobians(result.setup.model, traj))[1:]  # J_2 .. J_T
+    net = result.setup.network
+    traj = forward(net, result.setup.batch.x)
+    factors = list(step_jacobians(net.layer(0), traj.runs[0][0]))[1:]  # J_2 .. J_T
     expected = np.linalg.svd(explicit_product(factors)[0], compute_uv=False)
     np.testing.assert_allclose(10.0 ** result.product.log10_singular_values, expected,
                                rtol=0, atol=1e-10 * expected[0])
@@ -116,8 +116,8 @@ def test_leading_exponent_negative_for_small_radius_tanh_positive_for_large(seed
     small = build(RunConfig(spectral_radius=0.5, seq_len=100, seed=seed))
     # A large tanh network with weak inputs at radius 3 is chaotic (Sompolinsky et al. 1988).
     large = build(RunConfig(spectral_radius=3.0, seq_len=100, hidden_size=64, input_size=1, seed=seed))
-    lam_small = lyapunov(small.model, forward(small.model, small.batch.x)).leading_exponent
-    lam_large = lyapunov(large.model, forward(large.model, large.batch.x)).leading_exponent
+    lam_small = lyapunov(small.network.layer(0), forward(small.network, small.batch.x).runs[0][0]).leading_exponent
+    lam_large = lyapunov(large.network.layer(0), forward(large.network, large.batch.x).runs[0][0]).leading_exponent
     assert lam_small < -0.5
     assert lam_large > 0.05
 
@@ -151,10 +151,10 @@ def test_lyapunov_exponent_is_where_the_gradient_slope_goes_on_a_long_run():
 def test_lstm_cell_path_is_the_forget_gate_product():
     setup = build(RunConfig(cell="lstm", seq_len=30, hidden_size=5, batch_size=3, seed=2))
     result = spectrum_setup(setup, transient=4)
-    traj = forward(setup.model, setup.batch.x)
+    traj = forward(setup.network, setup.batch.x).runs[0][0]
     h = 5
     forget = np.stack([cache.gates[:, h : 2 * h] for cache in traj.caches])  # (T, B, H)
-    for t, jac in enumerate(step_jacobians(setup.model, traj)):
+    for t, jac in enumerate(step_jacobians(setup.network.layer(0), traj)):
         np.testing.assert_array_equal(jac[:, h:, h:], forget[t][:, :, None] * np.eye(h))
     exponents = -np.sort(-np.log(forget[4:]).mean(axis=0), axis=1).mean(axis=0)
     product = -np.sort(-np.log(forget[1:]).sum(axis=0), axis=1).mean(axis=0) / math.log(10)
@@ -194,17 +194,19 @@ def test_transient_must_leave_steps_to_average():
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_jacobian_times_is_the_step_jacobian_applied(cell):
     """The matrix-free J_t q that the leading exponent uses is exactly the formed Jacobian's."""
-    model = random_model(cell, "tanh", "bce", d=3, h=5, o=1, seed=2, bias_scale=0.4)
+    net = random_model(cell, "tanh", "bce", d=3, h=5, o=1, seed=2, bias_scale=0.4)
+    layer = net.layer(0)
     rng = np.random.default_rng(3)
-    traj = forward(model, rng.standard_normal((4, 6, 3)))
-    size = model.hidden_size * len(model.cell.state_names)
+    traj = forward(net, rng.standard_normal((4, 6, 3))).runs[0][0]
+    size = net.hidden_size * len(net.cell.state_names)
+    assert layer.state_size == size
     q = rng.standard_normal((4, size, 2))
     for cache in traj.caches:
-        np.testing.assert_allclose(model.cell.jacobian_times(model.params, cache, q),
-                                   model.cell.step_jacobian(model.params, cache) @ q,
+        np.testing.assert_allclose(layer.cell.jacobian_times(layer.params, cache, q),
+                                   layer.cell.step_jacobian(layer.params, cache) @ q,
                                    rtol=1e-12, atol=1e-14)
-    formed = lyapunov_exponents(step_jacobians(model, traj), 0, 2)
-    np.testing.assert_allclose(lyapunov(model, traj, 0, 2).exponents, formed.mean(axis=0), rtol=1e-10)
+    formed = lyapunov_exponents(step_jacobians(layer, traj), 0, 2)
+    np.testing.assert_allclose(lyapunov(layer, traj, 0, 2).exponents, formed.mean(axis=0), rtol=1e-10)
 
 
 @pytest.mark.parametrize("activation, scale", [("tanh", 1.0), ("linear", 1e30), ("linear", 1e-30), ("relu", -1.0)])
@@ -218,18 +220,20 @@ def test_blocked_power_iteration_equals_the_step_by_step_one(activation, scale):
     from gradscope.experiment import build
 
     setup = build(RunConfig(activation=activation, hidden_size=12, seq_len=41, batch_size=3, seed=2))
-    model = setup.model
+    net = setup.network
+    params = net.layers[0][0]
     if scale < 0:
-        model.params["Wa"] = -np.abs(model.params["Wa"])
-        model.params["Wx"] = -np.abs(model.params["Wx"])
+        params["Wa"] = -np.abs(params["Wa"])
+        params["Wx"] = -np.abs(params["Wx"])
         setup.batch.x[...] = np.abs(setup.batch.x)
     else:
-        model.params["Wa"] = model.params["Wa"] * scale
+        params["Wa"] = params["Wa"] * scale
+    layer = net.layer(0)
     with np.errstate(all="ignore"):
-        traj = forward(model, setup.batch.x)
+        traj = forward(net, setup.batch.x).runs[0][0]
         for transient in (0, 5, 13):
-            blocked = leading_exponents(model, traj, transient)
-            stepwise = lyapunov_exponents(step_maps(model, traj), transient, 1)
+            blocked = leading_exponents(layer, traj, transient)
+            stepwise = lyapunov_exponents(step_maps(layer, traj), transient, 1)
             if scale < 0:
                 assert np.all(blocked == -np.inf) and np.all(stepwise == -np.inf)
             else:

@@ -14,8 +14,8 @@ compares, against the bounds of gradscope/precision.py:
   a cancelling sum (a bias's, sum_t dL/dz_t) can have a large relative error and be tiny itself.
 
 Cases: the vanilla RNN (tanh, relu), the GRU, the LSTM; one layer through ``bptt.bptt`` (analyze's
-path) and ``checkpointed_bptt`` (compared with float64's full path), and networks through
-``network_bptt``: two layers, bidirectional, padded (--lengths), an embedding; each at T = 50 and
+path) and ``checkpointed_bptt`` (compared with float64's full path), and loaded networks through
+``bptt.bptt``: two layers, bidirectional, padded (--lengths), an embedding; each at T = 50 and
 at a long T where float64's gradient falls far below float32's smallest number (1e-38, 1e-45
 subnormal): 1e-100 .. 1e-600, which float32 reaches only through BPTT's log domain.
 
@@ -43,10 +43,9 @@ import numpy as np
 import pytest
 
 from gradscope.bptt import bptt
-from gradscope.checkpointed_bptt import checkpointed_bptt
+from gradscope.bptt.checkpointed import checkpointed_bptt
 from gradscope.config import RunConfig
 from gradscope.experiment import build
-from gradscope.network_bptt import network_bptt
 from gradscope.precision import EPS32, GRADIENT_ERROR, LOG_NORM_ERROR_PER_STEP, LOSS_ERROR
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -67,19 +66,22 @@ class Pass:
 
 
 def single(cell: str, activation: str = "tanh", gain: float = 1.0, checkpointed: bool = False) -> Callable:
-    """A built single-layer model through bptt.bptt (or checkpointed_bptt for float32)."""
+    """A built one-layer network through bptt.bptt (or checkpointed_bptt for float32)."""
     def run(dtype: str, steps: int) -> Pass:
         setup = build(RunConfig(cell=cell, activation=activation, init_gain=gain, hidden_size=H, seq_len=steps,
                                 batch_size=B, dtype=dtype))
-        model, batch = setup.model, setup.batch
+        net, batch = setup.network, setup.batch
         if checkpointed and dtype == "float32":  # float64's reference is the full path
-            cp = checkpointed_bptt(model, batch.x, batch.y)
-            return Pass(cp.loss, [cp.log_norms], dict(cp.params), 1, list(cp.params.values()))
-        traj, grads = bptt(model, batch.x, batch.y)
-        arrays = [traj.hidden, traj.logits, grads.dL_da, grads.dv, *grads.params.values()]
-        arrays += [p for state in traj.states for p in state]
-        arrays += [grads.dL_dc] if grads.dL_dc is not None else []
-        return Pass(grads.loss, [grads.log_norms], dict(grads.params), 1, arrays)
+            cp = checkpointed_bptt(net, batch.x, batch.y)
+            named = {net.parameter_name(0, 0, name): g for name, g in cp.params.items()}
+            named.update({f"head.{name}": g for name, g in cp.head.items()})
+            return Pass(cp.loss, [cp.log_norms], named, 1, list(named.values()))
+        traj, grads = bptt(net, batch.x, batch.y)
+        run, layer, named = traj.runs[0][0], grads.layers[0][0], grads.parameters(net)
+        arrays = [run.hidden, traj.logits, layer.dL_dh, layer.dv, *named.values()]
+        arrays += [p for state in run.states for p in state]
+        arrays += [layer.dL_dc] if layer.dL_dc is not None else []
+        return Pass(grads.loss, [layer.log_norms], dict(named), 1, arrays)
     return run
 
 
@@ -102,7 +104,7 @@ def state_dict(cell: str, layers: int, bidirectional: bool, gain: float, vocab: 
 
 def network(cell: str, layers: int = 2, bidirectional: bool = True, padded: bool = False, embedding: bool = False,
             gain: float = 0.5) -> Callable:
-    """A loaded network through network_bptt; padded: --lengths from T/2 to T; embedding: token ids
+    """A loaded network through bptt.bptt; padded: --lengths from T/2 to T; embedding: token ids
     with --padding-idx 0 (pads before the text)."""
     def run(dtype: str, steps: int) -> Pass:
         rng = np.random.default_rng(steps)
@@ -118,7 +120,7 @@ def network(cell: str, layers: int = 2, bidirectional: bool = True, padded: bool
             settings.update(inputs=rng.normal(0, 1, (B, steps, D)), targets=rng.integers(0, 2, B), lengths=lengths)
         setup = build(RunConfig(**settings))
         batch = setup.batch
-        traj, grads = network_bptt(setup.network, batch.x, batch.y, batch.mask, setup.upstream)
+        traj, grads = bptt(setup.network, batch.x, batch.y, batch.mask, setup.upstream)
         named = {f"l{k}d{d}.{name}": g for k, layer in enumerate(grads.layers) for d, lg in enumerate(layer)
                  for name, g in lg.params.items()}
         named.update({f"head.{name}": g for name, g in grads.head.items()})

@@ -110,7 +110,8 @@ def test_step_jacobian_matches_torch_autograd(cell):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((b, 3, 3))
     traj, _ = bptt(model, x, random_targets("bce", b, 1, rng))
-    p = {k: torch.tensor(v) for k, v in model.params.items()}
+    traj, params = traj.runs[0][0], model.layers[0][0]
+    p = {k: torch.tensor(v) for k, v in params.items()}
     step = MODULES[cell][1](3, h).double()
     with torch.no_grad():
         for ours, theirs in (("W_ih", "weight_ih"), ("W_hh", "weight_hh"), ("b_ih", "bias_ih"),
@@ -126,5 +127,5 @@ def test_step_jacobian_matches_torch_autograd(cell):
 
     for i in range(b):
         jac = torch.autograd.functional.jacobian(lambda s: flat_step(s)[i], prev)[:, i].numpy()
-        np.testing.assert_allclose(model.cell.step_jacobian(model.params, traj.caches[2])[i], jac,
+        np.testing.assert_allclose(model.cell.step_jacobian(params, traj.caches[2])[i], jac,
                                    rtol=RTOL, atol=1e-14)

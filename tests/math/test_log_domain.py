@@ -1,8 +1,9 @@
 """BPTT's log domain: ln||dL/dh_t|| exact at any depth, and the same gradients as plain float64.
 
-The references are independent of bptt.py's renormalisation: a plain float64 loop over the cells'
-step functions (no scaling), the orthogonal linear RNN whose norms are known in closed form, and a
-diagonal tanh RNN whose gradient is computed component by component in logarithms.
+The references are independent of the renormalisation of bptt/logdomain.py: a plain float64 loop
+over the cells' step functions (no scaling), the orthogonal linear RNN whose norms are known in
+closed form, and a diagonal tanh RNN whose gradient is computed component by component in
+logarithms.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from gradscope.bptt import backprop_layer, combine_log_norms, log_row_norms, run_layer
+from gradscope.bptt.layer import backprop_layer, run_layer
+from gradscope.bptt.logdomain import combine_log_norms, log_row_norms
 from gradscope.commands.analyze import analyze, step_norms
 from gradscope.flow import flow
 from gradscope.model.cells import make_cell
@@ -22,7 +24,7 @@ RTOL = 1e-12
 
 
 def plain_backprop(cell, params, traj, local=None, final=None, mask=None):
-    """BPTT in plain float64, the recursion of bptt.py before the log domain: no scaling at all."""
+    """BPTT in plain float64, the recursion of bptt/layer.py without the log domain: no scaling at all."""
     steps, batch, h = traj.hidden.shape[0] - 1, traj.hidden.shape[1], traj.hidden.shape[2]
     width = params[cell.recurrent].shape[0]
     du = np.zeros((steps, batch, width))

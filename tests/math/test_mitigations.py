@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradscope.bptt import bptt
+from gradscope.bptt.gradcheck import numeric_gradient, relative_error
 from gradscope.config import RunConfig
 from gradscope.errors import InputError
 from gradscope.experiment import build
-from gradscope.gradcheck import numeric_gradient, relative_error
 from gradscope.mitigations import (
     MITIGATIONS, Strengths, clip_by_norm, clip_by_value, global_norm, l2_penalty, make_mitigation,
     omega_penalty, parse_mitigations, resolve_strengths,
@@ -103,26 +103,26 @@ def test_clipping_mitigations_clip_and_the_others_do_not():
 
 
 def built(name: str, config: RunConfig = SMALL):
-    return build(make_mitigation(name).configure(config)).model
+    return build(make_mitigation(name).configure(config)).network
 
 
 def test_orthogonal_gives_an_orthogonal_wa_even_with_a_spectral_radius_asked_for():
     model = built("orthogonal", RunConfig(task="adding", seq_len=12, hidden_size=7, spectral_radius=3.0,
                                           init_gain=2.0))
-    wa = model.params["Wa"]
+    wa = model.layers[0][0]["Wa"]
     np.testing.assert_allclose(wa.T @ wa, np.eye(7), atol=1e-12)
 
 
 def test_orthogonal_on_a_gated_cell_gives_orthogonal_gate_blocks():
     model = built("orthogonal", RunConfig(task="adding", seq_len=12, hidden_size=5, cell="gru"))
-    for block in model.cell.gate_blocks(model.params).values():
+    for block in model.layer(0).gate_blocks().values():
         np.testing.assert_allclose(block.T @ block, np.eye(5), atol=1e-12)
 
 
 def test_identity_relu_is_the_irnn():
     model = built("identity-relu", RunConfig(task="adding", seq_len=12, hidden_size=6, activation="tanh",
                                              init="normal", spectral_radius=0.5))
-    np.testing.assert_array_equal(model.params["Wa"], np.eye(6))
+    np.testing.assert_array_equal(model.layers[0][0]["Wa"], np.eye(6))
     assert model.cell.name == "rnn" and model.cell.activation == "relu"
 
 
@@ -153,9 +153,9 @@ def test_l2_acts_on_the_recurrent_weight_only():
     model = built("lstm")
     traj, grads = bptt(model, *_batch())
     value, extra = make_mitigation("l2", Strengths(l2=0.5)).penalty(model, traj, grads)
-    assert list(extra) == ["W_hh"]
-    np.testing.assert_allclose(extra["W_hh"], 0.5 * model.params["W_hh"])
-    assert value == pytest.approx(0.25 * np.sum(model.params["W_hh"] ** 2))
+    assert list(extra) == ["l0.W_hh"]
+    np.testing.assert_allclose(extra["l0.W_hh"], 0.5 * model.layers[0][0]["W_hh"])
+    assert value == pytest.approx(0.25 * np.sum(model.layers[0][0]["W_hh"] ** 2))
 
 
 def omega_inputs(seed: int = 0, steps: int = 7, batch: int = 3, hidden: int = 5):
@@ -215,14 +215,15 @@ def test_omega_on_a_model_uses_the_step_jacobians_of_the_run():
     model = built("omega")
     traj, grads = bptt(model, *_batch())
     value, extra = make_mitigation("omega", Strengths(omega=2.0)).penalty(model, traj, grads)
+    run, dL_dh, params = traj.runs[0][0], grads.layers[0][0].dL_dh, model.layers[0][0]
     expected = 0.0
-    for t in range(1, traj.hidden.shape[0] - 1):  # t = 2..T (0-based caches index t)
-        jacobians = model.cell.step_jacobian(model.params, traj.caches[t])  # (B, H, H)
+    for t in range(1, run.hidden.shape[0] - 1):  # t = 2..T (0-based caches index t)
+        jacobians = model.cell.step_jacobian(params, run.caches[t])  # (B, H, H)
         for b, jac in enumerate(jacobians):
-            d = grads.dL_da[t, b]
+            d = dL_dh[t, b]
             expected += (np.linalg.norm(d @ jac) / np.linalg.norm(d) - 1.0) ** 2
     assert value == pytest.approx(2.0 * expected / 4, rel=1e-10)
-    assert list(extra) == ["Wa"] and extra["Wa"].shape == model.params["Wa"].shape
+    assert list(extra) == ["l0.Wa"] and extra["l0.Wa"].shape == params["Wa"].shape
 
 
 def test_omega_needs_the_vanilla_rnn():

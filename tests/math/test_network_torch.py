@@ -22,8 +22,8 @@ from gradscope.config import RunConfig
 from gradscope.errors import InputError
 from gradscope.io.weights import read_state_dict
 from gradscope.model.losses import get_loss
-from gradscope.model.statedict import Choices, export_grads, export_network_grads, load_network
-from gradscope.network_bptt import NetworkGradients, network_bptt, network_forward
+from gradscope.bptt import NetworkGradients, bptt, forward
+from gradscope.model.statedict import Choices, export_network_grads, load_network
 
 RTOL, ATOL = 1e-9, 1e-12
 B, T, D, H, VOCAB, PAD = 5, 6, 3, 4, 11, 0
@@ -216,26 +216,25 @@ def run_analyze(model, x, y=None, lengths=None, readout="last", loss="ce", outpu
 
 
 def exported(result) -> dict[str, np.ndarray]:
-    """Every parameter gradient under its state-dict key (the single-layer path included)."""
+    """Every parameter gradient under its state-dict key (one layer and direction included)."""
     setup, grads = result.setup, result.gradients
-    if isinstance(grads, NetworkGradients):
-        return export_network_grads(setup.network, grads, setup.layout)
-    return export_grads(setup.model, grads.params, setup.layout)
+    assert isinstance(grads, NetworkGradients)  # the full path, not checkpointed
+    return export_network_grads(setup.network, grads, setup.layout)
 
 
 def run_network(model, x, y, lengths, readout: str, loss: str):
-    """What analyze does, one layer down (load_network + network_bptt): for the readout at every
+    """What analyze does, one layer down (load_network + bptt): for the readout at every
     step. Returns (loss, exported gradients, grads)."""
     net, layout = load_network(read_state_dict(model.state_dict()), "the state dict",
                                Choices(activation=activation_of(model)), readout)
     net.loss = get_loss(loss)
     net.padding_idx = PAD if net.embedding is not None else None
-    _, grads = network_bptt(net, x, y, None if lengths is None else real_steps(lengths))
+    _, grads = bptt(net, x, y, None if lengths is None else real_steps(lengths))
     return grads.loss, export_network_grads(net, grads, layout), grads
 
 
 def gradscope_run(model, x, y, lengths, readout: str, loss: str):
-    """(loss, exported gradients, NetworkGradients or Gradients): analyze, but for ``every``."""
+    """(loss, exported gradients, NetworkGradients): analyze, but for ``every``."""
     if readout == "every":
         return run_network(model, x, y, lengths, readout, loss)
     result = run_analyze(model, x, y, lengths, readout, loss)
@@ -479,10 +478,10 @@ def test_gradients_of_a_padded_bidirectional_gru_match_finite_differences():
     mask = real_steps(LENGTHS)
     x[~mask] = PAD
     y = rng.integers(0, 3, B).astype(np.float64)
-    _, grads = network_bptt(net, x, y, mask)
+    _, grads = bptt(net, x, y, mask)
 
     def loss() -> float:
-        return net.loss.value_and_grad(network_forward(net, x, mask).logits, y)[0]
+        return net.loss.value_and_grad(forward(net, x, mask).logits, y)[0]
 
     def central_difference(array: np.ndarray, index: tuple, eps: float = 1e-6) -> float:
         saved = array[index]

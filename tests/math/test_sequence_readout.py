@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from gradscope import analyze
-from gradscope.bptt import bptt, forward, last_step_backward
-from gradscope.gradcheck import numeric_param_grads, numeric_state_gradient, relative_error
+from gradscope.bptt import bptt, forward
+from gradscope.bptt.gradcheck import numeric_param_grads, numeric_state_gradient, relative_error
+from gradscope.bptt.network import last_step_backward
 from gradscope.model.losses import get_loss
-from gradscope.model.single import Model
-from gradscope.model.statedict import export_grads, load_model
+from gradscope.model.network import Network
+from gradscope.model.statedict import Choices, export_network_grads, load_network
 from helpers import random_model
 
 TOL = 1e-6
@@ -33,12 +34,12 @@ def step_targets(loss: str, b: int, t: int, o: int, rng: np.random.Generator) ->
 
 def case(activation: str, loss: str, b: int, t: int, d: int, h: int, o: int, seed: int):
     """A vanilla RNN read out at every step, inputs x (B, T, D) and targets at every step."""
-    model = replace(random_model("rnn", activation, loss, d=d, h=h, o=o, seed=seed), readout="every")
+    model = random_model("rnn", activation, loss, d=d, h=h, o=o, seed=seed, readout="every")
     rng = np.random.default_rng(seed + 100)
     return model, rng.standard_normal((b, t, d)), step_targets(loss, b, t, o, rng)
 
 
-def numeric_dL_da(model: Model, x, y) -> np.ndarray:
+def numeric_dL_da(model: Network, x, y) -> np.ndarray:
     """(T, B, H) by central differences, every a_t read out."""
     return np.stack([numeric_state_gradient(model, x, y, step) for step in range(1, x.shape[1] + 1)])
 
@@ -51,20 +52,24 @@ def numeric_dL_da(model: Model, x, y) -> np.ndarray:
 def test_parameter_gradients_match_finite_differences(activation, loss, outputs):
     model, x, y = case(activation, loss, b=3, t=6, d=3, h=5, o=outputs, seed=4)
     _, grads = bptt(model, x, y)
-    for name, g in numeric_param_grads(model, x, y).items():
-        assert relative_error(grads.params[name], g) < TOL, name
+    analytic = grads.parameters(model)
+    numeric = numeric_param_grads(model, x, y)
+    assert set(analytic) == set(numeric)
+    for name, g in numeric.items():
+        assert relative_error(analytic[name], g) < TOL, name
 
 
 @pytest.mark.parametrize("loss,outputs", LOSSES)
 def test_dL_da_holds_the_local_term_at_every_step(loss, outputs):
     model, x, y = case("tanh", loss, b=3, t=5, d=2, h=4, o=outputs, seed=6)
     _, grads = bptt(model, x, y)
+    dL_dh = grads.layers[0][0].dL_dh
     numeric = numeric_dL_da(model, x, y)
     for t in range(5):
-        assert relative_error(grads.dL_da[t], numeric[t]) < TOL, t + 1
+        assert relative_error(dL_dh[t], numeric[t]) < TOL, t + 1
     # without the local terms the early steps would be far smaller than they are
     last = bptt(replace(model, readout="last"), x, y[:, -1])[1]
-    assert not np.allclose(grads.dL_da[0], last.dL_da[0] / 5)
+    assert not np.allclose(dL_dh[0], last.layers[0][0].dL_dh[0] / 5)
 
 
 def test_loss_is_the_mean_over_batch_and_steps():
@@ -83,12 +88,15 @@ def test_last_step_backward_is_the_gradient_of_the_last_steps_share():
     model, x, y = case("tanh", "ce", b=3, t=6, d=2, h=4, o=3, seed=2)
     traj, total = bptt(model, x, y)
     part = last_step_backward(model, traj, y)
-    np.testing.assert_allclose(part.dL_da[-1], total.dL_da[-1], rtol=1e-14)  # at T only the local term
+    # at T only the local term
+    np.testing.assert_allclose(part.layers[0][0].dL_dh[-1], total.layers[0][0].dL_dh[-1], rtol=1e-14)
     # finite differences of L_T / T: the loss with every target but the last made irrelevant
     only_last = replace(model, readout="last")
     numeric = numeric_param_grads(only_last, x, y[:, -1])
+    analytic = part.parameters(model)
+    assert set(analytic) == set(numeric)
     for name, g in numeric.items():
-        assert relative_error(part.params[name], g / 6) < TOL, name
+        assert relative_error(analytic[name], g / 6) < TOL, name
     assert part.loss == pytest.approx(bptt(only_last, x, y[:, -1])[1].loss / 6, rel=1e-14)
 
 
@@ -96,7 +104,7 @@ def test_analyze_on_copy_keeps_pascanus_bound_where_the_total_would_break_it():
     r = analyze(task="copy", seq_len=40, init_gain=0.3, batch_size=4)
     assert r.pascanu.vanishing_guaranteed and r.pascanu.bound_holds
     assert r.regime == "vanishing"
-    total = r.gradients.dL_da  # the total derivative keeps each step's local term: no vanishing
+    total = r.gradients.layers[0][0].dL_dh  # the total derivative keeps each step's local term: no vanishing
     total_ratio = np.linalg.norm(total[0]) / np.linalg.norm(total[-1])
     assert total_ratio > r.pascanu.bound[0] * 1e6
     assert r.grad_norms[-1] == pytest.approx(np.linalg.norm(total[-1]), rel=1e-12)
@@ -187,13 +195,13 @@ def test_every_step_readout_matches_torch_autograd(nonlinearity, loss, outputs):
     criterion(net["fc"](torch.stack(hs, 1)).reshape(b * t, outputs), flat).backward()
 
     state_dict = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    model, layout = load_model(state_dict, "torch", "rnn", nonlinearity, loss)
-    model = replace(model, readout="every")
+    model, layout = load_network(state_dict, "torch", Choices("rnn", nonlinearity), readout="every")
+    model.loss = get_loss(loss)
     _, grads = bptt(model, x, y)
     assert grads.loss == pytest.approx(value.item(), rel=1e-12)
-    ours = export_grads(model, grads.params, layout)
+    ours = export_network_grads(model, grads, layout)
     assert set(ours) == set(torch_grads)
     for key, g in torch_grads.items():
         assert relative_error(ours[key], g) < 1e-9, key
     for step, state in enumerate(hs):
-        assert relative_error(grads.dL_da[step], state.grad.numpy()) < 1e-9, step + 1
+        assert relative_error(grads.layers[0][0].dL_dh[step], state.grad.numpy()) < 1e-9, step + 1

@@ -93,8 +93,8 @@ def test_irnn_step_jacobians_at_init_are_diagonal_masks():
     model = random_model("rnn", "relu", "bce", d=3, h=6, o=1, init="identity", bias_scale=0.0)
     rng = np.random.default_rng(0)
     traj, _ = bptt(model, rng.standard_normal((2, 5, 3)), random_targets("bce", 2, 1, rng))
-    for cache in traj.caches:
-        for jac in model.cell.step_jacobian(model.params, cache):
+    for cache in traj.runs[0][0].caches:
+        for jac in model.cell.step_jacobian(model.layers[0][0], cache):
             assert set(np.round(np.linalg.svd(jac, compute_uv=False), 12)) <= {0.0, 1.0}
 
 

@@ -12,7 +12,8 @@ from gradscope.cli import main
 from gradscope.commands.train import TRAINING_BATCH, TrainOptions, train
 from gradscope.config import RunConfig
 from gradscope.mitigations import Strengths, global_norm, make_mitigation
-from gradscope.model.statedict import export, export_grads, load_model
+from gradscope.model.losses import get_loss
+from gradscope.model.statedict import Choices, export_network, export_network_grads, load_network
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -118,8 +119,8 @@ def test_saved_weights_load_into_torch_and_give_the_same_loss(tmp_path):
 
 # --- nn.RNN's two biases: kept apart, each with its own gradient, trained as torch trains them ----------
 
-NAMES = {"Wx": "rnn.weight_ih_l0", "Wa": "rnn.weight_hh_l0", "b": "rnn.bias_ih_l0", "b_hh": "rnn.bias_hh_l0",
-         "Wy": "fc.weight", "by": "fc.bias"}
+NAMES = {"l0.Wx": "rnn.weight_ih_l0", "l0.Wa": "rnn.weight_hh_l0", "l0.b": "rnn.bias_ih_l0",
+         "l0.b_hh": "rnn.bias_hh_l0", "head.Wy": "fc.weight", "head.by": "fc.bias"}
 
 
 def state_dict(model) -> dict[str, np.ndarray]:
@@ -136,20 +137,22 @@ def test_a_loaded_rnn_keeps_both_biases_and_gets_torchs_gradient_for_each(nonlin
     b, t, d, h, o = 5, 8, 3, 6, 3
     net = torch_model(d, h, o, nonlinearity, seed=11)
     state = state_dict(net)
-    model, layout = load_model(state, "torch", None, nonlinearity, "ce")
-    np.testing.assert_array_equal(model.params["b"], state["rnn.bias_ih_l0"])  # not their sum
-    np.testing.assert_array_equal(model.params["b_hh"], state["rnn.bias_hh_l0"])
+    model, layout = load_network(state, "torch", Choices(activation=nonlinearity))
+    model.loss = get_loss("ce")
+    np.testing.assert_array_equal(model.layers[0][0]["b"], state["rnn.bias_ih_l0"])  # not their sum
+    np.testing.assert_array_equal(model.layers[0][0]["b_hh"], state["rnn.bias_hh_l0"])
     x, y = ce_batch(b, t, d, o, seed=3)
     _, grads = bptt(model, x, y)
     value, theirs = torch_grads(net, x, y, "ce")
     assert grads.loss == pytest.approx(value, rel=1e-12)
-    assert set(grads.params) == set(NAMES)
+    flat = grads.parameters(model)
+    assert set(flat) == set(NAMES)
     for ours, key in NAMES.items():  # each parameter, both biases included, as autograd has it
-        np.testing.assert_allclose(grads.params[ours], theirs[key], rtol=RTOL, atol=1e-14, err_msg=ours)
-    assert export_grads(model, grads.params, layout).keys() == theirs.keys()
+        np.testing.assert_allclose(flat[ours], theirs[key], rtol=RTOL, atol=1e-14, err_msg=ours)
+    assert export_network_grads(model, grads, layout).keys() == theirs.keys()
     # so the global norm, which clipping and the logs use, is torch's: each bias counted once
     total = torch.nn.utils.get_total_norm([p.grad for p in net.parameters()]).item()
-    assert global_norm(grads.params) == pytest.approx(total, rel=1e-12)
+    assert global_norm(flat) == pytest.approx(total, rel=1e-12)
 
 
 def torch_training(net, x, y, optimizer, lr, momentum, threshold, steps):
@@ -200,7 +203,7 @@ def test_training_a_loaded_rnn_follows_a_torch_training_loop(tmp_path, optimizer
         for s, norm in zip(r.history, norms):
             assert s.clipped == (norm >= threshold)
             assert s.clipped_grad_norm == pytest.approx(min(norm, threshold), rel=RTOL)
-        saved = export(r.model, r.layout)
+        saved = export_network(r.network, r.layout)
         assert saved.keys() == states[k - 1].keys()
         for key, value in states[k - 1].items():  # every parameter after step k, both biases
             np.testing.assert_allclose(saved[key], value, rtol=RTOL, atol=1e-12, err_msg=f"{key} @ {k}")

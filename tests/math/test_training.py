@@ -149,8 +149,8 @@ def test_penalty_is_logged_and_spectral_radius_of_gated_cells_is_the_largest_gat
                    make_mitigation("l2", Strengths(l2=0.1)))
     first = result.history[0]
     assert first.penalty > 0
-    model = build(RunConfig(**SMALL, cell="lstm")).model
-    blocks = model.cell.gate_blocks(model.params).values()
+    net = build(RunConfig(**SMALL, cell="lstm")).network
+    blocks = net.layer(0).gate_blocks().values()
     assert result.spectral_radius_before == max(np.max(np.abs(np.linalg.eigvals(b))) for b in blocks)
 
 
@@ -194,15 +194,17 @@ def test_with_enough_sequences_a_fixed_fifth_of_the_inputs_is_held_out_and_never
     options = TrainOptions(steps=25, log_every=1)
     result = train(config, options)
     assert result.evaluated_on == HELD_OUT_SEQUENCES and result.config["batch_size"] == 20
-    assert result.history[0].loss == pytest.approx(evaluate(setup.model, [training])[0], rel=1e-12)
-    assert result.initial_loss == pytest.approx(evaluate(setup.model, [kept])[0], rel=1e-12)
+    assert result.history[0].loss == pytest.approx(evaluate(setup.network, [training])[0], rel=1e-12)
+    assert result.initial_loss == pytest.approx(evaluate(setup.network, [kept])[0], rel=1e-12)
     # Other targets for the held-out sequences change the evaluation, and nothing of the training.
     flipped = y.copy()
     flipped[held] = 1 - flipped[held]
     other = train(save_batch(tmp_path, x, flipped, "2"), options)
     assert [r.loss for r in other.history] == [r.loss for r in result.history]
-    for name, p in result.model.params.items():
-        np.testing.assert_array_equal(other.model.params[name], p)
+    theirs = other.network.parameters()
+    assert theirs.keys() == result.network.parameters().keys()
+    for name, p in result.network.parameters().items():
+        np.testing.assert_array_equal(theirs[name], p)
     assert other.final_loss != result.final_loss
 
 

@@ -1,0 +1,89 @@
+"""New weights for a network's own architecture: PyTorch's initialisation, a cell swap, and the
+initialisations the cures set (what ``compare --weights`` trains from).
+
+PyTorch initialises (torch.nn's reset_parameters):
+
+    nn.Embedding        E ~ N(0, 1), row padding_idx zero
+    nn.RNN/GRU/LSTM     every weight and bias ~ U(-k, k), k = 1/sqrt(H)
+    nn.Linear           W and b ~ U(-k, k), k = 1/sqrt(fan_in)     (kaiming_uniform(a=sqrt(5)))
+
+A cell swap (rnn -> gru/lstm, gru <-> lstm, or a gated cell -> the rnn) keeps the embedding, the
+number of layers, the directions, the hidden size, the readout and the head, and gives every layer
+new parameters of the new cell, initialised as PyTorch initialises that module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import Cell
+from .gate_bias import apply_bias_init
+from .initializers import get_initializer
+from .network import Network
+
+
+def _uniform(rng: np.random.Generator, bound: float, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.uniform(-bound, bound, shape)
+
+
+def _torch_layer(cell: Cell, input_size: int, hidden_size: int, rng: np.random.Generator) -> dict:
+    """One layer and direction of ``cell``, every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    shapes = cell.init_params(input_size, hidden_size, np.random.default_rng(0), "normal", 1.0)
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: _uniform(rng, bound, p.shape) for name, p in shapes.items()}
+
+
+def _zero_biases(net: Network) -> None:
+    """A ``bias=False`` network's biases stay zero: they are not parameters."""
+    if net.bias:
+        return
+    for layer in net.layers:
+        for params in layer:
+            for name in net.bias_names:
+                params[name] = np.zeros_like(params[name])
+
+
+def torch_init(net: Network, rng: np.random.Generator) -> Network:
+    """The network's architecture with new weights, as PyTorch initialises its modules (module
+    docstring), drawn in the order embedding, layers (bottom first, forward first), head."""
+    new = net.copy()
+    if new.embedding is not None:
+        new.embedding = rng.standard_normal(new.embedding.shape)
+        if new.padding_idx is not None:
+            new.embedding[new.padding_idx] = 0.0
+    new.layers = [[_torch_layer(new.cell, net.cell.input_size(params), net.hidden_size, rng) for params in layer]
+                  for layer in net.layers]
+    _zero_biases(new)
+    if new.head is not None:
+        bound = 1.0 / np.sqrt(new.head["Wy"].shape[1])
+        new.head = {"Wy": _uniform(rng, bound, new.head["Wy"].shape), "by": _uniform(rng, bound, new.head["by"].shape)}
+    return new
+
+
+def swap_cell(net: Network, cell: Cell, rng: np.random.Generator) -> Network:
+    """The network with ``cell`` in every layer and direction (PyTorch's init of that module),
+    the embedding, the readout and the head kept."""
+    new = net.copy()
+    new.cell = cell
+    new.layers = [[_torch_layer(cell, net.cell.input_size(params), net.hidden_size, rng) for params in layer]
+                  for layer in net.layers]
+    _zero_biases(new)
+    return new
+
+
+def set_recurrent_init(net: Network, init: str, gain: float, rng: np.random.Generator) -> None:
+    """Every W_hh's (H, H) gate blocks from the initialiser ``init`` (orthogonal, identity, ...),
+    in place: each block on its own, as a gated cell has no single recurrent matrix."""
+    initializer = get_initializer(init)
+    h = net.hidden_size
+    for layer in net.layers:
+        for params in layer:
+            gates = params[net.cell.recurrent].shape[0] // h
+            params[net.cell.recurrent] = np.concatenate([initializer(h, h, rng, gain) for _ in range(gates)])
+
+
+def set_bias_init(net: Network, name: str, t_max: int, rng: np.random.Generator) -> None:
+    """The gate-bias initialiser ``name`` (model/gate_bias.py) on every layer and direction, in place."""
+    for layer in net.layers:
+        for params in layer:
+            apply_bias_init(name, net.cell.name, params, t_max, rng)
