@@ -10,7 +10,8 @@ without knowing which:
 The unclipped gradient is what every diagnostic reports; clipping changes only the update.
 
     clip-norm      Pascanu et al. 2013, Algorithm 1: g = dL/dtheta over ALL parameters;
-                   if ||g|| >= threshold: g <- threshold g / ||g||   (torch clip_grad_norm_)
+                   if ||g|| >= threshold: g <- threshold g / ||g||   as torch's clip_grad_norm_
+                   computes it: g <- c g where c = threshold / (||g|| + 1e-6) < 1
     clip-value     clamp every element to [-c, c]: bounds each entry, changes the direction
                    (torch clip_grad_value_)
     orthogonal     Wa orthogonal (Saxe et al. 2014): every singular value 1 at init
@@ -109,12 +110,19 @@ def global_norm(grads: Params) -> float:
         return scale * math.sqrt(total)
 
 
+# torch.nn.utils.clip_grad_norm_ adds this to the norm it divides by (and so does gradscope, so
+# that a clipped update is the one torch makes).
+CLIP_EPS = 1e-6
+
+
 def clip_by_norm(grads: Params, threshold: float) -> tuple[Params, bool]:
-    """Pascanu's Algorithm 1: if ||g|| >= threshold, g <- threshold g / ||g||. Returns (g, fired)."""
+    """Pascanu's Algorithm 1 as torch's clip_grad_norm_ computes it: c = threshold / (||g|| + 1e-6);
+    where c < 1, g <- c g. Returns (g, fired)."""
     norm = global_norm(grads)
-    if not norm >= threshold:  # also when the norm is NaN: nothing sensible to rescale
+    coef = threshold / (norm + CLIP_EPS)
+    if not coef < 1.0:  # also when the norm is NaN: nothing sensible to rescale
         return grads, False
-    return {k: g * (threshold / norm) for k, g in grads.items()}, True
+    return {k: g * coef for k, g in grads.items()}, True
 
 
 def clip_by_value(grads: Params, limit: float) -> tuple[Params, bool]:

@@ -33,7 +33,7 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-from ..bptt.network import accuracy_of, bptt, forward, loss_of
+from ..bptt.network import NetworkGradients, NetworkTrajectory, accuracy_of, bptt, forward, loss_of
 from ..config import RunConfig
 from ..errors import InputError
 from ..experiment import Setup, build, rngs, sample
@@ -292,6 +292,57 @@ def _finite(params: dict[str, np.ndarray]) -> bool:
     return all(bool(np.all(np.isfinite(p))) for p in params.values())
 
 
+@dataclass
+class StepOutcome:
+    """One optimizer step (``train_step``): what it measured before the update, and the state after.
+
+    grad_norm : ||g|| of the unclipped gradient of loss + penalty; clipped_grad_norm : of the update.
+    finite : loss, penalty and gradient were finite (else no update was made); updated : the update
+    was made and left every weight finite. radius : ``recurrent_radius`` before the update.
+    ratio : ||dL/dh_1|| / ||dL/dh_T|| of the step's pass as analyze measures it (profile.py), where
+    asked for (and always when the step is not finite), else None.
+    """
+
+    loss: float
+    penalty: float
+    grad_norm: float
+    clipped_grad_norm: float
+    clipped: bool
+    finite: bool
+    updated: bool
+    radius: float
+    ratio: float | None
+    opt_state: object
+    traj: NetworkTrajectory = field(repr=False)
+    grads: NetworkGradients = field(repr=False)
+
+
+def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, opt_state,
+               measure: bool | None = None) -> StepOutcome:
+    """One step of training, in place: BPTT on the batch, the mitigation's penalty and clipping,
+    and the optimizer's update of every parameter (``Network.parameters``), as torch's
+
+        loss = loss_fn(model(x), y) + penalty;  loss.backward();  clip_grad_*_(...);  opt.step()
+
+    A step whose loss, penalty or gradient is not finite makes no update. measure : also measure
+    the ratio (None: only where the step is not finite, to log it)."""
+    radius = recurrent_radius(net)
+    traj, grads = bptt(net, batch.x, batch.y, batch.mask)
+    penalty, extra = mitigation.penalty(net, traj, grads)
+    total = {k: g + extra[k] if k in extra else g for k, g in grads.parameters(net).items()}
+    norm = global_norm(total)
+    update, fired = mitigation.clip(total)
+    finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
+    ratio = end_to_end_ratio(net, traj, grads, batch.y) if measure or not finite else None
+    updated = False
+    if finite:
+        params, opt_state = optimizer.step(net.parameters(), update, opt_state)
+        updated = _finite(params)
+        net.load_parameters(params)
+    return StepOutcome(grads.loss, penalty, norm, global_norm(update) if fired else norm, fired, finite, updated,
+                       radius, ratio, opt_state, traj, grads)
+
+
 def train_setup(
     setup: Setup,
     options: TrainOptions = TrainOptions(),
@@ -333,24 +384,17 @@ def train_setup(
     with blas_threads_for(batch_rows, step_weights), np.errstate(all="ignore"):
         for step in range(1, options.steps + 1):
             batch = next(stream)
-            traj, grads = bptt(net, batch.x, batch.y, batch.mask)
-            penalty, extra = mitigation.penalty(net, traj, grads)
-            total = {k: g + extra[k] if k in extra else g for k, g in grads.parameters(net).items()}
-            norm = global_norm(total)
-            update, fired = mitigation.clip(total)
-            finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
-            max_norm = max(max_norm, norm) if finite else math.inf
-            clip_events += fired
+            logged = step == 1 or step % options.log_every == 0 or step == options.steps
+            outcome = train_step(net, batch, mitigation, optimizer, opt_state, measure=True if logged else None)
+            opt_state = outcome.opt_state
+            max_norm = max(max_norm, outcome.grad_norm) if outcome.finite else math.inf
+            clip_events += outcome.clipped
             record = None
-            if step == 1 or step % options.log_every == 0 or step == options.steps or not finite:
-                record = StepRecord(step, grads.loss, penalty, norm, global_norm(update) if fired else norm, fired,
-                                    recurrent_radius(net), end_to_end_ratio(net, traj, grads, batch.y))
+            if logged or not outcome.finite:
+                record = StepRecord(step, outcome.loss, outcome.penalty, outcome.grad_norm, outcome.clipped_grad_norm,
+                                    outcome.clipped, outcome.radius, outcome.ratio)
                 history.append(record)
-            if finite:
-                params, opt_state = optimizer.step(net.parameters(), update, opt_state)
-                finite = _finite(params)
-                net.load_parameters(params)
-            if not finite:
+            if not outcome.updated:
                 diverged_at = step
             if progress is not None:
                 progress(step, options.steps, record)

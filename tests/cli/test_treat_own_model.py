@@ -1,0 +1,111 @@
+"""Every command and every cure on the network a user trained (issue "Treat your own model"):
+the tutorial's sentiment model (Embedding(padding_idx) -> 2-layer bidirectional LSTM -> Linear on
+cat(h_n[-2], h_n[-1])), saved by torch, through train, compare, spectrum and sweep; what they write
+loads back into torch with load_state_dict(strict=True)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from gradscope.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+class Sentiment(nn.Module):
+    def __init__(self, cell=nn.LSTM):
+        super().__init__()
+        self.embedding = nn.Embedding(30, 8, padding_idx=0)
+        self.lstm = cell(8, 6, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(12, 1)
+
+
+@pytest.fixture
+def own(tmp_path, monkeypatch):
+    """model.pt, tokens.npy (20 post-padded sequences), labels.npy in a scratch folder."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    torch.save(Sentiment().state_dict(), "model.pt")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 30, (20, 12))
+    for b, n in enumerate(rng.integers(3, 13, 20)):
+        tokens[b, n:] = 0
+    np.save("tokens.npy", tokens)
+    np.save("labels.npy", rng.integers(0, 2, 20))
+    return ["--weights", "model.pt", "--inputs", "tokens.npy", "--targets", "labels.npy", "--padding-idx", "0"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out) if "--json" in argv else out
+
+
+def test_train_minibatches_and_saves_the_users_keys(own, capsys):
+    doc = run(capsys, "train", *own, "--steps", "6", "--batch-size", "4", "--save-weights", "trained.npz", "--json")
+    assert doc["config"]["batch_size"] == 4 and doc["evaluated_on"] == "held-out sequences"
+    assert doc["parameter_count"] == sum(p.numel() for p in Sentiment().parameters())
+    model = Sentiment()
+    saved = np.load("trained.npz")
+    model.load_state_dict({k: torch.tensor(saved[k]) for k in saved.files}, strict=True)
+    before = torch.load("model.pt")
+    changed = [k for k in before if not np.array_equal(before[k].numpy(), saved[k])]
+    assert "embedding.weight" in changed and "lstm.weight_hh_l1_reverse" in changed and "fc.weight" in changed
+    assert np.array_equal(saved["embedding.weight"][0], before["embedding.weight"][0].numpy())  # the pad row
+
+
+def test_compare_trains_the_users_architecture_and_saves_the_best(own, capsys):
+    doc = run(capsys, "compare", *own, "--steps", "4", "--jobs", "1", "--mitigations",
+              "clip-norm,orthogonal,gru,chrono", "--save-best", "best.npz", "--json")
+    assert doc["start"] == "init" and [r["mitigation"] for r in doc["runs"]] == [
+        "none", "clip-norm", "orthogonal", "gru", "chrono"]
+    for r in doc["runs"]:
+        assert [(c["layer"], c["direction"]) for c in r["layers"]] == [
+            (0, "forward"), (0, "reverse"), (1, "forward"), (1, "reverse")]
+        top = r["layers"][2]["start"]
+        assert top["ratio_first_last"] == r["ratio_first_last"] and top["regime"] == r["regime"]
+    runs = {r["mitigation"]: r for r in doc["runs"]}
+    assert runs["gru"]["cell"] == "gru" and runs["none"]["cell"] == "lstm"
+    # the same start for every run but what the cure sets: none and clip-norm start alike
+    assert runs["none"]["layers"] == runs["clip-norm"]["layers"] or runs["clip-norm"]["clip_events"] > 0
+    assert runs["none"]["ratio_first_last"] == runs["clip-norm"]["ratio_first_last"]
+    best = doc["best"]
+    model = Sentiment(nn.GRU if best == "gru" else nn.LSTM)
+    saved = np.load("best.npz")
+    model.load_state_dict({k: torch.tensor(saved[k]) for k in saved.files}, strict=True)
+
+
+def test_compare_from_the_trained_weights_starts_where_analyze_is(own, capsys):
+    analyzed = run(capsys, "analyze", *own, "--json")
+    doc = run(capsys, "compare", *own, "--steps", "2", "--jobs", "1", "--mitigations", "l2",
+              "--start", "trained", "--json")
+    assert doc["start"] == "trained"
+    for run_ in doc["runs"]:
+        assert run_["ratio_first_last"] == analyzed["flow"]["ratio_first_last"]
+        assert [c["start"] for c in run_["layers"]] == [layer["flow"] for layer in analyzed["layers"]]
+
+
+def test_spectrum_reports_every_layer_over_real_steps(own, capsys):
+    doc = run(capsys, "spectrum", *own, "--json")
+    assert [(s["layer"], s["direction"]) for s in doc["layers"]] == [
+        (0, "forward"), (0, "reverse"), (1, "forward"), (1, "reverse")]
+    assert doc["lyapunov"] == doc["layers"][2]["lyapunov"] and doc["state"] == ["h", "c"]
+    # the headline's steps: the longest sequence's, not the padded length
+    lengths = (np.load("tokens.npy") != 0).sum(axis=1)
+    assert doc["product"]["steps"] == lengths.max() - 1
+
+
+def test_sweep_scales_the_recurrent_matrices_around_the_model(own, capsys):
+    doc = run(capsys, "sweep", *own, "--x", "recurrent_scale=0.5,1,2", "--y", "seed=0,1", "--jobs", "1", "--json")
+    assert doc["x"]["name"] == "recurrent_scale" and doc["maps"][0]["cell"] == "lstm"
+    assert doc["model_at"] == {"x": 1.0, "y": None}
+    values = np.array(doc["maps"][0]["values"], dtype=float)
+    assert values.shape == (2, 3) and np.all(np.isfinite(values))
+    assert np.all(np.diff(values, axis=1) > 0)  # larger recurrent weights carry more of the gradient back
