@@ -69,7 +69,7 @@ def steps(cell: str, batch_size: int, hidden_size: int, count: int):
     setup = build(RunConfig(task="adding", seq_len=SEQ_LEN, batch_size=batch_size, hidden_size=hidden_size,
                             cell=cell))
     options = TrainOptions(steps=count, eval_size=batch_size)
-    weights = [setup.model.params[setup.model.cell.input_weight], setup.model.params[setup.model.cell.recurrent]]
+    weights = setup.network.step_weights()  # W_ih and W_hh of its one layer
     work = batch_size * sum(w.size for w in weights)
 
     def limited() -> None:

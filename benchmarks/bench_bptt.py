@@ -29,29 +29,40 @@ from common import SIZES, environment, median_time, ms, print_table, ratio  # no
 
 from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt, forward  # noqa: E402
-from gradscope.model.statedict import load_model  # noqa: E402
+from gradscope.bptt.layer import contribution_norms  # noqa: E402
+from gradscope.model.losses import get_loss  # noqa: E402
+from gradscope.model.statedict import Choices, load_network  # noqa: E402
 
 
-def diagnostic_pass(model, x, y, contributions: bool = True) -> None:
+def load_single(state: dict, cell: str, activation: str = "tanh", loss: str = "bce"):
+    """A one-layer network with a BCE head from an ``rnn.*`` + ``fc.*`` state dict."""
+    net, _ = load_network(state, "benchmark", Choices(cell, activation))
+    net.loss = get_loss(loss)
+    return net
+
+
+def diagnostic_pass(net, x, y, contributions: bool = True) -> None:
     """What ``gradscope analyze`` computes: BPTT with dL/da_t, its norms, the contributions."""
-    _, grads = bptt(model, x, y)
-    step_norms(grads.dL_da)
+    traj, grads = bptt(net, x, y)
+    layer = grads.layers[0][0]
+    step_norms(layer.dL_dh)
     if contributions:
-        grads.contribution_norms()
+        contribution_norms(layer.dv, traj.runs[0][0].hidden[:-1])
 
 
-def plain_bptt(model, x, y) -> None:
+def plain_bptt(net, x, y) -> None:
     """Parameter gradients only: no per-step record of dL/da_t, no norms."""
-    traj = forward(model, x)
-    cell, params = model.cell, model.params
-    _, dlogits = model.loss.value_and_grad(traj.logits, y)
-    steps, batch, _ = traj.x.shape
+    traj = forward(net, x)
+    run = traj.runs[0][0]
+    cell, params = net.cell, net.layers[0][0]
+    _, dlogits = net.loss.value_and_grad(traj.logits, y)
+    steps, batch, _ = run.x.shape
     du = np.empty((steps, batch, params[cell.recurrent].shape[0]))
     dv = du if cell.dv_is_du else np.empty_like(du)
-    dstate = (dlogits @ params["Wy"],) + tuple(np.zeros_like(s) for s in traj.states[0][1:])
+    dstate = (dlogits @ net.head["Wy"],) + tuple(np.zeros_like(s) for s in run.states[0][1:])
     for t in range(steps - 1, -1, -1):
-        dstate = cell.step_backward(params, dstate, traj.caches[t], du[t], dv[t])
-    cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+        dstate = cell.step_backward(params, dstate, run.caches[t], du[t], dv[t])
+    cell.param_grads(params, run.x, run.hidden[:-1], du, dv)
 
 
 def torch_setup(b, t, d, h, seed=0):
@@ -104,7 +115,7 @@ def main() -> None:
         rnn, fc, x, y = torch_setup(b, t, d, h)
         state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
         state.update({f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()})
-        model, _ = load_model(state, "benchmark", "rnn", "tanh", "bce")
+        model = load_single(state, "rnn")
         xn, yn = x.numpy(), y.numpy()
         cell = torch.nn.RNNCell(d, h).double()
         with torch.no_grad():

@@ -53,7 +53,7 @@ def main() -> None:
             module32, fc32, x32, y32 = module.float(), fc.float(), x.float(), y.float()
 
             def core(setup):
-                return lambda: bptt(setup.model, setup.batch.x, setup.batch.y)
+                return lambda: bptt(setup.network, setup.batch.x, setup.batch.y)
 
             def report(setup):
                 return lambda: analyze_setup(setup)

@@ -23,21 +23,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bptt import load_single  # noqa: E402
 from bench_bptt import torch_rnn as torch_module  # noqa: E402  (any nn.RNN/GRU/LSTM + nn.Linear)
 from common import SIZES, environment, interleaved_medians, ms, print_table, ratio, torch_modules  # noqa: E402
 
 from gradscope.commands.analyze import step_norms  # noqa: E402
 from gradscope.bptt import bptt  # noqa: E402
-from gradscope.model.statedict import load_model  # noqa: E402
+from gradscope.bptt.layer import contribution_norms  # noqa: E402
 
 
-
-def diagnostic_pass(model, x, y) -> None:
-    _, grads = bptt(model, x, y)
-    step_norms(grads.dL_da)
-    if grads.dL_dc is not None:
-        step_norms(grads.dL_dc)
-    grads.contribution_norms()
+def diagnostic_pass(net, x, y) -> None:
+    traj, grads = bptt(net, x, y)
+    layer = grads.layers[0][0]
+    step_norms(layer.dL_dh)
+    if layer.dL_dc is not None:
+        step_norms(layer.dL_dc)
+    contribution_norms(layer.dv, traj.runs[0][0].hidden[:-1])
 
 
 def torch_unrolled(step, fc, x, y) -> list:
@@ -73,7 +74,7 @@ def main() -> None:
             rnn, unrolled, fc, x, y = torch_modules(cell, b, t, d, h)
             state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
             state.update({f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()})
-            model, _ = load_model(state, "benchmark", cell, "tanh", "bce")
+            model = load_single(state, cell)
             xn, yn = x.numpy(), y.numpy()
             ours, t_module, t_unrolled = interleaved_medians([
                 lambda: diagnostic_pass(model, xn, yn),

@@ -4,7 +4,7 @@ The model of docs/own-model.md ("Your own PyTorch model"): nn.Embedding -> nn.LS
 bidirectional, batch_first -> nn.Linear on cat(h_n[-2], h_n[-1]), a padded batch of token ids
 (lengths drawn in [T/4, T]) run as ``pack_padded_sequence(..., enforce_sorted=False)``.
 
-- gradscope: ``network_bptt`` (forward, BPTT through every layer and direction, every parameter
+- gradscope: ``bptt`` (forward, BPTT through every layer and direction, every parameter
   gradient and dL/dh_t of every layer at every step) plus the per-step norms of every layer, the
   part of ``analyze`` that PyTorch can be asked for. Spectra and the Lyapunov exponent, which
   torch does not compute, are timed apart ("whole analyze").
@@ -28,10 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, interleaved_medians, ms, print_table, ratio  # noqa: E402
 
+from gradscope.bptt import bptt  # noqa: E402
 from gradscope.commands.analyze import analyze_setup, step_norms  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
 from gradscope.experiment import build  # noqa: E402
-from gradscope.network_bptt import network_bptt  # noqa: E402
 
 SIZES = [(32, 100, 32, 128), (8, 400, 32, 64)]  # (B, T, D, H)
 VOCAB = 1000
@@ -114,7 +114,7 @@ def unrolled_cells(model, cell: str):
 
 def gradscope_pass(setup) -> None:
     net, batch = setup.network, setup.batch
-    _, grads = network_bptt(net, batch.x, batch.y, batch.mask)
+    _, grads = bptt(net, batch.x, batch.y, batch.mask)
     for layer in grads.layers:
         for g in layer:
             step_norms(g.dL_dh)

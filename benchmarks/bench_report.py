@@ -76,7 +76,7 @@ from gradscope.experiment import build  # noqa: E402
 REPORT_TARGETS = dict(zip(SIZES, (1.5, 3.0, 1.2)))  # the RNN's whole report against torch's
 CORE_TARGET = (SIZES[-1], 1.3)  # gradscope's BPTT against the fused module, every cell
 NORM_RTOL, SPECTRUM_RTOL = 1e-9, 1e-6
-# Norms whose squares stay within float64 (as gradscope's bptt.DTYPE_LIMITS' safe_squares); the others are recomputed
+# Norms whose squares stay within float64 (as gradscope's safe_squares, bptt/logdomain.py); the others are recomputed
 # scaled by the step's largest entry, as gradscope does and as a vanishing run at T = 1000 needs.
 SAFE_NORMS = (1e-140, 1e140)
 
@@ -406,7 +406,7 @@ def main() -> None:
             report, theirs, core, fused = interleaved_timings([
                 lambda: analyze_setup(case.setup),
                 lambda: torch_report(case),
-                lambda: bptt(case.setup.model, x, y),
+                lambda: bptt(case.setup.network, x, y),
                 lambda: torch_fused(case.module, case.fc, case.x, case.y),
             ], rounds, warmup=1, before=[clear, None, None, None])  # the check warmed both reports
             report_ratio, core_ratio = theirs.median / report.median, fused.median / core.median

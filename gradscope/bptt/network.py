@@ -383,7 +383,10 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
 
     for layer in grads.layers:
         for g in layer:
-            g.dL_dh, g.dL_dc, g.dv = times(g.dL_dh), times(g.dL_dc), times(g.dv)
+            same = g.dv is g.du  # one array where the cell says dv_is_du: kept one
+            g.dL_dh, g.dL_dc, g.du = times(g.dL_dh), times(g.dL_dc), times(g.du)
+            g.dv = g.du if same else times(g.dv)
+            g.dx = times(g.dx)  # held in units e^dx_scale where those are given: the share scales either way
             g.params = {name: p * share for name, p in g.params.items()}
             g.log_rows = g.log_rows + log_share
             g.log_norms = g.log_norms + log_share  # as the logs of the records were taken: then shifted

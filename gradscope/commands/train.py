@@ -404,8 +404,8 @@ def train_setup(
     with blas_threads_for(held_out_rows, step_weights):
         final_loss, accuracy = evaluate(net, evaluation)
     config = setup.config.as_dict()
-    if minibatch is not None:
-        config["batch_size"] = minibatch  # the sequences of each step, not the file's
+    if minibatch is not None:  # the sequences of each step, not the file's
+        config["batch_size"] = min(minibatch, len(split[0].x))
     return TrainResult(
         config=config,
         mitigation=mitigation.name,

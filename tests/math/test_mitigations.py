@@ -14,7 +14,7 @@ from gradscope.config import RunConfig
 from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.mitigations import (
-    MITIGATIONS, Strengths, clip_by_norm, clip_by_value, global_norm, l2_penalty, make_mitigation,
+    MITIGATIONS, Strengths, clip_by_norm, clip_by_value, global_norm, l2_penalty, make_mitigation, treat,
     omega_penalty, parse_mitigations, resolve_strengths,
 )
 
@@ -40,12 +40,13 @@ def test_clip_norm_keeps_the_direction_and_bounds_the_norm(seed, scale, threshol
     grads = grads_from(seed, scale)
     norm = global_norm(grads)
     clipped, fired = clip_by_norm(grads, threshold)
-    assert fired == (norm >= threshold)
+    coef = threshold / (norm + 1e-6)  # torch's clip_grad_norm_
+    assert fired == (coef < 1)
     assert global_norm(clipped) <= threshold * (1 + 1e-12) or not fired
     if fired:
-        assert global_norm(clipped) == pytest.approx(threshold, rel=1e-12)
+        assert global_norm(clipped) == pytest.approx(norm * coef, rel=1e-12)
         # The same direction: a positive multiple of g, parameter by parameter.
-        np.testing.assert_allclose(flat(clipped) * norm / threshold, flat(grads), rtol=1e-12)
+        np.testing.assert_allclose(flat(clipped) / coef, flat(grads), rtol=1e-12)
     else:
         assert all(clipped[k] is grads[k] for k in grads)
 
@@ -78,8 +79,8 @@ def test_clipping_matches_torch():
     torch.nn.utils.clip_grad_norm_(list(tensors.values()), max_norm=2.0)
     ours, fired = clip_by_norm(grads, 2.0)
     assert fired
-    for k in grads:  # torch divides by ||g|| + 1e-6: agreement to that relative size
-        np.testing.assert_allclose(ours[k], tensors[k].grad.numpy(), rtol=1e-6)
+    for k in grads:  # c = threshold / (||g|| + 1e-6), as torch computes it
+        np.testing.assert_allclose(ours[k], tensors[k].grad.numpy(), rtol=1e-13)
     for k, t in tensors.items():
         t.grad = torch.tensor(grads[k])
     torch.nn.utils.clip_grad_value_(list(tensors.values()), clip_value=0.5)
@@ -133,10 +134,28 @@ def test_cell_and_activation_mitigations(name, cell, activation):
     assert (model.cell.name, model.cell.activation) == (cell, activation)
 
 
-def test_a_model_changing_mitigation_refuses_loaded_weights():
-    with pytest.raises(InputError, match="--weights"):
-        make_mitigation("orthogonal").configure(RunConfig(weights="model.npz"))
-    assert make_mitigation("clip-norm").configure(RunConfig(weights="model.npz")).weights == "model.npz"
+def test_a_model_changing_mitigation_changes_the_loaded_network_not_the_config():
+    config = RunConfig(weights="model.npz")
+    assert make_mitigation("orthogonal").configure(config) is config  # the file fixes the model's settings
+    net = built("lstm")
+    rng = np.random.default_rng(0)
+    treated = treat(net, make_mitigation("orthogonal"), "trained", rng, 10)
+    w = treated.layers[0][0]["W_hh"]
+    h = net.hidden_size
+    for g in range(4):  # each gate block orthogonal, the rest of the trained weights kept
+        block = w[g * h:(g + 1) * h]
+        np.testing.assert_allclose(block @ block.T, np.eye(h), atol=1e-12)
+    np.testing.assert_array_equal(treated.layers[0][0]["W_ih"], net.layers[0][0]["W_ih"])
+    np.testing.assert_array_equal(treated.head["Wy"], net.head["Wy"])
+    swapped = treat(net, make_mitigation("gru"), "trained", rng, 10)
+    assert swapped.cell.name == "gru" and swapped.layers[0][0]["W_hh"].shape == (3 * h, h)
+    np.testing.assert_array_equal(swapped.head["Wy"], net.head["Wy"])  # embedding and head kept
+    fresh = treat(net, make_mitigation("clip-norm"), "init", np.random.default_rng(1), 10)
+    bound = 1 / np.sqrt(h)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+    assert np.all(np.abs(fresh.layers[0][0]["W_hh"]) <= bound) and not np.array_equal(
+        fresh.layers[0][0]["W_hh"], net.layers[0][0]["W_hh"])
+    with pytest.raises(InputError, match="forget-bias applies to the lstm cell, not the gru"):
+        treat(swapped, make_mitigation("forget-bias"), "trained", rng, 10)
 
 
 # --- the regularisers -------------------------------------------------------------------------------
