@@ -44,6 +44,9 @@ class RunConfig:
     init: str | None = "normal"
     init_gain: float | None = 1.0
     spectral_radius: float | None = None
+    # every W_hh (each gate block alike) times this factor, after init or loading: where the model
+    # would sit with larger or smaller recurrent weights (sweep's axis around a trained model)
+    recurrent_scale: float | None = None
     # the gated cells' gate biases at init (model/gate_bias.py), and chrono's T_max (None: seq_len)
     bias_init: str = "zero"
     chrono_max: int | None = None
@@ -83,7 +86,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise InputError(f"{flag(name)} must be a whole number of at least 1 (got {value})")
-        for name in ("init_gain", "spectral_radius"):
+        for name in ("init_gain", "spectral_radius", "recurrent_scale"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(f"{flag(name)} must be a positive finite number (got {value})")

@@ -86,6 +86,8 @@ def new_network(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -
     params = cell.init_params(shape.input_size, hidden, rng, config.init, config.init_gain)
     if config.spectral_radius is not None:
         rescale_recurrent(cell, params, config.spectral_radius)
+    if config.recurrent_scale is not None:
+        params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
     apply_bias_init(config.bias_init, cell.name, params, config.chrono_max or 2, rng)
     head = readout_params(hidden, shape.output_size, rng)
     return Network(cell, [[params]], head, shape.readout, get_loss(shape.loss))
@@ -141,10 +143,12 @@ def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
     ):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the weights in {source} ({actual})")
-    if config.spectral_radius is not None:
-        for layer in network.layers:
-            for params in layer:
+    for layer in network.layers:
+        for params in layer:
+            if config.spectral_radius is not None:
                 rescale_recurrent(network.cell, params, config.spectral_radius)
+            if config.recurrent_scale is not None:
+                params[network.cell.recurrent] = params[network.cell.recurrent] * config.recurrent_scale
     network.padding_idx = config.padding_idx
     if config.padding_idx is not None and (network.embedding is None or config.padding_idx >= network.vocab_size):
         where = "the weights hold no embedding" if network.embedding is None else f"the vocabulary has {network.vocab_size} rows"

@@ -99,6 +99,10 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         Annotated[Optional[float], _opt(MODEL, "Rescale Wa (each gate's block of W_hh for gru, lstm) to this spectral radius after init.", show_default=False)],
         None,
     ),
+    "recurrent_scale": (
+        Annotated[Optional[float], _opt(MODEL, "Multiply every recurrent matrix W_hh (each gate block alike) by this factor, after init or as read from --weights: the model with larger or smaller recurrent weights.", show_default=False)],
+        None,
+    ),
     "bias_init": (
         Annotated[Literal[BIAS_INITS], _opt(MODEL, "Gate biases of lstm, gru at init: zero (f = 0.5), forget-bias (lstm b_f = 1), chrono (Tallec & Ollivier: lstm b_f ~ ln U[1, T_max-1], b_i = -b_f; gru b_z likewise).")],
         "zero",

@@ -14,7 +14,7 @@ from ..parallel import default_jobs
 from ..render import plots
 from ..render.report import prepare as prepare_report
 from ..render.common import step_progress
-from ..commands.defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
+from ..commands.defaults import SWEEP_METRICS, SWEEP_WEIGHTS_X, SWEEP_X, SWEEP_Y
 from .app import app, emit
 from .options import JsonFlag, PlotFile, ReportFile, run_options_without
 
@@ -36,13 +36,15 @@ def _names(text: Optional[str], option: str) -> Optional[list[str]]:
 @run_options_without("cell", "activation")
 def sweep_command(
     config: RunConfig,
-    x: Annotated[str, typer.Option(
+    x: Annotated[Optional[str], typer.Option(
         "--x", help="The setting across, NAME=VALUES: NAME any numeric setting (spectral_radius, "
-                    "seq_len, hidden_size, init_gain, seed, ...), VALUES a list a,b,c or a range "
-                    "START:STOP:COUNT (both ends included; :log after it spaces geometrically).",
-        rich_help_panel=GRID)] = SWEEP_X,
-    y: Annotated[str, typer.Option("--y", help="The setting up, NAME=VALUES as for --x.",
-                                   rich_help_panel=GRID)] = SWEEP_Y,
+                    "recurrent_scale, seq_len, hidden_size, init_gain, seed, ...), VALUES a list a,b,c or "
+                    "a range START:STOP:COUNT (both ends included; :log after it spaces geometrically).",
+        rich_help_panel=GRID, show_default=f"{SWEEP_X}; with --weights {SWEEP_WEIGHTS_X}")] = None,
+    y: Annotated[Optional[str], typer.Option(
+        "--y", help="The setting up, NAME=VALUES as for --x. With --inputs, seq_len takes each sequence's "
+                    "first T steps.", rich_help_panel=GRID,
+        show_default=f"{SWEEP_Y}; with --inputs four lengths up to its T")] = None,
     metric: Annotated[Literal[tuple(SWEEP_METRICS)], typer.Option(  # type: ignore[misc]
         help="ratio: log10 ||dL/da_1|| / ||dL/da_T|| (as analyze); lyapunov: the leading "
              "Lyapunov exponent lambda_1 (as spectrum). Both are 0 on the boundary.",

@@ -37,8 +37,8 @@ from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize_runs
 from ..serialize import HIDDEN
 from .train import (
-    TRAIN_DEFAULTS, StepRecord, TrainOptions, evaluated_on, file_config, minibatch_config, mitigated_setup,
-    train_setup,
+    StepRecord, TrainOptions, evaluated_on, file_config, minibatch_config, mitigated_setup, train_setup,
+    training_arguments,
 )
 
 @dataclass
@@ -267,9 +267,14 @@ def compare(
     progress: Callable[[int, int, str], None] | None = None,
     seeds: int = 1,
     start: str = "init",
+    **settings,
 ) -> CompareResult:
     """Train the unmitigated model and each mitigation side by side (by default every registered one
     that applies to the model's cell: ``default_cures``).
+
+    ``gradscope.compare(weights=model.state_dict(), inputs=ids, targets=y, lengths=lengths, steps=200,
+    mitigations=["clip-norm", "lstm+chrono"])`` takes RunConfig, TrainOptions and Strengths fields as
+    keywords (``train.training_arguments``), or a RunConfig, TrainOptions and Strengths.
 
     jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
         ``parallel.default_jobs()``). The processes are spawned, so a script that asks for them must guard its own
@@ -283,7 +288,8 @@ def compare(
     """
     if start not in STARTS:
         raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
-    config, minibatch = minibatch_config(file_config(config or RunConfig(**TRAIN_DEFAULTS)))
+    config, options, strengths = training_arguments("compare", config, options, strengths, settings)
+    config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
     names = [NoMitigation.name] + (default_cures(config) if mitigations is None else list(mitigations))
     check_jobs(jobs)

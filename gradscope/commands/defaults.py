@@ -63,6 +63,8 @@ SWEEP_METRICS = {
 }
 SWEEP_X = "spectral_radius=0.5:2:16"
 SWEEP_Y = "seq_len=10,20,50,100"
+# around a model of the user's own (--weights): its recurrent weights from a quarter to 4x
+SWEEP_WEIGHTS_X = "recurrent_scale=0.25:4:9:log"
 
 # gradscope reproduce: the experiments' names, in the order commands.reproduce.EXPERIMENTS lists them
 EXPERIMENT_NAMES = ("adding", "clipping", "irnn", "copy", "temporal-order", "forget-bias")

@@ -13,6 +13,11 @@ crosses from below 0 to 0 or above along x (linear interpolation between the two
 A point depends on its settings alone (the seed fixes weights and data), so the grid runs in any
 order on any number of processes, or on a Dask cluster, with results identical to one process.
 
+Around a model of the user's own (--weights) the default x axis is ``recurrent_scale``, a factor on
+every recurrent matrix of the network (each gate block alike), and the map marks where the model
+itself sits (``model_at``: scale 1, its own T). With --inputs, a ``seq_len`` axis takes each
+sequence's first T steps (its real steps first: post-padded, as pack_padded_sequence takes them).
+
 Axes are written NAME=VALUES, NAME any numeric RunConfig setting (``seq_len`` or ``seq-len``):
 
     spectral_radius=0.5,1,2          a list
@@ -42,11 +47,12 @@ from ..errors import InputError
 from ..extras import install_hint
 from ..experiment import build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
+from ..io.arrays import load_array
 from ..parallel import default_jobs, in_processes
 from ..profile import end_to_end_log10_ratio, headline, real_run
 from ..runtime import blas_threads_for
 from ..tasks import make_task
-from .defaults import SWEEP_METRICS, SWEEP_X, SWEEP_Y
+from .defaults import SWEEP_METRICS, SWEEP_WEIGHTS_X, SWEEP_X, SWEEP_Y
 
 METRICS = SWEEP_METRICS
 # The band around 0 where a point counts as neither: analyze's verdict "stable" for the ratio
@@ -55,7 +61,7 @@ STABLE = {
     "ratio": (math.log10(VANISHING_RATIO), math.log10(EXPLODING_RATIO)),
     "lyapunov": (-0.01, 0.01),
 }
-DEFAULT_X, DEFAULT_Y = SWEEP_X, SWEEP_Y
+DEFAULT_X, DEFAULT_Y, WEIGHTS_X = SWEEP_X, SWEEP_Y, SWEEP_WEIGHTS_X
 MAX_AXIS_VALUES = 1000
 # Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
 CHUNKS_PER_WORKER = 8
@@ -178,6 +184,9 @@ class SweepResult:
     transient : steps skipped before averaging lambda_1 (lyapunov; None: T // 10 at each point).
     x, y : the axes. maps : one Heatmap per combination run. skipped : combinations not run.
     scale : the colour scale.
+    model_at : where the model read from --weights sits on each axis ({"x": value, "y": value};
+        a value is None where it is not a single setting of the model, or lies outside the axis, and
+        both are None for a model built from flags): the recurrent scale 1, the model's T, ...
     """
 
     command: ClassVar[str] = "sweep"
@@ -191,6 +200,7 @@ class SweepResult:
     maps: list[Heatmap]
     skipped: list[Skipped]
     scale: Scale
+    model_at: dict
 
 
 def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> float:
@@ -373,12 +383,13 @@ class SweepPlan:
     runs: list[tuple[str, str]]
     skipped: list[Skipped]
     points: list[RunConfig]
+    model_at: dict
 
 
 def plan_sweep(
     base: RunConfig | None = None,
-    x: Axis | str = DEFAULT_X,
-    y: Axis | str = DEFAULT_Y,
+    x: Axis | str | None = None,
+    y: Axis | str | None = None,
     metric: str = "ratio",
     cells: Sequence[str] | None = None,
     activations: Sequence[str] | None = None,
@@ -386,11 +397,19 @@ def plan_sweep(
 ) -> SweepPlan:
     """Check everything about a sweep that can be checked before running it.
 
-    base : the settings every point shares. x, y : Axis objects or NAME=VALUES text.
+    base : the settings every point shares. x, y : Axis objects or NAME=VALUES text (None: the
+        defaults, DEFAULT_X or around --weights WEIGHTS_X; DEFAULT_Y, or with --inputs four lengths
+        up to the file's T).
     cells : default the cell of --weights, or rnn; activations : default tanh. A combination the
     cell does not support is skipped (and reported), not an error.
     """
     base = base or RunConfig()
+    file_steps = _inputs_steps(base)
+    if x is None:
+        x = WEIGHTS_X if base.weights is not None else DEFAULT_X
+    if y is None:
+        y = DEFAULT_Y if file_steps is None else "seq_len=" + ",".join(
+            str(v) for v in sorted({max(1, file_steps // k) for k in (8, 4, 2, 1)}))
     x = parse_axis(x, "--x") if isinstance(x, str) else x
     y = parse_axis(y, "--y") if isinstance(y, str) else y
     if metric not in METRICS:
@@ -401,8 +420,9 @@ def plan_sweep(
         raise InputError(f"--transient must be at least 0 (got {transient})")
     _check_axes(base, x, y)
     runs, skipped = _combinations(base, cells, activations)
+    cut = _first_steps(base, x, y, file_steps)
     points = [
-        replace(base, cell=cell, activation=activation, **{y.name: yv, x.name: xv})
+        replace(base, cell=cell, activation=activation, **{y.name: yv, x.name: xv}, **cut(xv, yv))
         for cell, activation in runs for yv in y.values for xv in x.values
     ]
     if base.weights is None and base.task != "text":  # every point's memory, before any point runs
@@ -412,7 +432,59 @@ def plan_sweep(
                 check_memory(point, task, task.resolve(point.input_size, point.output_size, point.loss))
             except InputError as exc:
                 raise InputError(f"--x {x.name}={getattr(point, x.name)}, --y {y.name}={getattr(point, y.name)}: {exc}") from None
-    return SweepPlan(base, x, y, metric, transient, runs, skipped, points)
+    return SweepPlan(base, x, y, metric, transient, runs, skipped, points, _model_at(base, x, y, file_steps))
+
+
+def _inputs_steps(base: RunConfig) -> int | None:
+    """T of the --inputs batch (None without one)."""
+    if base.inputs is None:
+        return None
+    return int(load_array(base.inputs, "inputs").shape[1])
+
+
+def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None):
+    """With --inputs and a seq_len axis: for a point, the inputs (and lengths) cut to their first T
+    steps, as RunConfig fields (arrays); otherwise nothing to change."""
+    names = (x.name, y.name)
+    if file_steps is None or "seq_len" not in names:
+        return lambda xv, yv: {}
+    longest = max(x.values if x.name == "seq_len" else y.values)
+    if longest > file_steps:
+        raise InputError(f"seq_len={longest}: the inputs have {file_steps} steps (a seq_len axis takes each "
+                         "sequence's first T steps)")
+    inputs = load_array(base.inputs, "inputs")
+    lengths = None if base.lengths is None else load_array(base.lengths, "lengths")
+    targets = None if base.targets is None else load_array(base.targets, "targets")
+    if targets is not None and targets.ndim >= 2 and targets.shape[1] == file_steps and base.readout == "every":
+        raise InputError("a seq_len axis with --inputs needs one target per sequence (not --readout every)")
+
+    def cut(xv, yv) -> dict:
+        steps = xv if x.name == "seq_len" else yv
+        fields = {"inputs": inputs[:, :steps], "targets": targets}
+        if lengths is not None:
+            fields["lengths"] = np.minimum(lengths, steps)
+        return fields
+
+    return cut
+
+
+def _model_at(base: RunConfig, x: Axis, y: Axis, file_steps: int | None) -> dict:
+    """Where the model read from --weights sits on the axes: each axis setting's own value (the
+    recurrent scale 1, the file's or the task's T), None where that is not one number or lies
+    outside; None for both when the model is built from flags (there is no model of one's own)."""
+    def value(axis: Axis):
+        if base.weights is None:
+            return None
+        v = getattr(base, axis.name)
+        if v is None and axis.name == "recurrent_scale":
+            v = 1.0
+        if v is None and axis.name == "seq_len":
+            v = file_steps if file_steps is not None else make_task(base.task, base).default_seq_len
+        if v is None or not min(axis.values) <= v <= max(axis.values):
+            return None
+        return v
+
+    return {"x": value(x), "y": value(y)}
 
 
 def run_sweep(plan: SweepPlan, jobs: int | None = 1, scheduler: str | None = None,
@@ -449,6 +521,7 @@ def run_sweep(plan: SweepPlan, jobs: int | None = 1, scheduler: str | None = Non
         maps=maps,
         skipped=plan.skipped,
         scale=scale(plan.metric, maps),
+        model_at=plan.model_at,
     )
 
 

@@ -28,7 +28,7 @@ at that step with status ``diverged at step N``; nothing is raised and numpy pri
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, ClassVar, Iterator
 
 import numpy as np
@@ -38,7 +38,7 @@ from ..config import RunConfig
 from ..errors import InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
-from ..mitigations import Mitigation, NoMitigation, global_norm, treat
+from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
 from ..profile import end_to_end_ratio
@@ -435,22 +435,60 @@ def train_setup(
     )
 
 
+def training_arguments(function: str, config: RunConfig | None, options: TrainOptions, strengths: Strengths,
+                       settings: dict) -> tuple[RunConfig, TrainOptions, Strengths]:
+    """The keyword arguments of ``train`` and ``compare`` from Python, sorted into what they set:
+    RunConfig fields (``weights=model.state_dict()``, ``inputs=ids``, ``task="adding"``),
+    TrainOptions fields (``steps=200``, ``optimizer="sgd"``) and Strengths fields
+    (``clip_threshold=0.5``). Without a config, the unnamed settings take TRAIN_DEFAULTS (the adding
+    problem, T=50, B=32), which give way to ``inputs`` as the CLI's flags do."""
+    run_fields, option_fields = {f.name for f in fields(RunConfig)}, {f.name for f in fields(TrainOptions)}
+    strength_fields = {f.name for f in fields(Strengths)}
+    unknown = sorted(set(settings) - run_fields - option_fields - strength_fields)
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
+    run = {k: v for k, v in settings.items() if k in run_fields}
+    if config is not None and run:
+        config = replace(config, **run)
+    elif config is None:
+        defaults = {} if run.get("inputs") is not None else TRAIN_DEFAULTS
+        config = RunConfig(**{**defaults, **run})
+    chosen = {k: v for k, v in settings.items() if k in option_fields}
+    if chosen:
+        options = replace(options, **chosen)
+    given = {k: v for k, v in settings.items() if k in strength_fields}
+    if given:
+        strengths = replace(strengths, **given)
+    return config, options, strengths
+
+
 def train(
     config: RunConfig | None = None,
     options: TrainOptions = TrainOptions(),
-    mitigation: Mitigation | None = None,
+    mitigation: Mitigation | str | None = None,
     progress: Progress | None = None,
     seeds: int = 1,
+    **settings,
 ) -> TrainResult:
-    """Build the model the config describes, changed by the mitigation, and train it.
+    """Build the model the config describes (or read it: ``weights``), changed by the mitigation,
+    and train it.
 
-    ``gradscope.train(RunConfig(task="adding", seq_len=50), TrainOptions(steps=200),
-    make_mitigation("clip-norm"))``; without a config, TRAIN_DEFAULTS (the adding problem, T=50).
-    With ``inputs``, the file (or array) is the data: see ``file_config`` and ``held_out``.
+    ``gradscope.train(weights=model.state_dict(), inputs=ids, targets=y, lengths=lengths, steps=200,
+    mitigation="clip-norm", clip_threshold=0.5)`` takes RunConfig, TrainOptions and Strengths fields as
+    keywords (``training_arguments``); or ``gradscope.train(RunConfig(task="adding", seq_len=50),
+    TrainOptions(steps=200), make_mitigation("clip-norm"))``. Without a config, TRAIN_DEFAULTS (the
+    adding problem, T=50). With ``inputs``, the file (or array) is the data: see ``file_config``
+    and ``held_out``.
     seeds : train this many times, on seeds config.seed, config.seed + 1, ...: the report is the
         first seed's, and ``seeds`` holds the spread over all of them. progress counts every step.
     """
-    config, minibatch = minibatch_config(file_config(config or RunConfig(**TRAIN_DEFAULTS)))
+    strengths = mitigation.strengths if isinstance(mitigation, Mitigation) else Strengths()
+    config, options, strengths = training_arguments("train", config, options, strengths, settings)
+    if isinstance(mitigation, str):
+        mitigation = NoMitigation(strengths) if mitigation == NoMitigation.name else make_mitigation(mitigation, strengths)
+    elif mitigation is not None and settings.keys() & {f.name for f in fields(Strengths)}:
+        mitigation = make_mitigation(mitigation.name, strengths)
+    config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
     runs: list[TrainResult] = []
     for i, seed in enumerate(seed_values):

@@ -84,17 +84,39 @@ def heatmap_lines(result: SweepResult, heatmap: Heatmap) -> list[Text]:
     label_width = _label_width(result)
     columns, width = shown_columns(len(result.x.values), label_width)
     lines = [Text(result.y.name.rjust(label_width))]
+    model_row = _nearest(result.y.values, result.model_at.get("y"))
+    model_column = _nearest([result.x.values[j] for j in columns], result.model_at.get("x"))
     for i in range(len(result.y.values) - 1, -1, -1):
-        line = Text(ys[i].rjust(label_width) + " |")
+        line = Text(ys[i].rjust(label_width) + (" >" if i == model_row else " |"))
         for j in columns:
             char, style = band(float(heatmap.values[i][j]), result.scale.edges)
             line.append(char * width, style=style)
         lines.append(line)
-    lines.append(Text(" " * label_width + " +" + "-" * (width * len(columns))))
+    axis = ["-" * width for _ in columns]
+    if model_column is not None:
+        axis[model_column] = "^".center(width, "-")
+    lines.append(Text(" " * label_width + " +" + "".join(axis)))
     ticks = _x_labels([result.x.values[j] for j in columns], width, label_width + 2)
     lines.append(Text(ticks + "  " + result.x.name if len(ticks) + len(result.x.name) + 2 <= WIDTH
                       else ticks + "\n" + " " * (label_width + 2) + result.x.name))
     return lines
+
+
+def _nearest(values: list, value) -> int | None:
+    """The index of the axis value nearest ``value`` (in log where every value is positive)."""
+    if value is None:
+        return None
+    v = np.asarray(values, dtype=float)
+    if np.all(v > 0) and value > 0:
+        return int(np.argmin(np.abs(np.log(v) - np.log(value))))
+    return int(np.argmin(np.abs(v - value)))
+
+
+def model_line(result: SweepResult) -> str | None:
+    """Where the model as given sits (``model_at``), as the diagrams mark it."""
+    parts = [f"{axis.name}={num(result.model_at[key])} ({mark})"
+             for key, axis, mark in (("x", result.x, "^"), ("y", result.y, ">")) if result.model_at.get(key) is not None]
+    return None if not parts else "the model as given: " + ", ".join(parts)
 
 
 def legend_lines(result: SweepResult) -> list[Text]:
@@ -150,6 +172,9 @@ def render_sweep(result: SweepResult, console: Console) -> None:
             console.print(line)
         for line in crossing_lines(result, heatmap):
             console.print(line)
+    where = model_line(result)
+    if where is not None:
+        console.print(where)
     console.print()
     console.print(Text("Legend", style="bold") + Text(f" ({result.quantity}; below 0 vanishing, above exploding)"))
     for line in legend_lines(result):

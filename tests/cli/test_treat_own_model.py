@@ -105,7 +105,7 @@ def test_spectrum_reports_every_layer_over_real_steps(own, capsys):
 def test_sweep_scales_the_recurrent_matrices_around_the_model(own, capsys):
     doc = run(capsys, "sweep", *own, "--x", "recurrent_scale=0.5,1,2", "--y", "seed=0,1", "--jobs", "1", "--json")
     assert doc["x"]["name"] == "recurrent_scale" and doc["maps"][0]["cell"] == "lstm"
-    assert doc["model_at"] == {"x": 1.0, "y": None}
+    assert doc["model_at"] == {"x": 1.0, "y": 0}  # scale 1, and the seed given (the default 0)
     values = np.array(doc["maps"][0]["values"], dtype=float)
     assert values.shape == (2, 3) and np.all(np.isfinite(values))
     assert np.all(np.diff(values, axis=1) > 0)  # larger recurrent weights carry more of the gradient back
