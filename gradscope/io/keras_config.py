@@ -136,22 +136,26 @@ def _name(entry: dict) -> str:
     return str(name if name is not None else entry.get("name", "?"))
 
 
+def _label(entry: dict) -> str:
+    """How messages name a layer of the config: ``LSTM layer 'encoder'``."""
+    return f"{entry.get('class_name')} layer {_name(entry)!r}"
+
+
 def _refuse_unknown(entry: dict, origin: str) -> None:
     """InputError for a layer of a class gradscope does not model, or a custom class of a known name."""
     cls = entry.get("class_name")
     module = entry.get("module")
     registered = entry.get("registered_name")
     custom = (module is not None and not str(module).startswith("keras.")) or registered not in (None, cls)
-    if cls in RANK or cls == "Dropout":
-        if not custom:
-            return
-        what = f"a custom {cls} ({registered or module})"
+    if (cls in RANK or cls == "Dropout") and not custom:
+        return
+    if custom:
+        what = f"is a custom layer ({registered or module}), which gradscope does not model"
     elif cls in MODEL_CLASSES:
-        what = "a model nested inside the model"
+        what = "is a model nested inside the model, which gradscope does not model"
     else:
-        what = f"a {cls} layer"
-    raise InputError(f"{origin}: layer {_name(entry)!r} is {what}, which gradscope does not model; it reads "
-                     f"{SUPPORTED}. For other models, {OUTPUT_GRADS}")
+        what = "is of a class gradscope does not model"
+    raise InputError(f"{origin}: {_label(entry)} {what}; it reads {SUPPORTED}. For other models, {OUTPUT_GRADS}")
 
 
 def _spec(entry: dict, position: int, store: str, origin: str) -> LayerSpec:
@@ -407,12 +411,12 @@ def _functional_chain(config: dict, entries: list[dict], origin: str) -> list[di
         if entry.get("class_name") == "InputLayer":
             continue
         if len(nodes) != 1:
-            raise InputError(f"{origin}: layer {name!r} is called {len(nodes)} times; gradscope reads a chain "
+            raise InputError(f"{origin}: {_label(entry)} is called {len(nodes)} times; gradscope reads a chain "
                              f"that calls each layer once. For other models, {OUTPUT_GRADS}")
         call = calls[name] = _parse_call(nodes[0])
         if len(call.inputs) != 1 or call.inputs[0][0] not in by_name or call.inputs[0][1:] != (0, 0):
             read = ", ".join(repr(i[0]) for i in call.inputs) or "nothing"
-            raise InputError(f"{origin}: layer {name!r} reads {read}; gradscope reads a chain in which each layer "
+            raise InputError(f"{origin}: {_label(entry)} reads {read}; gradscope reads a chain in which each layer "
                              f"reads the one before it. For other models, {OUTPUT_GRADS}")
         if entry.get("class_name") not in MASK_OPS:
             readers[call.inputs[0][0]].append(name)
@@ -420,7 +424,7 @@ def _functional_chain(config: dict, entries: list[dict], origin: str) -> list[di
     while readers[_name(chain[-1])]:
         following = readers[_name(chain[-1])]
         if len(following) > 1:
-            raise InputError(f"{origin}: the output of layer {_name(chain[-1])!r} is read by "
+            raise InputError(f"{origin}: the output of {_label(chain[-1])} is read by "
                              f"{', '.join(map(repr, following))}; gradscope reads a straight chain. "
                              f"For other models, {OUTPUT_GRADS}")
         chain.append(by_name[following[0]])
@@ -428,7 +432,7 @@ def _functional_chain(config: dict, entries: list[dict], origin: str) -> list[di
     layers = [n for n, e in by_name.items() if e.get("class_name") not in MASK_OPS]
     if names[-1] != outputs[0] or len(names) != len(layers):
         stray = next((n for n in layers if n not in names), names[-1])
-        raise InputError(f"{origin}: layer {stray!r} is not on the chain from {inputs[0]!r} to {outputs[0]!r}; "
+        raise InputError(f"{origin}: {_label(by_name[stray])} is not on the chain from {inputs[0]!r} to {outputs[0]!r}; "
                          f"gradscope reads a straight chain. For other models, {OUTPUT_GRADS}")
     _check_call_arguments(chain, calls, by_name, origin)
     return chain
@@ -450,13 +454,13 @@ def _check_call_arguments(chain: list[dict], calls: dict[str, _Call], by_name: d
             if key == "mask" and value is not None:
                 given = _mask_of(value, calls, by_name, used_ops)
                 if given is None or given != carried:
-                    raise InputError(f"{origin}: layer {name!r} is called with a mask other than the one Keras "
+                    raise InputError(f"{origin}: {_label(entry)} is called with a mask other than the one Keras "
                                      f"derives from Masking or Embedding(mask_zero=True); gradscope reads only "
                                      f"those. For other models, {OUTPUT_GRADS}")
                 continue
             if value is None:
                 continue
-            raise InputError(f"{origin}: layer {name!r} is called with {key}={str(value)[:60]}; gradscope reads a "
+            raise InputError(f"{origin}: {_label(entry)} is called with {key}={str(value)[:60]}; gradscope reads a "
                              f"chain of plain calls. For other models, {OUTPUT_GRADS}")
         source = _name(chain[index - 1])
         config = entry.get("config") or {}
