@@ -238,11 +238,11 @@ def _settings(cls: str, config: dict, where: str) -> dict[str, Any]:
                              f"returns one vector per sequence. Or {OUTPUT_GRADS}")
         return {}
     if cls == "Dropout":
-        return {"rate": float(config.get("rate", 0.0))}
+        return {"rate": config.get("rate")}  # as given: Dropout is the identity at inference
     # Dense
     activation = config.get("activation") or "linear"
     if activation not in HEAD_ACTIVATIONS:
-        raise InputError(f"{where} has activation {activation!r}; gradscope models a Dense head with sigmoid, "
+        raise InputError(f"{where} has activation {str(activation)[:60]!r}; gradscope models a Dense head with sigmoid, "
                          f"softmax or linear activation. For other heads, {OUTPUT_GRADS}")
     return {"units": _count(config, "units", where), "activation": activation,
             "use_bias": bool(config.get("use_bias", True))}

@@ -66,8 +66,12 @@ def open_h5(source: Any, origin: str) -> Iterator[Any]:
                          f"save or copy it again") from None
     try:
         yield f
-    except OSError as exc:  # h5py reports a damaged dataset or group when it is read
-        raise InputError(f"{origin} is damaged ({one_line(exc)}); save or copy it again") from None
+    except InputError:
+        raise
+    # h5py reports damage where it reads it: OSError, RuntimeError, KeyError, ValueError, UnicodeError
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise InputError(f"{origin} is damaged ({one_line(exc) or type(exc).__name__}); save or copy it "
+                         f"again") from None
     finally:
         f.close()
 

@@ -718,6 +718,25 @@ def test_damaged_files_are_one_line_errors(saved, tmp_path):
         assert problem in one_line_error(read_keras, path), path
 
 
+@pytest.mark.parametrize("suffix", [".h5", ".weights.h5"])
+def test_corrupted_bytes_read_or_are_input_errors(saved, tmp_path, suffix):
+    """h5py reports damage as OSError, RuntimeError, KeyError, ValueError or UnicodeError, wherever it
+    meets it: each is an InputError (a changed weight value, which HDF5 does not checksum, reads)."""
+    model, stem = saved["user_example"]
+    data = Path(f"{stem}{suffix}").read_bytes()
+    rng = np.random.default_rng(7)
+    path = tmp_path / f"corrupt{suffix}"
+    for _ in range(60):
+        damaged = bytearray(data)
+        for at in rng.integers(0, len(data), size=4):
+            damaged[at] = rng.integers(0, 256)
+        path.write_bytes(bytes(damaged))
+        try:
+            read_keras(path, architecture=model.to_json() if suffix == ".weights.h5" else None)
+        except InputError as exc:
+            assert "\n" not in str(exc)
+
+
 def test_missing_h5py_names_the_extra(saved, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     message = one_line_error(read_keras, f"{saved['user_example'][1]}.h5")
