@@ -20,6 +20,24 @@ of ``model.to_json()``). ``infer_keras_weights`` reports what a weights store al
 sizes, biases, GRU's reset_after, concat merges, the order of the layers where their widths fix it)
 and names what it leaves open; it takes no default for anything that changes the arithmetic (Dropout's
 rate is the one thing it leaves out: Dropout is the identity at inference).
+
+What a KerasModel means, for the model layer that turns it into a network (REFERENCE 4a):
+
+- Masks. Embedding(mask_zero=True) masks token 0; Masking(v) masks the steps whose features all
+  equal v, and replaces an embedding's mask. A masked step carries the state (h, c) and outputs the
+  previous output (0 before the first real step), or 0 where zero_output_for_mask is True (a
+  Bidirectional's layers that return sequences). The mask passes on through recurrent layers that
+  return sequences, Dropout and a per-step Dense; it ends at a layer returning its last output.
+- Bidirectional: the backward layer reads the sequence from its end; with return_sequences its
+  outputs are flipped back so that step t of both is input t. merge_mode concat [f, b], sum f + b,
+  ave (f + b) / 2, mul f * b; without return_sequences it merges the forward state after the last
+  step with the backward state after reading step 0.
+- Pooling reads the last recurrent layer's sequence: GlobalAveragePooling1D averages the real
+  steps only; GlobalMaxPooling1D takes the maximum over every step, masked ones included.
+- The Dense head reads the pooled vector, or the last recurrent layer's last output; where that
+  layer returns sequences and no pooling follows, it is applied at every step.
+- hard_sigmoid's formula is keras_version's; Keras' weights layout is x @ kernel (``keras_torch``
+  gives PyTorch's).
 """
 
 from __future__ import annotations
@@ -158,9 +176,11 @@ def read_keras(path: str | os.PathLike, architecture: Any = None) -> KerasModel:
             if given is None:
                 raise InputError(f"{origin} holds weights only (Keras 2's save_weights), without the layers' "
                                  f"settings; {GIVE_ARCHITECTURE}")
-            _refuse_keras_1(text(f.attrs.get("keras_version")), origin)
+            version = text(f.attrs.get("keras_version"))
+            _refuse_keras_1(version, origin)
             chain = read_chain(given, f"the architecture given for {path}")
-            return _model(path, "legacy weights.h5", given, chain, legacy_weights(f, chain, origin), origin)
+            facts = {"keras_version": version, "backend": text(f.attrs.get("backend"))}
+            return _model(path, "legacy weights.h5", facts, chain, legacy_weights(f, chain, origin), origin)
     raise InputError(f"{origin} is an HDF5 file, but not one Keras wrote (no model_config, layers or "
                      f"layer_names); {READS}")
 
@@ -188,6 +208,8 @@ def is_keras_file(path: str | os.PathLike) -> bool:
     """Whether the file is one ``read_keras`` reads: a zip holding config.json and model.weights.h5, or
     an HDF5 file (by its signature; HDF5 is Keras' format among those gradscope reads). Never raises."""
     try:
+        if not os.path.isfile(path):  # a FIFO or a device must not be opened
+            return False
         with open(path, "rb") as fh:
             head = fh.read(8)
         if head.startswith(HDF5_MAGIC):

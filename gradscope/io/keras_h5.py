@@ -230,8 +230,9 @@ def infer_store(f: Any, origin: str) -> tuple[tuple[LayerSpec, ...], Weights, li
     Group names give each layer's class (``lstm_1``: the second LSTM); shapes give the sizes, whether
     there is a bias, and GRU's reset_after (bias (2, 3H) True, (3H,) False); the widths chain the
     recurrent layers of different classes (whose relative order the names do not keep) and tell a
-    Bidirectional's concat (2H wide) from sum, ave and mul (H wide). Keras 3.? and later list layers
-    without weights too (their ``vars`` group carries the user's layer name); earlier files do not.
+    Bidirectional's concat (2H wide) from sum, ave and mul (H wide). Recent Keras 3 versions list the
+    layers without weights too (each ``vars`` group carries the user's layer name); older ones do not.
+    Dropout layers are put before the head: where they are does not change the arithmetic.
 
     Returns
     -------

@@ -642,7 +642,7 @@ def test_keras2_save_weights_h5_needs_the_architecture(tmp_path):
     message = one_line_error(read_keras, path)
     assert "holds weights only (Keras 2's save_weights)" in message and "model.to_json()" in message
     read = read_keras(path, architecture=config)
-    assert read.format == "legacy weights.h5"
+    assert (read.format, read.keras_version, read.backend) == ("legacy weights.h5", "2.15.0", "tensorflow")
     assert np.array_equal(read.layers[-1].weights["kernel"], weights[-1][1][0][1])
 
 
