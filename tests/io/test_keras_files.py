@@ -443,6 +443,28 @@ def test_weights_file_alone_of_merges_pooling_and_masking(saved):
     assert not any(fact.startswith("the order") for fact in inferred.unsettled)
 
 
+def test_weights_file_alone_of_an_older_keras_3(saved, tmp_path):
+    """Keras 3 wrote no group for a layer without weights, and no layer names, before it wrote both."""
+    path = tmp_path / "old.weights.h5"
+    path.write_bytes(Path(f"{saved['merge_modes'][1]}.weights.h5").read_bytes())
+    with h5py.File(path, "a") as f:
+        for name in list(f["layers"]):
+            if not any(hasattr(node, "shape") for node in _nodes(f["layers"][name])):
+                del f["layers"][name]
+        for node in _nodes(f):
+            node.attrs.pop("name", None)
+    inferred = infer_keras_weights(path)
+    assert [l.name for l in inferred.layers] == ["bidirectional", "bidirectional_1", "bidirectional_2", "dense"]
+    assert inferred.unsettled[0] == "which layers without weights (Masking, pooling) the model has: the file lists none"
+
+
+def _nodes(group) -> list:
+    """Every group and dataset below ``group``."""
+    found = []
+    group.visititems(lambda _name, node: found.append(node))  # a callback returning None visits them all
+    return found
+
+
 def test_weights_file_alone_of_gru_without_bias_and_ambiguous_order(keras, tmp_path):
     L = keras.layers
     gru = infer_keras_weights(write_weights(keras, tmp_path / "g.weights.h5", L.GRU(4, reset_after=False,
