@@ -1,1 +1,1 @@
-"""Reading and writing files: arrays, weight files in the formats people have, outputs."""
+"""Reading and writing files: arrays, weight files in the formats people have, Keras models, outputs."""

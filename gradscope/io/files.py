@@ -31,6 +31,12 @@ def os_problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def one_line(reason: object, limit: int = 160) -> str:
+    """An exception's message on one line, cut short: the CLI prints errors as one line."""
+    text = " ".join(str(reason).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def kind_of(mode: int) -> str:
     """What a stat mode names, for messages: 'a named pipe (FIFO)', 'a regular file'."""
     return next((name for test, name in _KINDS if test(mode)), "a regular file" if stat.S_ISREG(mode) else "not a file")
@@ -60,6 +66,27 @@ def regular_file(path: str | os.PathLike, what: str, hint: str = "", missing: st
     if not stat.S_ISREG(mode):
         raise InputError(f"{what} path {path} is {kind_of(mode)}, not a regular file{hint}")
     return Path(path)
+
+
+def input_head(path: Path, what: str, formats: str, size: int = 16) -> tuple[bytes, int]:
+    """The first ``size`` bytes of the input file ``what`` and its length in bytes, for recognising its
+    format; an InputError for a missing or empty file, a directory, a FIFO or a device (ending with
+    ``formats``, the sentence of what gradscope reads, where that helps)."""
+    try:
+        mode = stat_input(path, what)
+    except InputError as exc:
+        raise InputError(f"{exc}; {formats}" if "not found" in str(exc) else str(exc)) from None
+    if stat.S_ISDIR(mode.st_mode):
+        raise InputError(f"{what} path {path} is a directory, not a file; {formats}")
+    regular_file(path, what)  # a FIFO or a device: refused before open() could block on it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(size)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {path}: {os_problem(exc)}") from None
+    if not head:
+        raise InputError(f"{what} file {path} is empty; {formats}")
+    return head, mode.st_size
 
 
 def check_writable_folder(path: Path, flag: str) -> None:

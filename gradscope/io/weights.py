@@ -9,6 +9,8 @@ A file's format is recognised by its content, not its suffix:
     .safetensors  8-byte little-endian header length, a JSON header, raw little-endian tensors
     .npz          np.savez(path, **state_dict), read by ``io.arrays.load_npz``
 
+Keras files (.keras, .h5, .weights.h5) are recognised too, and refused with a pointer to ``io.keras``.
+
 A training checkpoint holds the state dict under "model", "state_dict" or "model_state_dict"; its other
 entries (epoch, optimizer state, ...) are ignored. torch and safetensors are imported only for the files
 that need them. Every way the input can be wrong is an InputError that names the file (or "the state
@@ -23,7 +25,6 @@ import os
 import pickle
 import pickletools
 import re
-import stat
 import sys
 import warnings
 import zipfile
@@ -36,7 +37,9 @@ import numpy as np
 from ..errors import InputError
 from ..extras import install_hint
 from .arrays import _numeric, load_npz
-from .files import os_problem, regular_file, stat_input
+from .files import input_head, one_line
+from .keras import READ_BY as KERAS_READ_BY, is_keras_archive
+from .keras_h5 import HDF5_MAGIC
 
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 """Where training checkpoints keep the state dict, tried in this order."""
@@ -114,21 +117,7 @@ def read_tensor(path: str | os.PathLike, what: str) -> np.ndarray:
 
 def _sniff(path: Path, what: str, origin: str) -> str:
     """'npz', 'torch' or 'safetensors', from the file's first bytes (and a zip's member names)."""
-    try:
-        mode = stat_input(path, what)
-    except InputError as exc:
-        raise InputError(f"{exc}; {READS}" if "not found" in str(exc) else str(exc)) from None
-    if stat.S_ISDIR(mode.st_mode):
-        raise InputError(f"{what} path {path} is a directory, not a file; {READS}")
-    regular_file(path, what)  # a FIFO or a device: refused before open() could block on it
-    try:
-        size = mode.st_size
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError as exc:
-        raise InputError(f"cannot read {origin}: {os_problem(exc)}") from None
-    if not head:
-        raise InputError(f"{origin} is empty; {READS}")
+    head, size = input_head(path, what, READS)
     if head.startswith(NPY_MAGIC):
         raise InputError(
             f"{origin} is a single .npy array, not a state dict; "
@@ -136,6 +125,9 @@ def _sniff(path: Path, what: str, origin: str) -> str:
         )
     if head.startswith(ZIP_MAGIC):
         return _sniff_zip(path, origin)
+    if head.startswith(HDF5_MAGIC):
+        raise InputError(f"{origin} is an HDF5 file (Keras' .h5 or .weights.h5), not a PyTorch state dict; "
+                         f"{KERAS_READ_BY}")
     if head[:2] in PICKLE_PROTOCOLS:
         if not _starts_with_torch_magic(path):
             raise InputError(f"{origin} is a Python pickle, not a file written by torch.save; {READS}")
@@ -176,6 +168,8 @@ def _sniff_zip(path: Path, origin: str) -> str:
         )
     if "data.pkl" in base:
         return "torch"
+    if is_keras_archive(names):
+        raise InputError(f"{origin} is a Keras model (.keras), not a PyTorch state dict; {KERAS_READ_BY}")
     if all(name.endswith(".npy") for name in names):  # np.savez; an empty archive is reported by load_npz
         return "npz"
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
@@ -202,7 +196,7 @@ def _torch_load(path: Path, origin: str) -> Any:
     except pickle.UnpicklingError as exc:
         raise InputError(_refusal(path, origin, str(exc))) from None
     except Exception as exc:  # a damaged file surfaces as RuntimeError, EOFError, KeyError, ... from torch
-        raise InputError(f"{origin} cannot be read by torch.load ({_one_line(exc)}); {READS}") from None
+        raise InputError(f"{origin} cannot be read by torch.load ({one_line(exc)}); {READS}") from None
 
 
 def _refusal(path: Path, origin: str, message: str) -> str:
@@ -222,7 +216,7 @@ def _refusal(path: Path, origin: str, message: str) -> str:
         what = f"a pickled {refused.group(1)}, which safe loading (torch.load with weights_only=True) refuses"
     else:
         reason = message.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-        what = f"a pickle that safe loading (torch.load with weights_only=True) refuses ({_one_line(reason)})"
+        what = f"a pickle that safe loading (torch.load with weights_only=True) refuses ({one_line(reason)})"
     return (
         f"{origin} holds {what}; "
         f"if you trust the file, load it in PyTorch and save only the state dict: {SAVE_STATE_DICT}"
@@ -280,7 +274,7 @@ def _load_safetensors(path: Path, origin: str) -> dict[str, Any]:
     except InputError:
         raise
     except Exception as exc:  # safetensors reports a damaged file as SafetensorError
-        raise InputError(f"{origin} is not a valid .safetensors file ({_one_line(exc)}); {READS}") from None
+        raise InputError(f"{origin} is not a valid .safetensors file ({one_line(exc)}); {READS}") from None
 
 
 def _safetensors_dtypes(path: Path, origin: str) -> dict[str, str]:
@@ -357,11 +351,5 @@ def _float64(value: Any, where: str) -> np.ndarray:
         # numpy has no bfloat16: convert in torch; force=True also resolves lazy conj/neg views
         array = value.detach().to(device="cpu", dtype=torch.float64).numpy(force=True)
     except (RuntimeError, NotImplementedError, TypeError) as exc:  # meta tensors, exotic layouts
-        raise InputError(f"{where} cannot be converted to numbers ({_one_line(exc)})") from None
+        raise InputError(f"{where} cannot be converted to numbers ({one_line(exc)})") from None
     return _numeric(array, where)
-
-
-def _one_line(reason: Any, limit: int = 160) -> str:
-    """An exception's message on one line, cut short: the CLI prints errors as one line."""
-    text = " ".join(str(reason).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
