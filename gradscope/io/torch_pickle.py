@@ -27,8 +27,8 @@ for v3). Offsets, sizes and strides count elements. Parameters wrap a tensor in
 Safe as ``torch.load(weights_only=True)`` is: ``find_class``, which pickle consults for every class or
 function a pickle names, resolves only an allowlist, to plain containers and to this module's own
 rebuilders, which slice numpy arrays from the raw bytes. Any other name is refused before anything
-is called, and nothing is imported. Tensors come back as numpy arrays of their own dtype (bfloat16
-widened exactly to float32), copies that share no memory.
+is called, and nothing is imported. Tensors come back as read-only numpy arrays of their own dtype
+(bfloat16 widened exactly to float32), views of the bytes read where they can be.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ LEGACY_PROTOCOL = 1001  # its second
 class DType(NamedTuple):
     """A tensor element type: torch's name and numpy's type code without byte order ("f4").
 
-    A tuple, as _Storage is: pickle's BUILD opcode can set attributes on any object it has made, and
-    neither has an attribute it could set.
+    A tuple, as _Storage and _Call are: pickle's BUILD opcode can set attributes on any object on its
+    stack, and a tuple has none it could set.
     """
 
     name: str
@@ -121,6 +121,15 @@ class _Storage(NamedTuple):
     byteorder: str  # numpy's prefix: "<" or ">"
 
 
+class _Call(NamedTuple):
+    """A function lent to the pickle, in a tuple that has no attribute BUILD could set."""
+
+    function: Callable[..., Any]
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+
 class _Unpickler(pickle.Unpickler):
     """A pickle reader that resolves only the allowlisted names; storages come from ``storage``.
 
@@ -132,19 +141,20 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, storage: Callable[..., _Storage | None]):
         super().__init__(file, encoding="utf-8")  # as torch.load: Python 2's str pickles decode as UTF-8
         self.storage = storage
-        # Bound methods and built-in types only: pickle's BUILD opcode sets attributes on whatever is on
-        # its stack, which a module-level function would let a file change for the whole process.
+        # Built-in types, strings and tuples only: pickle's BUILD opcode sets attributes on whatever is on
+        # its stack, which a function (or a bound method, through its function) would let a file change
+        # for the whole process.
         self.allowed: dict[str, Any] = {
             "collections.OrderedDict": OrderedDict,
             "builtins.set": set,
-            "_codecs.encode": self._encode,  # how protocol 2 pickles bytes
+            "_codecs.encode": _Call(self._encode),  # how protocol 2 pickles bytes
             "torch.Size": tuple,
-            "torch._utils._rebuild_tensor": self._rebuild_tensor,
-            "torch._utils._rebuild_tensor_v2": self._rebuild_tensor_v2,
-            "torch._utils._rebuild_tensor_v3": self._rebuild_tensor_v3,
-            "torch._utils._rebuild_parameter": self._rebuild_parameter,
-            "torch._utils._rebuild_parameter_with_state": self._rebuild_parameter_with_state,
-            "torch._tensor._rebuild_from_type_v2": self._rebuild_from_type_v2,
+            "torch._utils._rebuild_tensor": _Call(self._rebuild_tensor),
+            "torch._utils._rebuild_tensor_v2": _Call(self._rebuild_tensor_v2),
+            "torch._utils._rebuild_tensor_v3": _Call(self._rebuild_tensor_v3),
+            "torch._utils._rebuild_parameter": _Call(self._rebuild_parameter),
+            "torch._utils._rebuild_parameter_with_state": _Call(self._rebuild_parameter_with_state),
+            "torch._tensor._rebuild_from_type_v2": _Call(self._rebuild_from_type_v2),
             **{name: name for name in TENSOR_TYPES},
             **{f"torch.{name}": dtype for name, dtype in DTYPES.items()},
             **{f"{module}.{name}": DTYPES[dtype] for name, dtype in STORAGE_CLASSES.items()
@@ -205,10 +215,12 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _tensor(storage: _Storage | None, dtype: DType | None, offset: Any, size: Any, stride: Any) -> np.ndarray | None:
-    """The tensor torch's ``Tensor.set_(storage, offset, size, stride)`` makes, as a numpy copy.
+    """The tensor torch's ``Tensor.set_(storage, offset, size, stride)`` makes, as a read-only numpy array.
 
     The storage's bytes are read as ``dtype`` (the storage's own, or v3's dtype over untyped bytes);
-    element (i_0, i_1, ...) is element ``offset + sum(i_k * stride_k)`` of the storage.
+    element (i_0, i_1, ...) is element ``offset + sum(i_k * stride_k)`` of the storage. The array is a
+    view of those bytes where it can be (tensors sharing a storage share memory, as torch's do), a
+    converted copy for bfloat16 and big-endian files.
     """
     if storage is None:  # the legacy layout's first pass: the storages are read after the pickle
         return None
@@ -220,16 +232,20 @@ def _tensor(storage: _Storage | None, dtype: DType | None, offset: Any, size: An
     elements = np.frombuffer(storage.data, dtype=np.dtype(storage.byteorder + dtype.code),
                              count=len(storage.data) // np.dtype(dtype.code).itemsize)
     if math.prod(size) > 0:
+        # as_strided reads wherever the strides point: every element must lie inside the storage
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= len(elements):
             raise ValueError(f"a tensor of size {tuple(size)} reaches element {last} of a {dtype.name} storage "
                              f"of {len(elements)}")
     # A dimension of length 0 or 1 is never stepped along: its stride may be anything, so it is not used.
     steps = [s * elements.itemsize if n > 1 else 0 for n, s in zip(size, stride)]
-    array = np.lib.stride_tricks.as_strided(elements[offset:], shape=tuple(size), strides=steps).copy()
+    array = np.lib.stride_tricks.as_strided(elements[offset:], shape=tuple(size), strides=steps, writeable=False)
     if dtype.name == "bfloat16":  # bfloat16 is the top half of a float32: exact
-        return (array.astype(np.uint32) << 16).view(np.float32)
-    return array.astype(array.dtype.newbyteorder("="), copy=False)
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    elif not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    array.flags.writeable = False
+    return array
 
 
 def _counts(values: Any) -> bool:
@@ -251,8 +267,9 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     -------
     Any
         The saved object: dicts (OrderedDict as saved), lists, tuples (torch.Size too), sets, numbers,
-        strings, bytes, None, and one numpy array per tensor, in the tensor's shape and dtype (bfloat16
-        as float32). Parameters come back as their tensors.
+        strings, bytes, None, and one read-only numpy array per tensor, in the tensor's shape and dtype
+        (bfloat16 as float32); tensors that share a storage share memory. Parameters come back as their
+        tensors.
 
     Raises
     ------
@@ -333,9 +350,12 @@ def _load_legacy(path: Path) -> Any:
                 raise ValueError(f"storage {key!r} is listed but no tensor uses it")
             dtype, numel = dtypes[key]
             count = int.from_bytes(fh.read(8), "little")
-            data = fh.read(count * np.dtype(dtype.code).itemsize)
-            if count != numel or len(data) < count * np.dtype(dtype.code).itemsize:
-                raise ValueError(f"storage {key!r} is truncated or has {count} elements, not {numel}")
+            if count != numel:
+                raise ValueError(f"storage {key!r} has {count} elements, not {numel}")
+            nbytes = count * np.dtype(dtype.code).itemsize
+            data = fh.read(nbytes)
+            if len(data) < nbytes:
+                raise ValueError(f"storage {key!r} is truncated: {len(data)} of {nbytes} bytes")
             storages[key] = _Storage(data, dtype, "<")  # written little-endian whatever the machine
 
         def storage(dtype: DType, key: str, location: Any, numel: Any, view: Any) -> _Storage:
