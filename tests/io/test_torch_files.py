@@ -174,14 +174,14 @@ def test_parameters_and_tensors_with_attributes_are_read_as_tensors(torch, tmp_p
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_checkpoint_with_optimizer_state_reads_whole(torch, tmp_path, layout):
+@pytest.mark.parametrize("layout, key", [("zip", "model"), ("legacy", "state_dict"), ("zip", "model_state_dict")])
+def test_checkpoint_with_optimizer_state_reads_whole_and_yields_its_state_dict(torch, tmp_path, layout, key):
     model = classifier(torch)
     optimizer = torch.optim.Adam(model.parameters())
     model["fc"](torch.ones(2, 8)).sum().backward()
     optimizer.step()  # per-parameter state: step, exp_avg, exp_avg_sq
     checkpoint = {
-        "epoch": 7, "model_state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "epoch": 7, "optimizer": optimizer.state_dict(), key: model.state_dict(),
         "rng_state": torch.get_rng_state(), "best_loss": 0.25, "history": [1.0, 0.5], "name": "run 3",
         "tags": {"lstm", "imdb"}, "blob": b"\x00\xffbytes", "shape": torch.Size([2, 3]), "note": None,
     }
@@ -189,8 +189,10 @@ def test_checkpoint_with_optimizer_state_reads_whole(torch, tmp_path, layout):
     ours = assert_read_as_torch_reads(torch, path)
     assert [s["exp_avg"].shape for s in ours["optimizer"]["state"].values()] == [(3, 8), (3,)]  # fc's: the rest had no grad
     assert ours["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
-    loaded = read_state_dict(path)
+    loaded = read_state_dict(path)  # the model's state dict, not the optimizer's tensors nor the RNG state
     assert list(loaded) == list(model.state_dict())
+    for name, tensor in model.state_dict().items():
+        assert np.array_equal(loaded[name], tensor.double().numpy()), name
 
 
 @pytest.mark.torch
