@@ -113,7 +113,8 @@ def readers(files: dict[str, Path], rounds: int) -> None:
         loaded = lambda: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
         t_pure, t_torch = interleaved_timings([pure, loaded], rounds, warmup=1)
         size = path.stat().st_size / 1e6
-        rows.append([name, f"{size:.2f} MB", ms(t_pure.median), ms(t_torch.median), ratio(t_torch.median, t_pure.median)])
+        rows.append([name, f"{size:.2f} MB", ms(t_pure.median), ms(t_torch.median),
+                     ratio(t_torch.median, t_pure.median)])
     print_table(["file", "size", "torch_pickle.load", "torch.load", "torch.load / reader"], rows)
 
 

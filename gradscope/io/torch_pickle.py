@@ -158,7 +158,7 @@ class _Unpickler(pickle.Unpickler):
             **{name: name for name in TENSOR_TYPES},
             **{f"torch.{name}": dtype for name, dtype in DTYPES.items()},
             **{f"{module}.{name}": DTYPES[dtype] for name, dtype in STORAGE_CLASSES.items()
-               for module in ("torch", "torch.cuda")},  # torch < 1.13 named the storages of CUDA tensors so
+               for module in ("torch", "torch.cuda")},  # older torch named the storages of CUDA tensors so
             "torch.storage.UntypedStorage": DTYPES["uint8"],
             "torch.UntypedStorage": DTYPES["uint8"],
         }
@@ -175,10 +175,8 @@ class _Unpickler(pickle.Unpickler):
         raise _Refused(qualified)
 
     def persistent_load(self, pid: Any) -> _Storage | None:
-        tag = pid[0] if isinstance(pid, tuple) and pid else None
-        if isinstance(tag, bytes):  # written by Python 2
-            tag = tag.decode("ascii")
-        if tag != "storage" or len(pid) < 5 or not isinstance(pid[1], DType) or not isinstance(pid[2], str):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], DType)
+                and isinstance(pid[2], str)):
             raise ValueError(f"unknown persistent id {one_line(repr(pid), 60)}")
         return self.storage(*pid[1:])
 
@@ -190,17 +188,17 @@ class _Unpickler(pickle.Unpickler):
         return text.encode("latin-1")
 
     def _rebuild_tensor(self, storage, storage_offset, size, stride):
-        return _tensor(storage, storage and storage.dtype, storage_offset, size, stride)
+        return _tensor(storage, storage_offset, size, stride)
 
     def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad, backward_hooks,
                            metadata=None):
-        return _tensor(storage, storage and storage.dtype, storage_offset, size, stride)
+        return _tensor(storage, storage_offset, size, stride)
 
     def _rebuild_tensor_v3(self, storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
                            metadata=None):
         if not isinstance(dtype, DType):
             raise ValueError(f"a tensor of dtype {one_line(repr(dtype), 60)}")
-        return _tensor(storage, dtype, storage_offset, size, stride)
+        return _tensor(storage, storage_offset, size, stride, dtype)
 
     def _rebuild_parameter(self, data, requires_grad, backward_hooks):
         return data
@@ -214,10 +212,11 @@ class _Unpickler(pickle.Unpickler):
         return func(*args)
 
 
-def _tensor(storage: _Storage | None, dtype: DType | None, offset: Any, size: Any, stride: Any) -> np.ndarray | None:
+def _tensor(storage: _Storage | None, offset: Any, size: Any, stride: Any, dtype: DType | None = None
+            ) -> np.ndarray | None:
     """The tensor torch's ``Tensor.set_(storage, offset, size, stride)`` makes, as a read-only numpy array.
 
-    The storage's bytes are read as ``dtype`` (the storage's own, or v3's dtype over untyped bytes);
+    The storage's bytes are read as ``dtype`` (v3's, over untyped bytes; by default the storage's own);
     element (i_0, i_1, ...) is element ``offset + sum(i_k * stride_k)`` of the storage. The array is a
     view of those bytes where it can be (tensors sharing a storage share memory, as torch's do), a
     converted copy for bfloat16 and big-endian files.
@@ -226,6 +225,7 @@ def _tensor(storage: _Storage | None, dtype: DType | None, offset: Any, size: An
         return None
     if not isinstance(storage, _Storage):
         raise ValueError("a tensor without a storage")
+    dtype = dtype or storage.dtype
     if not (_counts(size) and _counts(stride) and len(size) == len(stride) and _counts((offset,))):
         raise ValueError(f"a tensor of size {one_line(repr(size), 40)}, stride {one_line(repr(stride), 40)}, "
                          f"offset {one_line(repr(offset), 20)}")
@@ -259,7 +259,7 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by torch.save, in the zip or the legacy layout (told apart by the first bytes).
+        A file written by torch.save, in the zip layout or else the legacy one.
     origin : str
         The file as messages name it: "weights file m.pt".
 
@@ -335,8 +335,10 @@ def _load_legacy(path: Path) -> Any:
     """
     with open(path, "rb") as fh:
         magic, protocol, _system = (_Unpickler(fh, _no_storage).load() for _ in range(3))
-        if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL:
-            raise ValueError(f"magic number {magic!r}, protocol version {protocol!r}")
+        if magic != LEGACY_MAGIC:
+            raise ValueError("no torch.save magic number")
+        if protocol != LEGACY_PROTOCOL:
+            raise ValueError(f"protocol version {one_line(repr(protocol), 20)}, not {LEGACY_PROTOCOL}")
         start = fh.tell()
         dtypes: dict[str, tuple[DType, Any]] = {}
 
