@@ -149,6 +149,7 @@ class _Unpickler(pickle.Unpickler):
             "builtins.set": set,
             "_codecs.encode": _Call(self._encode),  # how protocol 2 pickles bytes
             "torch.Size": tuple,
+            "torch.device": _Call(self._device),  # checkpoints keep the device they trained on
             "torch._utils._rebuild_tensor": _Call(self._rebuild_tensor),
             "torch._utils._rebuild_tensor_v2": _Call(self._rebuild_tensor_v2),
             "torch._utils._rebuild_tensor_v3": _Call(self._rebuild_tensor_v3),
@@ -186,6 +187,9 @@ class _Unpickler(pickle.Unpickler):
         if encoding not in ("latin1", "latin-1"):
             raise ValueError(f"bytes pickled in {encoding!r}")
         return text.encode("latin-1")
+
+    def _device(self, kind: str, index: int | None = None) -> str:
+        return kind if index is None else f"{kind}:{index}"
 
     def _rebuild_tensor(self, storage, storage_offset, size, stride):
         return _tensor(storage, storage_offset, size, stride)
@@ -267,7 +271,7 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     -------
     Any
         The saved object: dicts (OrderedDict as saved), lists, tuples (torch.Size too), sets, numbers,
-        strings, bytes, None, and one read-only numpy array per tensor, in the tensor's shape and dtype
+        strings (torch.device as "cuda:0"), bytes, None, and one read-only numpy array per tensor, in the tensor's shape and dtype
         (bfloat16 as float32); tensors that share a storage share memory. Parameters come back as their
         tensors.
 

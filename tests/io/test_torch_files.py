@@ -51,6 +51,8 @@ def assert_same(torch, ours, theirs, where: str) -> None:
         assert isinstance(ours, np.ndarray) and ours.dtype == expected.dtype, where
         assert ours.shape == expected.shape and np.array_equal(ours, expected), where
         assert not ours.flags.writeable, where  # views of one storage share memory: none may change it
+    elif isinstance(theirs, torch.device):
+        assert ours == str(theirs), where
     elif isinstance(theirs, dict):
         assert type(ours) is type(theirs) and list(ours) == list(theirs), where
         for key in theirs:
@@ -285,6 +287,7 @@ def test_checkpoint_with_optimizer_state_reads_whole_and_yields_its_state_dict(t
         "epoch": 7, "optimizer": optimizer.state_dict(), key: model.state_dict(),
         "rng_state": torch.get_rng_state(), "best_loss": 0.25, "history": [1.0, 0.5], "name": "run 3",
         "tags": {"lstm", "imdb"}, "blob": b"\x00\xffbytes", "shape": torch.Size([2, 3]), "note": None,
+        "devices": [torch.device("cpu"), torch.device("cuda", 1)],
     }
     path = save(torch, checkpoint, tmp_path / "ckpt.pt", layout)
     ours = assert_read_as_torch_reads(torch, path)
