@@ -5,7 +5,7 @@ and ``_legacy_load``):
 
     zip (torch >= 1.6, the default)
         <archive>/data.pkl      the object, pickled (protocol 2 unless pickle_protocol says otherwise)
-        <archive>/data/<key>    each storage's raw bytes, in the order named by <archive>/byteorder
+        <archive>/data/<key>    each storage's raw bytes, in the byte order <archive>/byteorder names
                                 ("little" or "big"; "little" when the record is absent)
         <archive>/version, .format_version, .storage_alignment, .data/...: not needed to read it
     legacy (_use_new_zipfile_serialization=False), one stream of five pickles and the raw data
@@ -52,6 +52,7 @@ from ..extras import install_hint
 SAVE_STATE_DICT = 'torch.save(model.state_dict(), "model.pt")'
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of the legacy layout
 LEGACY_PROTOCOL = 1001  # its second
+ZIP_MAGIC = b"PK\x03\x04"  # how torch.load tells the layouts apart: by the first bytes
 
 
 class DType(NamedTuple):
@@ -263,7 +264,7 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by torch.save, in the zip layout or else the legacy one.
+        A file written by torch.save, in the zip layout or the legacy one (told apart by the first bytes).
     origin : str
         The file as messages name it: "weights file m.pt".
 
@@ -271,9 +272,9 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     -------
     Any
         The saved object: dicts (OrderedDict as saved), lists, tuples (torch.Size too), sets, numbers,
-        strings (torch.device as "cuda:0"), bytes, None, and one read-only numpy array per tensor, in the tensor's shape and dtype
-        (bfloat16 as float32); tensors that share a storage share memory. Parameters come back as their
-        tensors.
+        strings (torch.device as "cuda:0"), bytes, None, and one read-only numpy array per tensor, in
+        the tensor's shape and dtype (bfloat16 as float32); tensors that share a storage share memory.
+        Parameters come back as their tensors.
 
     Raises
     ------
@@ -285,7 +286,7 @@ def load(path: str | os.PathLike, origin: str) -> Any:
     """
     path = Path(os.fsdecode(path))
     try:
-        return _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+        return _load_zip(path) if _is_zip(path) else _load_legacy(path)
     except NeedsTorch as exc:
         raise NeedsTorch(f"{origin} holds {exc}, which NumPy cannot hold; reading it needs PyTorch: "
                          f"{install_hint('torch')}") from None
@@ -378,14 +379,20 @@ def _load_legacy(path: Path) -> Any:
 
 
 def _no_storage(*pid: Any) -> None:
+    """The storage callback of the pickles around the object's (the legacy header and key list)."""
     raise ValueError("a storage outside the object's pickle")
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(ZIP_MAGIC)) == ZIP_MAGIC
 
 
 def _pickles_a_module(path: Path) -> bool:
     """Whether the file's pickle holds an nn.Module: read from its opcodes, which pickletools parses
     without running anything. A module pickles its __dict__, whose keys include "_parameters"."""
     try:
-        if zipfile.is_zipfile(path):
+        if _is_zip(path):
             with zipfile.ZipFile(path) as zf:
                 data = zf.read(next(n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"))
             stream = io.BytesIO(data)
