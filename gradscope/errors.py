@@ -12,6 +12,12 @@ class InputError(ValueError):
     """Invalid user input: a setting, a file, or data that cannot be used. Exit code 2."""
 
 
+def one_line(reason: object, limit: int = 160) -> str:
+    """An exception's message (or any text) on one line, cut short: the CLI prints errors as one line."""
+    text = " ".join(str(reason).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class CheckFailed(Exception):
     """A CI check whose measured value crossed its threshold. Exit code 1."""
 

@@ -31,12 +31,6 @@ def os_problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def one_line(reason: object, limit: int = 160) -> str:
-    """An exception's message on one line, cut short: the CLI prints errors as one line."""
-    text = " ".join(str(reason).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def kind_of(mode: int) -> str:
     """What a stat mode names, for messages: 'a named pipe (FIFO)', 'a regular file'."""
     return next((name for test, name in _KINDS if test(mode)), "a regular file" if stat.S_ISREG(mode) else "not a file")

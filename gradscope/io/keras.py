@@ -57,7 +57,8 @@ import numpy as np
 
 from .. import memory
 from ..errors import InputError
-from .files import input_head, one_line, regular_file
+from ..errors import one_line
+from .files import input_head, regular_file
 from .keras_config import RECURRENT, LayerSpec, gates, read_chain
 from .keras_h5 import (HDF5_MAGIC, Weights, infer_store, legacy_weights, names_attribute, open_h5, store_root,
                        store_weights, text, weight_names)

@@ -29,7 +29,7 @@ from .. import memory
 from ..errors import InputError
 from ..extras import install_hint
 from .arrays import _numeric
-from .files import one_line
+from ..errors import one_line
 from .keras_config import POOLING, RECURRENT, SUPPORTED, OUTPUT_GRADS, LayerSpec, gates, snake_case
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

@@ -3,18 +3,19 @@
 A file's format is recognised by its content, not its suffix:
 
     .pt / .pth    torch.save(model.state_dict(), path): a zip holding ``<name>/data.pkl``, or the legacy
-                  pickle stream (``_use_new_zipfile_serialization=False``); read by
-                  ``torch.load(weights_only=True)``, whose restricted unpickler builds tensors and containers
-                  only and never calls into other code
+                  pickle stream (``_use_new_zipfile_serialization=False``); read by ``io.torch_pickle``
+                  without torch, as ``torch.load(weights_only=True)`` would: a restricted unpickler that
+                  builds tensors and containers only and never calls into other code
     .safetensors  8-byte little-endian header length, a JSON header, raw little-endian tensors
     .npz          np.savez(path, **state_dict), read by ``io.arrays.load_npz``
 
 Keras files (.keras, .h5, .weights.h5) are recognised too, and refused with a pointer to ``io.keras``.
 
 A training checkpoint holds the state dict under "model", "state_dict" or "model_state_dict"; its other
-entries (epoch, optimizer state, ...) are ignored. torch and safetensors are imported only for the files
-that need them. Every way the input can be wrong is an InputError that names the file (or "the state
-dict") and says what to do where there is something to do.
+entries (epoch, optimizer state, ...) are ignored. torch is imported only for .pt tensors that NumPy
+cannot hold (float8, complex32, quantized, sparse) and .safetensors ones (bfloat16, float8);
+safetensors only for .safetensors files. Every way the input can be wrong is an InputError that names
+the file (or "the state dict") and says what to do where there is something to do.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import pickletools
-import re
 import sys
 import warnings
 import zipfile
@@ -34,24 +33,24 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..extras import install_hint
+from . import torch_pickle
 from .arrays import _numeric, load_npz
-from .files import input_head, one_line
+from .files import input_head
 from .keras import READ_BY as KERAS_READ_BY, is_keras_archive
 from .keras_h5 import HDF5_MAGIC
+from .torch_pickle import SAVE_STATE_DICT
 
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 """Where training checkpoints keep the state dict, tried in this order."""
 
 READS = "gradscope reads state dicts from .npz (np.savez), .pt/.pth (torch.save) and .safetensors files"
-SAVE_STATE_DICT = 'torch.save(model.state_dict(), "model.pt")'
 NEEDS_TORCH = install_hint("torch")
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one
 NPY_MAGIC = b"\x93NUMPY"
 PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # PROTO opcode, protocols 2 to 5
-TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's legacy (non-zip) format
 
 NUMPY_SAFETENSORS_DTYPES = {
     "F64", "F32", "F16", "I64", "U64", "I32", "U32", "I16", "U16", "I8", "U8", "BOOL", "C64",
@@ -91,21 +90,21 @@ def read_state_dict(source: str | os.PathLike | Mapping, what: str = "weights") 
         return load_npz(path, what)
     if kind == "safetensors":
         return _tensors(_load_safetensors(path, origin), origin)
-    return _tensors(_torch_load(path, origin), origin)
+    return _tensors(_read_torch_file(path, origin), origin)
 
 
 def read_tensor(path: str | os.PathLike, what: str) -> np.ndarray:
     """One tensor saved with ``torch.save(tensor, path)`` (.pt/.pth), as float64 numpy.
 
-    For a batch kept the way a torch user keeps it (``--inputs tokens.pt``); read with
-    ``weights_only=True`` like every torch file here.
+    For a batch kept the way a torch user keeps it (``--inputs tokens.pt``); read safely, without
+    torch, like every torch file here.
     """
     path = Path(os.fsdecode(path))
     origin = f"{what} file {path}"
     kind = _sniff(path, what, origin)
     if kind != "torch":
         raise InputError(f"{origin} is not a torch.save file; give an .npy array or a .pt tensor")
-    loaded = _torch_load(path, origin)
+    loaded = _read_torch_file(path, origin)
     if not _is_tensor(loaded):
         raise InputError(f"{origin} holds a {type(loaded).__name__}, not one tensor: save the tensor itself "
                          f"(torch.save(x, \"{path.name}\")) or np.save it as .npy")
@@ -145,7 +144,7 @@ def _starts_with_torch_magic(path: Path) -> bool:
     with open(path, "rb") as fh:
         stream = io.BytesIO(fh.read(64))  # PROTO, LONG1 with 10 bytes, STOP: 16 bytes in protocol 2
     try:
-        return any(arg == TORCH_LEGACY_MAGIC for _op, arg, _pos in pickletools.genops(stream))
+        return any(arg == torch_pickle.LEGACY_MAGIC for _op, arg, _pos in pickletools.genops(stream))
     except ValueError:  # a longer first pickle: not torch's
         return False
 
@@ -182,65 +181,23 @@ def _sniff_zip(path: Path, origin: str) -> str:
 # -- PyTorch files ---------------------------------------------------------------------------------
 
 
-def _torch_load(path: Path, origin: str) -> Any:
-    """What torch.load returns for the file, loaded with weights_only=True onto the CPU."""
+def _read_torch_file(path: Path, origin: str) -> Any:
+    """What torch.load(weights_only=True) returns for the file, onto the CPU: read by io.torch_pickle
+    without importing torch (tensors as numpy arrays), or by torch.load itself, where installed, for
+    the types NumPy cannot hold (float8, complex32, quantized, sparse)."""
     try:
-        import torch
-    except ImportError:
-        raise InputError(f"reading {origin} (a PyTorch file) needs PyTorch: {NEEDS_TORCH}") from None
+        return torch_pickle.load(path, origin)
+    except torch_pickle.NeedsTorch as exc:
+        try:
+            import torch
+        except ImportError:
+            raise exc from None  # its message names the type and how to install torch
     try:
         with warnings.catch_warnings():
-            # torch warns about unusual pickle protocols; the error below says all there is to say
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise InputError(_refusal(path, origin, str(exc))) from None
-    except Exception as exc:  # a damaged file surfaces as RuntimeError, EOFError, KeyError, ... from torch
+    except Exception as exc:  # torch reports a file it refuses as UnpicklingError, RuntimeError, ...
         raise InputError(f"{origin} cannot be read by torch.load ({one_line(exc)}); {READS}") from None
-
-
-def _refusal(path: Path, origin: str, message: str) -> str:
-    """The InputError message for a pickle that torch.load(weights_only=True) refused."""
-    if _pickles_a_module(path):
-        return (
-            f"{origin} holds a pickled module (torch.save(model)), not a state dict; "
-            f"save the state dict instead: {SAVE_STATE_DICT}"
-        )
-    if "Unsupported operand 149" in message:  # FRAME, which pickle protocols 4 and 5 write
-        return (
-            f"{origin} was saved with pickle protocol 4 or 5, which safe loading (torch.load with "
-            f"weights_only=True) cannot read; save it with the default protocol: {SAVE_STATE_DICT}"
-        )
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-    if refused:
-        what = f"a pickled {refused.group(1)}, which safe loading (torch.load with weights_only=True) refuses"
-    else:
-        reason = message.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-        what = f"a pickle that safe loading (torch.load with weights_only=True) refuses ({one_line(reason)})"
-    return (
-        f"{origin} holds {what}; "
-        f"if you trust the file, load it in PyTorch and save only the state dict: {SAVE_STATE_DICT}"
-    )
-
-
-def _pickles_a_module(path: Path) -> bool:
-    """Whether the file's pickle holds an nn.Module: read from its opcodes, which pickletools parses
-    without running anything. A module pickles its __dict__, whose keys include "_parameters"."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                data = zf.read(next(n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"))
-            stream = io.BytesIO(data)
-        else:
-            with open(path, "rb") as fh:
-                stream = io.BytesIO(fh.read(1 << 20))  # the pickles come first, the raw storages after
-        for _ in range(4):  # legacy files: magic number, protocol, system info, then the object
-            for _opcode, arg, _pos in pickletools.genops(stream):
-                if isinstance(arg, str) and (arg == "_parameters" or arg.startswith("torch.nn.modules")):
-                    return True
-    except (ValueError, EOFError, OSError, KeyError, StopIteration, zipfile.BadZipFile):
-        pass  # past the last pickle, or a damaged one: no module found
-    return False
 
 
 # -- safetensors -----------------------------------------------------------------------------------
