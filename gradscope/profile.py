@@ -46,13 +46,15 @@ def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse:
     """The flow profile in logs: (T,) ln of the norm over the batch k steps from each sequence's
     readout end, from log_rows (T, B) = ln||dL/dh_t[b]|| in absolute steps (-inf at pad steps).
 
-    Without padding it is the step norms (``log_norms`` where the caller has them). With padding,
+    Without padding it is the step norms (``log_norms`` where the caller has them), reversed for
+    the reverse direction, whose readout end is step 1. With padding,
     entry T-1-k is the norm over the sequences that have a real step k steps before their last
     real one (after their first, for the reverse direction). Only the (T, B) logs are gathered,
     never the (T, B, H) gradients.
     """
-    if mask_tm is None:
-        return combine_log_norms(log_rows, axis=1) if log_norms is None else log_norms
+    if mask_tm is None:  # the readout end: step T, or step 1 for the reverse direction
+        logs = combine_log_norms(log_rows, axis=1) if log_norms is None else log_norms
+        return logs[::-1].copy() if reverse else logs
     steps, batch = mask_tm.shape
     k = np.arange(steps)[:, None]
     if reverse:
