@@ -253,9 +253,9 @@ class RecordReader:
         if not text.strip():
             return None
         try:
-            obj = json.loads(text)
+            obj = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
-            raise InputError(f"{self._where(line)}: not JSON ({exc.msg} at column {exc.colno}); "
+            raise InputError(f"{self._where(line)}: not JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); "
                              f"a {WHAT} holds one JSON record a line") from None
         except RecursionError:
             raise InputError(f"{self._where(line)}: JSON nested too deeply") from None

@@ -292,14 +292,16 @@ def header_lines(result: HistoryResult) -> list[Text]:
     measures = sorted({p.measure for p in passes if p.measure is not None})
     layers = sorted({k["layer"] for k in result.layers})
     directions = len({k["direction"] for k in result.layers})
+    indent = " " * len("gradscope history  ")
     what = [f"{len(passes)} recorded pass{'es' if len(passes) != 1 else ''}",
             f"{len(layers)} layer{'s' if len(layers) != 1 else ''}"
-            + (" x 2 directions" if directions == 2 else ""), f"T={result.seq_len}"]
-    if sources:
-        what.append(f"from {', '.join(sources)}")
-    if measures:
-        what.append(f"measure {', '.join(measures)}")
-    lines = [title, Text(" " * len("gradscope history  ") + ", ".join(what))]
+            + (" x 2 directions" if directions == 2 else ""),
+            f"T={'up to ' if result.padded else ''}{result.seq_len}"]
+    origin = (([f"written by {', '.join(sources)}"] if sources else [])
+              + ([f"measure {', '.join(measures)}"] if measures else []))
+    lines = [title, Text(indent + ", ".join(what))]
+    if origin:
+        lines.append(Text(indent + ", ".join(origin)))
     if result.runs != [None]:
         lines.append(Text(f"runs: {', '.join(str(r) for r in result.runs)}"))
     return lines
@@ -342,8 +344,7 @@ def history_view(result: HistoryResult, width: int, coloured: bool, rows: int | 
             parts.append(Text(f"run {run}", style="bold underline"))
         parts += table_lines(result, [passes[i] for i in chosen], width)
         if len(chosen) < len(passes):
-            parts.append(Text(f"{len(chosen)} of {len(passes)} passes shown, evenly spaced "
-                              "(--all shows every one; --json has them all)"))
+            parts.append(Text(f"{len(chosen)} of {len(passes)} passes shown, evenly spaced (--all: every one)"))
         parts += note_lines(result, run)
         parts.append(Text(""))
         parts += heatmap_lines(result, heatmap(result, *key, run), chosen, width, coloured)
@@ -420,7 +421,7 @@ def heatmap_svg(result: HistoryResult, h: Heatmap) -> str:
     span = b.finite_range()
     n_rows, n_cols = b.values.shape
     left, top, plot_w, plot_h = 64, 34, 560, max(120, min(420, 6 * n_rows))
-    width, height = left + plot_w + 110, top + plot_h + 48
+    width, height = left + plot_w + 150, top + plot_h + 48
     cw, ch = plot_w / n_cols, plot_h / n_rows
     out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="sans-serif" font-size="11">',
