@@ -26,7 +26,9 @@ def schema_command(
     """Print the JSON Schema (draft 2020-12) of a command's --json output.
 
     A schema is JSON already, so --json changes nothing then; without COMMAND, --json prints the
-    list as {"commands": [...]}. `gradscope schema record` describes a line of a recording.
+    list as {"commands": [...]}.
+
+    `gradscope schema record` describes one line of a recording, as gradscope history reads it.
     """
     names = list(schema_commands())
     if command is None:
