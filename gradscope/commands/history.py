@@ -43,7 +43,7 @@ from typing import Callable, ClassVar, Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..io.files import regular_file, stat_input
+from ..io.files import os_problem, regular_file, stat_input
 
 DIRECTIONS = ("forward", "reverse")
 SOURCES = ("torch", "train", "compare")
@@ -211,7 +211,7 @@ def parse_record(obj: object, line: int) -> Pass | Skipped:
     run = obj.get("run")
     if run is not None and not isinstance(run, str):
         raise NotARecord(f"run is {run!r}, not a string")
-    _choice(obj, "source", SOURCES)
+    source = _choice(obj, "source", SOURCES)
     if "skipped" in obj:
         return Skipped(step, run, str(obj["skipped"]), line)
     loss = _number(_field(obj, "loss"), "loss")
@@ -222,7 +222,7 @@ def parse_record(obj: object, line: int) -> Pass | Skipped:
     dropout = obj.get("dropout_left_out", False)
     if not isinstance(dropout, bool):
         raise NotARecord(f"dropout_left_out is {dropout!r}, not true or false")
-    return Pass(step, run, loss, max(len(f.log10_grad_norms) for f in parsed), obj.get("source"),
+    return Pass(step, run, loss, max(len(f.log10_grad_norms) for f in parsed), source,
                 _choice(obj, "measure", MEASURES), dropout, line, parsed)
 
 
@@ -291,19 +291,21 @@ class RecordReader:
                     if record is not None:
                         records.append(record)
         except OSError as exc:
-            raise InputError(f"cannot read {WHAT} {self.path}: {os.strerror(exc.errno or 0) or exc}") from None
+            raise InputError(f"cannot read {WHAT} {self.path}: {os_problem(exc)}") from None
         return records
 
     def finish(self) -> list[Pass | Skipped]:
-        """The unfinished last line's record if it is a whole one; else none, noted."""
+        """The unfinished last line's record if it is whole JSON (an InputError if that is not a
+        record); else none, noted."""
         raw, self.tail = self.tail, b""
         if not raw.strip():
             return []
         try:
-            record = self._parse(raw, self.lines + 1)
-        except InputError:
+            json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # cut off mid-line
             self.incomplete_last_line = True
             return []
+        record = self._parse(raw, self.lines + 1)
         self.offset += len(raw)
         self.lines += 1
         return [] if record is None else [record]

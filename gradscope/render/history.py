@@ -263,8 +263,8 @@ def heatmap_lines(result: HistoryResult, h: Heatmap, rows: list[int], width: int
     columns = len(b.edges) - 1
     each = max(1, min(4, room // columns))  # characters per column
     where = f", run {h.run}" if h.run is not None else ""
-    lines = [Text(f"log10 ||dL/dh_t||, {_layer_name(h.layer, h.direction)}{where}: training step down, "
-                  f"time step t across", style="bold")]
+    lines = [Text(f"log10 ||dL/dh_t||, {_layer_name(h.layer, h.direction)}{where}", style="bold"),
+             Text("rows: the training step; columns: the time step t")]
     if columns < result.seq_len:
         lines.append(Text(f"{result.seq_len} time steps in {columns} columns, each the mean log10 of its steps"))
     if result.padded:
@@ -308,11 +308,12 @@ def header_lines(result: HistoryResult) -> list[Text]:
 
 
 def note_lines(result: HistoryResult, run: str | None) -> list[Text]:
-    """Below a run's table: what the reader should know about it."""
+    """Below a run's table: what the reader should know about it (about the file: below the first)."""
     passes = [p for p in result.passes if p.run == run]
     notes = []
-    if all(p.loss is None for p in result.passes):
-        notes.append("no loss in the records (gradscope.torch sees the gradient, not the loss)")
+    if all(p.loss is None for p in result.passes) and run == result.runs[0]:
+        torch = all(p.source in (None, "torch") for p in result.passes)
+        notes.append("no loss in the records" + (" (gradscope.torch sees the gradient, not the loss)" if torch else ""))
     if any(p.dropout_left_out for p in passes):
         notes.append("* dropout left out: analysed without the module's dropout masks, not that pass's exact gradient")
     return [Text(n) for n in notes]

@@ -278,3 +278,23 @@ def test_follow_stops_only_after_the_timeout_without_growth(tmp_path):
     writer.join()
     assert [p.step for u in updates for p in u.new] == [1, 2, 3, 4, 5]
     assert time.monotonic() - started >= 0.5 + 0.3  # the writing (its last piece at 0.525 s), then the quiet
+
+
+def test_a_whole_last_line_that_is_no_record_is_an_error_not_unfinished(tmp_path):
+    path = tmp_path / "r.ndjson"
+    write_records(path, [light_record(1)], tail='{"event": "summary"}')
+    with pytest.raises(InputError, match="line 2: not a gradscope record: no 'step'"):
+        history(path)
+
+
+def test_gradscope_history_in_python(tmp_path):
+    import gradscope
+
+    path = tmp_path / "r.ndjson"
+    write_records(path, [light_record(1), light_record(2, slope=-0.5)])
+    result = gradscope.history(path)
+    assert repr(result) == (f"<HistoryResult history: 2 passes of {path}, last (step 2) layer 0 forward: "
+                            "vanishing, ratio 1/T 0.00409, horizon 2.0 steps>")
+    assert result.to_dict()["passes"][1]["layers"][0]["slope"] == pytest.approx(-0.5)
+    with pytest.raises(InputError, match=r"^run x: no such run"):  # the keyword's name, not the flag's
+        gradscope.history(path, run="x")
