@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
+
 import numpy as np
 from rich.console import Console, Group
 from rich.text import Text
@@ -32,6 +33,7 @@ PAD = " "  # before a shorter pass's first step (end-aligned)
 PALETTE = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 NULL_COLOUR = (190, 190, 190)
 GAP = "  "  # between column groups; one space between the columns of a group
+GROUP_HEADERS = ("ratio", "slope", "horizon", "verdict")  # the verdict left-justified, the rest right
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -51,8 +53,6 @@ def group_cells(f: LayerFlow) -> list[Text]:
     return [Text(ratio_text(f)), Text(num(f.slope, 2)), Text(step_count(f.horizon)),
             Text(f.regime, style=REGIME_STYLE[f.regime])]
 
-
-GROUP_HEADERS = ("ratio", "slope", "horizon", "verdict")
 
 
 def step_text(p: Pass) -> str:
@@ -103,8 +103,7 @@ def _pack(columns: Columns, width: int) -> list[list[int]]:
     return tables
 
 
-def _line(columns: Columns, groups: list[int], step: Text, loss: Text | None, cells: list[list[Text]],
-          left: tuple[bool, ...] = (False, False, False, True)) -> Text:
+def _line(columns: Columns, groups: list[int], step: Text, loss: Text | None, cells: list[list[Text]]) -> Text:
     """One row: the cells right-justified in their columns (the verdict left), groups set apart."""
     line = _just(step, columns.step, False)
     if columns.loss is not None:
@@ -112,7 +111,7 @@ def _line(columns: Columns, groups: list[int], step: Text, loss: Text | None, ce
     for g, group in zip(groups, cells):
         line += Text(GAP)
         for i, (cell, w) in enumerate(zip(group, columns.groups[g])):
-            line += (Text(" ") if i else Text("")) + _just(cell, w, left[i])
+            line += (Text(" ") if i else Text("")) + _just(cell, w, left=GROUP_HEADERS[i] == "verdict")
     line.rstrip()
     return line
 
@@ -380,23 +379,21 @@ def headline(result: HistoryResult) -> tuple[int, str]:
 # --- --follow on a pipe ------------------------------------------------------------------------
 
 # Fixed widths, wide enough for the usual values, so that rows printed one by one line up.
-STREAM = Columns(step=7, loss=8, groups=[])
-STREAM_GROUP = [8, 6, 7, 9]
+STREAM_STEP, STREAM_LOSS, STREAM_GROUP, STREAM_RUN = 7, 8, [8, 6, 7, 9], 12
 
 
 def _stream_columns(result: HistoryResult) -> Columns:
-    loss = STREAM.loss if any(p.loss is not None for p in result.passes) else None
-    return Columns(STREAM.step, loss, [STREAM_GROUP] * len(result.layers))
+    loss = STREAM_LOSS if any(p.loss is not None for p in result.passes) else None
+    return Columns(STREAM_STEP, loss, [STREAM_GROUP] * len(result.layers))
 
 
 def stream_header(result: HistoryResult) -> str:
     """The header of the rows --follow prints on a pipe, one group per layer and direction."""
     columns = _stream_columns(result)
     groups = list(range(len(result.layers)))
-    names = Text(" " * (12 if result.runs != [None] else 0)) + _group_titles(result, columns, groups)
+    names = _run_cell(result, "") + _group_titles(result, columns, groups).plain
     head = _line(columns, groups, Text("step"), Text("loss"), [[Text(h) for h in GROUP_HEADERS] for _ in groups])
-    run = "run".ljust(12) if result.runs != [None] else ""
-    return names.plain.rstrip() + "\n" + run + head.plain
+    return names.rstrip() + "\n" + _run_cell(result, "run") + head.plain
 
 
 def stream_row(result: HistoryResult, p: Pass) -> str:
@@ -404,8 +401,12 @@ def stream_row(result: HistoryResult, p: Pass) -> str:
     columns = _stream_columns(result)
     groups = list(range(len(result.layers)))
     line = _line(columns, groups, Text(step_text(p)), Text(num(p.loss)), [group_cells(f) for f in p.layers])
-    run = (p.run or "-").ljust(11)[:11] + " " if result.runs != [None] else ""
-    return run + line.plain
+    return _run_cell(result, p.run or "-") + line.plain
+
+
+def _run_cell(result: HistoryResult, text: str) -> str:
+    """The run column of the rows on a pipe, where the records name runs."""
+    return "" if result.runs == [None] else text[:STREAM_RUN - 1].ljust(STREAM_RUN)
 
 
 # --- the picture for --report ------------------------------------------------------------------
