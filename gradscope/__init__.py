@@ -26,6 +26,7 @@ _PUBLIC = {
     "CheckOutcome": ".commands.check", "CheckResult": ".commands.check", "Criteria": ".commands.check",
     "check": ".commands.check",
     "CompareResult": ".commands.compare", "compare": ".commands.compare",
+    "HistoryResult": ".commands.history", "history": ".commands.history",
     "EXPERIMENTS": ".commands.reproduce", "ReproduceResult": ".commands.reproduce",
     "reproduce": ".commands.reproduce",
     "TrainOptions": ".commands.train", "TrainResult": ".commands.train", "train": ".commands.train",
@@ -36,7 +37,7 @@ _PUBLIC = {
     "dumps": ".serialize", "payload": ".serialize",
 }
 # what Python callers get: the same functions, their errors naming keyword arguments, not flags
-_IN_PYTHON_TERMS = frozenset({"analyze", "check", "compare", "reproduce", "train"})
+_IN_PYTHON_TERMS = frozenset({"analyze", "check", "compare", "history", "reproduce", "train"})
 
 
 def __getattr__(name: str) -> Any:
@@ -62,4 +63,5 @@ __all__ = [
     "__version__", "analyze", "check", "dumps", "load_schema", "payload",
     "MITIGATIONS", "CompareResult", "Strengths", "TrainOptions", "TrainResult", "compare", "make_mitigation",
     "train", "EXPERIMENTS", "ReproduceResult", "reproduce", "gradient_arrays", "weight_arrays",
+    "HistoryResult", "history",
 ]

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .commands.analyze import AnalyzeResult
 from .commands.check import CheckResult
 from .commands.compare import CompareResult
+from .commands.history import HistoryResult
 from .commands.reproduce import ReproduceResult
 from .commands.sweep import SweepResult
 from .commands.train import TrainResult
@@ -67,6 +68,13 @@ def _sweep(r: SweepResult) -> str:
     return f"{r.metric} over {r.x.name} x {r.y.name} ({len(r.x.values)} x {len(r.y.values)}), {len(r.maps)} maps"
 
 
+def _history(r: HistoryResult) -> str:
+    last = r.passes[-1]
+    top = next(f for f in last.layers if (f.layer, f.direction) == (r.layers[-1]["layer"], "forward"))
+    return (f"{len(r.passes)} passes of {r.file}, last (step {last.step}) layer {top.layer} forward: "
+            f"{top.regime}, ratio 1/T {_g(top.ratio_first_last)}, horizon {_steps(top.horizon)} steps")
+
+
 def _spectrum(r: SpectrumResult) -> str:
     lyap = r.lyapunov
     return (f"{lyap.regime}, lambda_1 {_g(lyap.leading_exponent)} per step, horizon {_steps(lyap.horizon)} "
@@ -75,7 +83,7 @@ def _spectrum(r: SpectrumResult) -> str:
 
 SUMMARIES: dict[type, Callable[[Any], str]] = {
     AnalyzeResult: _analyze, CheckResult: _check, TrainResult: _train, CompareResult: _compare,
-    ReproduceResult: _reproduce, SweepResult: _sweep, SpectrumResult: _spectrum,
+    ReproduceResult: _reproduce, SweepResult: _sweep, SpectrumResult: _spectrum, HistoryResult: _history,
 }
 
 

@@ -2,8 +2,9 @@
 
 Each ```console block in README.md and docs/**/*.md whose first line is ``$ gradscope ...`` is the
 output of that command: this script runs the command (at 80 columns, no colour, in a scratch
-folder where ``docs/examples/make_model.py`` has saved the example model and batch) and writes its
-stdout back into the block. So an example is never typed by hand, and after a change that moves a
+folder where ``docs/examples/make_model.py`` has saved the example model and batch, and
+``docs/examples/record_training.py`` a recording of a training run) and writes its stdout back
+into the block. So an example is never typed by hand, and after a change that moves a
 number, one command brings the docs up to date:
 
     python scripts/examples.py            # rewrite the blocks
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```console\n\$ (gradscope[^\n]*)\n(.*?)```", re.S)
-SETUP = ROOT / "docs" / "examples" / "make_model.py"
+SETUP = [ROOT / "docs" / "examples" / name for name in ("make_model.py", "record_training.py")]
 
 
 def documents() -> list[Path]:
@@ -49,7 +50,8 @@ def main() -> int:
     stale = 0
     with tempfile.TemporaryDirectory() as scratch:
         cwd = Path(scratch)
-        subprocess.run([sys.executable, str(SETUP)], cwd=cwd, check=True)
+        for script in SETUP:
+            subprocess.run([sys.executable, str(script)], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
         for path in documents():
             text = path.read_text(encoding="utf-8")
 

@@ -19,7 +19,8 @@ from gradscope.commands.sweep import DEFAULT_X, DEFAULT_Y, METRICS
 # its process pool (what gradscope.parallel would bring) is the part that must stay out.
 NOT_FOR_ANALYZE = (
     "gradscope.text", "gradscope.commands.train", "gradscope.commands.sweep", "gradscope.commands.compare",
-    "gradscope.commands.reproduce", "gradscope.render.notebook", "gradscope.project_config",
+    "gradscope.commands.reproduce", "gradscope.commands.history", "gradscope.render.history",
+    "gradscope.render.notebook", "gradscope.project_config",
     "multiprocessing", "concurrent.futures.process", "dask", "matplotlib", "torch",
 )
 

@@ -10,6 +10,7 @@ import sys
 from . import analyze  # noqa: F401  (registers the command)
 from . import check  # noqa: F401  (registers the command)
 from . import compare  # noqa: F401  (registers the command)
+from . import history  # noqa: F401  (registers the command)
 from . import reproduce  # noqa: F401  (registers the command)
 from . import schema  # noqa: F401  (registers the command)
 from . import spectrum  # noqa: F401  (registers the command)

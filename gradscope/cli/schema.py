@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from ..schemas import schema_commands, schema_text
+from ..schemas import FORMATS, schema_commands, schema_text
 from .app import app
 from .options import JsonFlag
 from .usage import did_you_mean
@@ -18,7 +18,8 @@ from .usage import did_you_mean
 @app.command("schema")
 def schema_command(
     command: Annotated[Optional[str], typer.Argument(
-        help="The command whose --json output to describe; without it, list the commands that have one.",
+        help="The command whose --json output to describe, or record (a line of the files gradscope history "
+             "reads); without it, list the commands that have one.",
         show_default=False)] = None,
     json: JsonFlag = False,
 ) -> None:
@@ -26,11 +27,13 @@ def schema_command(
 
     A schema is JSON already, so --json changes nothing then; without COMMAND, --json prints the
     list as {"commands": [...]}.
+
+    `gradscope schema record` describes one line of a recording, as gradscope history reads it.
     """
     names = list(schema_commands())
     if command is None:
         text = jsonlib.dumps({"commands": names}, indent=2) + "\n" if json else "\n".join(names) + "\n"
-    elif command.lower() in names:
+    elif command.lower() in names or command.lower() in FORMATS:
         text = schema_text(command.lower())
     else:
         raise InputError(f"no JSON schema for {command!r}{did_you_mean(command, names)} "

@@ -14,9 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
-from .common import num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
-
-REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}
+from .common import REGIME_STYLE, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
 
 
 def symbols(result: AnalyzeResult) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
+REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "stable": "bold green"}  # flow.regime
 
 # -q (-1): no progress bar, no warnings; -v (1): also the time each command took. Set by the CLI.
 VERBOSITY = {"level": 0}

@@ -15,6 +15,7 @@ from rich.text import Text
 from .analyze import render_analyze
 from .check import render_check
 from .compare import render_compare
+from .history import render_history
 from .reproduce import render_reproduce
 from .spectrum import render_spectrum
 from .sweep import render_sweep
@@ -29,6 +30,7 @@ RENDERERS: dict[str, Callable[[Any, Console], None]] = {
     "reproduce": render_reproduce,
     "spectrum": lambda r, c: render_spectrum(r, c, 8),
     "sweep": render_sweep,
+    "history": render_history,
 }
 
 

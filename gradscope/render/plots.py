@@ -12,6 +12,8 @@ text for --report (render/report.py). The pictures:
     sweep_figure            the phase diagram: one heatmap per cell and activation, 0 (the boundary) white
     training_losses_figure  the logged training loss of each run (mitigation) against the step
     loss_curves_figure      loss curves given as name -> (steps, losses)
+    history_figure          a recording: log10 ||dL/dh_t|| over training step x time step, and the
+                            end-to-end ratio of each layer and direction over training
 """
 
 from __future__ import annotations
@@ -273,4 +275,48 @@ def loss_curves_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[floa
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def history_figure(result: Any, layer: int, direction: str) -> Any:
+    """``gradscope history``: log10 ||dL/dh_t|| of one layer and direction over recorded pass x time
+    step (the first run's, or the one run), and below it the end-to-end ratio of every layer and
+    direction (of that layer and direction in every run, where there are several) over training."""
+    import matplotlib
+
+    from ..commands.history import heatmap
+    from ..flow import EXPLODING_RATIO, VANISHING_RATIO
+
+    h = heatmap(result, layer, direction, result.runs[0])
+    fig = _figure(9, 7.5)
+    top, bottom = fig.subplots(2, 1, height_ratios=[1.3, 1])
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    shown = np.ma.masked_invalid(h.values)
+    image = top.imshow(shown, origin="upper", aspect="auto", cmap=cmap, interpolation="nearest",
+                       extent=(0.5, result.seq_len + 0.5, len(h.steps) - 0.5, -0.5))
+    ticks = sorted(set(np.linspace(0, len(h.steps) - 1, min(len(h.steps), 8)).round().astype(int).tolist()))
+    top.set_yticks(ticks, [str(h.steps[i]) for i in ticks])
+    top.set_ylabel("training step")
+    top.set_xlabel("time step t" + (" (end-aligned: t = T is the readout's step)" if result.padded else ""))
+    where = f", run {h.run}" if h.run is not None else ""
+    top.set_title(f"log10 ||dL/dh_t||, layer {layer} {direction}{where}")
+    fig.colorbar(image, ax=top).set_label("log10 norm (grey: 0 or not finite)")
+
+    curves = ([(run, layer, direction) for run in result.runs] if len(result.runs) > 1
+              else [(result.runs[0], k["layer"], k["direction"]) for k in result.layers])
+    for run, k, d in curves:
+        passes = [p for p in result.passes if p.run == run]
+        flows = [next(f for f in p.layers if (f.layer, f.direction) == (k, d)) for p in passes]
+        ratios = [np.nan if f.log10_ratio is None else f.log10_ratio for f in flows]
+        name = run if len(result.runs) > 1 else f"layer {k} {'fwd' if d == 'forward' else 'rev'}"
+        chosen = (k, d) == (layer, direction)
+        bottom.plot([p.step for p in passes], ratios, marker="o", ms=3, lw=2 if chosen else 1,
+                    alpha=1 if chosen or len(result.runs) > 1 else 0.7, label=name)
+    bottom.axhline(math.log10(VANISHING_RATIO), color="grey", ls="--", lw=1, label="vanishing below")
+    bottom.axhline(math.log10(EXPLODING_RATIO), color="grey", ls=":", lw=1, label="exploding above")
+    bottom.set_xlabel("training step")
+    bottom.set_ylabel("log10 ||dL/dh_1|| / ||dL/dh_T||")
+    bottom.set_title("The end-to-end ratio over training" + (f", layer {layer} {direction}" if len(result.runs) > 1 else ""))
+    bottom.grid(alpha=0.3)
+    bottom.legend(loc="best", fontsize="small")
     return fig

@@ -10,6 +10,8 @@ from anywhere. Without matplotlib the page says how to install it in place of th
     compare   the training loss of each run (mitigation) against the step
     spectrum  the Lyapunov exponents and the product's finite-time exponents
     sweep     the phase diagram
+    history   log10 ||dL/dh_t|| over training step x time step, per run, layer and direction: drawn
+              as SVG by gradscope itself (render/history.py), so without matplotlib too
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ PICTURES: dict[str, list[Picture]] = {
     "spectrum": [("The Lyapunov spectrum", plots.spectrum_figure)],
     "sweep": [("The phase diagram", plots.sweep_figure)],
 }
+
+
+def _history_pictures(result: Any) -> list[tuple[str, str]]:
+    from .history import report_pictures  # the command's own renderer, when its page is written
+
+    return report_pictures(result)
+
+
+# Pictures gradscope draws as SVG itself, without matplotlib: result -> [(caption, SVG element)]
+OWN_PICTURES: dict[str, Callable[[Any], list[tuple[str, str]]]] = {"history": _history_pictures}
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -100,7 +112,13 @@ def _warnings(warnings: list[str]) -> str:
     return f"<h2>Warnings</h2>\n<ul>\n{items}</ul>\n"
 
 
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>\n{svg}\n<figcaption>{html.escape(caption)}</figcaption>\n</figure>"
+
+
 def _pictures(result: Any) -> str:
+    if result.command in OWN_PICTURES:
+        return "\n".join(_figure(svg, caption) for caption, svg in OWN_PICTURES[result.command](result))
     if not plots.available():
         return f"<p>Pictures need matplotlib: <code>{html.escape(plots.INSTALL_HINT)}</code></p>"
     figures = []
@@ -109,8 +127,7 @@ def _pictures(result: Any) -> str:
             figures.append("<p>No heatmap: this run kept only every k-th state (checkpointed BPTT), "
                            "not the gradient at every step.</p>")
             continue
-        figures.append(f"<figure>\n{inline_svg(plots.svg(draw(result)), f'fig{number}-')}\n"
-                       f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>")
+        figures.append(_figure(inline_svg(plots.svg(draw(result)), f"fig{number}-"), caption))
     return "\n".join(figures)
 
 

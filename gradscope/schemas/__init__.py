@@ -2,7 +2,8 @@
 
 A command has a documented ``--json`` document exactly when its schema file is here; adding the file
 is all it takes for ``gradscope schema`` to print it and for the contract tests to validate the
-command's real output against it.
+command's real output against it. Files that gradscope reads and others write have a schema here
+too, named in FORMATS: ``record.json``, one line of a recording (``gradscope history`` reads them).
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ from importlib import resources
 from ..errors import InputError
 
 SUFFIX = ".json"
+# Schemas of files, not of a command's output: name -> what the file is
+FORMATS = {"record": "one line of a recording (.ndjson), as gradscope history reads it"}
 
 
 def schema_commands() -> tuple[str, ...]:
     """The commands that have a schema, sorted."""
     files = resources.files(__name__).iterdir()
-    return tuple(sorted(f.name[: -len(SUFFIX)] for f in files if f.name.endswith(SUFFIX) and f.is_file()))
+    names = (f.name[: -len(SUFFIX)] for f in files if f.name.endswith(SUFFIX) and f.is_file())
+    return tuple(sorted(name for name in names if name not in FORMATS))
 
 
 def schema_text(command: str) -> str:
-    """The schema of ``command``'s --json output, as shipped (an InputError if it has none)."""
-    if command not in schema_commands():
+    """The schema of ``command``'s --json output, or of a file format in FORMATS, as shipped (an
+    InputError if there is none)."""
+    if command not in schema_commands() and command not in FORMATS:
         raise InputError(
             f"no JSON schema for {command!r}; commands with one: {', '.join(schema_commands())}"
         )
@@ -31,5 +36,5 @@ def schema_text(command: str) -> str:
 
 
 def load_schema(command: str) -> dict:
-    """The schema of ``command``'s --json output, parsed."""
+    """The schema of ``command``'s --json output (or of a file format in FORMATS), parsed."""
     return json.loads(schema_text(command))

@@ -14,7 +14,7 @@ import pytest
 
 from gradscope.cli import main
 
-COMMANDS = ["analyze", "check", "train", "compare", "spectrum", "sweep", "reproduce", "schema"]
+COMMANDS = ["analyze", "check", "train", "compare", "spectrum", "sweep", "reproduce", "schema", "history"]
 
 
 def run(capsys, *argv):

@@ -6,18 +6,35 @@ command whose small run needs other flags (fewer training steps, say) adds its l
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from unittest import mock
 
 import typer
+from helpers import light_record, write_records
 
 from gradscope.cli import app, main
 from gradscope.schemas import schema_commands
+
+
+def _sample_recording() -> str:
+    """A small recording for `gradscope history`: 6 light records of a 2-layer model, in a folder of
+    its own that lives as long as the tests."""
+    folder = Path(tempfile.mkdtemp(prefix="gradscope-contract-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "records.ndjson"
+    keys = ((0, "forward"), (1, "forward"))
+    write_records(path, [light_record(10 * i, keys=keys, slope=-0.1 * i, loss=1 / i) for i in range(1, 7)])
+    return str(path)
+
 
 GENERIC_ARGS = ["--seq-len", "12", "--hidden-size", "6", "--batch-size", "4"]
 SAMPLE_ARGS: dict[str, list[str]] = {
@@ -29,6 +46,7 @@ SAMPLE_ARGS: dict[str, list[str]] = {
                   "--eval-size", "8", "--seeds", "2", "--jobs", "1"],
     "sweep": ["--hidden-size", "6", "--batch-size", "4", "--x", "spectral_radius=0.5,1,2",
               "--y", "seq_len=4,12", "--jobs", "1"],
+    "history": [_sample_recording()],
 }
 # An extreme overflow: a linear RNN whose Wa has spectral radius 3, run over 2000 steps.
 OVERFLOW_ARGS = ["--activation", "linear", "--spectral-radius", "3", "--seq-len", "2000"]
@@ -38,6 +56,11 @@ SCHEMA_COMMANDS = schema_commands()
 def cli_commands() -> set[str]:
     """Every command registered on the CLI."""
     return set(typer.main.get_command(app).commands)
+
+
+def takes_option(command: str, name: str) -> bool:
+    """Whether the command has the option ``name`` (its parameter's name: "seed")."""
+    return name in {p.name for p in typer.main.get_command(app).commands[command].params}
 
 
 def sample_argv(command: str) -> list[str]:

@@ -36,7 +36,7 @@ def test_the_two_set_up_commands_come_first():
 
 def test_the_readme_links_a_page_for_every_command():
     readme = README.read_text(encoding="utf-8")
-    for command in ("analyze", "train", "compare", "spectrum", "sweep", "check", "reproduce", "schema"):
+    for command in ("analyze", "train", "compare", "spectrum", "sweep", "check", "reproduce", "schema", "history"):
         assert f"](docs/{command}.md)" in readme, command
 
 
