@@ -118,9 +118,11 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
                               directions=directions, parameters=parameters, itemsize=itemsize)
     what = f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else "")
     bound = memory.limit()  # /proc/meminfo, the cgroup, ulimit: read once for both checks
-    if checkpointable and layers * directions == 1 and not memory.fits(needed, bound):
+    readout = network.readout if network is not None else (config.readout or "last")
+    if checkpointable and readout != "every" and not memory.fits(needed, bound):
         memory.check(memory.checkpointed_run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates),
-                                                   parameters=parameters, itemsize=itemsize),
+                                                   parameters=parameters, itemsize=itemsize, layers=layers,
+                                                   directions=directions),
                      what, change + " (even checkpointed BPTT, which keeps sqrt(T) states, does not fit)", bound)
         return True
     memory.check(needed, what, change, bound)
@@ -410,8 +412,7 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
 
 
 def checkpointable_run(setup: Setup) -> bool:
-    """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: one layer in one
-    direction read out last, with a head, no embedding, no padding."""
+    """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: any network but one
+    read out at every step (whose flow needs each step's share: the full path)."""
     net = setup.network
-    return (net.num_layers == 1 and net.directions == 1 and net.head is not None and net.readout == "last"
-            and net.embedding is None and setup.batch.mask is None and setup.upstream is None)
+    return setup.upstream is not None or net.head is None or net.readout != "every"

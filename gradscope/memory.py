@@ -116,16 +116,20 @@ PER_STEP_SCALARS = 24
 
 
 def checkpointed_run_bytes(seq_len: int, batch_size: int, hidden_size: int, input_size: int, *, states: int = 1,
-                           gates: int = 1, parameters: int = 0, itemsize: int = FLOAT) -> int:
-    """Bytes a checkpointed BPTT run (checkpointed_bptt.py) needs, at most: one segment of k =
-    ceil(sqrt(T)) steps as ``run_bytes`` counts a whole run, ceil(T / k) checkpointed states, the
-    per-step scalars (float64 whatever ``itemsize``) and the batch itself."""
+                           gates: int = 1, parameters: int = 0, itemsize: int = FLOAT, layers: int = 1,
+                           directions: int = 1) -> int:
+    """Bytes a checkpointed BPTT run (bptt/checkpointed.py) needs in memory, at most: one segment
+    of k = ceil(sqrt(T)) steps as ``run_bytes`` counts a whole run, ceil(T / k) checkpointed
+    states of every layer and direction, the per-step logs of every sequence (float64 whatever
+    ``itemsize``) and the batch itself. The (T, B, F) sequences between layers are not counted: they
+    go to files on disk where they do not fit (bptt/checkpointed.py's ``_Sequences``)."""
     t, b, h, d = (int(v) for v in (seq_len, batch_size, hidden_size, input_size))
     k = math.isqrt(t - 1) + 1 if t > 1 else 1
     segment = run_bytes(k, b, h, d, states=states, gates=gates, itemsize=itemsize)
-    checkpoints = -(-t // k) * b * h * states
+    checkpoints = layers * directions * -(-t // k) * b * h * states
+    logs = layers * directions * t * b * (1 + (states > 1)) + 2 * t * b  # log rows; the units of dL/dx
     return (segment + itemsize * (checkpoints + t * b * d + PARAMETER_COPIES * int(parameters))
-            + FLOAT * PER_STEP_SCALARS * t)
+            + FLOAT * (PER_STEP_SCALARS * t + logs))
 
 
 def fits(needed: int, bound: tuple[int | None, str] | None = None) -> bool:

@@ -71,12 +71,14 @@ def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse:
     return combine_log_norms(gathered, axis=1)[::-1].copy()
 
 
-def layer_profile(traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: int) -> tuple[np.ndarray, int]:
-    """Layer k, direction d: its log profile (T,) and the first entry that holds a sequence
-    (with padding, the profile's first entries hold none when no sequence is that long)."""
-    g = grads.layers[k][d]
-    log_profile = aligned_log_norms(g.log_rows, traj.mask_tm, d == 1, g.log_norms)
-    longest = log_profile.shape[0] if traj.mask_tm is None else int(traj.mask_tm.sum(axis=0).max())
+def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.ndarray, int]:
+    """One layer and direction's log profile (T,), and the first entry that holds a sequence (with
+    padding, the profile's first entries hold none when no sequence is that long).
+
+    grads : what BPTT gave the layer (``log_rows`` (T, B), ``log_norms`` (T,)); mask_tm : (T, B) or None.
+    """
+    log_profile = aligned_log_norms(grads.log_rows, mask_tm, reverse, grads.log_norms)
+    longest = log_profile.shape[0] if mask_tm is None else int(mask_tm.sum(axis=0).max())
     return log_profile, log_profile.shape[0] - longest
 
 
@@ -98,7 +100,7 @@ def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndar
         flows = flowing(net, traj, grads, y)
         out = []
         for k, d in net.each_layer():
-            log_profile, start = layer_profile(traj, flows, k, d)
+            log_profile, start = layer_profile(traj.mask_tm, flows.layers[k][d], d == 1)
             out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:])))
     return out
 
@@ -108,7 +110,7 @@ def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: Network
     """log10 (||dL/dh_1|| / ||dL/dh_T||) of the headline's flowing profile, exact at any depth
     (1 and T: the first and last steps the longest sequences have, counted from the readout)."""
     k, d = headline(net)
-    logs, start = layer_profile(traj, flowing(net, traj, grads, y), k, d)
+    logs, start = layer_profile(traj.mask_tm, flowing(net, traj, grads, y).layers[k][d], d == 1)
     with np.errstate(all="ignore"):
         return float((logs[start] - logs[-1]) / np.log(10.0))
 

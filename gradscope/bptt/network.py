@@ -223,11 +223,19 @@ def backward(
     net: Network, traj: NetworkTrajectory, y: np.ndarray | None = None, upstream: Upstream | None = None,
 ) -> NetworkGradients:
     """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs."""
+    loss, head_grads, d_out, finals = head_gradients(net, traj, y, upstream)
+    return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
+
+
+def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, upstream: Upstream | None,
+                   ) -> tuple[float | None, Params | None, np.ndarray | None, list]:
+    """The loss, the head's gradients, and what reaches the top layer: dL/d(output) (T, B, F) or
+    None (nothing), and ``finals[k][d]``, one (B, H) array or None per state element: dL/d(final
+    state) of layer k, direction d (the readout of the last state; dL/dh_n, dL/dc_n given)."""
     steps, batch = traj.output.shape[:2]
     h, dirs, n_layers = net.hidden_size, net.directions, net.num_layers
     loss, head_grads = None, None
     dtype = net.dtype
-    # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
     d_out = None
     finals: list[list[list[np.ndarray | None]]] = [
         [[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(n_layers)
@@ -264,7 +272,7 @@ def backward(
                     part = np.asarray(given[k * dirs + d], dtype=dtype)  # h_n is layer by layer,
                     prev = finals[k][d][which]  # forward before reverse
                     finals[k][d][which] = part if prev is None else prev + part
-    return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
+    return loss, head_grads, d_out, finals
 
 
 def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | None,
@@ -305,7 +313,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                 for name in net.bias_names:
                     grads.params.pop(name, None)
             layers[k].append(grads)
-            d_in, in_scale = _add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
+            d_in, in_scale = add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
         d_out, d_scale = d_in, in_scale
     if d_scale is not None:
         to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
@@ -322,7 +330,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
     return NetworkGradients(loss, layers, head_grads, emb_grad, d_out)
 
 
-def _add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
+def add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
                 b_scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """a + b for (T, B, .) arrays held in units e^a_scale[t, b] and e^b_scale[t, b] (None: 1), and
     the units of the sum: for each row the larger of the two, so that neither under- or overflows."""

@@ -263,42 +263,48 @@ def _report(setup: Setup) -> AnalyzeResult:
         if (k, d) == headline(net):
             gate_spectra, real_run = gates, real
     top, _ = headline(net)
-    head_i = top * net.directions
-    report, (profile, log_profile) = reports[head_i], profiles[head_i]
-    pascanu = None
-    if report.spectrum_of == "recurrent_weight" and net.head is not None and setup.upstream is None:
-        # the bound holds where the gradient enters at the readout end only: the top layer's final
-        # states (or what flows back from the last step alone, for a readout at every step), each
-        # sequence's at its own last real step (the aligned profile)
-        gamma = get_activation(net.cell.activation).gamma
-        pascanu = pascanu_check(gamma, report.spectrum.max_singular_value, profile, log_profile,
-                                log_norm_rounding(net.layers[top][0][net.cell.recurrent]))
+    report, (profile, log_profile) = reports[top * net.directions], profiles[top * net.directions]
     # over real steps; without padding, or under 2 of them: as run
     lyap = lyapunov(net.layer(top), real_run or traj.runs[top][0])
-    return _result(setup, reports, profile, pascanu, lyap, gate_spectra, describe_data(setup), grads)
+    return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), lyap, gate_spectra,
+                   describe_data(setup), grads)
 
 
 def _checkpointed_report(setup: Setup) -> AnalyzeResult:
-    """The same report from checkpointed BPTT, which keeps sqrt(T) states: a one-layer network
-    read out last whose full path does not fit in memory (``experiment.checkpointable_run``)."""
+    """The same report from checkpointed BPTT (bptt/checkpointed.py), which keeps sqrt(T) states of
+    every layer and direction: for a run whose full path does not fit in memory."""
     net, batch = setup.network, setup.batch
-    layer = net.layer(0)
-    with beside(weight_spectra, layer, thread=net.hidden_size >= DECOMPOSE_BESIDE) as early:
-        run = checkpointed_bptt(net, batch.x, batch.y)
-    spec, spectrum_of, gate_spectra = recurrent_spectra(layer, None, run.mean_jacobian, early.result())
-    logs = run.log_norms
-    with np.errstate(all="ignore"):
-        norms = np.exp(logs)
-        cell_norms = None if run.log_cell_norms is None else np.exp(run.log_cell_norms)
-    pascanu = None
-    if spectrum_of == "recurrent_weight":
-        gamma = get_activation(net.cell.activation).gamma
-        pascanu = pascanu_check(gamma, spec.max_singular_value, norms, logs, log_norm_rounding(layer.recurrent_weight))
-    report = LayerReport(0, "forward", norms, ratios_from_logs(logs), run.contributions, cell_norms, spec,
-                         spectrum_of, flow(norms, logs), total_norm(logs), log10(logs))
+    with beside(_every_weight_spectrum, net, thread=net.hidden_size >= DECOMPOSE_BESIDE) as weights:
+        run = checkpointed_bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
+    mask_tm = None if batch.mask is None or batch.mask.all() else np.ascontiguousarray(batch.mask.T)
+    reports, profiles = [], []
+    for k, d in net.each_layer():
+        g = run.layers[k][d]
+        spectra = recurrent_spectra(net.layer(k, d), None, g.mean_jacobian, weights.result()[k, d])
+        report, profile = _layer_figures(k, d, mask_tm, g, g.contributions, spectra)
+        reports.append(report)
+        profiles.append(profile)
+        if (k, d) == headline(net):
+            gate_spectra = spectra[2]
+    top, _ = headline(net)
+    report, (profile, log_profile) = reports[top * net.directions], profiles[top * net.directions]
     data = (describe_data(setup) + f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} "
-            f"states kept, segments of {run.segment} steps recomputed")
-    return _result(setup, [report], norms, pascanu, run.lyapunov, gate_spectra, data, run)
+            f"states kept per layer and direction, segments of {run.segment} steps recomputed")
+    return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), run.lyapunov,
+                   gate_spectra, data, run)
+
+
+def _pascanu(setup: Setup, report: LayerReport, profile: np.ndarray, log_profile: np.ndarray) -> PascanuCheck | None:
+    """Pascanu's bound on the headline, where it holds: a recurrence a_t = f(Wa a_{t-1} + ...) whose
+    gradient enters at the readout end only (the final states, or what flows back from the last
+    step alone for a readout at every step), each sequence's at its own last real step."""
+    net = setup.network
+    if report.spectrum_of != "recurrent_weight" or net.head is None or setup.upstream is not None:
+        return None
+    gamma = get_activation(net.cell.activation).gamma
+    top, _ = headline(net)
+    return pascanu_check(gamma, report.spectrum.max_singular_value, profile, log_profile,
+                         log_norm_rounding(net.layers[top][0][net.cell.recurrent]))
 
 
 def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pascanu: PascanuCheck | None,
@@ -379,24 +385,31 @@ def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients,
     """One layer and direction's report, its flow profile (norms and logs), its gate blocks'
     spectra, and its run over real steps only (``profile.real_run``; None without padding).
     grads : the flowing gradients (profile.flowing); weights : the layer's ``weight_spectra``."""
-    net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
-    reverse = d == 1
-    logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
-    log_profile, start = layer_profile(traj, grads, k, d)
-    hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
+    hidden_prev = run.hidden[:-1][::-1] if d == 1 else run.hidden[:-1]
     with np.errstate(all="ignore"):
-        norms, profile = np.exp(logs), np.exp(log_profile)
         contributions = contribution_norms(g.dv, hidden_prev)
-        cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
-    ratios = ratios_from_logs(log_profile)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
     real = real_run(traj, k, d)
-    spec, spectrum_of, gate_spectra = recurrent_spectra(net.layer(k, d), (real or run).caches, None, weights)
+    spectra = recurrent_spectra(setup.network.layer(k, d), (real or run).caches, None, weights)
+    report, profile = _layer_figures(k, d, traj.mask_tm, g, contributions, spectra)
+    return report, profile, spectra[2], real
+
+
+def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions: np.ndarray,
+                   spectra: tuple) -> tuple[LayerReport, tuple]:
+    """A LayerReport from what BPTT gave the layer (``log_rows``, ``log_norms``, ``log_cell_norms``),
+    its contributions and spectra; and its flow profile (norms, logs), aligned to the readout end."""
+    logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
+    log_profile, start = layer_profile(mask_tm, g, d == 1)
+    with np.errstate(all="ignore"):
+        norms, profile = np.exp(logs), np.exp(log_profile)
+        cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
+    spec, spectrum_of, _ = spectra
     # with padding, the flow is measured over the steps the longest sequences have
-    report = LayerReport(k, DIRECTIONS[d], norms, ratios, contributions, cell_norms, spec, spectrum_of,
-                         flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs))
-    return report, (profile, log_profile), gate_spectra, real
+    report = LayerReport(k, DIRECTIONS[d], norms, ratios_from_logs(log_profile), contributions, cell_norms, spec,
+                         spectrum_of, flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs))
+    return report, (profile, log_profile)
 
 
 def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
