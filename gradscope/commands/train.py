@@ -298,9 +298,9 @@ class StepOutcome:
 
     grad_norm : ||g|| of the unclipped gradient of loss + penalty; clipped_grad_norm : of the update.
     finite : loss, penalty and gradient were finite (else no update was made); updated : the update
-    was made and left every weight finite. radius : ``recurrent_radius`` before the update.
+    was made and left every weight finite. radius : ``recurrent_radius`` before the update, and
     ratio : ||dL/dh_1|| / ||dL/dh_T|| of the step's pass as analyze measures it (profile.py), where
-    asked for (and always when the step is not finite), else None.
+    asked for (``measure``) and always when the step is not finite, else None.
     """
 
     loss: float
@@ -310,7 +310,7 @@ class StepOutcome:
     clipped: bool
     finite: bool
     updated: bool
-    radius: float
+    radius: float | None
     ratio: float | None
     opt_state: object
     traj: NetworkTrajectory = field(repr=False)
@@ -326,7 +326,7 @@ def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, op
 
     A step whose loss, penalty or gradient is not finite makes no update. measure : also measure
     the ratio (None: only where the step is not finite, to log it)."""
-    radius = recurrent_radius(net)
+    radius = recurrent_radius(net) if measure else None  # eigenvalues of every gate block: only to log
     traj, grads = bptt(net, batch.x, batch.y, batch.mask)
     penalty, extra = mitigation.penalty(net, traj, grads)
     total = {k: g + extra[k] if k in extra else g for k, g in grads.parameters(net).items()}
@@ -334,6 +334,8 @@ def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, op
     update, fired = mitigation.clip(total)
     finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
     ratio = end_to_end_ratio(net, traj, grads, batch.y) if measure or not finite else None
+    if radius is None and not finite:
+        radius = recurrent_radius(net)  # no update is made: the weights are still the step's
     updated = False
     if finite:
         params, opt_state = optimizer.step(net.parameters(), update, opt_state)

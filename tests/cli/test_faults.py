@@ -6,6 +6,8 @@ the test instead of hanging the suite.
 
 from __future__ import annotations
 
+import json
+
 import errno
 import os
 import resource
@@ -88,9 +90,14 @@ def test_a_loaded_network_is_estimated_from_its_layers(tmp_path, capsys):
             arrays[f"rnn.bias_hh_l{k}{suffix}"] = np.zeros(h)
     arrays["fc.weight"], arrays["fc.bias"] = rng.normal(size=(1, 2 * h)), np.zeros(1)
     np.savez(tmp_path / "net.npz", **arrays)
-    code = main(["analyze", "--weights", str(tmp_path / "net.npz"), "--seq-len", "1000", "--max-memory", "2M"])
+    code = main(["analyze", "--weights", str(tmp_path / "net.npz"), "--seq-len", "1000", "--max-memory", "300K"])
     err = capsys.readouterr().err
-    assert code == 2 and "T=1000, B=16, H=6, 2 layers needs about" in err and "--max-memory (2 MiB)" in err, err
+    assert code == 2 and "T=1000, B=16, H=6, 2 layers needs about" in err and "--max-memory (300 KiB)" in err, err
+    assert "even checkpointed BPTT" in err
+    # where the full path does not fit but the checkpointed one does, that one runs
+    assert main(["analyze", "--weights", str(tmp_path / "net.npz"), "--seq-len", "1000", "--max-memory", "2M",
+                 "--json"]) == 0
+    assert "checkpointed BPTT" in json.loads(capsys.readouterr().out)["data"]
     assert main(["analyze", "--weights", str(tmp_path / "net.npz"), "--seq-len", "10", "--max-memory", "64M",
                  "--json"]) == 0
     capsys.readouterr()

@@ -73,9 +73,9 @@ def single(cell: str, activation: str = "tanh", gain: float = 1.0, checkpointed:
         net, batch = setup.network, setup.batch
         if checkpointed and dtype == "float32":  # float64's reference is the full path
             cp = checkpointed_bptt(net, batch.x, batch.y)
-            named = {net.parameter_name(0, 0, name): g for name, g in cp.params.items()}
+            named = {net.parameter_name(0, 0, name): g for name, g in cp.layers[0][0].params.items()}
             named.update({f"head.{name}": g for name, g in cp.head.items()})
-            return Pass(cp.loss, [cp.log_norms], named, 1, list(named.values()))
+            return Pass(cp.loss, [cp.layers[0][0].log_norms], named, 1, list(named.values()))
         traj, grads = bptt(net, batch.x, batch.y)
         run, layer, named = traj.runs[0][0], grads.layers[0][0], grads.parameters(net)
         arrays = [run.hidden, traj.logits, layer.dL_dh, layer.dv, *named.values()]
