@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_network import SIZES, VOCAB, torch_model  # noqa: E402
+from bench_network import SIZES, VOCAB, torch_fused, torch_model  # noqa: E402
 from common import environment, interleaved_timings, ms_spread, print_table  # noqa: E402
 
 from gradscope.commands.train import train_step  # noqa: E402
@@ -49,7 +49,6 @@ def batch(b: int, t: int, seed: int = 0):
 
 def contenders(cell: str, b: int, t: int, d: int, h: int):
     import torch
-    from torch.nn.utils.rnn import pack_padded_sequence
 
     model = torch_model(cell, d, h)
     tokens, lengths, y = batch(b, t)
@@ -77,12 +76,7 @@ def contenders(cell: str, b: int, t: int, d: int, h: int):
         opt.state.clear()
 
     def theirs():
-        opt.zero_grad(set_to_none=True)
-        packed = pack_padded_sequence(model["embedding"](x), lens, batch_first=True, enforce_sorted=False)
-        _, state_ = model["rnn"](packed)
-        h_n = state_[0] if isinstance(state_, tuple) else state_
-        logits = model["fc"](torch.cat([h_n[-2], h_n[-1]], dim=1))
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
+        torch_fused(model, x, lens, target)  # zero_grad, the packed fused forward, backward
         opt.step()
 
     return ours, theirs, fresh_net, fresh_model
