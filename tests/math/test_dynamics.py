@@ -238,3 +238,63 @@ def test_blocked_power_iteration_equals_the_step_by_step_one(activation, scale):
                 assert np.all(blocked == -np.inf) and np.all(stepwise == -np.inf)
             else:
                 np.testing.assert_allclose(blocked, stepwise, rtol=1e-12, atol=1e-12)
+
+
+def _padded_network(cell: str):
+    """A 2-layer bidirectional network in PyTorch's layout (numpy only) and a post-padded batch."""
+    from gradscope.model.losses import get_loss
+    from gradscope.model.statedict import Choices, load_network
+
+    rng = np.random.default_rng(7)
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    d, h = 3, 4
+    arrays = {}
+    for k in range(2):
+        for suffix in ("", "_reverse"):
+            arrays[f"rnn.weight_ih_l{k}{suffix}"] = rng.standard_normal((gates * h, d if k == 0 else 2 * h))
+            arrays[f"rnn.weight_hh_l{k}{suffix}"] = rng.standard_normal((gates * h, h)) * 0.6
+            arrays[f"rnn.bias_ih_l{k}{suffix}"] = rng.standard_normal(gates * h) * 0.1
+            arrays[f"rnn.bias_hh_l{k}{suffix}"] = np.zeros(gates * h)
+    arrays["fc.weight"], arrays["fc.bias"] = rng.standard_normal((1, 2 * h)), np.zeros(1)
+    net, _ = load_network(arrays, "test", Choices(cell))
+    net.loss = get_loss("bce")
+    lengths = np.array([30, 22, 30, 17])
+    mask = np.arange(30)[None, :] < lengths[:, None]
+    x = rng.standard_normal((4, 30, d)) * mask[:, :, None]
+    return net, x, mask, lengths
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_every_layers_spectrum_is_an_independent_qr_iteration_over_its_real_steps(cell):
+    """spectrum --weights: per layer and direction, lambda_i of each sequence over its own real
+    steps after its own transient, against a plain QR iteration on that sequence's Jacobians."""
+    from gradscope.bptt.network import forward
+    from gradscope.commands.spectrum import spectrum_setup
+    from gradscope.config import RunConfig
+    from gradscope.experiment import Setup
+    from gradscope.model.statedict import Layout
+    from gradscope.tasks import Batch, make_task
+
+    net, x, mask, lengths = _padded_network(cell)
+    traj = forward(net, x, mask)
+    task = make_task("random")
+    setup = Setup(RunConfig(), net, Batch(x, np.zeros((4, 1)), mask), task, task.resolve(3, 1, "bce"), Layout())
+    result = spectrum_setup(setup)
+    assert [(s.layer, s.direction) for s in result.layers] == [(0, "forward"), (0, "reverse"), (1, "forward"),
+                                                                (1, "reverse")]
+    for report in result.layers:
+        k, d = report.layer, 0 if report.direction == "forward" else 1
+        run = traj.runs[k][d]
+        per_sequence = []
+        for b, n in enumerate(lengths):
+            steps = range(n) if d == 0 else range(30 - n, 30)  # the reverse direction meets its real steps last
+            q, total, seen = np.eye(report.state_size), np.zeros(report.state_size), 0
+            for t in steps:
+                jac = net.cell.step_jacobian(net.layers[k][d], run.caches[t])[b]
+                q, r = np.linalg.qr(jac @ q)
+                seen += 1
+                if seen > n // 10:
+                    total += np.log(np.abs(np.diag(r)))
+            per_sequence.append(total / (n - n // 10))
+        np.testing.assert_allclose(report.lyapunov.exponents, np.mean(per_sequence, axis=0), rtol=1e-10, atol=1e-12)
+    assert result.lyapunov.leading_exponent == result.layers[2].lyapunov.leading_exponent
