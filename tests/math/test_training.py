@@ -249,3 +249,25 @@ def test_held_out_sequences_keep_their_padding_mask(tmp_path):
     for part in (training, kept):  # each sequence's mask goes with it: True over its first lengths[b] steps
         rows = [next(i for i in range(15) if np.array_equal(setup.batch.x[i], x)) for x in part.x]
         np.testing.assert_array_equal(part.mask, np.arange(6)[None, :] < lengths[rows, None])
+
+
+def test_evaluation_with_padding_and_a_readout_at_every_step_scores_real_steps_only():
+    """train's held-out loss is the loss analyze and BPTT compute: pad steps are not scored."""
+    from gradscope.bptt.network import bptt as network_bptt, forward
+    from gradscope.commands.train import evaluate
+    from gradscope.tasks import Batch
+    from helpers import random_model
+
+    net = random_model("gru", "tanh", "ce", 3, 5, 4, readout="every")
+    rng = np.random.default_rng(0)
+    lengths = np.array([9, 4, 7])
+    mask = np.arange(9)[None, :] < lengths[:, None]
+    x = rng.standard_normal((3, 9, 3)) * mask[:, :, None]
+    y = rng.integers(0, 4, (3, 9)).astype(float)
+    loss, _ = evaluate(net, [Batch(x, y, mask)])
+    _, grads = network_bptt(net, x, y, mask)
+    assert loss == pytest.approx(grads.loss, rel=1e-14)
+    traj = forward(net, x, mask)
+    real = net.loss.value_and_grad(traj.logits[mask], y[mask])[0]
+    every = net.loss.value_and_grad(traj.logits, y)[0]  # what counting the pad steps would give
+    assert loss == pytest.approx(real, rel=1e-14) and abs(loss - every) > 1e-3
