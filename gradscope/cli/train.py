@@ -21,7 +21,6 @@ from ..parallel import default_jobs
 from ..render import plots
 from ..render.common import step_progress
 from ..serialize import dumps_line, payload
-from ..model.statedict import export_network
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, run_options_with
@@ -131,7 +130,7 @@ def train_command(
         plots.save(plots.training_losses_figure({result.mitigation: result.history}, result.config,
                                                 result.baseline_loss), path)
     if save_weights is not None:
-        save_npz(save_weights, export_network(result.network, result.layout), "--save-weights")
+        save_npz(save_weights, result.state_dict(), "--save-weights")
     if ndjson:
         _ndjson_line({"event": "summary", **summary(result)})
     else:

@@ -125,6 +125,11 @@ class CompareResult:
     runs: list[CompareRun]
     start: str | None = None
 
+    def best_state_dict(self) -> dict:
+        """The best run's trained network as a PyTorch state dict under the model's keys (for a
+        cell swap, those of the swapped module): what ``--save-best`` writes."""
+        return best_weights(self)
+
 
 def _mitigation(name: str, strengths: Strengths) -> Mitigation:
     return NoMitigation(strengths) if name == NoMitigation.name else make_mitigation(name, strengths)

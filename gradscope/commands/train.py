@@ -45,7 +45,7 @@ from ..profile import end_to_end_ratio
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
 from ..serialize import HIDDEN
-from ..model.statedict import Layout
+from ..model.statedict import Layout, export_network
 from ..tasks import Batch, make_task
 from .defaults import TRAIN_DEFAULTS, TrainOptions
 
@@ -124,6 +124,11 @@ class TrainResult:
     seeds: SeedSummary
     network: Network = field(metadata=HIDDEN, repr=False)
     layout: Layout = field(metadata=HIDDEN, repr=False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The trained network as a PyTorch state dict (numpy arrays) under the model's own keys:
+        what ``--save-weights`` writes, which ``load_state_dict(strict=True)`` takes."""
+        return export_network(self.network, self.layout)
 
 
 Progress = Callable[[int, int, "StepRecord | None"], None]
