@@ -182,7 +182,7 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
     w_hh = arrays[prefix + "weight_hh_l0"]
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
         raise InputError(f"{source}: {prefix}weight_hh_l0 has shape {w_hh.shape}, not (G*H, H)")
-    by_gates = {len(cls.gates): name for name, cls in CELLS.items()}
+    by_gates = {len(cls.gates): name for name, cls in CELLS.items() if cls.torch_module is not None}
     gates = w_hh.shape[0] // w_hh.shape[1]
     if gates not in by_gates:
         raise InputError(f"{source}: {prefix}weight_hh_l0 of shape {w_hh.shape} matches no known cell")
@@ -274,6 +274,8 @@ def export_network_grads(network: Network, grads: "NetworkGradients", layout: La
 
 def _export(network: Network, layout: Layout, cells: list[list[Params]], head: Params | None,
             embedding: np.ndarray | None) -> dict[str, np.ndarray]:
+    if network.cell.torch_module is None:
+        raise InputError(f"the {network.cell.name} cell has no PyTorch module, so no state dict holds its weights")
     out: dict[str, np.ndarray] = {}
     if embedding is not None and layout.embedding is not None:
         out[layout.embedding + "weight"] = embedding

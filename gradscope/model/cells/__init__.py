@@ -5,23 +5,29 @@ from __future__ import annotations
 from ...errors import InputError
 from .base import Cell, Params, State
 from .gru import GRUCell
+from .gru_reset_before import GRUResetBeforeCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
 
 CELLS: dict[str, type[Cell]] = {
     RNNCell.name: RNNCell,
     GRUCell.name: GRUCell,
+    GRUResetBeforeCell.name: GRUResetBeforeCell,
     LSTMCell.name: LSTMCell,
 }
 
 
-def make_cell(name: str, activation: str = "tanh") -> Cell:
-    """An instance of the cell registered as ``name``; unknown names are input errors."""
+def make_cell(name: str, activation: str = "tanh", gate_activation: str | None = None, *,
+              saved: bool = False) -> Cell:
+    """An instance of the cell registered as ``name``; unknown names are input errors.
+
+    gate_activation : the gated cells' gate activation (sigmoid by default); saved : the cell of a
+    saved model, which may use any activation the cell computes (``Cell.saved_activations``)."""
     try:
         cls = CELLS[name]
     except KeyError:
         raise InputError(f"unknown cell {name!r}; choose one of {', '.join(CELLS)}") from None
-    return cls(activation)
+    return cls(activation, gate_activation, saved=saved)
 
 
 __all__ = ["CELLS", "Cell", "Params", "State", "make_cell"]
