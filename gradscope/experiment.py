@@ -414,4 +414,5 @@ def checkpointable_run(setup: Setup) -> bool:
     direction read out last, with a head, no embedding, no padding."""
     net = setup.network
     return (net.num_layers == 1 and net.directions == 1 and net.head is not None and net.readout == "last"
-            and net.embedding is None and setup.batch.mask is None and setup.upstream is None)
+            and net.embedding is None and setup.batch.mask is None and setup.upstream is None
+            and net.pytorch_semantics)

@@ -323,7 +323,7 @@ class Omega(Mitigation):
         slope = get_activation(net.cell.activation).slope
         for k, d in net.each_layer():
             run, dL_dh = traj.runs[k][d], grads.layers[k][d].dL_dh
-            deltas = dL_dh[::-1] if d == 1 else dL_dh  # in the order the direction processes its steps
+            deltas = dL_dh[::-1] if net.reads_backwards(k, d) else dL_dh  # in the order the direction processes its steps
             # f'(z_t) from a_t, t >= 2
             value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:])
             total += strength * value

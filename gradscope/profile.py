@@ -73,7 +73,7 @@ def layer_profile(traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: i
     """Layer k, direction d: its log profile (T,) and the first entry that holds a sequence
     (with padding, the profile's first entries hold none when no sequence is that long)."""
     g = grads.layers[k][d]
-    log_profile = aligned_log_norms(g.log_rows, traj.mask_tm, d == 1, g.log_norms)
+    log_profile = aligned_log_norms(g.log_rows, traj.mask_tm, traj.backwards[k][d], g.log_norms)
     longest = log_profile.shape[0] if traj.mask_tm is None else int(traj.mask_tm.sum(axis=0).max())
     return log_profile, log_profile.shape[0] - longest
 
@@ -134,7 +134,7 @@ def real_run(traj: NetworkTrajectory, k: int, d: int) -> Trajectory | None:
     or under two such steps."""
     if traj.mask_tm is None:
         return None
-    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if d == 1 else traj.mask_tm)
+    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if traj.backwards[k][d] else traj.mask_tm)
 
 
 def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:

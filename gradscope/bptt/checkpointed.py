@@ -31,7 +31,7 @@ from ..dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, overflowe
 from ..errors import InputError
 from ..model.cells import Params
 from ..model.network import Network
-from .layer import Trajectory, backprop_steps, contribution_norms, run_layer, to_time_major
+from .layer import Trajectory, backprop_steps, cell_contribution_norms, run_layer, to_time_major
 from .logdomain import combine_log_norms, log_row_norms, renormalise_if_far, to_common_unit, to_true_scale
 
 
@@ -165,7 +165,7 @@ def checkpointed_bptt(net: Network, x: np.ndarray, y: np.ndarray, segment: int |
             top = to_common_unit(du, dv, scale) if scale.any() else 0.0
             total.add(cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv), top)
             to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
-            contributions[start:stop] = contribution_norms(dv, traj.hidden[:-1])
+            contributions[start:stop] = cell_contribution_norms(cell, params, traj.x, traj.hidden[:-1], dv)
         grads = total.result()
         head_grads = {"Wy": dlogits.T @ last_hidden, "by": dlogits.sum(axis=0)}
     if blew_up:

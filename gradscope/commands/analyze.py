@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..bptt.checkpointed import CheckpointedRun, checkpointed_bptt
-from ..bptt.layer import Trajectory, contribution_norms
+from ..bptt.layer import Trajectory, cell_contribution_norms
 from ..bptt.logdomain import combine_log_norms, log_row_norms
 from ..bptt.network import NetworkGradients, NetworkTrajectory, bptt
 from ..config import RunConfig
@@ -381,13 +381,14 @@ def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients,
     grads : the flowing gradients (profile.flowing); weights : the layer's ``weight_spectra``."""
     net, mask_tm = setup.network, traj.mask_tm
     run, g = traj.runs[k][d], grads.layers[k][d]
-    reverse = d == 1
+    reverse = net.reads_backwards(k, d)
     logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
     log_profile, start = layer_profile(traj, grads, k, d)
     hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
     with np.errstate(all="ignore"):
         norms, profile = np.exp(logs), np.exp(log_profile)
-        contributions = contribution_norms(g.dv, hidden_prev)
+        contributions = cell_contribution_norms(net.cell, net.layers[k][d],
+                                                run.x[::-1] if reverse else run.x, hidden_prev, g.dv)
         cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
     ratios = ratios_from_logs(log_profile)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's

@@ -24,7 +24,21 @@ output at pad steps is zero.
 
 Every layer and direction has its own parameters in the cell's names (``W_ih``, ``W_hh``, ...,
 ``Wx``, ``Wa``, ... for the vanilla RNN); ``bias=False`` networks hold zero biases that are not
-parameters (never exported, never counted).
+parameters (never exported, never counted), and so do the ones named in ``fixed`` (a Keras layer
+has one bias where PyTorch's cell has two: b_hh is held at zero).
+
+Where a model computes otherwise than PyTorch (Keras, REFERENCE §4a), the network says so:
+
+    wiring[k]    layer k's Wiring: how a bidirectional layer merges its directions (concat, sum,
+                 ave, mul), what a masked step outputs (zero, or the previous output), and
+                 whether a one-direction layer reads backwards (go_backwards)
+    own_mask     the mask the model computes from its inputs (Embedding(mask_zero=True) masks
+                 token 0, Masking(v) the steps whose features all equal v)
+    max-all      GlobalMaxPooling1D's readout: the max over every step, masked ones included
+
+A masked step carries the state either way; with ``pad_output="previous"`` its output is the
+state it carries, the output of the last real step before it (0 before the first), so that its
+gradient flows to that step.
 """
 
 from __future__ import annotations
@@ -37,8 +51,51 @@ from .cells import Cell, Params
 from .layer import Layer
 from .losses import Loss
 
-READOUTS = ("last", "mean", "max", "every")
+READOUTS = ("last", "mean", "max", "max-all", "every")
 DIRECTIONS = ("forward", "reverse")
+MERGES = ("concat", "sum", "ave", "mul")
+PAD_OUTPUTS = ("zero", "previous")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How one layer's directions run and combine, where a model differs from PyTorch's (Keras).
+
+    merge : a bidirectional layer's output from its directions' f and b: concat [f, b] (PyTorch's,
+        Keras' default), sum f + b, ave (f + b) / 2, mul f * b (each H wide).
+    pad_output : what a masked step outputs: "zero" (pad_packed_sequence; Keras inside a
+        Bidirectional that returns sequences) or "previous", the output of the real step before
+        it, 0 before the first (Keras' default).
+    backwards : a one-direction layer that reads the sequence from its end and outputs in the
+        order it reads (Keras' go_backwards=True outside a Bidirectional): its output at step t is
+        its state after reading steps T..T-t+1; the next layer reads that order.
+    """
+
+    merge: str = "concat"
+    pad_output: str = "zero"
+    backwards: bool = False
+
+    def __post_init__(self) -> None:
+        if self.merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
+        if self.pad_output not in PAD_OUTPUTS:
+            raise ValueError(f"pad_output must be one of {PAD_OUTPUTS}, got {self.pad_output!r}")
+
+
+PYTORCH_WIRING = Wiring()
+
+
+@dataclass(frozen=True)
+class OwnMask:
+    """The mask a model computes from its inputs (Keras' masking), True at real steps.
+
+    token : steps holding this token id are masked (Embedding(mask_zero=True): 0), or None.
+    value : steps whose features all equal it are masked (Masking(value)), judged on layer 0's
+        input (the embedded vectors where there is an embedding), or None.
+    """
+
+    token: int | None = None
+    value: float | None = None
 
 
 @dataclass
@@ -52,6 +109,10 @@ class Network:
     loss : the loss on the head's logits; None without a head.
     embedding : (V, D) or None; padding_idx : its row whose gradient is held at zero (nn.Embedding).
     bias : False for a network built with ``bias=False`` (its zero biases are not parameters).
+    wiring : one Wiring per layer, or () for PyTorch's in every layer.
+    fixed : ``parameters``' names of arrays held fixed, not trained (Keras' absent biases: ``l0.b_hh``,
+        ``head.by`` of a Dense without bias).
+    own_mask : the mask the model computes from its inputs, or None (the caller's mask, if any).
     """
 
     cell: Cell
@@ -62,11 +123,48 @@ class Network:
     embedding: np.ndarray | None = None
     padding_idx: int | None = None
     bias: bool = True
+    wiring: tuple[Wiring, ...] = ()
+    fixed: frozenset[str] = frozenset()
+    own_mask: OwnMask | None = None
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.wiring and len(self.wiring) != len(self.layers):
+            raise ValueError(f"wiring must have one entry per layer ({len(self.layers)}), got {len(self.wiring)}")
 
+    def wiring_of(self, k: int) -> Wiring:
+        """Layer k's Wiring (PyTorch's where the network gives none)."""
+        return self.wiring[k] if self.wiring else PYTORCH_WIRING
+
+    def reads_backwards(self, k: int, d: int) -> bool:
+        """Whether layer k's direction d processes the sequence from its end: the reverse direction,
+        or a one-direction layer that reads backwards."""
+        return d == 1 or self.wiring_of(k).backwards
+
+    def layer_width(self, k: int) -> int:
+        """The width of layer k's output: H x directions merged by concatenation, else H."""
+        return self.hidden_size * (self.directions if self.wiring_of(k).merge == "concat" else 1)
+
+    @property
+    def pytorch_semantics(self) -> bool:
+        """Whether the network computes as PyTorch's modules do: no wiring of another framework,
+        no mask of its own."""
+        return all(w == PYTORCH_WIRING for w in self.wiring) and self.own_mask is None
+
+    def input_mask(self, x: np.ndarray) -> np.ndarray | None:
+        """(B, T) bool, the mask the model computes from x ((B, T) token ids or (B, T, D) inputs),
+        True at real steps; None where it computes none."""
+        rule = self.own_mask
+        if rule is None:
+            return None
+        mask = np.ones(x.shape[:2], bool)
+        if rule.token is not None and x.ndim == 2:
+            mask &= x != rule.token  # Embedding(mask_zero=True)
+        if rule.value is not None:
+            features = self.embedding[x.astype(np.int64)] if x.ndim == 2 else x
+            mask = np.any(features != rule.value, axis=-1)  # Masking(v) replaces the embedding's mask
+        return mask
     @property
     def num_layers(self) -> int:
         return len(self.layers)
@@ -86,8 +184,9 @@ class Network:
 
     @property
     def feature_size(self) -> int:
-        """F = H x directions, the width of every layer's output."""
-        return self.hidden_size * self.directions
+        """F, the width of the top layer's output: H x directions (H where a bidirectional layer's
+        directions merge otherwise than by concatenation)."""
+        return self.layer_width(self.num_layers - 1)
 
     @property
     def output_size(self) -> int | None:
@@ -133,11 +232,12 @@ class Network:
 
     def parameter_count(self) -> int:
         """Trained parameters: cells (biases only where the network has them), head, embedding."""
-        biases = self.bias_names
-        count = sum(p.size for layer in self.layers for params in layer
-                    for name, p in params.items() if self.bias or name not in biases)
-        count += 0 if self.head is None else sum(p.size for p in self.head.values())
-        return int(count + (0 if self.embedding is None else self.embedding.size))
+        return int(sum(p.size for p in self.parameters().values()))
+
+    def is_trained(self, k: int, d: int, name: str) -> bool:
+        """Whether the cell parameter ``name`` of layer k, direction d is trained (not a zero bias of
+        a ``bias=False`` network, nor one of the network's fixed arrays)."""
+        return (self.bias or name not in self.bias_names) and self.parameter_name(k, d, name) not in self.fixed
 
     @property
     def embedding_trained(self) -> bool:
@@ -163,7 +263,7 @@ class Network:
                             if self.bias or name not in biases)
         if self.head is not None:
             flat.update(("head." + name, p) for name, p in self.head.items())
-        return flat
+        return {name: p for name, p in flat.items() if name not in self.fixed} if self.fixed else flat
 
     def load_parameters(self, flat: Params) -> None:
         """Put the arrays of a flat dict (``parameters``' names) in their places, in place."""
@@ -210,8 +310,10 @@ class Network:
 
     def describe(self) -> str:
         """'embedding 50x16, 2-layer bidirectional lstm H=32, last -> Linear(64, 1)'."""
+        merges = {self.wiring_of(k).merge for k in range(self.num_layers)} if self.directions == 2 else set()
+        bidirectional = "bidirectional" + ("" if merges <= {"concat"} else f" ({'/'.join(sorted(merges))})")
         parts = [f"{self.num_layers}-layer" if self.num_layers > 1 else "",
-                 "bidirectional" if self.directions == 2 else "", self.cell.name, f"H={self.hidden_size}"]
+                 bidirectional if self.directions == 2 else "", self.cell.label, f"H={self.hidden_size}"]
         text = " ".join(p for p in parts if p) + ("" if self.bias else " no bias")
         if self.embedding is not None:
             text = f"embedding {self.embedding.shape[0]}x{self.embedding.shape[1]}, " + text
