@@ -104,8 +104,12 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     """
     b, t = batch_shape or (config.batch_size or DEFAULT_BATCH_SIZE, config.seq_len or task.default_seq_len)
     if network is not None:
-        cell, h, d = network.cell, network.hidden_size, network.input_size
-        layers, directions, parameters = network.num_layers, network.directions, network.parameter_count()
+        # the widest layer sizes them all (every layer's, in a PyTorch module)
+        cell = max((network.cell_of(k) for k in range(network.num_layers)), key=lambda c: len(c.gates))
+        h = max(network.layer(k).hidden_size for k in range(network.num_layers))
+        d = network.input_size
+        layers, parameters = network.num_layers, network.parameter_count()
+        directions = max(len(layer) for layer in network.layers)
         change = "--seq-len or --batch-size (or give a smaller --inputs batch)"
     else:
         cell = CELLS.get(config.cell or "rnn", CELLS["rnn"])
@@ -143,12 +147,12 @@ def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
     ):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the weights in {source} ({actual})")
-    for layer in network.layers:
-        for params in layer:
-            if config.spectral_radius is not None:
-                rescale_recurrent(network.cell, params, config.spectral_radius)
-            if config.recurrent_scale is not None:
-                params[network.cell.recurrent] = params[network.cell.recurrent] * config.recurrent_scale
+    for k, d in network.each_layer():
+        cell, params = network.cell_of(k), network.layers[k][d]
+        if config.spectral_radius is not None:
+            rescale_recurrent(cell, params, config.spectral_radius)
+        if config.recurrent_scale is not None:
+            params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
     network.padding_idx = config.padding_idx
     if config.padding_idx is not None and (network.embedding is None or config.padding_idx >= network.vocab_size):
         where = "the weights hold no embedding" if network.embedding is None else f"the vocabulary has {network.vocab_size} rows"
@@ -222,6 +226,9 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
     unknown = sorted(set(arrays) - {"output", "h_n", "c_n"})
     if unknown or not arrays:
         raise InputError(f"output-grads: expected arrays 'output', 'h_n' (and 'c_n'), got {', '.join(unknown) or 'none'}")
+    if ("h_n" in arrays or "c_n" in arrays) and not network.uniform:
+        raise InputError("output-grads: 'h_n' and 'c_n' stack the final states of layers of one size and cell; "
+                         "this model's layers differ: give 'output' alone")
     if "c_n" in arrays and len(network.cell.state_names) < 2:
         raise InputError(f"output-grads: 'c_n' is given, but a {network.cell.name} has no cell state")
     for name, shape in (("output", (b, t, f)), ("h_n", (n, b, h)), ("c_n", (n, b, h))):

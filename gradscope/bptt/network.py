@@ -146,7 +146,7 @@ def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> Netw
         for d, params in enumerate(layer):
             reverse = net.reads_backwards(k, d)
             src = layer_in[::-1] if reverse else layer_in
-            layer_runs.append(run_layer(net.cell, params, src, _reversed(mask_tm) if reverse else mask_tm))
+            layer_runs.append(run_layer(net.cell_of(k), params, src, _reversed(mask_tm) if reverse else mask_tm))
         runs.append(layer_runs)
         layer_in = merge(direction_outputs(layer_runs), net.wiring_of(k).merge)
         if mask_tm is not None and net.wiring_of(k).pad_output == "zero":
@@ -291,9 +291,7 @@ def backward(
     dtype = net.dtype
     # what reaches the top layer: dL/d(output) (T, B, F) and dL/d(final states) per direction
     d_out = None
-    finals: list[list[list[np.ndarray | None]]] = [
-        [[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(n_layers)
-    ]
+    finals = _no_finals(net)
     if net.head is not None:
         loss, dlogits = loss_and_grad(net, traj, np.asarray(y, dtype=dtype))
         wy = net.head["Wy"]
@@ -324,11 +322,10 @@ def backward(
         for which, given in enumerate((upstream.h_n, upstream.c_n)):
             if given is None:
                 continue
-            for k in range(n_layers):
-                for d in range(dirs):
-                    part = np.asarray(given[k * dirs + d], dtype=dtype)  # h_n is layer by layer,
-                    prev = finals[k][d][which]  # forward before reverse
-                    finals[k][d][which] = part if prev is None else prev + part
+            for k, d in net.each_layer():
+                part = np.asarray(given[net.layer_index(k, d)], dtype=dtype)  # h_n is layer by layer,
+                prev = finals[k][d][which]  # forward before reverse
+                finals[k][d][which] = part if prev is None else prev + part
     return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
 
 
@@ -354,7 +351,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
             run = traj.runs[k][d]
             local, flip = parts[d], d == 1  # the reverse direction's outputs are in input order: flip them
             grads = backprop_layer(
-                net.cell, params, run, local=_reversed(local) if flip else local,
+                net.cell_of(k), params, run, local=_reversed(local) if flip else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
                 input_grads=True,
                 local_scale=_reversed(d_scale) if flip else d_scale,
@@ -388,6 +385,11 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
         if net.padding_idx is not None:
             emb_grad[net.padding_idx] = 0.0  # nn.Embedding(padding_idx=p) never updates row p
     return NetworkGradients(loss, layers, head_grads, emb_grad, d_out)
+
+
+def _no_finals(net: Network) -> list[list[list[np.ndarray | None]]]:
+    """finals[k][d][s]: dL/d(final state element s) of layer k, direction d, None for each."""
+    return [[[None] * len(net.cell_of(k).state_names) for _ in layer] for k, layer in enumerate(net.layers)]
 
 
 def _add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
@@ -430,10 +432,9 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
         loss, dlogits = net.loss.value_and_grad(logits, y_last)
         head = {"Wy": dlogits.T @ features, "by": dlogits.sum(axis=0)}
         d_feat = dlogits @ net.head["Wy"]
-        h, dirs = net.hidden_size, net.directions
-        finals = [[[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(net.num_layers)]
+        finals = _no_finals(net)
         d_out = None
-        if dirs == 1 and traj.mask_tm is None:
+        if net.directions == 1 and traj.mask_tm is None:
             finals[-1][0][0] = d_feat  # the last step's output is the final state: dL/dh_T itself
         else:  # the output at each sequence's last real step (the reverse direction's first processed)
             d_out = np.zeros((steps, batch, net.feature_size), net.dtype)

@@ -263,16 +263,16 @@ def _report(setup: Setup) -> AnalyzeResult:
         if (k, d) == headline(net):
             gate_spectra, real_run = gates, real
     top, _ = headline(net)
-    head_i = top * net.directions
+    head_i = net.layer_index(top)
     report, (profile, log_profile) = reports[head_i], profiles[head_i]
     pascanu = None
     if report.spectrum_of == "recurrent_weight" and net.head is not None and setup.upstream is None:
         # the bound holds where the gradient enters at the readout end only: the top layer's final
         # states (or what flows back from the last step alone, for a readout at every step), each
         # sequence's at its own last real step (the aligned profile)
-        gamma = get_activation(net.cell.activation).gamma
+        gamma = get_activation(net.cell_of(top).activation).gamma
         pascanu = pascanu_check(gamma, report.spectrum.max_singular_value, profile, log_profile,
-                                log_norm_rounding(net.layers[top][0][net.cell.recurrent]))
+                                log_norm_rounding(net.layer(top).recurrent_weight))
     # over real steps; without padding, or under 2 of them: as run
     lyap = lyapunov(net.layer(top), real_run or traj.runs[top][0])
     return _result(setup, reports, profile, pascanu, lyap, gate_spectra, describe_data(setup), grads)
@@ -318,7 +318,7 @@ def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pa
         parameter_count=net.parameter_count(),
         loss=gradients.loss,
         baseline_loss=None if setup.upstream is not None else setup.baseline_loss,
-        **headline_fields(reports[top * net.directions]),
+        **headline_fields(reports[net.layer_index(top)]),
         gate_spectra=gate_spectra,
         pascanu=pascanu,
         lyapunov=lyap,
@@ -387,7 +387,7 @@ def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients,
     hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
     with np.errstate(all="ignore"):
         norms, profile = np.exp(logs), np.exp(log_profile)
-        contributions = cell_contribution_norms(net.cell, net.layers[k][d],
+        contributions = cell_contribution_norms(net.cell_of(k), net.layers[k][d],
                                                 run.x[::-1] if reverse else run.x, hidden_prev, g.dv)
         cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
     ratios = ratios_from_logs(log_profile)

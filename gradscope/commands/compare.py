@@ -181,7 +181,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
     """Measure the flow at the start, train, measure it again, and keep the numbers of one run."""
     before = _flows(setup, setup.network)
     k, d = headline(setup.network)
-    flow = before[k * setup.network.directions + d].flow
+    flow = before[setup.network.layer_index(k, d)].flow
     trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len,
                           minibatch=minibatch)
     after = _flows(setup, trained.network)
