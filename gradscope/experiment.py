@@ -7,6 +7,7 @@ is what a side-by-side comparison needs, and a run is reproducible byte for byte
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -17,12 +18,14 @@ from .model.cells import CELLS, Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig, flag
 from .errors import InputError
 from .io.arrays import load_array, load_npz
+from .io.keras import is_keras_file, read_keras
 from .io.weights import read_state_dict
 from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
 from .bptt.network import Upstream
 from .model.network import Network, readout_params
+from .model.keras import KerasLayout, load_keras_network
 from .model.statedict import Choices, Layout, load_network
 from .tasks import Batch, Task, TaskShape, make_task
 
@@ -44,7 +47,7 @@ class Setup:
     batch: Batch
     task: Task
     shape: TaskShape
-    layout: Layout
+    layout: Layout | KerasLayout
     upstream: Upstream | None = None
     notes: list[str] = field(default_factory=list)
     checkpointed: bool = False
@@ -136,10 +139,39 @@ def _weights_label(config: RunConfig) -> str:
     return config.weights if isinstance(config.weights, str) else "the state dict"
 
 
-def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
+def keras_weights(config: RunConfig) -> bool:
+    """Whether --weights is a Keras model's file (.keras, .h5, .weights.h5: recognised by content)."""
+    return isinstance(config.weights, (str, os.PathLike)) and is_keras_file(config.weights)
+
+
+def _keras_network(config: RunConfig, source: str) -> tuple[Network, KerasLayout]:
+    """The network a Keras model file describes; the flags that would contradict it refused."""
+    network, layout = load_keras_network(read_keras(config.weights), source)
+    masks = "masks as its layers say (Embedding(mask_zero=True) masks token 0, Masking(v) the steps equal to v)"
+    refused = {
+        "rnn-key": "names a module of a PyTorch state dict", "head-key": "names a module of a PyTorch state dict",
+        "embedding-key": "names a module of a PyTorch state dict", "padding-idx": masks, "lengths": masks,
+    }
+    for name, why in refused.items():
+        if getattr(config, name.replace("-", "_")) is not None:
+            raise InputError(f"--{name}: {source} is a Keras model, which {why}; leave --{name} out")
+    for name, given, held in (("cell", config.cell, network.cell.name),
+                              ("activation", config.activation, network.cell.activation),
+                              ("readout", config.readout, network.readout)):
+        if given is not None and given != held:
+            raise InputError(f"{source} is a Keras model whose {name} is {held}, but --{name} {given} was given")
+    return network, layout
+
+
+def loaded_network(config: RunConfig) -> tuple[Network, Layout | KerasLayout]:
+    """The network --weights holds (a PyTorch state dict, or a Keras model file), and where its
+    arrays sit; --spectral-radius and --recurrent-scale applied."""
     source = _weights_label(config)
-    choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
-    network, layout = load_network(read_state_dict(config.weights), source, choices, config.readout or "last")
+    if keras_weights(config):
+        network, layout = _keras_network(config, source)
+    else:
+        choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
+        network, layout = load_network(read_state_dict(config.weights), source, choices, config.readout or "last")
     for name, given, actual in (
         ("hidden-size", config.hidden_size, network.hidden_size),
         ("input-size", config.input_size, network.input_size),
@@ -244,9 +276,26 @@ def _random_targets(rng: np.random.Generator, shape: TaskShape, b: int, t: int, 
     return y.reshape((b, t) + y.shape[1:]) if every else y
 
 
+def _own_mask(network: Network, x: np.ndarray) -> np.ndarray | None:
+    """The mask a Keras model computes from its inputs (model/network.py's OwnMask), None where
+    every step is real."""
+    mask = network.input_mask(x)
+    return None if mask is None or mask.all() else mask
+
+
+def _class_indices(y: np.ndarray, classes: int, steps: int | None) -> np.ndarray:
+    """One-hot targets (B, C), or (B, T, C) at every step, as class indices: categorical
+    crossentropy's labels are sparse categorical crossentropy's. Other targets are left as given."""
+    one_hot = y.ndim == (2 if steps is None else 3) and y.shape[-1] == classes and (steps is None or y.shape[1] == steps)
+    if one_hot and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=-1) == 1):
+        return y.argmax(axis=-1).astype(np.float64)
+    return y
+
+
 def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator,
-                network: Network, x: np.ndarray | None = None) -> Batch:
-    """The --inputs batch (``x``: its array where the caller has read it already), checked."""
+                network: Network, x: np.ndarray | None = None, layout: Layout | KerasLayout = Layout()) -> Batch:
+    """The --inputs batch (``x``: its array where the caller has read it already), checked.
+    layout : a Keras model's takes one-hot targets for its softmax head."""
     x = load_array(config.inputs, "inputs") if x is None else x
     if x.ndim not in (2, 3):
         raise InputError(f"inputs must have shape (B, T, D) (or (B, T) token ids), got {x.shape}")
@@ -260,12 +309,14 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
     for name, given, actual in (("seq-len", config.seq_len, t), ("batch-size", config.batch_size, b)):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the inputs ({actual})")
-    mask = _mask(config, x, network)
+    mask = _mask(config, x, network) if network.own_mask is None else _own_mask(network, x)
     every = network.readout == "every"  # the network's readout says where the targets sit
     if config.targets is None:
         y = _random_targets(rng, shape, b, t, every)  # only inputs given
     else:
         y = load_array(config.targets, "targets")
+        if isinstance(layout, KerasLayout) and shape.loss == "ce":
+            y = _class_indices(y, shape.output_size, t if every else None)
         if y.ndim == 0 or y.shape[0] != b:
             hint = (f" (inputs are batch first, (B, T{', D' if x.ndim == 3 else ''}); yours look time-major: "
                     "transpose them, as for batch_first=False)" if y.ndim and y.shape[0] == t else "")
@@ -296,6 +347,8 @@ def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> B
         batch = _random_tokens(setup.network, rng, batch)
     if setup.network.readout == "every" and setup.shape.readout != "every":
         batch = Batch(batch.x, _random_targets(rng, setup.shape, *batch.x.shape[:2], every=True), batch.mask)
+    if setup.network.own_mask is not None:
+        batch = Batch(batch.x, batch.y, _own_mask(setup.network, batch.x))
     return batch
 
 
@@ -311,17 +364,19 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
         config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
-        network, layout = _loaded_network(config)
+        network, layout = loaded_network(config)
         if config.inputs is None:
             checkpointed = check_memory(config, task, None, network, checkpointable=checkpointable)
-        # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
+        # A state dict says nothing of the loss: the flag, else the task's (mse for adding); a
+        # Keras model's head says it (sigmoid: bce, softmax: ce, linear: mse), unless the flag does.
+        keras = isinstance(layout, KerasLayout)
         if network.head is not None:
             if config.loss == "bce" and network.output_size != 1:
-                raise InputError(f"--loss bce needs one output; the head {layout.readout}weight has "
-                                 f"{network.output_size} (ce takes classes)")
-            shape = task.resolve(network.input_size, network.output_size, config.loss)
+                head = layout.head_label(network) if keras else f"the head {layout.readout}weight"
+                raise InputError(f"--loss bce needs one output; {head} has {network.output_size} (ce takes classes)")
+            shape = task.resolve(network.input_size, network.output_size, config.loss or (layout.loss if keras else None))
             network.loss = get_loss(shape.loss)
-            if config.readout is None and shape.readout == "every":
+            if config.readout is None and shape.readout == "every" and not keras:
                 network.readout = "every"  # a state dict holds one Linear; the task says where it reads
         else:
             if config.output_grads is None:
@@ -346,13 +401,15 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
-        batch = _file_batch(config, task, shape, data_rng, network, inputs)
+        batch = _file_batch(config, task, shape, data_rng, network, inputs, layout)
         checkpointed = check_memory(config, task, shape, network, batch.x.shape[:2], checkpointable)
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
         if network.embedding is not None and task.name == "random":
             batch = _random_tokens(network, data_rng, batch)  # other tasks' vectors skip the embedding
+        if network.own_mask is not None:
+            batch = Batch(batch.x, batch.y, _own_mask(network, batch.x))
     if network.readout == "every" and shape.readout != "every" and config.inputs is None:
         # a task with one target per sequence, read out at every step: random targets per step
         batch = Batch(batch.x, _random_targets(data_rng, shape, *batch.x.shape[:2], every=True), batch.mask)

@@ -23,7 +23,6 @@ from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from ..model.activations import get_activation
 from ..model.layer import Layer
 from ..model.network import DIRECTIONS
-from ..model.statedict import export_network, export_network_grads
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
 from ..profile import flowing, headline, layer_profile, log10, real_run, total_norm
@@ -367,8 +366,8 @@ def network_info(setup: Setup) -> NetworkInfo:
     net, mask = setup.network, setup.batch.mask
     steps = setup.batch.x.shape[1]
     lengths = mask.sum(axis=1) if mask is not None else np.array([steps])
-    head = None if net.head is None else f"Linear({net.feature_size}, {net.output_size})"
-    return NetworkInfo(net.describe(), net.num_layers, net.directions,
+    head = None if net.head is None else setup.layout.head_label(net)
+    return NetworkInfo(setup.layout.describe(net), net.num_layers, net.directions,
                        None if net.embedding is None else list(net.embedding.shape), net.readout, head,
                        list(setup.layout.ignored), mask is not None, [int(lengths.min()), int(lengths.max())])
 
@@ -421,9 +420,9 @@ def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
             arrays[("dL_da" if single else "dL_dh") + suffix] = g.dL_dh
             if g.dL_dc is not None:
                 arrays["dL_dc" + suffix] = g.dL_dc
-    return {**arrays, **export_network_grads(net, grads, setup.layout)}
+    return {**arrays, **setup.layout.export_grads(net, grads)}
 
 
 def weight_arrays(result: AnalyzeResult) -> dict[str, np.ndarray]:
     """What ``--save-weights`` writes: the model as a PyTorch state dict, under its own keys."""
-    return export_network(result.setup.network, result.setup.layout)
+    return result.setup.layout.export(result.setup.network)

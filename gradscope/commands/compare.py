@@ -25,12 +25,10 @@ from typing import Callable, ClassVar
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..experiment import Setup
+from ..experiment import Setup, loaded_network
 from ..flow import Flow
-from ..io.weights import read_state_dict
 from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..model.network import Network
-from ..model.statedict import Choices, export_network, load_network
 from ..parallel import in_processes
 from ..profile import headline, layer_flows
 from ..runtime import blas_threads_for
@@ -58,8 +56,8 @@ class CompareRun:
         seed's.
     layers : every layer and direction's flow at the start and after training (LayerChange),
         bottom first, forward before reverse; the top layer's forward start is ratio_first_last's.
-    state_dict : the trained network as a PyTorch state dict under the model's keys (for
-        ``--save-best``), not in the JSON.
+    state_dict : the trained network as a PyTorch state dict under the model's keys, or a Keras
+        model's weights store (for ``--save-best``), not in the JSON; or why there is none.
     """
 
     mitigation: str
@@ -85,7 +83,7 @@ class CompareRun:
     seeds: SeedSummary | None = None
     best: bool = False
     layers: list["LayerChange"] = field(default_factory=list)
-    state_dict: dict | None = field(default=None, metadata=HIDDEN, repr=False)
+    state_dict: dict | str | None = field(default=None, metadata=HIDDEN, repr=False)
 
 
 @dataclass
@@ -209,7 +207,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
         history=trained.history,
         seeds=trained.seeds,
         layers=[LayerChange(a.layer, a.direction, a.flow, b.flow) for a, b in zip(before, after)],
-        state_dict=export_network(trained.network, setup.layout),
+        state_dict=_exported(setup, trained.network),
     )
 
 
@@ -235,11 +233,23 @@ def over_seeds(rows: list[CompareRun], seeds: list[int], baseline: float) -> Com
     return first
 
 
+def _exported(setup: Setup, network: Network) -> dict | str:
+    """The trained network under the model's keys, or why it has none: a Keras model's file has no
+    place for the weights of another cell (a cell swap)."""
+    try:
+        return setup.layout.export(network)
+    except InputError as exc:
+        return str(exc)
+
+
 def best_weights(result: CompareResult) -> dict:
-    """The best run's trained network as a PyTorch state dict, under the model's keys (``--save-best``)."""
+    """The best run's trained network as a PyTorch state dict, under the model's keys, or a Keras
+    model's weights store (``--save-best``)."""
     best = next((r for r in result.runs if r.best), None)
     if best is None:
         raise InputError("--save-best: every run diverged, so none is best; nothing was written")
+    if isinstance(best.state_dict, str):
+        raise InputError(f"--save-best: the best run is {best.mitigation}, and {best.state_dict}; nothing was written")
     return best.state_dict
 
 
@@ -249,8 +259,7 @@ def default_cures(config: RunConfig) -> list[str]:
     cell it has already."""
     cell = config.cell
     if config.weights is not None:
-        choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
-        cell = load_network(read_state_dict(config.weights), "the weights", choices)[0].cell.name
+        cell = loaded_network(config)[0].cell.name
     names = default_mitigations(cell)
     if config.weights is None:
         return names

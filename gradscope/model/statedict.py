@@ -44,6 +44,21 @@ class Layout:
     embedding: str | None = None
     ignored: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
+    weights_file = ".npz"  # what --save-weights writes: the state dict's arrays
+
+    def export(self, network: Network) -> dict[str, np.ndarray]:
+        """The network's parameters under this layout's keys (``export_network``)."""
+        return export_network(network, self)
+
+    def export_grads(self, network: Network, grads: "NetworkGradients") -> dict[str, np.ndarray]:
+        """The gradients under this layout's keys (``export_network_grads``)."""
+        return export_network_grads(network, grads, self)
+
+    def describe(self, network: Network) -> str:
+        return network.describe()
+
+    def head_label(self, network: Network) -> str:
+        return f"Linear({network.feature_size}, {network.output_size})"
 
 
 @dataclass(frozen=True)
