@@ -374,7 +374,13 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
             if config.loss == "bce" and network.output_size != 1:
                 head = layout.head_label(network) if keras else f"the head {layout.readout}weight"
                 raise InputError(f"--loss bce needs one output; {head} has {network.output_size} (ce takes classes)")
-            shape = task.resolve(network.input_size, network.output_size, config.loss or (layout.loss if keras else None))
+            try:
+                shape = task.resolve(network.input_size, network.output_size, config.loss or (layout.loss if keras else None))
+            except InputError as exc:
+                if not keras or config.loss is not None:
+                    raise
+                raise InputError(f"{layout.head_label(network)} of {_weights_label(config)} computes {layout.loss}, "
+                                 f"and {exc}: give your data (--inputs, --targets) or --loss") from None
             network.loss = get_loss(shape.loss)
             if config.readout is None and shape.readout == "every" and not keras:
                 network.readout = "every"  # a state dict holds one Linear; the task says where it reads

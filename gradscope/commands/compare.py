@@ -255,16 +255,15 @@ def best_weights(result: CompareResult) -> dict:
 
 def default_cures(config: RunConfig) -> list[str]:
     """What compare runs when no mitigations are named: every registered one that applies to the
-    model's cell (the cell --weights holds, for a model of the user's own), less the swaps to the
-    cell it has already."""
-    cell = config.cell
-    if config.weights is not None:
-        cell = loaded_network(config)[0].cell.name
-    names = default_mitigations(cell)
+    model's cell (the cells --weights holds, for a model of the user's own: to each of its layers'),
+    less the swaps to the cell it has already."""
     if config.weights is None:
-        return names
+        return default_mitigations(config.cell)
+    network = loaded_network(config)[0]
+    cells = list(dict.fromkeys(network.cell_of(k).name for k in range(network.num_layers)))
+    names = [n for n in default_mitigations(cells[0]) if all(n in default_mitigations(c) for c in cells[1:])]
     return [n for n in names if set(make_mitigation(n).overrides) != {"cell", "activation"}
-            or make_mitigation(n).overrides["cell"] != cell]
+            or [make_mitigation(n).overrides["cell"]] != cells]
 
 
 def compare(

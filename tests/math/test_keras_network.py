@@ -11,7 +11,6 @@ the oracle takes the logits (the head's activation set to linear) and torch's lo
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -22,8 +21,7 @@ from gradscope.errors import InputError
 from gradscope.experiment import build
 from gradscope.io.keras import read_keras
 from gradscope.model.keras import load_keras_network
-
-os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported
+from keras_support import torch_keras, user_example
 
 h5py = pytest.importorskip("h5py")
 torch = pytest.importorskip("torch")
@@ -39,28 +37,25 @@ HARD_SIGMOID_TOL = 3.6e-8  # torch's hardsigmoid backward keeps a float32 1/6 (R
 
 @pytest.fixture(scope="module")
 def keras():
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("Keras was imported with another backend before this module")
+    keras = torch_keras()
     from keras.src.backend.common import dtypes
 
-    floatx, before = keras.config.floatx(), dtypes.BIT64_TO_BIT32_DTYPE.get("float64")
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    before = dtypes.BIT64_TO_BIT32_DTYPE.get("float64")
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")  # the global policy keeps the floatx of its first use
     dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"  # else float64 products run in float32 (2e-6)
     yield keras
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
     dtypes.BIT64_TO_BIT32_DTYPE["float64"] = before
 
 
 # -- the models: (builder, inputs: "tokens" | "features", mask: None | "zero" | value) -----------------
 
 
-def user_example(keras):
-    L = keras.layers
-    return keras.Sequential([
-        keras.Input((None,), dtype="int32"), L.Embedding(V, 5, mask_zero=True),
-        L.Bidirectional(L.LSTM(4, return_sequences=True)), L.GRU(3), L.Dense(1, activation="sigmoid"),
-    ])
+def issue_example(keras):
+    return user_example(keras, V)
 
 
 def simple_rnn_relu(keras):
@@ -140,7 +135,7 @@ def functional_masking(keras):
 
 
 MODELS = {
-    user_example: ("tokens", "zero"), simple_rnn_relu: ("features", None), gru_reset_before: ("features", 0.5),
+    issue_example: ("tokens", "zero"), simple_rnn_relu: ("features", None), gru_reset_before: ("features", 0.5),
     merge_modes: ("features", 0.5), backwards_average: ("tokens", "zero"), hard_sigmoid_gates: ("tokens", None),
     per_step_head: ("features", 0.0), max_over_repeats: ("tokens", "zero"), functional: ("tokens", "zero"),
     functional_masking: ("features", 0.0),
@@ -280,7 +275,7 @@ def test_masks_are_the_models_own(saved):
 def test_pre_padding_is_the_unpadded_run(keras, saved):
     """Keras' pre-padding (pad_sequences' default) changes nothing: a masked step before the first real
     one carries the zero state and outputs zero."""
-    model, stem, x, y, *_ = saved["user_example"]
+    model, stem, x, y, *_ = saved["issue_example"]
     setup, _, _ = ours(f"{stem}.keras", x, y)
     from gradscope.bptt import forward
 
