@@ -2,7 +2,7 @@
 
 Each ```console block in README.md and docs/**/*.md whose first line is ``$ gradscope ...`` is the
 output of that command: this script runs the command (at 80 columns, no colour, in a scratch
-folder where ``docs/examples/make_model.py`` has saved the example model and batch) and writes its
+folder where ``docs/examples/make_*.py`` have saved the example models and batches) and writes its
 stdout back into the block. So an example is never typed by hand, and after a change that moves a
 number, one command brings the docs up to date:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```console\n\$ (gradscope[^\n]*)\n(.*?)```", re.S)
-SETUP = ROOT / "docs" / "examples" / "make_model.py"
+SETUP = sorted((ROOT / "docs" / "examples").glob("make_*.py"))
 
 
 def documents() -> list[Path]:
@@ -49,7 +49,8 @@ def main() -> int:
     stale = 0
     with tempfile.TemporaryDirectory() as scratch:
         cwd = Path(scratch)
-        subprocess.run([sys.executable, str(SETUP)], cwd=cwd, check=True)
+        for setup in SETUP:
+            subprocess.run([sys.executable, str(setup)], cwd=cwd, check=True)
         for path in documents():
             text = path.read_text(encoding="utf-8")
 
