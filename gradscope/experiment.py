@@ -467,7 +467,8 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
         notes.append(f"the state dict holds other recurrent modules ({', '.join(layout.others)}); the head "
                      f"{layout.readout}weight is taken to read {layout.recurrent.rstrip('.') or 'the module'}: "
                      "if it reads another, give your head's gradient with --output-grads")
-    if network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None:
+    if (network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None
+            or isinstance(layout, KerasLayout)):  # a Keras model masks as its layers say
         return notes
     zero_rows = np.flatnonzero(~network.embedding.any(axis=1))  # nn.Embedding(padding_idx=p) keeps row p at 0
     real = np.ones(batch.x.shape, bool) if batch.mask is None else batch.mask

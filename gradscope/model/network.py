@@ -54,7 +54,9 @@ from .cells import Cell, Params
 from .layer import Layer
 from .losses import Loss
 
-READOUTS = ("last", "mean", "max", "max-all", "every")
+READOUTS = ("last", "mean", "max", "every")  # what --readout offers
+# Keras' GlobalMaxPooling1D, the max over every step, masked ones included: a Keras model's readout
+MODEL_READOUTS = READOUTS + ("max-all",)
 DIRECTIONS = ("forward", "reverse")
 MERGES = ("concat", "sum", "ave", "mul")
 PAD_OUTPUTS = ("zero", "previous")
@@ -134,8 +136,8 @@ class Network:
     cells: tuple[Cell, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.readout not in MODEL_READOUTS:
+            raise ValueError(f"readout must be one of {MODEL_READOUTS}, got {self.readout!r}")
         for name, per_layer in (("wiring", self.wiring), ("cells", self.cells)):
             if per_layer and len(per_layer) != len(self.layers):
                 raise ValueError(f"{name} must have one entry per layer ({len(self.layers)}), got {len(per_layer)}")
