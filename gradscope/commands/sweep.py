@@ -41,7 +41,7 @@ import numpy as np
 
 from ..model.activations import ACTIVATIONS
 from ..bptt.network import bptt, forward
-from ..model.cells import CELLS
+from ..model.cells import CELLS, FLAG_CELLS
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
 from ..errors import InputError
@@ -338,7 +338,7 @@ def _combinations(base: RunConfig, cells: Sequence[str] | None,
     cells = cells or ["rnn"]
     for cell in cells:
         if cell not in CELLS:
-            raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+            raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(FLAG_CELLS)}")
     activations = activations or ["tanh"]
     for activation in activations:
         if activation not in ACTIVATIONS:

@@ -16,6 +16,10 @@ CELLS: dict[str, type[Cell]] = {
     LSTMCell.name: LSTMCell,
 }
 
+# What --cell offers: PyTorch's cells, which a model built from flags has; the others (Keras' GRU with
+# the reset gate before the product) come with a saved model.
+FLAG_CELLS = tuple(name for name, cls in CELLS.items() if cls.torch_module is not None)
+
 
 def make_cell(name: str, activation: str = "tanh", gate_activation: str | None = None, *,
               saved: bool = False) -> Cell:
@@ -30,4 +34,4 @@ def make_cell(name: str, activation: str = "tanh", gate_activation: str | None =
     return cls(activation, gate_activation, saved=saved)
 
 
-__all__ = ["CELLS", "Cell", "Params", "State", "make_cell"]
+__all__ = ["CELLS", "FLAG_CELLS", "Cell", "Params", "State", "make_cell"]
