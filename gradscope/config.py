@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import InputError
 from .model.gate_bias import BIAS_INITS
-from .model.network import READOUTS
+from .model.network import MODEL_READOUTS, READOUTS
 from .precision import DTYPES
 
 DEFAULT_BATCH_SIZE = 16
@@ -111,7 +111,7 @@ class RunConfig:
         if self.padding_idx is not None and (isinstance(self.padding_idx, bool) or int(self.padding_idx) != self.padding_idx
                                              or self.padding_idx < 0):
             raise InputError(f"--padding-idx must be a non-negative whole number (got {self.padding_idx})")
-        if self.readout is not None and self.readout not in READOUTS:
+        if self.readout is not None and self.readout not in MODEL_READOUTS:  # max-all: a Keras model's, resolved
             raise InputError(f"--readout must be one of {', '.join(READOUTS)} (got {self.readout!r})")
         if self.task != "text":
             for name in TEXT_FIELDS:

@@ -7,6 +7,7 @@ is what a side-by-side comparison needs, and a run is reproducible byte for byte
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -17,12 +18,14 @@ from .model.cells import CELLS, Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig, flag
 from .errors import InputError
 from .io.arrays import load_array, load_npz
+from .io.keras import is_keras_file, read_keras
 from .io.weights import read_state_dict
 from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
 from .bptt.network import Upstream
 from .model.network import Network, readout_params
+from .model.keras import KerasLayout, load_keras_network
 from .model.statedict import Choices, Layout, load_network
 from .tasks import Batch, Task, TaskShape, make_task
 
@@ -44,7 +47,7 @@ class Setup:
     batch: Batch
     task: Task
     shape: TaskShape
-    layout: Layout
+    layout: Layout | KerasLayout
     upstream: Upstream | None = None
     notes: list[str] = field(default_factory=list)
     checkpointed: bool = False
@@ -104,8 +107,12 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     """
     b, t = batch_shape or (config.batch_size or DEFAULT_BATCH_SIZE, config.seq_len or task.default_seq_len)
     if network is not None:
-        cell, h, d = network.cell, network.hidden_size, network.input_size
-        layers, directions, parameters = network.num_layers, network.directions, network.parameter_count()
+        # the widest layer sizes them all (every layer's, in a PyTorch module)
+        cell = max((network.cell_of(k) for k in range(network.num_layers)), key=lambda c: len(c.gates))
+        h = max(network.layer(k).hidden_size for k in range(network.num_layers))
+        d = network.input_size
+        layers, parameters = network.num_layers, network.parameter_count()
+        directions = max(len(layer) for layer in network.layers)
         change = "--seq-len or --batch-size (or give a smaller --inputs batch)"
     else:
         cell = CELLS.get(config.cell or "rnn", CELLS["rnn"])
@@ -134,10 +141,39 @@ def _weights_label(config: RunConfig) -> str:
     return config.weights if isinstance(config.weights, str) else "the state dict"
 
 
-def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
+def keras_weights(config: RunConfig) -> bool:
+    """Whether --weights is a Keras model's file (.keras, .h5, .weights.h5: recognised by content)."""
+    return isinstance(config.weights, (str, os.PathLike)) and is_keras_file(config.weights)
+
+
+def _keras_network(config: RunConfig, source: str) -> tuple[Network, KerasLayout]:
+    """The network a Keras model file describes; the flags that would contradict it refused."""
+    network, layout = load_keras_network(read_keras(config.weights), source)
+    masks = "masks as its layers say (Embedding(mask_zero=True) masks token 0, Masking(v) the steps equal to v)"
+    refused = {
+        "rnn-key": "names a module of a PyTorch state dict", "head-key": "names a module of a PyTorch state dict",
+        "embedding-key": "names a module of a PyTorch state dict", "padding-idx": masks, "lengths": masks,
+    }
+    for name, why in refused.items():
+        if getattr(config, name.replace("-", "_")) is not None:
+            raise InputError(f"--{name}: {source} is a Keras model, which {why}; leave --{name} out")
+    for name, given, held in (("cell", config.cell, network.cell.name),
+                              ("activation", config.activation, network.cell.activation),
+                              ("readout", config.readout, network.readout)):
+        if given is not None and given != held:
+            raise InputError(f"{source} is a Keras model whose {name} is {held}, but --{name} {given} was given")
+    return network, layout
+
+
+def loaded_network(config: RunConfig) -> tuple[Network, Layout | KerasLayout]:
+    """The network --weights holds (a PyTorch state dict, or a Keras model file), and where its
+    arrays sit; --spectral-radius and --recurrent-scale applied."""
     source = _weights_label(config)
-    choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
-    network, layout = load_network(read_state_dict(config.weights), source, choices, config.readout or "last")
+    if keras_weights(config):
+        network, layout = _keras_network(config, source)
+    else:
+        choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
+        network, layout = load_network(read_state_dict(config.weights), source, choices, config.readout or "last")
     for name, given, actual in (
         ("hidden-size", config.hidden_size, network.hidden_size),
         ("input-size", config.input_size, network.input_size),
@@ -145,12 +181,12 @@ def _loaded_network(config: RunConfig) -> tuple[Network, Layout]:
     ):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the weights in {source} ({actual})")
-    for layer in network.layers:
-        for params in layer:
-            if config.spectral_radius is not None:
-                rescale_recurrent(network.cell, params, config.spectral_radius)
-            if config.recurrent_scale is not None:
-                params[network.cell.recurrent] = params[network.cell.recurrent] * config.recurrent_scale
+    for k, d in network.each_layer():
+        cell, params = network.cell_of(k), network.layers[k][d]
+        if config.spectral_radius is not None:
+            rescale_recurrent(cell, params, config.spectral_radius)
+        if config.recurrent_scale is not None:
+            params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
     network.padding_idx = config.padding_idx
     if config.padding_idx is not None and (network.embedding is None or config.padding_idx >= network.vocab_size):
         where = "the weights hold no embedding" if network.embedding is None else f"the vocabulary has {network.vocab_size} rows"
@@ -224,6 +260,9 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
     unknown = sorted(set(arrays) - {"output", "h_n", "c_n"})
     if unknown or not arrays:
         raise InputError(f"output-grads: expected arrays 'output', 'h_n' (and 'c_n'), got {', '.join(unknown) or 'none'}")
+    if ("h_n" in arrays or "c_n" in arrays) and not network.uniform:
+        raise InputError("output-grads: 'h_n' and 'c_n' stack the final states of layers of one size and cell; "
+                         "this model's layers differ: give 'output' alone")
     if "c_n" in arrays and len(network.cell.state_names) < 2:
         raise InputError(f"output-grads: 'c_n' is given, but a {network.cell.name} has no cell state")
     for name, shape in (("output", (b, t, f)), ("h_n", (n, b, h)), ("c_n", (n, b, h))):
@@ -239,9 +278,26 @@ def _random_targets(rng: np.random.Generator, shape: TaskShape, b: int, t: int, 
     return y.reshape((b, t) + y.shape[1:]) if every else y
 
 
+def _own_mask(network: Network, x: np.ndarray) -> np.ndarray | None:
+    """The mask a Keras model computes from its inputs (model/network.py's OwnMask), None where
+    every step is real."""
+    mask = network.input_mask(x)
+    return None if mask is None or mask.all() else mask
+
+
+def _class_indices(y: np.ndarray, classes: int, steps: int | None) -> np.ndarray:
+    """One-hot targets (B, C), or (B, T, C) at every step, as class indices: categorical
+    crossentropy's labels are sparse categorical crossentropy's. Other targets are left as given."""
+    one_hot = y.ndim == (2 if steps is None else 3) and y.shape[-1] == classes and (steps is None or y.shape[1] == steps)
+    if one_hot and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=-1) == 1):
+        return y.argmax(axis=-1).astype(np.float64)
+    return y
+
+
 def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.Generator,
-                network: Network, x: np.ndarray | None = None) -> Batch:
-    """The --inputs batch (``x``: its array where the caller has read it already), checked."""
+                network: Network, x: np.ndarray | None = None, layout: Layout | KerasLayout = Layout()) -> Batch:
+    """The --inputs batch (``x``: its array where the caller has read it already), checked.
+    layout : a Keras model's takes one-hot targets for its softmax head."""
     x = load_array(config.inputs, "inputs") if x is None else x
     if x.ndim not in (2, 3):
         raise InputError(f"inputs must have shape (B, T, D) (or (B, T) token ids), got {x.shape}")
@@ -255,12 +311,14 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
     for name, given, actual in (("seq-len", config.seq_len, t), ("batch-size", config.batch_size, b)):
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the inputs ({actual})")
-    mask = _mask(config, x, network)
+    mask = _mask(config, x, network) if network.own_mask is None else _own_mask(network, x)
     every = network.readout == "every"  # the network's readout says where the targets sit
     if config.targets is None:
         y = _random_targets(rng, shape, b, t, every)  # only inputs given
     else:
         y = load_array(config.targets, "targets")
+        if isinstance(layout, KerasLayout) and shape.loss == "ce":
+            y = _class_indices(y, shape.output_size, t if every else None)
         if y.ndim == 0 or y.shape[0] != b:
             hint = (f" (inputs are batch first, (B, T{', D' if x.ndim == 3 else ''}); yours look time-major: "
                     "transpose them, as for batch_first=False)" if y.ndim and y.shape[0] == t else "")
@@ -291,6 +349,8 @@ def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> B
         batch = _random_tokens(setup.network, rng, batch)
     if setup.network.readout == "every" and setup.shape.readout != "every":
         batch = Batch(batch.x, _random_targets(rng, setup.shape, *batch.x.shape[:2], every=True), batch.mask)
+    if setup.network.own_mask is not None:
+        batch = Batch(batch.x, batch.y, _own_mask(setup.network, batch.x))
     return batch
 
 
@@ -306,17 +366,25 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
         config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
-        network, layout = _loaded_network(config)
+        network, layout = loaded_network(config)
         if config.inputs is None:
             checkpointed = check_memory(config, task, None, network, checkpointable=checkpointable)
-        # A state dict says nothing of the loss: the flag, else the task's (mse for adding).
+        # A state dict says nothing of the loss: the flag, else the task's (mse for adding); a
+        # Keras model's head says it (sigmoid: bce, softmax: ce, linear: mse), unless the flag does.
+        keras = isinstance(layout, KerasLayout)
         if network.head is not None:
             if config.loss == "bce" and network.output_size != 1:
-                raise InputError(f"--loss bce needs one output; the head {layout.readout}weight has "
-                                 f"{network.output_size} (ce takes classes)")
-            shape = task.resolve(network.input_size, network.output_size, config.loss)
+                head = layout.head_label(network) if keras else f"the head {layout.readout}weight"
+                raise InputError(f"--loss bce needs one output; {head} has {network.output_size} (ce takes classes)")
+            try:
+                shape = task.resolve(network.input_size, network.output_size, config.loss or (layout.loss if keras else None))
+            except InputError as exc:
+                if not keras or config.loss is not None:
+                    raise
+                raise InputError(f"{layout.head_label(network)} of {_weights_label(config)} computes {layout.loss}, "
+                                 f"and {exc}: give your data (--inputs, --targets) or --loss") from None
             network.loss = get_loss(shape.loss)
-            if config.readout is None and shape.readout == "every":
+            if config.readout is None and shape.readout == "every" and not keras:
                 network.readout = "every"  # a state dict holds one Linear; the task says where it reads
         else:
             if config.output_grads is None:
@@ -341,13 +409,15 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         if config.readout is not None:
             network.readout = config.readout
     if config.inputs is not None:
-        batch = _file_batch(config, task, shape, data_rng, network, inputs)
+        batch = _file_batch(config, task, shape, data_rng, network, inputs, layout)
         checkpointed = check_memory(config, task, shape, network, batch.x.shape[:2], checkpointable)
     else:
         seq_len = config.seq_len or task.default_seq_len
         batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
         if network.embedding is not None and task.name == "random":
             batch = _random_tokens(network, data_rng, batch)  # other tasks' vectors skip the embedding
+        if network.own_mask is not None:
+            batch = Batch(batch.x, batch.y, _own_mask(network, batch.x))
     if network.readout == "every" and shape.readout != "every" and config.inputs is None:
         # a task with one target per sequence, read out at every step: random targets per step
         batch = Batch(batch.x, _random_targets(data_rng, shape, *batch.x.shape[:2], every=True), batch.mask)
@@ -399,7 +469,8 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
         notes.append(f"the state dict holds other recurrent modules ({', '.join(layout.others)}); the head "
                      f"{layout.readout}weight is taken to read {layout.recurrent.rstrip('.') or 'the module'}: "
                      "if it reads another, give your head's gradient with --output-grads")
-    if network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None:
+    if (network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None
+            or isinstance(layout, KerasLayout)):  # a Keras model masks as its layers say
         return notes
     zero_rows = np.flatnonzero(~network.embedding.any(axis=1))  # nn.Embedding(padding_idx=p) keeps row p at 0
     real = np.ones(batch.x.shape, bool) if batch.mask is None else batch.mask
@@ -412,7 +483,9 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
 
 
 def checkpointable_run(setup: Setup) -> bool:
-    """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: any network but one
-    read out at every step (whose flow needs each step's share: the full path)."""
+    """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: any network of PyTorch's
+    kind (one cell, concatenated directions, zero pad outputs) but one read out at every step
+    (whose flow needs each step's share: the full path)."""
     net = setup.network
-    return setup.upstream is not None or net.head is None or net.readout != "every"
+    return (setup.upstream is not None or net.head is None or net.readout != "every") and net.pytorch_semantics \
+        and net.uniform

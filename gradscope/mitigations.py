@@ -297,7 +297,7 @@ class L2(Mitigation):
         for k, d in net.each_layer():
             value, grad = l2_penalty(net.layer(k, d).recurrent_weight, self.strengths.l2)
             total += value
-            extra[net.parameter_name(k, d, net.cell.recurrent)] = grad
+            extra[net.parameter_name(k, d, net.cell_of(k).recurrent)] = grad
         return total, extra
 
 
@@ -311,8 +311,9 @@ class Omega(Mitigation):
             self._refuse(config.cell)
 
     def check(self, net: Network) -> None:
-        if len(net.cell.gates) != 1:
-            self._refuse(net.cell.name)
+        for k in range(net.num_layers):
+            if len(net.cell_of(k).gates) != 1:
+                self._refuse(net.cell_of(k).name)
 
     @staticmethod
     def _refuse(cell: str) -> None:
@@ -320,14 +321,14 @@ class Omega(Mitigation):
 
     def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
         strength, total, extra = self.strengths.omega, 0.0, {}
-        slope = get_activation(net.cell.activation).slope
         for k, d in net.each_layer():
+            slope = get_activation(net.cell_of(k).activation).slope
             run, dL_dh = traj.runs[k][d], grads.layers[k][d].dL_dh
-            deltas = dL_dh[::-1] if d == 1 else dL_dh  # in the order the direction processes its steps
+            deltas = dL_dh[::-1] if net.reads_backwards(k, d) else dL_dh  # in the order the direction processes its steps
             # f'(z_t) from a_t, t >= 2
             value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:])
             total += strength * value
-            extra[net.parameter_name(k, d, net.cell.recurrent)] = strength * grad
+            extra[net.parameter_name(k, d, net.cell_of(k).recurrent)] = strength * grad
         return total, extra
 
 
@@ -519,11 +520,15 @@ def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Gener
     new = torch_init(net, rng) if start == "init" else net.copy()
     cell = overrides.get("cell", new.cell.name)
     activation = overrides.get("activation", new.cell.activation if cell == new.cell.name else "tanh")
-    if cell != new.cell.name:
+    cells = [new.cell_of(k) for k in range(new.num_layers)]
+    if "cell" in overrides and any(c.name != cell for c in cells):
         new = swap_cell(new, make_cell(cell, activation), rng)
-    elif activation != new.cell.activation:
-        new.cell = make_cell(cell, activation)  # the same weights through another activation
-    mitigation.check_cell(new.cell.name)
+    elif "activation" in overrides and any(c.activation != activation for c in cells):
+        # the same weights through another activation
+        cells = [make_cell(c.name, activation, c.gate_activation, saved=True) for c in cells]
+        new.cell, new.cells = cells[0], tuple(cells) if new.cells else ()
+    for k in range(new.num_layers):
+        mitigation.check_cell(new.cell_of(k).name)
     mitigation.check(new)
     if overrides.get("init") is not None:
         set_recurrent_init(new, overrides["init"], overrides.get("init_gain") or 1.0, rng)

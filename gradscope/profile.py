@@ -71,6 +71,12 @@ def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse:
     return combine_log_norms(gathered, axis=1)[::-1].copy()
 
 
+def _backwards(traj: NetworkTrajectory, k: int, d: int) -> bool:
+    """Whether layer k's direction d ran from the sequence's end (the reverse direction, or a
+    layer reading backwards): its readout end is then step 1."""
+    return traj.backwards[k][d] if traj.backwards else d == 1
+
+
 def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.ndarray, int]:
     """One layer and direction's log profile (T,), and the first entry that holds a sequence (with
     padding, the profile's first entries hold none when no sequence is that long).
@@ -100,7 +106,7 @@ def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndar
         flows = flowing(net, traj, grads, y)
         out = []
         for k, d in net.each_layer():
-            log_profile, start = layer_profile(traj.mask_tm, flows.layers[k][d], d == 1)
+            log_profile, start = layer_profile(traj.mask_tm, flows.layers[k][d], _backwards(traj, k, d))
             out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:])))
     return out
 
@@ -110,7 +116,7 @@ def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: Network
     """log10 (||dL/dh_1|| / ||dL/dh_T||) of the headline's flowing profile, exact at any depth
     (1 and T: the first and last steps the longest sequences have, counted from the readout)."""
     k, d = headline(net)
-    logs, start = layer_profile(traj.mask_tm, flowing(net, traj, grads, y).layers[k][d], d == 1)
+    logs, start = layer_profile(traj.mask_tm, flowing(net, traj, grads, y).layers[k][d], _backwards(traj, k, d))
     with np.errstate(all="ignore"):
         return float((logs[start] - logs[-1]) / np.log(10.0))
 
@@ -138,7 +144,7 @@ def real_run(traj: NetworkTrajectory, k: int, d: int) -> Trajectory | None:
     or under two such steps."""
     if traj.mask_tm is None:
         return None
-    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if d == 1 else traj.mask_tm)
+    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if traj.backwards[k][d] else traj.mask_tm)
 
 
 def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:

@@ -2,7 +2,7 @@
 
 Each ```console block in README.md and docs/**/*.md whose first line is ``$ gradscope ...`` is the
 output of that command: this script runs the command (at 80 columns, no colour, in a scratch
-folder where ``docs/examples/make_model.py`` has saved the example model and batch, and
+folder where ``docs/examples/make_*.py`` have saved the example models and batches, and
 ``docs/examples/record_training.py`` a recording of a training run) and writes its stdout back
 into the block. So an example is never typed by hand, and after a change that moves a
 number, one command brings the docs up to date:
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```console\n\$ (gradscope[^\n]*)\n(.*?)```", re.S)
-SETUP = [ROOT / "docs" / "examples" / name for name in ("make_model.py", "record_training.py")]
+SETUP = sorted((ROOT / "docs" / "examples").glob("make_*.py")) + [ROOT / "docs" / "examples" / "record_training.py"]
 
 
 def documents() -> list[Path]:

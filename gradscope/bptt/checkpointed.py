@@ -40,7 +40,7 @@ from ..dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, default_t
 from ..errors import InputError
 from ..model.cells import Params
 from ..model.network import Network
-from .layer import Trajectory, backprop_steps, contribution_norms, run_layer, to_time_major
+from .layer import Trajectory, backprop_steps, cell_contribution_norms, run_layer, to_time_major
 from .logdomain import combine_log_norms, log_row_norms, renormalise_if_far, to_common_unit, to_true_scale
 from .network import NetworkTrajectory, Upstream, add_scaled, embed, head_gradients
 
@@ -364,7 +364,7 @@ def _backward(net: Network, params: Params, d: int, layer: int, below: np.ndarra
         top = to_common_unit(du, dv, scale) if scale.any() else 0.0
         total.add(cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv), top)
         to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
-        contributions[start:stop] = contribution_norms(dv, traj.hidden[:-1])
+        contributions[start:stop] = cell_contribution_norms(cell, params, traj.x, traj.hidden[:-1], dv)
     grads = total.result()
     if not net.bias:
         for name in net.bias_names:

@@ -77,6 +77,17 @@ def contribution_norms(dv: np.ndarray, hidden_prev: np.ndarray) -> np.ndarray:
     return norms
 
 
+def cell_contribution_norms(cell: Cell, params: Params, x: np.ndarray, hidden_prev: np.ndarray,
+                            dv: np.ndarray) -> np.ndarray:
+    """``contribution_norms`` of each step's whole summand of dL/dW_hh, (T,): the norm over the
+    row blocks of what W_hh multiplies in each (``Cell.temporal_factors``: h_{t-1}, or r_t h_{t-1}
+    in the n rows of the GRU with the reset gate before the product). x (T, B, D) in step order."""
+    pairs = cell.temporal_factors(params, x, hidden_prev, dv)
+    if len(pairs) == 1:
+        return contribution_norms(*pairs[0])
+    return np.hypot.reduce(np.stack([contribution_norms(a, c) for a, c in pairs]), axis=0)
+
+
 def _summand_squares(dv: np.ndarray, hidden_prev: np.ndarray) -> np.ndarray:
     """||dv_t^T a_{t-1}||_F^2 for each step, (T,): by B x B Gram matrices where they are smaller."""
     b, g = dv.shape[1:]

@@ -5,15 +5,23 @@ of one layer and one direction. Each layer and direction runs the layer engine (
 module wires them (model/network.py gives the equations):
 
     forward     x -> layer 0 -> ... -> layer L-1 -> readout -> logits -> loss
-                (a reverse direction runs on the time-reversed sequence, its output reversed back)
+                (a reverse direction runs on the time-reversed sequence, its output reversed back;
+                the directions' outputs merge: concat [f, b], or Keras' sum, ave, mul)
     backward    dL/dlogits -> dL/d(features) -> the top layer's states:
-                  last   into the final states: dL/dh_n (the recursion starts there)
-                  mean   into every real step: dL/dh_t = dL/dfeatures / length
-                  max    into the step holding each feature's maximum
-                  every  into every step: Wy^T dL/dlogits_t
-                then for k = L-1 .. 0: BPTT through each direction of layer k from what reaches its
-                outputs; dL/d(input of layer k) = sum over directions of W_ih^T dL/du_t is what
-                reaches the outputs of layer k-1 (or the embedding's rows: dE[token_t] += dL/dx_t).
+                  last     into the final states: dL/dh_n (the recursion starts there)
+                  mean     into every real step: dL/dh_t = dL/dfeatures / length
+                  max      into the step holding each feature's maximum (max-all: masked steps too)
+                  every    into every step: Wy^T dL/dlogits_t
+                then for k = L-1 .. 0: back through the merge (f + b: both get dL/dy; (f + b)/2: half
+                each; f * b: dL/dy * b and dL/dy * f), BPTT through each direction of layer k from
+                what reaches its outputs; dL/d(input of layer k) = sum over directions of
+                W_ih^T dL/du_t is what reaches the outputs of layer k-1 (or the embedding's rows:
+                dE[token_t] += dL/dx_t).
+
+Masked steps carry the state. What they output is the layer's ``pad_output``: zero (PyTorch's
+padded output, a constant: no gradient flows through it) or the previous output, which is the
+carried state itself: the gradient reaching it joins the recursion there and passes unchanged
+through the carried steps to the step whose output it repeats.
 
 Shapes: B batch, T steps, D input width, H hidden units, F = H x directions, O outputs. Inside,
 everything is time-major (T, B, .); ``mask_tm`` (T, B) is True at real steps.
@@ -51,11 +59,11 @@ class NetworkTrajectory:
     """The forward pass of a network over a batch.
 
     runs : runs[k][d], the trajectory of layer k in direction d, in the order it was processed
-        (time-reversed for the reverse direction).
+        (time-reversed for the reverse direction and a backwards layer: ``backwards[k][d]``).
     inputs : (T, B, D) the input of layer 0 (the embedded tokens where there is an embedding).
     tokens : (B, T) token ids, or None.
     mask_tm : (T, B) bool, True at real steps, or None (every step real).
-    output : (T, B, F) the top layer's output sequence, zero at pad steps.
+    output : (T, B, F) the top layer's output sequence (at pad steps zero, or the output repeated).
     features : (B, F) what the head reads ((T, B, F) for ``every``); None without a head.
     logits : (B, O) or (B, T, O); None without a head.
     """
@@ -68,6 +76,7 @@ class NetworkTrajectory:
     features: np.ndarray | None = None
     logits: np.ndarray | None = None
     argmax: np.ndarray | None = field(default=None, repr=False)
+    backwards: list[list[bool]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -98,7 +107,7 @@ class NetworkGradients:
             for d, g in enumerate(layer):
                 flat.update((net.parameter_name(k, d, name), grad) for name, grad in g.params.items())
         if self.head is not None:
-            flat.update(("head." + name, grad) for name, grad in self.head.items())
+            flat.update(("head." + name, grad) for name, grad in self.head.items() if "head." + name not in net.fixed)
         return flat
 
 
@@ -128,28 +137,76 @@ def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> Netw
         # a view where x is in the network's dtype: the cells read it a block of steps at a time,
         # so a long run's inputs are never copied whole
         inputs = to_time_major(x, net.dtype)
+    if mask is None:
+        mask = net.input_mask(x if tokens is None else tokens)  # Keras' masking: the model's own
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
     layer_in, runs = inputs, []
-    for layer in net.layers:
-        outs, layer_runs = [], []
+    for k, layer in enumerate(net.layers):
+        layer_runs = []
         for d, params in enumerate(layer):
-            reverse = d == 1
+            reverse = net.reads_backwards(k, d)
             src = layer_in[::-1] if reverse else layer_in
-            run = run_layer(net.cell, params, src, _reversed(mask_tm) if reverse else mask_tm)
-            out = run.hidden[1:][::-1] if reverse else run.hidden[1:]
-            outs.append(out)
-            layer_runs.append(run)
+            layer_runs.append(run_layer(net.cell_of(k), params, src, _reversed(mask_tm) if reverse else mask_tm))
         runs.append(layer_runs)
-        layer_in = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
-        if mask_tm is not None:
-            layer_in = layer_in * mask_tm[:, :, None]  # pad steps output zero (pad_packed_sequence)
-    traj = NetworkTrajectory(runs, inputs, tokens, mask_tm, layer_in)
+        layer_in = merge(direction_outputs(layer_runs), net.wiring_of(k).merge)
+        if mask_tm is not None and net.wiring_of(k).pad_output == "zero":
+            layer_in = layer_in * _output_mask(net, k, mask_tm)  # pad steps output zero (pad_packed_sequence)
+    traj = NetworkTrajectory(runs, inputs, tokens, mask_tm, layer_in,
+                             backwards=[[net.reads_backwards(k, d) for d in range(len(layer))]
+                                        for k, layer in enumerate(net.layers)])
     if net.head is not None:
         traj.features, traj.argmax = _features(net, traj)
         traj.logits = traj.features @ net.head["Wy"].T + net.head["by"]
         if net.readout == "every":
             traj.logits = traj.logits.transpose(1, 0, 2)  # (B, T, O), batch-first like the targets
     return traj
+
+
+def direction_outputs(layer_runs: list[Trajectory]) -> list[np.ndarray]:
+    """Each direction's output sequence (T, B, H) before the merge: the forward direction's (or a
+    backwards layer's) in the order it ran, the reverse direction's reversed back to input order."""
+    return [run.hidden[1:] if d == 0 else run.hidden[1:][::-1] for d, run in enumerate(layer_runs)]
+
+
+def merge(parts: list[np.ndarray], how: str) -> np.ndarray:
+    """A layer's output from its directions' (..., H) outputs f and b (Keras' merge_mode)."""
+    if len(parts) == 1:
+        return parts[0]
+    f, b = parts
+    if how == "sum":
+        return f + b
+    if how == "ave":
+        return (f + b) / 2
+    if how == "mul":
+        return f * b
+    return np.concatenate(parts, axis=-1)  # concat: [f, b]
+
+
+def unmerge(d_out: np.ndarray, parts: list[np.ndarray], how: str) -> list[np.ndarray]:
+    """dL/d(each direction's output) from dL/d(the merged output), (..., H) each."""
+    if len(parts) == 1:
+        return [d_out]
+    if how == "sum":
+        return [d_out, d_out]  # backprop through f + b
+    if how == "ave":
+        half = d_out / 2
+        return [half, half]  # backprop through (f + b) / 2
+    if how == "mul":
+        return [d_out * parts[1], d_out * parts[0]]  # backprop through f * b
+    h = parts[0].shape[-1]
+    return [d_out[..., :h], d_out[..., h:]]  # backprop through [f, b]
+
+
+def _output_mask(net: Network, k: int, mask_tm: np.ndarray) -> np.ndarray:
+    """(T, B, 1) where layer k's zeroed pad outputs sit: at its masked steps in input order, or in
+    the order a backwards layer outputs them."""
+    return (mask_tm[::-1] if net.wiring_of(k).backwards else mask_tm)[:, :, None]
+
+
+def _pads_are_zero(net: Network, k: int) -> bool:
+    """Whether layer k outputs zero at every step the mask marks as a pad (PyTorch's padding)."""
+    wiring = net.wiring_of(k)
+    return wiring.pad_output == "zero" and not wiring.backwards
 
 
 def final_states(traj: NetworkTrajectory, layer: int = -1) -> list[np.ndarray]:
@@ -179,11 +236,16 @@ def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.nda
     out = traj.output
     if net.readout == "last":
         finals = final_states(traj)
-        return (finals[0].copy() if len(finals) == 1 else np.concatenate(finals, axis=1)), None  # cat(h_n[-2], h_n[-1])
+        if len(finals) == 1:
+            return finals[0].copy(), None
+        return merge(finals, net.wiring_of(net.num_layers - 1).merge), None  # cat(h_n[-2], h_n[-1])
     if net.readout == "mean":
+        if traj.mask_tm is not None and not _pads_are_zero(net, net.num_layers - 1):
+            out = out * traj.mask_tm[:, :, None]  # the real steps only (GlobalAveragePooling1D's mask)
         return out.sum(axis=0) / lengths(traj)[:, None], None  # pads are zero: the sum is over real steps
-    if net.readout == "max":
-        real = out if traj.mask_tm is None else np.where(traj.mask_tm[:, :, None], out, -np.inf)
+    if net.readout in ("max", "max-all"):
+        masked = net.readout == "max" and traj.mask_tm is not None  # max-all: every step, as Keras' max pooling
+        real = np.where(traj.mask_tm[:, :, None], out, -np.inf) if masked else out
         argmax = real.argmax(axis=0)  # (B, F)
         return np.take_along_axis(out, argmax[None], axis=0)[0], argmax
     return out, None  # every
@@ -233,13 +295,11 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
     None (nothing), and ``finals[k][d]``, one (B, H) array or None per state element: dL/d(final
     state) of layer k, direction d (the readout of the last state; dL/dh_n, dL/dc_n given)."""
     steps, batch = traj.output.shape[:2]
-    h, dirs, n_layers = net.hidden_size, net.directions, net.num_layers
+    dirs, n_layers, width = net.directions, net.num_layers, net.feature_size
     loss, head_grads = None, None
     dtype = net.dtype
     d_out = None
-    finals: list[list[list[np.ndarray | None]]] = [
-        [[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(n_layers)
-    ]
+    finals = _no_finals(net)
     if net.head is not None:
         loss, dlogits = loss_and_grad(net, traj, np.asarray(y, dtype=dtype))
         wy = net.head["Wy"]
@@ -253,12 +313,15 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
             head_grads = {"Wy": dlogits.T @ traj.features, "by": dlogits.sum(axis=0)}
             d_feat = dlogits @ wy  # backprop through the Linear: (B, F)
             if net.readout == "last":
+                parts = unmerge(d_feat, final_states(traj), net.wiring_of(n_layers - 1).merge)
                 for d in range(dirs):  # features = cat(h_n forward, h_n reverse)
-                    finals[-1][d][0] = d_feat[:, d * h : (d + 1) * h]
+                    finals[-1][d][0] = parts[d]
             elif net.readout == "mean":
-                d_out = np.broadcast_to((d_feat / lengths(traj)[:, None])[None], (steps, batch, dirs * h)).copy()
+                d_out = np.broadcast_to((d_feat / lengths(traj)[:, None])[None], (steps, batch, width)).copy()
+                if traj.mask_tm is not None and not _pads_are_zero(net, n_layers - 1):
+                    d_out *= traj.mask_tm[:, :, None]  # the mean is over real steps only
             else:  # max: the gradient goes to the step that held each maximum
-                d_out = np.zeros((steps, batch, dirs * h), dtype)
+                d_out = np.zeros((steps, batch, width), dtype)
                 np.put_along_axis(d_out, traj.argmax[None], d_feat[None], axis=0)
     if upstream is not None:
         if upstream.output is not None:
@@ -267,11 +330,10 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
         for which, given in enumerate((upstream.h_n, upstream.c_n)):
             if given is None:
                 continue
-            for k in range(n_layers):
-                for d in range(dirs):
-                    part = np.asarray(given[k * dirs + d], dtype=dtype)  # h_n is layer by layer,
-                    prev = finals[k][d][which]  # forward before reverse
-                    finals[k][d][which] = part if prev is None else prev + part
+            for k, d in net.each_layer():
+                part = np.asarray(given[net.layer_index(k, d)], dtype=dtype)  # h_n is layer by layer,
+                prev = finals[k][d][which]  # forward before reverse
+                finals[k][d][which] = part if prev is None else prev + part
     return loss, head_grads, d_out, finals
 
 
@@ -279,24 +341,28 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                      finals: list, loss: float | None, head_grads: Params | None) -> NetworkGradients:
     """BPTT through the layers from the top: d_out (T, B, F) reaching the top layer's outputs (None:
     nothing) and ``finals[k][d]`` its final states; then the embedding."""
-    h, n_layers = net.hidden_size, net.num_layers
+    n_layers = net.num_layers
     mask_tm = traj.mask_tm
     real = None if mask_tm is None else mask_tm[:, :, None]
     layers: list[list[LayerGradients]] = [[] for _ in range(n_layers)]
     d_scale = None  # d_out[t, b] is held in units e^d_scale[t, b] (None: at true scale), exact at any depth
     for k in range(n_layers - 1, -1, -1):
-        if real is not None and d_out is not None:
-            d_out = d_out * real  # pad outputs are constant zeros: no gradient flows through them
+        wiring = net.wiring_of(k)
+        if real is not None and d_out is not None and wiring.pad_output == "zero":
+            d_out = d_out * _output_mask(net, k, mask_tm)  # pad outputs are constant zeros: no gradient flows through them
+        # a repeated output ("previous") keeps its gradient: the carried steps pass it back to the step it repeats
+        parts = [None] * len(net.layers[k]) if d_out is None else unmerge(d_out, direction_outputs(traj.runs[k]),
+                                                                           wiring.merge)
         d_in, in_scale = None, None
         for d, params in enumerate(net.layers[k]):
-            reverse = d == 1
+            reverse = net.reads_backwards(k, d)
             run = traj.runs[k][d]
-            local = None if d_out is None else d_out[:, :, d * h : (d + 1) * h]
+            local, flip = parts[d], d == 1  # the reverse direction's outputs are in input order: flip them
             grads = backprop_layer(
-                net.cell, params, run, local=_reversed(local) if reverse else local,
+                net.cell_of(k), params, run, local=_reversed(local) if flip else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
                 input_grads=True,
-                local_scale=_reversed(d_scale) if reverse else d_scale,
+                local_scale=_reversed(d_scale) if flip else d_scale,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
@@ -309,9 +375,8 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                 grads.set_log_rows(np.where(mask_tm, grads.log_rows, -np.inf),  # ln 0 at pad steps
                                    None if grads.log_cell_rows is None
                                    else np.where(mask_tm, grads.log_cell_rows, -np.inf))
-            if not net.bias:
-                for name in net.bias_names:
-                    grads.params.pop(name, None)
+            for name in [n for n in grads.params if not net.is_trained(k, d, n)]:
+                grads.params.pop(name)  # bias=False's zero biases, and the network's fixed arrays
             layers[k].append(grads)
             d_in, in_scale = add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
         d_out, d_scale = d_in, in_scale
@@ -328,6 +393,11 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
         if net.padding_idx is not None:
             emb_grad[net.padding_idx] = 0.0  # nn.Embedding(padding_idx=p) never updates row p
     return NetworkGradients(loss, layers, head_grads, emb_grad, d_out)
+
+
+def _no_finals(net: Network) -> list[list[list[np.ndarray | None]]]:
+    """finals[k][d][s]: dL/d(final state element s) of layer k, direction d, None for each."""
+    return [[[None] * len(net.cell_of(k).state_names) for _ in layer] for k, layer in enumerate(net.layers)]
 
 
 def add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
@@ -370,13 +440,12 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
         loss, dlogits = net.loss.value_and_grad(logits, y_last)
         head = {"Wy": dlogits.T @ features, "by": dlogits.sum(axis=0)}
         d_feat = dlogits @ net.head["Wy"]
-        h, dirs = net.hidden_size, net.directions
-        finals = [[[None] * len(net.cell.state_names) for _ in range(dirs)] for _ in range(net.num_layers)]
+        finals = _no_finals(net)
         d_out = None
-        if dirs == 1 and traj.mask_tm is None:
+        if net.directions == 1 and traj.mask_tm is None:
             finals[-1][0][0] = d_feat  # the last step's output is the final state: dL/dh_T itself
         else:  # the output at each sequence's last real step (the reverse direction's first processed)
-            d_out = np.zeros((steps, batch, dirs * h), net.dtype)
+            d_out = np.zeros((steps, batch, net.feature_size), net.dtype)
             d_out[ends, rows] = d_feat
         grads = _backprop_layers(net, traj, d_out, finals, loss, head)
     return _share(grads, 1.0 / steps, -math.log(steps))

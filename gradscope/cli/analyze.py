@@ -9,7 +9,8 @@ import typer
 
 from ..commands.analyze import analyze, gradient_arrays, weight_arrays
 from ..config import RunConfig
-from ..io.arrays import check_output, save_npz
+from ..experiment import keras_weights
+from ..io.arrays import check_output, check_weights_output, save_npz, save_weights as save_model_weights
 from ..render import plots
 from ..render.analyze import render_analyze
 from ..render.common import warn
@@ -24,10 +25,10 @@ def analyze_command(
     config: RunConfig,
     json: JsonFlag = False,
     save_grads: Annotated[Optional[Path], typer.Option(
-        help="Write the loss, dL/dh_t of every layer (dL_da (T, B, H) for one layer; dL_dh_l{k}[_reverse] for a network; dL_dc for lstm) and every parameter's gradient under its key in your state dict (.npz).",
+        help="Write the loss, dL/dh_t of every layer (dL_da (T, B, H) for one layer; dL_dh_l{k}[_reverse] for a network; dL_dc for lstm) and every parameter's gradient under its key in your state dict, or as <layer>/<weight> in Keras' shapes for a Keras model (.npz).",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
     save_weights: Annotated[Optional[Path], typer.Option(
-        help="Write the model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model).",
+        help="Write the model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model), or a Keras model's weights as a .weights.h5 that model.load_weights reads.",
         rich_help_panel=OUTPUT, dir_okay=False, show_default=False)] = None,
     max_rows: Annotated[int, typer.Option(
         help="Most rows in the step table; longer runs show log-spaced steps.",
@@ -38,16 +39,18 @@ def analyze_command(
     """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
-    for flag, target in (("--save-grads", save_grads), ("--save-weights", save_weights)):
-        if target is not None:
-            check_output(target, flag)
+    keras = keras_weights(config)
+    if save_grads is not None:
+        check_output(save_grads, "--save-grads")
+    if save_weights is not None:
+        check_weights_output(save_weights, "--save-weights", keras)
     result = analyze(config, full_gradients=save_grads is not None)  # --save-grads needs every step's
     if path is not None:
         plots.save(plots.analyze_figure(result), path)
     if save_grads is not None:
         save_npz(save_grads, gradient_arrays(result), "--save-grads")
     if save_weights is not None:
-        save_npz(save_weights, weight_arrays(result), "--save-weights")
+        save_model_weights(save_weights, weight_arrays(result), "--save-weights", keras)
     for warning in result.warnings:
         warn(warning)
     emit(result, json, lambda console: render_analyze(result, console, max_rows), page)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..config import RunConfig
-from ..io.arrays import check_output, save_npz
+from ..io.arrays import check_weights_output, save_weights
 from ..mitigations import MITIGATIONS, STARTS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
@@ -51,7 +51,7 @@ def compare_command(
         rich_help_panel=MITIGATION)] = "init",
     save_best: Annotated[Optional[Path], typer.Option(
         "--save-best", help="Write the best run's trained weights as a PyTorch state dict (.npz) under the keys "
-        "your model has (a cell swap: those of the swapped nn module).", rich_help_panel=OUTPUT,
+        "your model has (a cell swap: those of the swapped nn module), or a Keras model's as a .weights.h5.", rich_help_panel=OUTPUT,
         metavar="FILE", dir_okay=False)] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
@@ -64,8 +64,11 @@ def compare_command(
 
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
+    from ..experiment import keras_weights
+
+    keras = keras_weights(config)
     if save_best is not None:
-        check_output(save_best, "--save-best")
+        check_weights_output(save_best, "--save-best", keras)
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -75,7 +78,7 @@ def compare_command(
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
                          lambda done, total, name: advance(done), seeds, start)
     if save_best is not None:
-        save_npz(save_best, best_weights(result), "--save-best")
+        save_weights(save_best, best_weights(result), "--save-best", keras)
     if path is not None:
         plots.save(plots.training_losses_figure({r.mitigation: r.history for r in result.runs}, result.config,
                                                 result.baseline_loss), path)

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from .. import memory
-from ..model.cells import CELLS
+from ..model.cells import FLAG_CELLS
 from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..precision import DTYPES, GRADIENT_ERROR, LOG_NORM_ERROR_PER_STEP, LOSS_ERROR
@@ -68,7 +68,7 @@ DTYPE_HELP = (
 
 RUN_OPTIONS: dict[str, tuple[object, object]] = {
     "cell": (
-        Annotated[Optional[_choices(CELLS)], _opt(MODEL, "Recurrent cell.", show_default="rnn, or what --weights holds")],
+        Annotated[Optional[_choices(FLAG_CELLS)], _opt(MODEL, "Recurrent cell.", show_default="rnn, or what --weights holds")],
         None,
     ),
     "activation": (

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..model.activations import ACTIVATIONS
-from ..model.cells import CELLS
+from ..model.cells import FLAG_CELLS
 from ..config import RunConfig
 from ..errors import InputError
 from ..parallel import default_jobs
@@ -50,7 +50,7 @@ def sweep_command(
              "Lyapunov exponent lambda_1 (as spectrum). Both are 0 on the boundary.",
         rich_help_panel=GRID, case_sensitive=False)] = "ratio",
     cells: Annotated[Optional[str], typer.Option(
-        help=f"Cells, one map each, comma-separated: {', '.join(CELLS)}.", rich_help_panel=GRID,
+        help=f"Cells, one map each, comma-separated: {', '.join(FLAG_CELLS)}.", rich_help_panel=GRID,
         show_default="rnn, or what --weights holds")] = None,
     activations: Annotated[Optional[str], typer.Option(
         help=f"Activations, comma-separated: {', '.join(ACTIVATIONS)}; combinations a cell does "

@@ -14,7 +14,7 @@ import typer
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..io.arrays import check_output, save_npz
+from ..io.arrays import check_weights_output, save_weights as save_model_weights
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..parallel import default_jobs
@@ -64,7 +64,7 @@ Jobs = Annotated[Optional[int], typer.Option(
     help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
     show_default=f"the number of CPUs, {default_jobs()} here")]
 SaveWeights = Annotated[Optional[Path], typer.Option(
-    help="Write the trained model as a PyTorch state dict (rnn.*, fc.*) in .npz.",
+    help="Write the trained model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model), or a Keras model's weights as a .weights.h5 that model.load_weights reads.",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]
 
 
@@ -112,8 +112,11 @@ def train_command(
     if json and ndjson:
         raise InputError("--json and --ndjson are alternatives: give one")
     path = plots.prepare(plot) if plot is not None else None
+    from ..experiment import keras_weights
+
+    keras = keras_weights(config)
     if save_weights is not None:
-        check_output(save_weights, "--save-weights")
+        check_weights_output(save_weights, "--save-weights", keras)
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -130,7 +133,7 @@ def train_command(
         plots.save(plots.training_losses_figure({result.mitigation: result.history}, result.config,
                                                 result.baseline_loss), path)
     if save_weights is not None:
-        save_npz(save_weights, result.state_dict(), "--save-weights")
+        save_model_weights(save_weights, result.state_dict(), "--save-weights", keras)
     if ndjson:
         _ndjson_line({"event": "summary", **summary(result)})
     else:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..bptt.checkpointed import CheckpointedRun, checkpointed_bptt
-from ..bptt.layer import Trajectory, contribution_norms
+from ..bptt.layer import Trajectory, cell_contribution_norms
 from ..bptt.logdomain import combine_log_norms, log_row_norms
 from ..bptt.network import NetworkGradients, NetworkTrajectory, bptt
 from ..config import RunConfig
@@ -23,7 +23,6 @@ from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
 from ..model.activations import get_activation
 from ..model.layer import Layer
 from ..model.network import DIRECTIONS
-from ..model.statedict import export_network, export_network_grads
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
 from ..profile import flowing, headline, layer_profile, log10, real_run, total_norm
@@ -263,7 +262,8 @@ def _report(setup: Setup) -> AnalyzeResult:
         if (k, d) == headline(net):
             gate_spectra, real_run = gates, real
     top, _ = headline(net)
-    report, (profile, log_profile) = reports[top * net.directions], profiles[top * net.directions]
+    head_i = net.layer_index(top)
+    report, (profile, log_profile) = reports[head_i], profiles[head_i]
     # over real steps; without padding, or under 2 of them: as run
     lyap = lyapunov(net.layer(top), real_run or traj.runs[top][0])
     return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), lyap, gate_spectra,
@@ -281,13 +281,13 @@ def _checkpointed_report(setup: Setup) -> AnalyzeResult:
     for k, d in net.each_layer():
         g = run.layers[k][d]
         spectra = recurrent_spectra(net.layer(k, d), None, g.mean_jacobian, weights.result()[k, d])
-        report, profile = _layer_figures(k, d, mask_tm, g, g.contributions, spectra)
+        report, profile = _layer_figures(k, d, mask_tm, g, g.contributions, spectra, d == 1)
         reports.append(report)
         profiles.append(profile)
         if (k, d) == headline(net):
             gate_spectra = spectra[2]
     top, _ = headline(net)
-    report, (profile, log_profile) = reports[top * net.directions], profiles[top * net.directions]
+    report, (profile, log_profile) = reports[net.layer_index(top)], profiles[net.layer_index(top)]
     data = (describe_data(setup) + f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} "
             f"states kept per layer and direction, segments of {run.segment} steps recomputed")
     return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), run.lyapunov,
@@ -301,10 +301,10 @@ def _pascanu(setup: Setup, report: LayerReport, profile: np.ndarray, log_profile
     net = setup.network
     if report.spectrum_of != "recurrent_weight" or net.head is None or setup.upstream is not None:
         return None
-    gamma = get_activation(net.cell.activation).gamma
     top, _ = headline(net)
+    gamma = get_activation(net.cell_of(top).activation).gamma
     return pascanu_check(gamma, report.spectrum.max_singular_value, profile, log_profile,
-                         log_norm_rounding(net.layers[top][0][net.cell.recurrent]))
+                         log_norm_rounding(net.layer(top).recurrent_weight))
 
 
 def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pascanu: PascanuCheck | None,
@@ -324,7 +324,7 @@ def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pa
         parameter_count=net.parameter_count(),
         loss=gradients.loss,
         baseline_loss=None if setup.upstream is not None else setup.baseline_loss,
-        **headline_fields(reports[top * net.directions]),
+        **headline_fields(reports[net.layer_index(top)]),
         gate_spectra=gate_spectra,
         pascanu=pascanu,
         lyapunov=lyap,
@@ -373,8 +373,8 @@ def network_info(setup: Setup) -> NetworkInfo:
     net, mask = setup.network, setup.batch.mask
     steps = setup.batch.x.shape[1]
     lengths = mask.sum(axis=1) if mask is not None else np.array([steps])
-    head = None if net.head is None else f"Linear({net.feature_size}, {net.output_size})"
-    return NetworkInfo(net.describe(), net.num_layers, net.directions,
+    head = None if net.head is None else setup.layout.head_label(net)
+    return NetworkInfo(setup.layout.describe(net), net.num_layers, net.directions,
                        None if net.embedding is None else list(net.embedding.shape), net.readout, head,
                        list(setup.layout.ignored), mask is not None, [int(lengths.min()), int(lengths.max())])
 
@@ -386,22 +386,26 @@ def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients,
     spectra, and its run over real steps only (``profile.real_run``; None without padding).
     grads : the flowing gradients (profile.flowing); weights : the layer's ``weight_spectra``."""
     run, g = traj.runs[k][d], grads.layers[k][d]
-    hidden_prev = run.hidden[:-1][::-1] if d == 1 else run.hidden[:-1]
+    net = setup.network
+    reverse = net.reads_backwards(k, d)
+    hidden_prev = run.hidden[:-1][::-1] if reverse else run.hidden[:-1]
     with np.errstate(all="ignore"):
-        contributions = contribution_norms(g.dv, hidden_prev)
+        contributions = cell_contribution_norms(net.cell_of(k), net.layers[k][d],
+                                                run.x[::-1] if reverse else run.x, hidden_prev, g.dv)
     # the mean step Jacobian over real steps only: pad steps are the identity, never the cell's
     real = real_run(traj, k, d)
-    spectra = recurrent_spectra(setup.network.layer(k, d), (real or run).caches, None, weights)
-    report, profile = _layer_figures(k, d, traj.mask_tm, g, contributions, spectra)
+    spectra = recurrent_spectra(net.layer(k, d), (real or run).caches, None, weights)
+    report, profile = _layer_figures(k, d, traj.mask_tm, g, contributions, spectra, reverse)
     return report, profile, spectra[2], real
 
 
 def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions: np.ndarray,
-                   spectra: tuple) -> tuple[LayerReport, tuple]:
+                   spectra: tuple, reverse: bool) -> tuple[LayerReport, tuple]:
     """A LayerReport from what BPTT gave the layer (``log_rows``, ``log_norms``, ``log_cell_norms``),
-    its contributions and spectra; and its flow profile (norms, logs), aligned to the readout end."""
+    its contributions and spectra; and its flow profile (norms, logs), aligned to the readout end
+    (the last real step, or the first for a direction that reads backwards)."""
     logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
-    log_profile, start = layer_profile(mask_tm, g, d == 1)
+    log_profile, start = layer_profile(mask_tm, g, reverse)
     with np.errstate(all="ignore"):
         norms, profile = np.exp(logs), np.exp(log_profile)
         cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
@@ -433,9 +437,9 @@ def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
             arrays[("dL_da" if single else "dL_dh") + suffix] = g.dL_dh
             if g.dL_dc is not None:
                 arrays["dL_dc" + suffix] = g.dL_dc
-    return {**arrays, **export_network_grads(net, grads, setup.layout)}
+    return {**arrays, **setup.layout.export_grads(net, grads)}
 
 
 def weight_arrays(result: AnalyzeResult) -> dict[str, np.ndarray]:
     """What ``--save-weights`` writes: the model as a PyTorch state dict, under its own keys."""
-    return export_network(result.setup.network, result.setup.layout)
+    return result.setup.layout.export(result.setup.network)

@@ -25,12 +25,10 @@ from typing import Callable, ClassVar
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..experiment import Setup
+from ..experiment import Setup, loaded_network
 from ..flow import Flow
-from ..io.weights import read_state_dict
 from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..model.network import Network
-from ..model.statedict import Choices, export_network, load_network
 from ..parallel import in_processes
 from ..profile import headline, layer_flows
 from ..runtime import blas_threads_for
@@ -58,8 +56,8 @@ class CompareRun:
         seed's.
     layers : every layer and direction's flow at the start and after training (LayerChange),
         bottom first, forward before reverse; the top layer's forward start is ratio_first_last's.
-    state_dict : the trained network as a PyTorch state dict under the model's keys (for
-        ``--save-best``), not in the JSON.
+    state_dict : the trained network as a PyTorch state dict under the model's keys, or a Keras
+        model's weights store (for ``--save-best``), not in the JSON; or why there is none.
     """
 
     mitigation: str
@@ -85,7 +83,7 @@ class CompareRun:
     seeds: SeedSummary | None = None
     best: bool = False
     layers: list["LayerChange"] = field(default_factory=list)
-    state_dict: dict | None = field(default=None, metadata=HIDDEN, repr=False)
+    state_dict: dict | str | None = field(default=None, metadata=HIDDEN, repr=False)
 
 
 @dataclass
@@ -186,7 +184,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
     """Measure the flow at the start, train, measure it again, and keep the numbers of one run."""
     before = _flows(setup, setup.network)
     k, d = headline(setup.network)
-    flow = before[k * setup.network.directions + d].flow
+    flow = before[setup.network.layer_index(k, d)].flow
     trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len,
                           minibatch=minibatch)
     after = _flows(setup, trained.network)
@@ -214,7 +212,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
         history=trained.history,
         seeds=trained.seeds,
         layers=[LayerChange(a.layer, a.direction, a.flow, b.flow) for a, b in zip(before, after)],
-        state_dict=export_network(trained.network, setup.layout),
+        state_dict=_exported(setup, trained.network),
     )
 
 
@@ -240,27 +238,37 @@ def over_seeds(rows: list[CompareRun], seeds: list[int], baseline: float) -> Com
     return first
 
 
+def _exported(setup: Setup, network: Network) -> dict | str:
+    """The trained network under the model's keys, or why it has none: a Keras model's file has no
+    place for the weights of another cell (a cell swap)."""
+    try:
+        return setup.layout.export(network)
+    except InputError as exc:
+        return str(exc)
+
+
 def best_weights(result: CompareResult) -> dict:
-    """The best run's trained network as a PyTorch state dict, under the model's keys (``--save-best``)."""
+    """The best run's trained network as a PyTorch state dict, under the model's keys, or a Keras
+    model's weights store (``--save-best``)."""
     best = next((r for r in result.runs if r.best), None)
     if best is None:
         raise InputError("--save-best: every run diverged, so none is best; nothing was written")
+    if isinstance(best.state_dict, str):
+        raise InputError(f"--save-best: the best run is {best.mitigation}, and {best.state_dict}; nothing was written")
     return best.state_dict
 
 
 def default_cures(config: RunConfig) -> list[str]:
     """What compare runs when no mitigations are named: every registered one that applies to the
-    model's cell (the cell --weights holds, for a model of the user's own), less the swaps to the
-    cell it has already."""
-    cell = config.cell
-    if config.weights is not None:
-        choices = Choices(config.cell, config.activation, config.rnn_key, config.head_key, config.embedding_key)
-        cell = load_network(read_state_dict(config.weights), "the weights", choices)[0].cell.name
-    names = default_mitigations(cell)
+    model's cell (the cells --weights holds, for a model of the user's own: to each of its layers'),
+    less the swaps to the cell it has already."""
     if config.weights is None:
-        return names
+        return default_mitigations(config.cell)
+    network = loaded_network(config)[0]
+    cells = list(dict.fromkeys(network.cell_of(k).name for k in range(network.num_layers)))
+    names = [n for n in default_mitigations(cells[0]) if all(n in default_mitigations(c) for c in cells[1:])]
     return [n for n in names if set(make_mitigation(n).overrides) != {"cell", "activation"}
-            or make_mitigation(n).overrides["cell"] != cell]
+            or [make_mitigation(n).overrides["cell"]] != cells]
 
 
 def compare(

@@ -149,10 +149,10 @@ def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult
         traj = forward(net, batch.x, batch.mask)
     layers = []
     for k, d in net.each_layer():
-        mask = traj.mask_tm if traj.mask_tm is None or d == 0 else traj.mask_tm[::-1]
+        mask = traj.mask_tm if traj.mask_tm is None or not traj.backwards[k][d] else traj.mask_tm[::-1]
         layers.append(layer_spectrum(net.layer(k, d), traj.runs[k][d], mask, transient, k, DIRECTIONS[d]))
     top, _ = headline(net)
-    head = layers[top * net.directions]
+    head = layers[net.layer_index(top)]
     return SpectrumResult(
         config=setup.config.as_dict(),
         state=head.state,

@@ -16,7 +16,8 @@ order on any number of processes, or on a Dask cluster, with results identical t
 Around a model of the user's own (--weights) the default x axis is ``recurrent_scale``, a factor on
 every recurrent matrix of the network (each gate block alike), and the map marks where the model
 itself sits (``model_at``: scale 1, its own T). With --inputs, a ``seq_len`` axis takes each
-sequence's first T steps (its real steps first: post-padded, as pack_padded_sequence takes them).
+sequence's first T steps (its real steps first: post-padded, as pack_padded_sequence takes them),
+and of targets at every step their first T.
 
 Axes are written NAME=VALUES, NAME any numeric RunConfig setting (``seq_len`` or ``seq-len``):
 
@@ -40,12 +41,12 @@ import numpy as np
 
 from ..model.activations import ACTIVATIONS
 from ..bptt.network import bptt, forward
-from ..model.cells import CELLS
+from ..model.cells import CELLS, FLAG_CELLS
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
 from ..errors import InputError
 from ..extras import install_hint
-from ..experiment import build, check_memory
+from ..experiment import build, check_memory, loaded_network
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..io.arrays import load_array
 from ..parallel import default_jobs, in_processes
@@ -337,7 +338,7 @@ def _combinations(base: RunConfig, cells: Sequence[str] | None,
     cells = cells or ["rnn"]
     for cell in cells:
         if cell not in CELLS:
-            raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+            raise InputError(f"--cells: unknown cell {cell!r}; choose from {', '.join(FLAG_CELLS)}")
     activations = activations or ["tanh"]
     for activation in activations:
         if activation not in ACTIVATIONS:
@@ -455,12 +456,12 @@ def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None):
     inputs = load_array(base.inputs, "inputs")
     lengths = None if base.lengths is None else load_array(base.lengths, "lengths")
     targets = None if base.targets is None else load_array(base.targets, "targets")
-    if targets is not None and targets.ndim >= 2 and targets.shape[1] == file_steps and base.readout == "every":
-        raise InputError("a seq_len axis with --inputs needs one target per sequence (not --readout every)")
+    # targets at every step (--readout every, or a Keras model's head at every step) are cut with the inputs
+    every = base.readout == "every" or (base.weights is not None and loaded_network(base)[0].readout == "every")
 
     def cut(xv, yv) -> dict:
         steps = xv if x.name == "seq_len" else yv
-        fields = {"inputs": inputs[:, :steps], "targets": targets}
+        fields = {"inputs": inputs[:, :steps], "targets": targets[:, :steps] if every and targets is not None else targets}
         if lengths is not None:
             fields["lengths"] = np.minimum(lengths, steps)
         return fields

@@ -45,7 +45,7 @@ from ..profile import end_to_end_ratio
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
 from ..serialize import HIDDEN
-from ..model.statedict import Layout, export_network
+from ..model.statedict import Layout
 from ..tasks import Batch, make_task
 from .defaults import TRAIN_DEFAULTS, TrainOptions
 
@@ -126,9 +126,10 @@ class TrainResult:
     layout: Layout = field(metadata=HIDDEN, repr=False)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The trained network as a PyTorch state dict (numpy arrays) under the model's own keys:
-        what ``--save-weights`` writes, which ``load_state_dict(strict=True)`` takes."""
-        return export_network(self.network, self.layout)
+        """The trained network under the model's own keys: a PyTorch state dict (numpy arrays) that
+        ``load_state_dict(strict=True)`` takes, or a Keras model's weights by Keras' names; what
+        ``--save-weights`` writes."""
+        return self.layout.export(self.network)
 
 
 Progress = Callable[[int, int, "StepRecord | None"], None]

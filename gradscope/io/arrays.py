@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import memory
 from ..errors import InputError
-from .atomic import atomic_write
+from .atomic import atomic_write, write_bytes
 from .files import check_writable_folder, os_problem, regular_file
 
 # The first bytes of an .npz (a zip archive, or an empty one) and of an .npy file.
@@ -154,6 +154,30 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray | float], fla
     p = check_output(path, flag)
     with atomic_write(p, flag) as fh:
         np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def check_weights_output(path: str | os.PathLike, flag: str, keras: bool) -> Path:
+    """``check_output`` for the weights of a model: a PyTorch state dict in .npz, or a Keras model's
+    weights store, which ``model.load_weights`` reads only under a name ending in .weights.h5."""
+    if not keras:
+        return check_output(path, flag)
+    p = Path(path)
+    if not p.name.lower().endswith(".weights.h5"):
+        raise InputError(f"{flag} {p}: a Keras model's weights are written as Keras 3's weights store, which "
+                         f"model.load_weights reads from a file ending in .weights.h5")
+    check_writable_folder(p, flag)
+    return p
+
+
+def save_weights(path: str | os.PathLike, arrays: dict[str, np.ndarray], flag: str, keras: bool) -> None:
+    """A model's weights: a state dict's arrays in .npz, or (``keras``) Keras 3's weights store,
+    ``arrays`` keyed by their HDF5 paths (model/keras.py's export)."""
+    if not keras:
+        save_npz(path, arrays, flag)
+        return
+    from .keras_h5 import weights_store  # h5py, imported only for a Keras model
+
+    write_bytes(check_weights_output(path, flag, True), weights_store(arrays), flag)
 
 
 def load_array(source: object, what: str) -> np.ndarray:

@@ -4,13 +4,20 @@
 file is checked with ``os.stat`` first, and only a regular file (or a directory, where one is
 allowed) goes on. OS errors become InputErrors that name the path and say what went wrong, in words
 (``File name too long``, ``Permission denied``), never a traceback.
+
+Standard input is the one stream read (``-``): once, to its end, into a file of its own
+(``stdin_copy``), which the rest of the run reads like any other.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
+import shutil
 import stat
+import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -81,6 +88,35 @@ def input_head(path: Path, what: str, formats: str, size: int = 16) -> tuple[byt
     if not head:
         raise InputError(f"{what} file {path} is empty; {formats}")
     return head, mode.st_size
+
+
+STDIN = "-"
+STDIN_COPY = "GRADSCOPE_STDIN_COPY"  # where the copy is, for the processes a run starts
+
+
+def stdin_copy(flag: str) -> Path:
+    """Standard input read to its end into ``<temporary folder>/stdin``, once per run: what is read
+    twice (texts are counted, then encoded) or by every process of a run (which finds the copy in
+    the environment) reads the copy. It is removed when the process that made it exits."""
+    given = os.environ.get(STDIN_COPY)
+    if given and os.path.isfile(given):
+        return Path(given)
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None or sys.stdin.isatty():
+        raise InputError(f"{flag} {STDIN} reads standard input, but nothing is piped to it "
+                         f"(cat texts.csv | gradscope ... {flag} {STDIN})")
+    folder = Path(tempfile.mkdtemp(prefix="gradscope-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / "stdin"
+    try:
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(stream, out)
+    except OSError as exc:
+        raise InputError(f"{flag} {STDIN}: cannot keep standard input ({os_problem(exc)})") from None
+    if not copy.stat().st_size:
+        raise InputError(f"{flag} {STDIN}: standard input is empty")
+    os.environ[STDIN_COPY] = str(copy)
+    return copy
 
 
 def check_writable_folder(path: Path, flag: str) -> None:

@@ -95,6 +95,8 @@ class KerasLayer:
         (no bias where use_bias is False); none for the other classes, a Bidirectional's included.
     forward, backward : a Bidirectional's two recurrent layers, each with its own config and weights
         (backward has go_backwards=True); None for other layers.
+    store : the layer's group below ``layers/`` in Keras 3's weights store ("lstm_1"), where
+        ``save_weights`` puts its arrays; None for a Bidirectional's own layers.
     """
 
     class_name: str
@@ -103,6 +105,7 @@ class KerasLayer:
     weights: Mapping[str, np.ndarray]
     forward: KerasLayer | None = None
     backward: KerasLayer | None = None
+    store: str | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,7 @@ def _layer(spec: LayerSpec, weights: Weights) -> KerasLayer:
         spec.class_name, spec.name, MappingProxyType(dict(spec.config)), MappingProxyType(dict(arrays)),
         _layer(spec.forward, weights) if spec.forward else None,
         _layer(spec.backward, weights) if spec.backward else None,
+        spec.store,
     )
 
 

@@ -17,6 +17,7 @@ Every array comes back as float64, exactly (float16, bfloat16 and float32 values
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 from collections.abc import Iterator
@@ -168,6 +169,20 @@ def dataset(node: Any, where: str) -> np.ndarray:
             raise InputError(f"{where} is marked bfloat16 but holds {value.dtype.itemsize}-byte values")
         value = (value.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     return _numeric(value, where)
+
+
+def weights_store(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a Keras 3 weights store holding each array at its dataset path
+    (``layers/lstm/cell/vars/0``): what ``save_weights`` writes, and ``model.load_weights`` reads."""
+    try:
+        import h5py
+    except ImportError:
+        raise InputError(f"writing Keras weights (an HDF5 file) needs h5py: {NEEDS_H5PY}") from None
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for path, array in arrays.items():
+            f.create_dataset(path, data=np.asarray(array))
+    return buffer.getvalue()
 
 
 # -- the legacy layout -----------------------------------------------------------------------------

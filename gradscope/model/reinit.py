@@ -8,8 +8,9 @@ PyTorch initialises (torch.nn's reset_parameters):
     nn.Linear           W and b ~ U(-k, k), k = 1/sqrt(fan_in)     (kaiming_uniform(a=sqrt(5)))
 
 A cell swap (rnn -> gru/lstm, gru <-> lstm, or a gated cell -> the rnn) keeps the embedding, the
-number of layers, the directions, the hidden size, the readout and the head, and gives every layer
-new parameters of the new cell, initialised as PyTorch initialises that module.
+number of layers, the directions, the hidden sizes, the readout and the head, and gives every layer
+new parameters of the new cell, initialised as PyTorch initialises that module (both its biases
+trained).
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def _torch_layer(cell: Cell, input_size: int, hidden_size: int, rng: np.random.G
 
 
 def _zero_biases(net: Network) -> None:
-    """A ``bias=False`` network's biases stay zero: they are not parameters."""
-    if net.bias:
-        return
-    for layer in net.layers:
-        for params in layer:
-            for name in net.bias_names:
-                params[name] = np.zeros_like(params[name])
+    """A ``bias=False`` network's biases, and the network's fixed arrays, stay zero: they are not
+    parameters."""
+    for k, d in net.each_layer():
+        params = net.layers[k][d]
+        for name in [n for n in params if not net.is_trained(k, d, n)]:
+            params[name] = np.zeros_like(params[name])
+    if net.head is not None and "head.by" in net.fixed:
+        net.head["by"] = np.zeros_like(net.head["by"])
 
 
 def torch_init(net: Network, rng: np.random.Generator) -> Network:
@@ -51,8 +53,8 @@ def torch_init(net: Network, rng: np.random.Generator) -> Network:
         new.embedding = rng.standard_normal(new.embedding.shape)
         if new.padding_idx is not None:
             new.embedding[new.padding_idx] = 0.0
-    new.layers = [[_torch_layer(new.cell, net.cell.input_size(params), net.hidden_size, rng) for params in layer]
-                  for layer in net.layers]
+    new.layers = [[_torch_layer(net.cell_of(k), net.layer(k, d).input_size, net.layer(k, d).hidden_size, rng)
+                   for d in range(len(layer))] for k, layer in enumerate(net.layers)]
     _zero_biases(new)
     if new.head is not None:
         bound = 1.0 / np.sqrt(new.head["Wy"].shape[1])
@@ -64,9 +66,10 @@ def swap_cell(net: Network, cell: Cell, rng: np.random.Generator) -> Network:
     """The network with ``cell`` in every layer and direction (PyTorch's init of that module),
     the embedding, the readout and the head kept."""
     new = net.copy()
-    new.cell = cell
-    new.layers = [[_torch_layer(cell, net.cell.input_size(params), net.hidden_size, rng) for params in layer]
-                  for layer in net.layers]
+    new.cell, new.cells = cell, ()
+    new.fixed = frozenset(name for name in net.fixed if name.startswith("head."))  # the new cell's biases: PyTorch's
+    new.layers = [[_torch_layer(cell, net.layer(k, d).input_size, net.layer(k, d).hidden_size, rng)
+                   for d in range(len(layer))] for k, layer in enumerate(net.layers)]
     _zero_biases(new)
     return new
 
@@ -75,15 +78,13 @@ def set_recurrent_init(net: Network, init: str, gain: float, rng: np.random.Gene
     """Every W_hh's (H, H) gate blocks from the initialiser ``init`` (orthogonal, identity, ...),
     in place: each block on its own, as a gated cell has no single recurrent matrix."""
     initializer = get_initializer(init)
-    h = net.hidden_size
-    for layer in net.layers:
-        for params in layer:
-            gates = params[net.cell.recurrent].shape[0] // h
-            params[net.cell.recurrent] = np.concatenate([initializer(h, h, rng, gain) for _ in range(gates)])
+    for k, d in net.each_layer():
+        layer = net.layer(k, d)
+        h, gates = layer.hidden_size, len(layer.cell.gates)
+        layer.params[layer.cell.recurrent] = np.concatenate([initializer(h, h, rng, gain) for _ in range(gates)])
 
 
 def set_bias_init(net: Network, name: str, t_max: int, rng: np.random.Generator) -> None:
     """The gate-bias initialiser ``name`` (model/gate_bias.py) on every layer and direction, in place."""
-    for layer in net.layers:
-        for params in layer:
-            apply_bias_init(name, net.cell.name, params, t_max, rng)
+    for k, d in net.each_layer():
+        apply_bias_init(name, net.cell_of(k).name, net.layers[k][d], t_max, rng)

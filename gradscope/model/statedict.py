@@ -44,6 +44,21 @@ class Layout:
     embedding: str | None = None
     ignored: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
+    weights_file = ".npz"  # what --save-weights writes: the state dict's arrays
+
+    def export(self, network: Network) -> dict[str, np.ndarray]:
+        """The network's parameters under this layout's keys (``export_network``)."""
+        return export_network(network, self)
+
+    def export_grads(self, network: Network, grads: "NetworkGradients") -> dict[str, np.ndarray]:
+        """The gradients under this layout's keys (``export_network_grads``)."""
+        return export_network_grads(network, grads, self)
+
+    def describe(self, network: Network) -> str:
+        return network.describe()
+
+    def head_label(self, network: Network) -> str:
+        return f"Linear({network.feature_size}, {network.output_size})"
 
 
 @dataclass(frozen=True)
@@ -182,7 +197,7 @@ def load_network(arrays: dict[str, np.ndarray], source: str, choices: Choices = 
     w_hh = arrays[prefix + "weight_hh_l0"]
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
         raise InputError(f"{source}: {prefix}weight_hh_l0 has shape {w_hh.shape}, not (G*H, H)")
-    by_gates = {len(cls.gates): name for name, cls in CELLS.items()}
+    by_gates = {len(cls.gates): name for name, cls in CELLS.items() if cls.torch_module is not None}
     gates = w_hh.shape[0] // w_hh.shape[1]
     if gates not in by_gates:
         raise InputError(f"{source}: {prefix}weight_hh_l0 of shape {w_hh.shape} matches no known cell")
@@ -274,6 +289,8 @@ def export_network_grads(network: Network, grads: "NetworkGradients", layout: La
 
 def _export(network: Network, layout: Layout, cells: list[list[Params]], head: Params | None,
             embedding: np.ndarray | None) -> dict[str, np.ndarray]:
+    if network.cell.torch_module is None:
+        raise InputError(f"the {network.cell.name} cell has no PyTorch module, so no state dict holds its weights")
     out: dict[str, np.ndarray] = {}
     if embedding is not None and layout.embedding is not None:
         out[layout.embedding + "weight"] = embedding

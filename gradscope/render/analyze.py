@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
+from ..profile import headline
 from .common import REGIME_STYLE, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
 
 
@@ -88,7 +89,8 @@ def spectrum_title(result: AnalyzeResult) -> str:
     """What ``spectrum`` is of: Wa, or a gated cell's mean step Jacobian over its state."""
     if result.spectrum_of == "recurrent_weight":
         return "Spectrum of Wa"
-    if len(result.setup.network.cell.state_names) == 2:
+    top, _ = headline(result.setup.network)
+    if len(result.setup.network.cell_of(top).state_names) == 2:
         return "Spectrum of the mean step Jacobian d(h_t, c_t)/d(h_{t-1}, c_{t-1})"
     return "Spectrum of the mean step Jacobian dh_t/dh_{t-1}"
 

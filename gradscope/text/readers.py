@@ -1,6 +1,7 @@
 """Streaming readers for labelled texts: CSV/TSV with a header, JSON Lines, and folders of .txt files.
 
-``open_examples(path)`` picks the reader and returns a ``TextSource``. Iterating it opens the file
+``open_examples(path)`` picks the reader and returns a ``TextSource``; ``-`` reads standard input
+(a copy of it: io/files.py's ``stdin_copy``). Iterating it opens the file
 anew and yields one ``Example(text, label, where)`` at a time, so the dataset can make two passes
 (count the tokens, then encode) while holding one record in memory, whatever the file's size.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 
 from ..errors import InputError
-from ..io.files import os_problem, regular_file
+from ..io.files import STDIN, os_problem, regular_file, stdin_copy
 from .labels import normalise_label
 
 SNIFF_BYTES = 8192
@@ -51,18 +52,20 @@ class Example(NamedTuple):
 
 @dataclass(frozen=True)
 class TextSource:
-    """A re-iterable stream of Examples read from ``path``; ``kind`` names the format."""
+    """A re-iterable stream of Examples read from ``path``; ``kind`` names the format; ``name`` how
+    reports call it (the path, or "standard input")."""
 
     path: Path
     kind: str
     _iterate: Callable[[], Iterator[Example]]
+    name: str | None = None
 
     def __iter__(self) -> Iterator[Example]:
         return self._iterate()
 
     @property
     def description(self) -> str:
-        return f"{self.path} ({self.kind})"
+        return f"{self.name or self.path} ({self.kind})"
 
 
 def open_examples(
@@ -74,8 +77,12 @@ def open_examples(
     class-named subfolders of .txt files. A file ending in .csv or .tsv is delimited, one ending in
     .jsonl or .ndjson is JSON Lines; any other file is JSON Lines if it starts with "{", else
     delimited text whose delimiter is sniffed from the header line. The header is checked here, so
-    a missing column is reported before any pass over the data.
+    a missing column is reported before any pass over the data. ``-`` is standard input, in any of
+    the file formats.
     """
+    if os.fspath(path) == STDIN:
+        source = open_examples(stdin_copy("--text"), text_column, label_column)
+        return TextSource(source.path, source.kind, source._iterate, "standard input")
     p = Path(path)
     try:
         mode = os.stat(p).st_mode

@@ -19,8 +19,7 @@ from gradscope.errors import InputError
 from gradscope.io.keras import KerasLayer, infer_keras_weights, is_keras_file, read_keras
 from gradscope.io.keras_torch import NoTorchTwin, gru_to_torch, to_torch
 from gradscope.io.weights import read_state_dict
-
-os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported: Keras 3 runs on torch here
+from keras_support import torch_keras, user_example
 
 h5py = pytest.importorskip("h5py")
 pytestmark = [
@@ -32,10 +31,7 @@ OUTPUT_GRADS = "--output-grads"
 
 @pytest.fixture(scope="module")
 def keras():
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("Keras was imported with another backend before this module")
-    return keras
+    return torch_keras()
 
 
 def one_line_error(call, *args, **kwargs) -> str:
@@ -47,17 +43,6 @@ def one_line_error(call, *args, **kwargs) -> str:
 
 
 # -- models built by Keras -------------------------------------------------------------------------
-
-
-def user_example(keras):
-    L = keras.layers
-    return keras.Sequential([
-        keras.Input((None,), dtype="int32"),
-        L.Embedding(20, 5, mask_zero=True),
-        L.Bidirectional(L.LSTM(4, return_sequences=True)),
-        L.GRU(3),
-        L.Dense(1, activation="sigmoid"),
-    ])
 
 
 def simple_rnn_relu(keras):

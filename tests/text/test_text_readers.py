@@ -4,7 +4,10 @@ names the file (and the line)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +274,35 @@ def test_too_many_labels_means_a_wrong_column(tmp_path):
     path.write_text("label,text\n" + "".join(f"review number {i},x\n" for i in range(1001)))
     with raises_naming(path, line=1002, match="--label-column"):
         load_text_dataset(TextOptions(path=str(path)), seed=0)
+
+
+# ---- standard input --------------------------------------------------------------------------
+
+REVIEWS = "text,label\ngreat movie,pos\nawful film,neg\nloved it,pos\nboring plot,neg\nnice one,pos\nbad one,neg\n"
+
+
+def gradscope_with_stdin(argv: list[str], stdin: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("GRADSCOPE_STDIN_COPY", None)
+    return subprocess.run([sys.executable, "-m", "gradscope", *argv], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_texts_piped_to_standard_input_read_as_the_file(tmp_path):
+    """`--text -` reads the texts from a pipe (a FIFO, which a path to it would be refused as), the
+    same texts as the file: one report, but for where they came from."""
+    path = tmp_path / "reviews.csv"
+    path.write_text(REVIEWS)
+    argv = ["analyze", "--task", "text", "--json"]
+    piped = gradscope_with_stdin([*argv, "--text", "-"], REVIEWS)
+    assert piped.returncode == 0, piped.stderr
+    from_file = gradscope_with_stdin([*argv, "--text", str(path)], "")
+    piped_doc, file_doc = json.loads(piped.stdout), json.loads(from_file.stdout)
+    assert piped_doc["data"].startswith("standard input (CSV): 6 texts, 2 classes")
+    assert piped_doc["data"].replace("standard input", str(path)) == file_doc["data"]
+    assert piped_doc["loss"] == file_doc["loss"] and piped_doc["config"]["text"] == "-"
+
+
+def test_nothing_on_standard_input_is_one_line(tmp_path):
+    done = gradscope_with_stdin(["analyze", "--task", "text", "--text", "-"], "")
+    assert done.returncode == 2 and done.stderr.strip() == "gradscope: error: --text -: standard input is empty"

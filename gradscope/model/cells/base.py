@@ -85,29 +85,53 @@ class Cell(ABC):
     name : registry name (``--cell``).
     gates : names of the row blocks of W_ih and W_hh, in PyTorch's order; G = len(gates).
     state_names : names of the state tuple's elements, hidden output first.
-    torch_module : the PyTorch module this cell matches (``nn.RNN``, ...).
+    torch_module : the PyTorch module this cell matches (``nn.RNN``, ...); None for a cell PyTorch
+        does not have (Keras' GRU with reset_after=False), whose weights no state dict holds.
     torch_names : our parameter name -> PyTorch's name (without the module prefix).
     recurrent : name of the recurrent weight W_hh, shape (G*H, H).
     activations : activations this cell supports for ``--activation``.
+    saved_activations : the activations a saved model may give the cell (Keras' LSTM(activation=
+        "relu")): what the cell computes exactly, beyond what the flag offers.
+    gate_activations : the gates' activations a gated cell computes (activations.GATE_ACTIVATIONS),
+        sigmoid by default; none for a cell without gates.
     dv_is_du : True where dL/dv_t equals dL/du_t (vanilla RNN, LSTM), so BPTT keeps one array.
     """
 
     name: ClassVar[str]
     gates: ClassVar[tuple[str, ...]]
     state_names: ClassVar[tuple[str, ...]] = ("h",)
-    torch_module: ClassVar[str]
+    torch_module: ClassVar[str | None]
     torch_names: ClassVar[dict[str, str]]
     recurrent: ClassVar[str]
     activations: ClassVar[tuple[str, ...]] = ("tanh",)
+    saved_activations: ClassVar[tuple[str, ...]] = ()
+    gate_activations: ClassVar[tuple[str, ...]] = ()
     dv_is_du: ClassVar[bool] = False
 
-    def __init__(self, activation: str = "tanh") -> None:
-        if activation not in self.activations:
+    def __init__(self, activation: str = "tanh", gate_activation: str | None = None, *, saved: bool = False) -> None:
+        """saved : the cell of a saved model, which may use any of ``saved_activations``."""
+        allowed = self.activations + (self.saved_activations if saved else ())
+        if activation not in allowed:
+            flag = "activation" if saved else "--activation"
             raise InputError(
-                f"the {self.name} cell supports --activation {', '.join(self.activations)}, "
-                f"not {activation!r}"
+                f"the {self.name} cell supports {flag} {', '.join(dict.fromkeys(allowed))}, not {activation!r}"
             )
+        if gate_activation is not None and gate_activation not in self.gate_activations:
+            supported = ", ".join(self.gate_activations) or "none (it has no gates)"
+            raise InputError(f"the {self.name} cell supports gate activations {supported}, not {gate_activation!r}")
         self.activation = activation
+        self.gate_activation = gate_activation or (self.gate_activations[0] if self.gate_activations else None)
+
+    @property
+    def label(self) -> str:
+        """The name, with the activations where they are not the cell's defaults: 'lstm',
+        'lstm(activation=relu, gates=hard_sigmoid)'."""
+        options = []
+        if self.gate_activations and self.activation != self.activations[0]:
+            options.append(f"activation={self.activation}")
+        if self.gate_activations and self.gate_activation != self.gate_activations[0]:
+            options.append(f"gates={self.gate_activation}")
+        return self.name + (f"({', '.join(options)})" if options else "")
 
     # --- parameters -----------------------------------------------------------------------------
 
@@ -185,6 +209,13 @@ class Cell(ABC):
     def input_grads(self, params: Params, du: np.ndarray) -> np.ndarray:
         """dL/dx_t = W_ih^T dL/du_t for every step at once: du (T, B, G*H) -> (T, B, D)."""
         return du @ params[self.input_weight]  # backprop through u_t = W_ih x_t + b_ih
+
+    def temporal_factors(self, params: Params, x: np.ndarray, h_prev: np.ndarray, dv: np.ndarray
+                         ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The factors of each step's summand of dL/dW_hh: pairs (A_t, C_t) whose stacked products
+        A_t^T C_t make it, (T, B, rows) and (T, B, H) each. (dL/dv_t, h_{t-1}) for a cell whose W_hh
+        multiplies h_{t-1}; a cell that multiplies something else in some rows says so."""
+        return ((dv, h_prev),)
 
     def step_jacobian(self, params: Params, cache: Any) -> np.ndarray:
         """d state_t / d state_{t-1} for each sequence of the batch, (B, S, S).

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..activations import get_activation, get_gate_activation
 from ..initializers import get_initializer, xavier
 from .base import Cell, Params, State, apply_to_batch, project, sum_outer
 
@@ -39,10 +40,22 @@ TORCH_NAMES = {"W_ih": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_ih": "bias_ih_
 
 
 class GatedCell(Cell):
-    """A cell with G gates stacked by rows in PyTorch's layout; subclasses give the elementwise step."""
+    """A cell with G gates stacked by rows in PyTorch's layout; subclasses give the elementwise step.
+
+    The gates squash with ``gate`` (s: sigmoid, or a hard sigmoid) and the candidate (and the LSTM's
+    cell output) with ``f`` (tanh, or another activation a saved Keras model gives: relu, sigmoid,
+    linear); PyTorch's cells are the defaults, sigmoid and tanh.
+    """
 
     torch_names = TORCH_NAMES
     recurrent = "W_hh"
+    saved_activations = ("tanh", "relu", "sigmoid", "linear")
+    gate_activations = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
+
+    def __init__(self, activation: str = "tanh", gate_activation: str | None = None, *, saved: bool = False) -> None:
+        super().__init__(activation, gate_activation, saved=saved)
+        self.f = get_activation(self.activation)
+        self.gate = get_gate_activation(self.gate_activation)
 
     def init_params(
         self, input_size: int, hidden_size: int, rng: np.random.Generator, init: str, gain: float

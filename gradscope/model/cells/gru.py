@@ -21,6 +21,10 @@ du and dv differ only in the n block. The step Jacobian is
     dh_t / dh_{t-1} = diag(z) + diag(alpha_r) W_hr + diag(alpha_z) W_hz + diag(alpha_n) W_hn
 
 with alpha = dv for dh = 1; its direct path is diag(z_t) (REFERENCE §3).
+
+Keras' GRU(reset_after=True) is this cell (REFERENCE §4a), and may squash the gates with a hard
+sigmoid s and the candidate with another activation f: n_t = f(u_n + r_t * v_n), r and z = s(.);
+the backward then takes f'(n) and s'(gates) for 1 - n^2 and the sigmoid's slope.
 """
 
 from __future__ import annotations
@@ -29,11 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..activations import get_activation
 from .base import Params, State
 from .gated import GatedCell
-
-SIGMOID = get_activation("sigmoid")
 
 
 class GRUCache(NamedTuple):
@@ -66,11 +67,11 @@ class GRUCell(GatedCell):
         v = h_prev @ params["W_hh"].T
         v += params["b_hh"]  # v_t = W_hh h_{t-1} + b_hh
         rz = np.add(v[:, : 2 * h], u_t[:, : 2 * h])
-        SIGMOID.forward(rz, out=rz)  # r and z, one sigmoid
+        self.gate.forward(rz, out=rz)  # r and z, one sigmoid
         v_n = v[:, 2 * h :]
         n = rz[:, :h] * v_n
         n += u_t[:, 2 * h :]
-        np.tanh(n, out=n)  # n_t = tanh(u_n + r * v_n)
+        self.f.forward(n, out=n)  # n_t = tanh(u_n + r * v_n)
         diff = h_prev - n
         h_new = np.multiply(diff, rz[:, h:], out=out)
         h_new += n  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
@@ -85,15 +86,12 @@ class GRUCell(GatedCell):
         r, z = rz[:, :h], rz[:, h:]
         dh_direct = dh * z  # backprop through z * h_{t-1}
         dn = dh - dh_direct  # backprop through (1 - z) * n
-        du_n = n * n
-        np.subtract(1.0, du_n, out=du_n)
+        du_n = self.f.slope(n)
         du_n *= dn  # backprop through tanh: (1 - n^2) dn
         du_rz = np.empty_like(rz)
         np.multiply(du_n, cache.v_n, out=du_rz[:, :h])  # dr: backprop through r * v_n
         np.multiply(dh, cache.diff, out=du_rz[:, h:])  # dz: backprop through z (h_{t-1} - n)
-        slope = 1.0 - rz
-        slope *= rz
-        du_rz *= slope  # backprop through the sigmoids: r (1 - r), z (1 - z)
+        du_rz *= self.gate.slope(rz)  # backprop through the sigmoids: r (1 - r), z (1 - z)
         du[:, : 2 * h] = du_rz
         du[:, 2 * h :] = du_n
         dv[:, : 2 * h] = du_rz

@@ -18,6 +18,10 @@ and dL/du_t = dL/dv_t = dL/da_t. Backward, from dh = dL/dh_t and dc = dL/dc_t th
 
 ``memory_grad`` reports dc_total, the total derivative dL/dc_t (what torch's ``c_t.grad`` holds on
 an unrolled nn.LSTMCell). The step Jacobian is over the flattened state (h, c), (2H, 2H).
+
+Keras' LSTM is this cell with the gates in the same order (REFERENCE §4a); it may squash i, f, o
+with a hard sigmoid s and use another activation f for g and for c_t's output, h_t = o_t f(c_t):
+then each block takes its own slope, s'(gate) or f'(output), where the fused tanh serves the default.
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ class LSTMCache(NamedTuple):
 
     gates : (B, 4H), [i_t, f_t, g_t, o_t].
     c_prev : (B, H), c_{t-1}.
-    tanh_c : (B, H), tanh(c_t).
-    dh_dc : (B, H), o_t (1 - tanh^2 c_t) = dh_t / dc_t.
+    tanh_c : (B, H), tanh(c_t) (the activation's f(c_t)).
+    dh_dc : (B, H), o_t (1 - tanh^2 c_t) = dh_t / dc_t (o_t f'(c_t)).
     """
 
     gates: np.ndarray
@@ -78,26 +82,41 @@ class LSTMCell(GatedCell):
         """b_ih + b_hh: b_hh enters a_t as b_ih does, so it is added once in u, not at every step."""
         return params["b_ih"] + params["b_hh"]
 
+    @property
+    def fused(self) -> bool:
+        """PyTorch's activations, sigmoid gates and tanh: one tanh computes all four gates."""
+        return self.gate_activation == "sigmoid" and self.activation == "tanh"
+
     def step_forward(
         self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
     ) -> tuple[State, LSTMCache]:
         h_prev, c_prev = state
         h = h_prev.shape[1]
-        half, shift, _ = gate_constants(h, h_prev.dtype)
         a = h_prev @ params["W_hh"].T
         a += u_t  # a_t = W_hh h_{t-1} + W_ih x_t + b_ih + b_hh
-        a *= half
-        np.tanh(a, out=a)
-        a *= half
-        a += shift  # [i, f, g, o]: sigmoid via 0.5 + 0.5 tanh(a / 2), all four gates in one tanh
+        if self.fused:
+            half, shift, _ = gate_constants(h, h_prev.dtype)
+            a *= half
+            np.tanh(a, out=a)
+            a *= half
+            a += shift  # [i, f, g, o]: sigmoid via 0.5 + 0.5 tanh(a / 2), all four gates in one tanh
+        else:
+            self.gate.forward(a[:, : 2 * h], out=a[:, : 2 * h])  # i, f = s(a_i), s(a_f)
+            self.f.forward(a[:, 2 * h : 3 * h], out=a[:, 2 * h : 3 * h])  # g = f(a_g)
+            self.gate.forward(a[:, 3 * h :], out=a[:, 3 * h :])  # o = s(a_o)
         i, f, g, o = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
         c = f * c_prev
         ig = i * g
         c += ig  # c_t = f c_{t-1} + i g
-        tanh_c = np.tanh(c)
-        h_new = np.multiply(o, tanh_c, out=out)  # h_t = o tanh(c_t)
-        dh_dc = np.multiply(tanh_c, tanh_c, out=ig)
-        np.subtract(1.0, dh_dc, out=dh_dc)
+        if self.fused:
+            tanh_c = np.tanh(c)
+            h_new = np.multiply(o, tanh_c, out=out)  # h_t = o tanh(c_t)
+            dh_dc = np.multiply(tanh_c, tanh_c, out=ig)
+            np.subtract(1.0, dh_dc, out=dh_dc)
+        else:
+            tanh_c = self.f.forward(c)
+            h_new = np.multiply(o, tanh_c, out=out)  # h_t = o f(c_t)
+            dh_dc = self.f.slope(tanh_c)
         dh_dc *= o  # o (1 - tanh^2 c_t), kept for the backward
         return (h_new, c), LSTMCache(a, c_prev, tanh_c, dh_dc)
 
@@ -122,9 +141,15 @@ class LSTMCell(GatedCell):
         np.multiply(dc, cache.c_prev, out=da[:, h : 2 * h])  # df: backprop through f * c_{t-1}
         np.multiply(dc, i, out=da[:, 2 * h : 3 * h])  # dg: backprop through i * g
         dc *= f  # dc_{t-1}: backprop through f * c_{t-1}
-        _, _, tanh_block = gate_constants(h, gates.dtype)
-        slope = gates + tanh_block
-        slope *= 1.0 - gates
+        if self.fused:
+            _, _, tanh_block = gate_constants(h, gates.dtype)
+            slope = gates + tanh_block
+            slope *= 1.0 - gates
+        else:
+            slope = np.empty_like(gates)
+            slope[:, : 2 * h] = self.gate.slope(gates[:, : 2 * h])
+            slope[:, 2 * h : 3 * h] = self.f.slope(g)
+            slope[:, 3 * h :] = self.gate.slope(gates[:, 3 * h :])
         da *= slope  # backprop through the gates: s (1 - s) on i, f, o; 1 - g^2 on g
         if dv is not du:
             dv[...] = du

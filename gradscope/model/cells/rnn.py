@@ -34,8 +34,8 @@ class RNNCell(Cell):
     activations = ("tanh", "relu", "sigmoid", "linear")
     dv_is_du = True
 
-    def __init__(self, activation: str = "tanh") -> None:
-        super().__init__(activation)
+    def __init__(self, activation: str = "tanh", gate_activation: str | None = None, *, saved: bool = False) -> None:
+        super().__init__(activation, gate_activation, saved=saved)
         self.f = get_activation(activation)
 
     def init_params(
