@@ -15,6 +15,9 @@ module wires them (model/network.py gives the equations):
                 outputs; dL/d(input of layer k) = sum over directions of W_ih^T dL/du_t is what
                 reaches the outputs of layer k-1 (or the embedding's rows: dE[token_t] += dL/dx_t).
 
+Each layer and direction starts from the zero state, or from the caller's (``InitialState``,
+PyTorch's hx); what the recursion brings back to it is dL/dh_0 (and dL/dc_0): torch's h0.grad.
+
 Shapes: B batch, T steps, D input width, H hidden units, F = H x directions, O outputs. Inside,
 everything is time-major (T, B, .); ``mask_tm`` (T, B) is True at real steps.
 """
@@ -44,6 +47,28 @@ class Upstream:
     output: np.ndarray | None = None
     h_n: np.ndarray | None = None
     c_n: np.ndarray | None = None
+
+
+@dataclass
+class InitialState:
+    """The state the layers start from in place of zero (``--initial-state``, PyTorch's ``hx``).
+
+    h_0 : (L x directions, B, H), layer by layer, forward before reverse, as nn.RNN's h_0; None: 0.
+    c_0 : the same for the LSTM's memory cell, or None: 0.
+    """
+
+    h_0: np.ndarray | None = None
+    c_0: np.ndarray | None = None
+
+    def states(self, net: Network) -> list[list[tuple[np.ndarray, ...]]]:
+        """states[k][d], the state tuple layer k, direction d starts from, (B, H) each, in the
+        network's dtype (fresh arrays: the run never writes into the caller's)."""
+        given = (self.h_0, self.c_0)
+        batch = next(a for a in given if a is not None).shape[1]
+        zero = np.zeros((batch, net.hidden_size), net.dtype)
+        return [[tuple(zero.copy() if a is None else np.array(a[k * net.directions + d], dtype=net.dtype)
+                       for a in given[:len(net.cell.state_names)])
+                 for d in range(net.directions)] for k in range(net.num_layers)]
 
 
 @dataclass
@@ -80,6 +105,8 @@ class NetworkGradients:
     head : {"Wy", "by"} gradients, or None.
     embedding : (V, D) dL/dE (row padding_idx zero), or None.
     dL_dx : (T, B, D) the gradient reaching layer 0's input.
+    The gradient reaching each layer's initial state is in ``layers[k][d].initial``
+    (``initial_state`` stacks it as PyTorch's h_0).
     """
 
     loss: float | None
@@ -101,6 +128,14 @@ class NetworkGradients:
             flat.update(("head." + name, grad) for name, grad in self.head.items())
         return flat
 
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """The gradient reaching the initial state as PyTorch's ``h0.grad`` (and ``c0.grad``):
+        {"dL_dh_0": (L x directions, B, H)} (and "dL_dc_0" for the LSTM), layer by layer, forward
+        before reverse."""
+        flat = [g.initial for layer in self.layers for g in layer]
+        names = ("dL_dh_0", "dL_dc_0")[:len(flat[0])]
+        return {name: np.stack([parts[i] for parts in flat]) for i, name in enumerate(names)}
+
 
 def _reversed(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else a[::-1]
@@ -111,10 +146,12 @@ def embed(net: Network, tokens: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(net.embedding[tokens.T])
 
 
-def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> NetworkTrajectory:
+def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None,
+            initial: InitialState | None = None) -> NetworkTrajectory:
     """Run the network over x: (B, T, D) inputs, or (B, T) token ids when it has an embedding.
 
     mask : (B, T) bool, True at real steps (None: every step real).
+    initial : the states the layers start from (None: zero).
     """
     tokens = None
     if x.ndim == 2:
@@ -129,13 +166,15 @@ def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> Netw
         # so a long run's inputs are never copied whole
         inputs = to_time_major(x, net.dtype)
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
+    starts = None if initial is None else initial.states(net)
     layer_in, runs = inputs, []
-    for layer in net.layers:
+    for k, layer in enumerate(net.layers):
         outs, layer_runs = [], []
         for d, params in enumerate(layer):
             reverse = d == 1
             src = layer_in[::-1] if reverse else layer_in
-            run = run_layer(net.cell, params, src, _reversed(mask_tm) if reverse else mask_tm)
+            run = run_layer(net.cell, params, src, _reversed(mask_tm) if reverse else mask_tm,
+                            None if starts is None else starts[k][d])
             out = run.hidden[1:][::-1] if reverse else run.hidden[1:]
             outs.append(out)
             layer_runs.append(run)
@@ -396,6 +435,8 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
             g.dv = g.du if same else times(g.dv)
             g.dx = times(g.dx)  # held in units e^dx_scale where those are given: the share scales either way
             g.params = {name: p * share for name, p in g.params.items()}
+            g.initial = None if g.initial is None else tuple(p * share for p in g.initial)
+            g.log_initial = None if g.log_initial is None else tuple(v + log_share for v in g.log_initial)
             g.log_rows = g.log_rows + log_share
             g.log_norms = g.log_norms + log_share  # as the logs of the records were taken: then shifted
             if g.log_cell_rows is not None:
@@ -408,11 +449,12 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
 
 def bptt(
     net: Network, x: np.ndarray, y: np.ndarray | None = None, mask: np.ndarray | None = None,
-    upstream: Upstream | None = None,
+    upstream: Upstream | None = None, initial: InitialState | None = None,
 ) -> tuple[NetworkTrajectory, NetworkGradients]:
-    """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
+    """Forward (from ``initial``, or the zero state) and backward in one call; overflow is allowed
+    to run to inf/nan, silently."""
     with np.errstate(all="ignore"):
-        traj = forward(net, x, mask)
+        traj = forward(net, x, mask, initial)
         return traj, backward(net, traj, y, upstream)
 
 

@@ -459,6 +459,9 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     given = {k: v for k, v in settings.items() if k in strength_fields}
     if given:
         strengths = replace(strengths, **given)
+    if config.initial_state is not None:
+        raise InputError(f"initial_state is a setting of one pass (analyze, check, spectrum); {function} starts "
+                         "every batch from the zero state")
     return config, options, strengths
 
 
