@@ -205,7 +205,7 @@ def backprop_steps(
 def backprop_layer(
     cell: Cell, params: Params, traj: Trajectory, local: np.ndarray | None = None,
     final: tuple[np.ndarray | None, ...] | None = None, mask: np.ndarray | None = None,
-    input_grads: bool = False, local_scale: np.ndarray | None = None,
+    input_grads: bool = False, local_scale: np.ndarray | None = None, parameters: bool = True,
 ) -> LayerGradients:
     """Exact BPTT through one layer from the gradients that reach its states from outside.
 
@@ -219,6 +219,9 @@ def backprop_layer(
         (the step was the identity), and the step's own du, dv are zero.
 
         dL/ds_{t-1} = step_backward(m_t * dL/ds_t) + (1 - m_t) * dL/ds_t
+
+    parameters : False leaves the parameters' gradients out (``params`` empty): for a measure of
+        the flow alone, which needs dL/dh_t and what reaches the layer below, not the weights'.
     """
     steps, batch = traj.hidden.shape[0] - 1, traj.hidden.shape[1]
     hidden_size, dtype = traj.hidden.shape[2], cell.dtype(params)
@@ -253,7 +256,7 @@ def backprop_layer(
     log_rows = scale + log_row_norms(dL_dh)
     log_cell_rows = None if dL_dc is None else scale + log_row_norms(dL_dc)
     if not scale.any():  # never left the window: the records are at their true scale already
-        grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+        grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv) if parameters else {}
         dx = cell.input_grads(params, du) if input_grads else None
         return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows,
                               initial=initial, log_initial=log_initial)
@@ -261,7 +264,7 @@ def backprop_layer(
     # depth; brought to true scale it would underflow wherever dL/dh_t does
     dx = cell.input_grads(params, du) if input_grads else None
     top = to_common_unit(du, dv, scale)
-    grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+    grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv) if parameters else {}
     for g in grads.values():
         to_true_scale(g, top)
     for record in (du,) if dv is du else (du, dv):

@@ -260,10 +260,12 @@ def accuracy_of(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> float |
 
 def backward(
     net: Network, traj: NetworkTrajectory, y: np.ndarray | None = None, upstream: Upstream | None = None,
+    parameters: bool = True,
 ) -> NetworkGradients:
-    """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs."""
+    """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs
+    (``parameters`` False: without the layers' parameter gradients, for the flow alone)."""
     loss, head_grads, d_out, finals = head_gradients(net, traj, y, upstream)
-    return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
+    return _backprop_layers(net, traj, d_out, finals, loss, head_grads, parameters)
 
 
 def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, upstream: Upstream | None,
@@ -315,7 +317,8 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
 
 
 def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | None,
-                     finals: list, loss: float | None, head_grads: Params | None) -> NetworkGradients:
+                     finals: list, loss: float | None, head_grads: Params | None,
+                     parameters: bool = True) -> NetworkGradients:
     """BPTT through the layers from the top: d_out (T, B, F) reaching the top layer's outputs (None:
     nothing) and ``finals[k][d]`` its final states; then the embedding."""
     h, n_layers = net.hidden_size, net.num_layers
@@ -335,7 +338,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                 net.cell, params, run, local=_reversed(local) if reverse else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
                 input_grads=True,
-                local_scale=_reversed(d_scale) if reverse else d_scale,
+                local_scale=_reversed(d_scale) if reverse else d_scale, parameters=parameters,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
@@ -389,7 +392,8 @@ def add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
     return a, top
 
 
-def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> NetworkGradients:
+def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray,
+                       parameters: bool = True) -> NetworkGradients:
     """For a readout at every step: BPTT of the last step's share of the loss alone.
 
     The loss is the mean of the per-step losses, L = (1/T) sum_t L_t. The total dL/dh_t also holds
@@ -397,7 +401,8 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
     part that flows back from each sequence's last real step: it equals the total there and, like
     the gradient of a readout of the last state only, obeys Pascanu's bound at every step. It is
     the gradient of L_T / T (T: the longest sequence's length), so every figure is the full
-    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...).
+    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...);
+    parameters : as for ``backward``.
     """
     steps, batch = traj.output.shape[:2]
     ends = last_real_steps(traj)
@@ -417,7 +422,7 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
         else:  # the output at each sequence's last real step (the reverse direction's first processed)
             d_out = np.zeros((steps, batch, dirs * h), net.dtype)
             d_out[ends, rows] = d_feat
-        grads = _backprop_layers(net, traj, d_out, finals, loss, head)
+        grads = _backprop_layers(net, traj, d_out, finals, loss, head, parameters)
     return _share(grads, 1.0 / steps, -math.log(steps))
 
 
@@ -449,13 +454,13 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
 
 def bptt(
     net: Network, x: np.ndarray, y: np.ndarray | None = None, mask: np.ndarray | None = None,
-    upstream: Upstream | None = None, initial: InitialState | None = None,
+    upstream: Upstream | None = None, initial: InitialState | None = None, parameters: bool = True,
 ) -> tuple[NetworkTrajectory, NetworkGradients]:
     """Forward (from ``initial``, or the zero state) and backward in one call; overflow is allowed
-    to run to inf/nan, silently."""
+    to run to inf/nan, silently. parameters : as for ``backward``."""
     with np.errstate(all="ignore"):
         traj = forward(net, x, mask, initial)
-        return traj, backward(net, traj, y, upstream)
+        return traj, backward(net, traj, y, upstream, parameters)
 
 
 def loss_only(net: Network, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> float:
