@@ -18,11 +18,13 @@ could not be analysed is {"step": n, "skipped": "why"}. The core imports neither
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from .bptt.network import bptt
 from .commands.history import MEASURES  # the reader's vocabulary: what history accepts
+from .errors import InputError
+from .io.files import os_problem
 from .experiment import Setup
 from .profile import LayerFlow, step_flows
 from .runtime import blas_threads_for
@@ -60,7 +62,7 @@ def measure_flow(setup: Setup) -> FlowReport:
     return flow_report(layers, grads.loss, net.num_layers, net.directions)
 
 
-def record(step: int, report: Any, source: str, measure: str, run: str | None = None,
+def pass_record(step: int, report: Any, source: str, measure: str, run: str | None = None,
            dropout_left_out: bool = False) -> dict:
     """The record of one pass: {"step", "source", "measure", ["run"], ["dropout_left_out"], ...the
     report's fields (an AnalyzeResult's document with its header, or a FlowReport's fields)}."""
@@ -81,6 +83,34 @@ def skipped(step: int, reason: str, source: str, measure: str, run: str | None =
             "skipped": reason}
 
 
+@dataclass(frozen=True)
+class RecordTo:
+    """Where a training run writes its light records (``train --record``, ``compare --record``):
+    the step's record every ``every`` steps, appended to ``path`` (``start`` begins the file), as
+    ``source`` ("train", "compare") and ``run`` (compare's mitigation; None for one run).
+    Picklable: compare's worker processes each append to the file the parent started."""
+
+    path: str
+    every: int
+    source: str
+    run: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or int(self.every) != self.every or self.every < 1:
+            raise InputError(f"--record-every must be a whole number of at least 1 (got {self.every})")
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def named(self, run: str | None) -> "RecordTo":
+        return replace(self, run=run)
+
+    def start(self) -> "RecordTo":
+        """Begin the file afresh (a run that starts again writes a new recording)."""
+        RecordFile(self.path).close()
+        return self
+
+
 class RecordFile:
     """An NDJSON recording: one compact line per record, written whole and flushed at once.
 
@@ -92,7 +122,10 @@ class RecordFile:
     def __init__(self, path: str | os.PathLike, mode: str = "w") -> None:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
         self.path = os.fspath(path)
-        self._fd: int | None = os.open(self.path, flags, 0o666)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o666)
+        except OSError as exc:
+            raise InputError(f"cannot write the recording {self.path}: {os_problem(exc)}") from None
 
     def write(self, obj: dict) -> None:
         data = (dumps_line(obj) + "\n").encode("utf-8")

@@ -18,8 +18,8 @@ from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
-    MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Jobs, Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
+    MITIGATION, RECORD_SUFFIXES, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
+    Jobs, Momentum, OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -53,6 +53,8 @@ def compare_command(
         "--save-best", help="Write the best run's trained weights as a PyTorch state dict (.npz) under the keys "
         "your model has (a cell swap: those of the swapped nn module).", rich_help_panel=OUTPUT,
         metavar="FILE", dir_okay=False)] = None,
+    record: RecordFile = None,
+    record_every: RecordEvery = 10,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
@@ -66,6 +68,8 @@ def compare_command(
     page = prepare_report(report) if report is not None else None
     if save_best is not None:
         check_output(save_best, "--save-best")
+    if record is not None:  # every run's records, each named after its mitigation (history --run)
+        check_output(record, "--record", RECORD_SUFFIXES)
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -73,7 +77,7 @@ def compare_command(
     chosen = names if mitigations and mitigations.strip() else default_cures(config)
     with step_progress("runs", (len(chosen) + 1) * seeds) as advance:
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, name: advance(done), seeds, start)
+                         lambda done, total, name: advance(done), seeds, start, record, record_every)
     if save_best is not None:
         save_npz(save_best, best_weights(result), "--save-best")
     if path is not None:
