@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from .bptt.network import bptt
+from .commands.analyze import AnalyzeResult
 from .commands.history import MEASURES  # the reader's vocabulary: what history accepts
 from .errors import InputError
 from .io.files import os_problem
@@ -81,6 +82,57 @@ def skipped(step: int, reason: str, source: str, measure: str, run: str | None =
     """The record of a pass that could not be analysed."""
     return {"step": step, "source": source, "measure": measure, **({"run": run} if run is not None else {}),
             "skipped": reason}
+
+
+@dataclass
+class Record:
+    """One recorded backward pass.
+
+    step : the backward pass's number (1 for the first pass that reached the module's outputs).
+    regime : the verdict ("vanishing", "stable", "exploding"), None when skipped.
+    result : the report, None when skipped: an ``AnalyzeResult`` (measure "full"; its ``layers``
+        hold every layer and direction) or a ``FlowReport`` (measure "flow").
+    skipped : why the pass could not be analysed (then nothing was computed), else None.
+    measure : "full" or "flow". dropout_left_out : the model trained with dropout, and the pass
+        was analysed without its masks. source : what recorded it ("torch", "keras").
+    """
+
+    step: int
+    regime: str | None
+    result: AnalyzeResult | FlowReport | None
+    skipped: str | None = None
+    measure: str = "full"
+    dropout_left_out: bool = False
+    source: str = "torch"
+
+    def as_json(self) -> dict:
+        """The NDJSON line's object (schemas/record.json): {"step": n, "source": ..., "measure": ...,
+        ...the report} or {"step": n, ..., "skipped": why}."""
+        if self.result is None:
+            return skipped(self.step, self.skipped, self.source, self.measure)
+        return pass_record(self.step, self.result, self.source, self.measure, dropout_left_out=self.dropout_left_out)
+
+
+Sink = Callable[[Record], Any]
+
+
+def sink_for(to: Any, records: list[Record]) -> tuple[Sink, "RecordFile | None"]:
+    """Where a recorder's Records go, and the file it opened (to close on detach): None appends
+    them to ``records``; a path gets one NDJSON line each (the file is overwritten); a TensorBoard
+    SummaryWriter (anything with add_scalar and add_image) its scalars and images
+    (gradscope/tensorboard.py); any other callable receives each Record."""
+    if to is None:
+        return records.append, None
+    if isinstance(to, (str, os.PathLike)):
+        file = RecordFile(to)
+        return (lambda r: file.write(r.as_json())), file
+    if hasattr(to, "add_scalar") and hasattr(to, "add_image"):
+        from .tensorboard import TensorBoardSink
+
+        return TensorBoardSink(to), None
+    if not callable(to):
+        raise TypeError(f"to must be None, a path, a SummaryWriter or a callable, not {type(to).__name__}")
+    return to, None
 
 
 @dataclass(frozen=True)

@@ -63,42 +63,16 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 import numpy as np
 
-from .commands.analyze import AnalyzeResult, analyze
+from .commands.analyze import analyze
 from .config import RunConfig
 from .experiment import build
-from .recording import MEASURES, FlowReport, RecordFile, measure_flow, pass_record, skipped
+from .recording import MEASURES, Record, measure_flow, sink_for
+
+__all__ = ["Record", "Recorder", "attach"]
 
 # nn.RNNBase.mode -> gradscope's cell and activation
 CELLS = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "GRU": ("gru", "tanh"), "LSTM": ("lstm", "tanh")}
 DTYPES = (torch.float32, torch.float64)
-
-
-@dataclass
-class Record:
-    """One recorded backward pass.
-
-    step : the backward pass's number (1 for the first pass that reached the module's outputs).
-    regime : the verdict ("vanishing", "stable", "exploding"), None when skipped.
-    result : the report, None when skipped: an ``AnalyzeResult`` (measure "full"; its ``layers``
-        hold every layer and direction) or a ``FlowReport`` (measure "flow").
-    skipped : why the pass could not be analysed (then nothing was computed), else None.
-    measure : "full" or "flow". dropout_left_out : the module trained with dropout between layers,
-        and the pass was analysed without its masks.
-    """
-
-    step: int
-    regime: str | None
-    result: AnalyzeResult | FlowReport | None
-    skipped: str | None = None
-    measure: str = "full"
-    dropout_left_out: bool = False
-
-    def as_json(self) -> dict:
-        """The NDJSON line's object (schemas/record.json): {"step": n, "source": "torch", "measure":
-        ..., ...the report} or {"step": n, ..., "skipped": why}."""
-        if self.result is None:
-            return skipped(self.step, self.skipped, "torch", self.measure)
-        return pass_record(self.step, self.result, "torch", self.measure, dropout_left_out=self.dropout_left_out)
 
 
 @dataclass
@@ -139,17 +113,7 @@ class Recorder:
         self.measure = measure
         self.step = 0
         self.records: list[Record] = []
-        self._file: RecordFile | None = None
-        self._sink: Callable[[Record], Any] = self.records.append
-        if isinstance(to, (str, os.PathLike)):
-            self._file = RecordFile(to)
-            self._sink = self._write_line
-        elif hasattr(to, "add_scalar") and hasattr(to, "add_image"):  # a TensorBoard SummaryWriter
-            from .tensorboard import TensorBoardSink
-
-            self._sink = TensorBoardSink(to)
-        elif to is not None:
-            self._sink = to
+        self._sink, self._file = sink_for(to, self.records)
         self._warned: set[str] = set()
         self._pending: dict[int, Any] = {}  # gradient hooks of outputs still alive, by a serial number
         self._serial = 0
@@ -264,9 +228,6 @@ class Recorder:
         return RunConfig(cell=cell, activation=activation, weights=weights, inputs=copy(x), lengths=lengths,
                          output_grads={"output": copy(out), "h_n": copy(h_n), "c_n": copy(c_n)},
                          initial_state=initial, seed=0, dtype="float32" if light32 else "float64")
-
-    def _write_line(self, record: Record) -> None:
-        self._file.write(record.as_json())
 
     # --- lifetime -----------------------------------------------------------------------------
 
