@@ -160,7 +160,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "initial_state": (
-        Annotated[Optional[Path], _opt(FILES, "The state every layer starts from instead of zero, as PyTorch's hx: .npz with 'h_0' (and 'c_0' for lstm), (layers x directions, B, H), layer by layer, forward before reverse; a missing one is zero. The report and --save-grads then hold the gradient reaching it (dL_dh_0, dL_dc_0: torch's h0.grad, c0.grad).", show_default=False, dir_okay=False)],
+        Annotated[Optional[Path], _opt(FILES, "The state every layer starts from instead of zero, as PyTorch's hx: .npz with 'h_0' (and 'c_0' for lstm), (layers x directions, B, H), layer by layer, forward before reverse; a missing one is zero. analyze's report and --save-grads then hold the gradient reaching it (dL_dh_0, dL_dc_0: torch's h0.grad, c0.grad).", show_default=False, dir_okay=False)],
         None,
     ),
     "rnn_key": (

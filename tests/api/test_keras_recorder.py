@@ -26,6 +26,15 @@ from gradscope.io.keras_torch import to_torch  # noqa: E402
 B, T, D, H = 6, 7, 3, 5
 
 
+@pytest.fixture(autouse=True)
+def fresh_session():
+    """Keras names layers by counters over the session: each test leaves them as it found them
+    (the reader's tests compare names like "forward_lstm")."""
+    keras.utils.clear_session()
+    yield
+    keras.utils.clear_session()
+
+
 @pytest.fixture
 def float64_keras():
     """Keras computing in float64, restored afterwards (as tests/io/test_keras_files.py does)."""
