@@ -30,7 +30,8 @@ class RunConfig:
 
     ``weights`` is a path or, from Python, a state dict (numpy arrays or torch tensors, or a
     checkpoint holding one); ``inputs``, ``targets``, ``lengths`` and ``output_grads`` are paths or
-    arrays (``output_grads`` also a mapping with ``output``, ``h_n``, ``c_n``).
+    arrays (``output_grads`` also a mapping with ``output``, ``h_n``, ``c_n``); ``initial_state`` an
+    .npz path or a mapping with ``h_0`` (and ``c_0``).
     """
 
     cell: str | None = None
@@ -66,6 +67,8 @@ class RunConfig:
     rnn_key: str | None = None
     head_key: str | None = None
     embedding_key: str | None = None
+    # the state every layer and direction starts from (PyTorch's hx): h_0, c_0 (L x directions, B, H)
+    initial_state: str | Any | None = None
     # the text task's own settings (gradscope/text): where the texts are and how they are encoded
     text: str | None = None
     text_column: str = "text"
@@ -105,7 +108,7 @@ class RunConfig:
             object.__setattr__(self, "dtype", self.dtype.lower())
         if self.dtype not in DTYPES:
             raise InputError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
-        for name in ("targets", "lengths", "output_grads"):
+        for name in ("targets", "lengths", "output_grads", "initial_state"):
             if getattr(self, name) is not None and self.inputs is None:
                 raise InputError(f"{flag(name)} needs --inputs")
         if self.padding_idx is not None and (isinstance(self.padding_idx, bool) or int(self.padding_idx) != self.padding_idx

@@ -23,7 +23,7 @@ from .io.weights import read_state_dict
 from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
-from .bptt.network import Upstream
+from .bptt.network import InitialState, Upstream
 from .model.network import Network, readout_params
 from .model.keras import KerasLayout, load_keras_network
 from .model.statedict import Choices, Layout, load_network
@@ -39,6 +39,7 @@ class Setup:
     network : the model every command runs (model/network.py); for the models gradscope builds,
         one layer in one direction.
     upstream : the caller's dL/d(output) in place of a head (``--output-grads``), or None.
+    initial : the state the layers start from (``--initial-state``), or None: zero.
     checkpointed : analyze runs checkpointed BPTT (bptt/checkpointed.py): the full path does not fit.
     """
 
@@ -51,6 +52,7 @@ class Setup:
     upstream: Upstream | None = None
     notes: list[str] = field(default_factory=list)
     checkpointed: bool = False
+    initial: InitialState | None = None
 
     def needs_head(self, command: str) -> None:
         """InputError unless the network has a head and a loss of gradscope's: what training needs
@@ -271,6 +273,28 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
     return Upstream(arrays.get("output"), arrays.get("h_n"), arrays.get("c_n"))
 
 
+def _initial_state(config: RunConfig, network: Network, b: int) -> InitialState | None:
+    """The caller's h_0 (and c_0 for the LSTM), (L x directions, B, H) each; a missing one is zero."""
+    if config.initial_state is None:
+        return None
+    source = config.initial_state
+    if isinstance(source, Mapping):
+        arrays = {k: load_array(v, f"initial-state {k!r}") for k, v in source.items() if v is not None}
+    else:
+        arrays = load_npz(source, "initial-state")
+    unknown = sorted(set(arrays) - {"h_0", "c_0"})
+    if unknown or not arrays:
+        raise InputError(f"initial-state: expected arrays 'h_0' (and 'c_0' for lstm), got {', '.join(unknown) or 'none'}")
+    if "c_0" in arrays and len(network.cell.state_names) < 2:
+        raise InputError(f"initial-state: 'c_0' is given, but a {network.cell.name} has no cell state")
+    shape = (network.num_layers * network.directions, b, network.hidden_size)
+    for name, array in arrays.items():
+        if array.shape != shape:
+            raise InputError(f"initial-state: {name} must have shape {shape} (layers x directions, batch, hidden), "
+                             f"got {array.shape}")
+    return InitialState(arrays.get("h_0"), arrays.get("c_0"))
+
+
 def _random_targets(rng: np.random.Generator, shape: TaskShape, b: int, t: int, every: bool) -> np.ndarray:
     """Targets of the loss's kind drawn at random (as the random task does): one per sequence or,
     for a readout at every step, one per step."""
@@ -422,6 +446,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         # a task with one target per sequence, read out at every step: random targets per step
         batch = Batch(batch.x, _random_targets(data_rng, shape, *batch.x.shape[:2], every=True), batch.mask)
     upstream = _upstream(config, network, *batch.x.shape[:2])
+    initial = _initial_state(config, network, batch.x.shape[0])
     if upstream is not None and (config.targets is not None or config.readout is not None or config.loss is not None):
         given = [flag(n) for n in ("targets", "readout", "loss") if getattr(config, n) is not None]
         raise InputError(f"{', '.join(given)} and --output-grads: with your head's gradient there is no "
@@ -455,7 +480,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         init_gain=None if config.weights is not None else config.init_gain,
     )
     setup = Setup(resolved, network, batch, task, shape, layout, upstream, _notes(config, network, batch, layout),
-                  checkpointed)
+                  checkpointed, initial)
     if checkpointed and not checkpointable_run(setup):
         check_memory(config, task, shape, network, batch.x.shape[:2])  # checkpointed BPTT cannot run it: refused
     return setup
@@ -485,7 +510,10 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
 def checkpointable_run(setup: Setup) -> bool:
     """Whether checkpointed BPTT (bptt/checkpointed.py) can run the setup: any network of PyTorch's
     kind (one cell, concatenated directions, zero pad outputs) but one read out at every step
-    (whose flow needs each step's share: the full path)."""
+    (whose flow needs each step's share: the full path), from the zero state (an initial state
+    and its gradient take the full path)."""
     net = setup.network
+    if setup.initial is not None:
+        return False
     return (setup.upstream is not None or net.head is None or net.readout != "every") and net.pytorch_semantics \
         and net.uniform

@@ -35,9 +35,10 @@ def headline(net: Network) -> tuple[int, int]:
 def flowing(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
             y: np.ndarray | None) -> NetworkGradients:
     """``grads`` itself, or for a head read out at every step what flows back from each
-    sequence's last real step alone (module docstring)."""
+    sequence's last real step alone (module docstring; its parameters' gradients are left out:
+    the total's are ``grads``')."""
     if net.head is not None and net.readout == "every" and y is not None:
-        return last_step_backward(net, traj, y)
+        return last_step_backward(net, traj, y, parameters=False)
     return grads
 
 
@@ -90,25 +91,38 @@ def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.
 
 @dataclass
 class LayerFlow:
-    """The flow of one layer and direction, as analyze's ``layers`` reports it (flow.Flow)."""
+    """The flow of one layer and direction, as analyze's ``layers`` reports it: ``flow`` (flow.Flow)
+    and ``log10_grad_norms`` (T,), log10 ||dL/dh_t|| at t = 1..T, exact at any depth."""
 
     layer: int
     direction: str
     flow: Flow
+    log10_grad_norms: np.ndarray
 
 
-def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray | None = None,
-                upstream=None) -> list[LayerFlow]:
-    """Every layer and direction's flow over one pass (BPTT and the profiles only: none of
-    analyze's spectra), bottom first, forward before reverse; the same numbers as analyze's."""
+def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
+               y: np.ndarray | None) -> list[LayerFlow]:
+    """Every layer and direction's flow of a pass BPTT has computed (with the weights it ran with:
+    a readout at every step backpropagates its last step again), bottom first, forward before
+    reverse; the same numbers as analyze's."""
     with np.errstate(all="ignore"):
-        traj, grads = bptt(net, x, y, mask, upstream)
         flows = flowing(net, traj, grads, y)
         out = []
         for k, d in net.each_layer():
-            log_profile, start = layer_profile(traj.mask_tm, flows.layers[k][d], _backwards(traj, k, d))
-            out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:])))
+            g = flows.layers[k][d]
+            log_profile, start = layer_profile(traj.mask_tm, g, _backwards(traj, k, d))
+            out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:]),
+                                 log10(g.log_norms)))
     return out
+
+
+def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray | None = None,
+                upstream=None, initial=None) -> list[LayerFlow]:
+    """Every layer and direction's flow over one pass (BPTT without the parameters' gradients, and
+    the profiles: none of analyze's spectra), bottom first, forward before reverse; the same
+    numbers as analyze's. initial : the state the layers start from (bptt.network.InitialState)."""
+    traj, grads = bptt(net, x, y, mask, upstream, initial, parameters=False)
+    return step_flows(net, traj, grads, y)
 
 
 def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,

@@ -36,7 +36,7 @@ from .text.encode import PADDINGS
 
 PYPROJECT = "pyproject.toml"
 TABLE = "[tool.gradscope]"
-PATH_KEYS = ("weights", "inputs", "targets", "text", "embeddings")
+PATH_KEYS = ("weights", "inputs", "targets", "text", "embeddings", "initial_state")
 CHOICES: dict[str, typing.Collection[str]] = {
     "cell": CELLS, "activation": ACTIVATIONS, "task": TASKS, "init": INITIALIZERS, "loss": LOSSES,
     "padding": PADDINGS,

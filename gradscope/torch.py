@@ -4,16 +4,29 @@ PyTorch does not show the gradient at each step of its fused nn.RNN / nn.GRU / n
 (pytorch/pytorch#1407). ``attach`` hooks the module and, every ``every``-th backward pass, runs
 ``gradscope analyze`` on exactly what that pass computed:
 
-    weights        module.state_dict(), as float64 numpy arrays
+    weights        module.state_dict(), as numpy arrays
     inputs         the module's input of that forward pass: (B, T, D) (or (T, B, D) when not
                    batch_first, or (T, D) unbatched), or a PackedSequence (padded + lengths)
+    initial_state  the hx it was given, h_0 (and c_0 for the LSTM), (L x dirs, B, H), if any
     output_grads   dL/d(output) (B, T, F), dL/dh_n (L x dirs, B, H), and dL/dc_n for the LSTM:
                    what backward brings to the module's outputs (None where nothing arrives)
 
 and BPTT from those gradients gives ||dL/dh_t|| at every step of every layer and direction, the
-flow and the verdict: the same ``AnalyzeResult`` as ``gradscope.analyze``. The report is the float64
-computation at the module's weights, inputs and output gradients (a float32 module's are converted
-exactly), so it differs from the module's own float32 backward by float32 rounding only.
+flow and the verdict, two ways (``measure``):
+
+    "full"   the same ``AnalyzeResult`` as ``gradscope.analyze`` (spectra, Lyapunov exponent, the
+             gradient reaching hx): the float64 computation at the module's weights, inputs and
+             output gradients (a float32 module's are converted exactly), so it differs from the
+             module's own float32 backward by float32 rounding only
+    "flow"   the light record (recording.FlowReport): per layer and direction the per-step log10
+             norms and the flow, from BPTT without parameter gradients, spectra or Lyapunov
+             exponents, in the module's dtype (a float32 module's pass in float32: --dtype
+             float32's error bounds); it costs about one plain training step
+             (benchmarks/bench_torch_adapter.py)
+
+A module with dropout between layers (nn.LSTM(num_layers=2, dropout=p)) in training mode draws
+masks the hooks cannot see: its pass is analysed without them, the flow through the same weights,
+input and output gradients, and its record says so (``dropout_left_out``).
 
     import gradscope.torch
     with gradscope.torch.attach(lstm, every=10) as rec:      # or to="grads.ndjson", or to=callable
@@ -22,6 +35,9 @@ exactly), so it differs from the module's own float32 backward by float32 roundi
             loss = loss_fn(fc(h[-1]), y)
             opt.zero_grad(); loss.backward(); opt.step()
     rec.records[-1].result.layers[0].grad_norms              # (T,) ||dL/dh_t|| of layer 0, forward
+
+``to`` may also be a TensorBoard ``SummaryWriter`` (gradscope/tensorboard.py): per layer and
+direction the ratio, slope and horizon as scalars and the per-step profile as an image.
 
 The hooks only read: the module's outputs and the user's gradients are bit-identical with and
 without them. A pass that is not recorded costs a forward hook and a gradient hook, and copies
@@ -47,36 +63,16 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 import numpy as np
 
-from .commands.analyze import AnalyzeResult, analyze
+from .commands.analyze import analyze
 from .config import RunConfig
-from .serialize import dumps_line, payload
+from .experiment import build
+from .recording import MEASURES, Record, measure_flow, sink_for
+
+__all__ = ["Record", "Recorder", "attach"]
 
 # nn.RNNBase.mode -> gradscope's cell and activation
 CELLS = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "GRU": ("gru", "tanh"), "LSTM": ("lstm", "tanh")}
 DTYPES = (torch.float32, torch.float64)
-
-
-@dataclass
-class Record:
-    """One recorded backward pass.
-
-    step : the backward pass's number (1 for the first pass that reached the module's outputs).
-    regime : the verdict ("vanishing", "stable", "exploding"), None when skipped.
-    result : the full report (``AnalyzeResult``; its ``layers`` hold every layer and direction),
-        None when skipped.
-    skipped : why the pass could not be reproduced exactly (then nothing was computed), else None.
-    """
-
-    step: int
-    regime: str | None
-    result: AnalyzeResult | None
-    skipped: str | None = None
-
-    def as_json(self) -> dict:
-        """The NDJSON line's object: {"step": n, **payload(result)} or {"step": n, "skipped": why}."""
-        if self.result is None:
-            return {"step": self.step, "skipped": self.skipped}
-        return {"step": self.step, **payload(self.result)}
 
 
 @dataclass
@@ -105,22 +101,19 @@ class Recorder:
     """
 
     def __init__(self, module: torch.nn.RNNBase, every: int = 10,
-                 to: None | str | os.PathLike | Callable[[Record], Any] = None) -> None:
+                 to: None | str | os.PathLike | Callable[[Record], Any] | Any = None, measure: str = "full") -> None:
         if not isinstance(module, torch.nn.RNNBase) or module.mode not in CELLS:
             raise TypeError(f"gradscope.torch.attach takes an nn.RNN, nn.GRU or nn.LSTM, got {type(module).__name__}")
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")
         self.module = module
         self.every = int(every)
+        self.measure = measure
         self.step = 0
         self.records: list[Record] = []
-        self._file = None
-        self._sink: Callable[[Record], Any] = self.records.append
-        if isinstance(to, (str, os.PathLike)):
-            self._file = open(to, "w", encoding="utf-8")
-            self._sink = self._write_line
-        elif to is not None:
-            self._sink = to
+        self._sink, self._file = sink_for(to, self.records)
         self._warned: set[str] = set()
         self._pending: dict[int, Any] = {}  # gradient hooks of outputs still alive, by a serial number
         self._serial = 0
@@ -167,36 +160,34 @@ class Recorder:
     # --- the recorded pass --------------------------------------------------------------------
 
     def _record(self, work: _Pass, grads: list[torch.Tensor | None]) -> Record:
-        reason = self._unsupported(work)
+        reason = self._unsupported()
         if reason is None:
+            m = self.module
+            dropout = work.training and m.dropout > 0 and m.num_layers > 1  # masks the hooks cannot see
             try:
-                result = analyze(self._config(work, grads))
-                return Record(self.step, result.regime, result)
+                config = self._config(work, grads)
+                result = analyze(config) if self.measure == "full" else measure_flow(build(config))
+                return Record(self.step, result.regime, result, None, self.measure, dropout)
             except Exception as exc:  # the user's training goes on; the pass says why it is missing
                 reason = f"gradscope could not analyse this pass: {type(exc).__name__}: {exc}"
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"gradscope.torch: pass {self.step} not recorded: {reason}", stacklevel=2)
-        return Record(self.step, None, None, reason)
+        return Record(self.step, None, None, reason, self.measure)
 
-    def _unsupported(self, work: _Pass) -> str | None:
-        """Why this pass cannot be reproduced exactly, or None."""
+    def _unsupported(self) -> str | None:
+        """Why this module's passes cannot be reproduced, or None."""
         m = self.module
         dtype = m.weight_hh_l0.dtype
         if dtype not in DTYPES:
             return f"the module is {dtype}; gradscope reproduces float32 and float64 modules"
         if getattr(m, "proj_size", 0) > 0:
             return f"proj_size={m.proj_size}: gradscope does not model LSTM projections"
-        if work.training and m.dropout > 0 and m.num_layers > 1:
-            return f"dropout={m.dropout} between layers in training mode draws masks gradscope cannot see"
-        if work.hx is not None:
-            given = work.hx if isinstance(work.hx, tuple) else (work.hx,)
-            if any(bool(t.ne(0).any()) for t in given):
-                return "a non-zero initial state hx was given; gradscope starts from h_0 = 0 (and c_0 = 0)"
         return None
 
     def _config(self, work: _Pass, grads: list[torch.Tensor | None]) -> RunConfig:
-        """The pass as analyze's inputs: float64 copies, batch first."""
+        """The pass as analyze's inputs, batch first: float64 copies, or for the light measure of a
+        float32 module float32 copies computed in float32."""
         with torch.no_grad():
             return self._arrays(work, grads)
 
@@ -220,17 +211,23 @@ class Recorder:
                 out = out.unsqueeze(0)
             elif not m.batch_first:
                 out = out.transpose(0, 1)
-        if unbatched:  # h_n (L x dirs, H) -> (L x dirs, 1, H)
+        hx = work.hx if isinstance(work.hx, tuple) or work.hx is None else (work.hx,)
+        if unbatched:  # h_n, hx (L x dirs, H) -> (L x dirs, 1, H)
             h_n, c_n = (None if g is None else g.unsqueeze(1) for g in (h_n, c_n))
+            hx = None if hx is None else tuple(t.unsqueeze(1) for t in hx)
         cell, activation = CELLS[m.mode]
-        weights = {k: _float64(v) for k, v in m.state_dict().items()}
-        return RunConfig(cell=cell, activation=activation, weights=weights, inputs=_float64(x), lengths=lengths,
-                         output_grads={"output": _float64(out), "h_n": _float64(h_n), "c_n": _float64(c_n)},
-                         seed=0)
+        light32 = self.measure == "flow" and m.weight_hh_l0.dtype == torch.float32
+        dtype = torch.float32 if light32 else torch.float64
 
-    def _write_line(self, record: Record) -> None:
-        self._file.write(dumps_line(record.as_json()) + "\n")
-        self._file.flush()
+        def copy(t: torch.Tensor | None) -> np.ndarray | None:
+            """A numpy copy (never a view of the module's memory, which the optimiser changes)."""
+            return None if t is None else t.detach().to("cpu", dtype).numpy().copy()
+
+        weights = {k: copy(v) for k, v in m.state_dict().items()}
+        initial = None if hx is None else dict(zip(("h_0", "c_0"), (copy(t) for t in hx)))
+        return RunConfig(cell=cell, activation=activation, weights=weights, inputs=copy(x), lengths=lengths,
+                         output_grads={"output": copy(out), "h_n": copy(h_n), "c_n": copy(c_n)},
+                         initial_state=initial, seed=0, dtype="float32" if light32 else "float64")
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -254,24 +251,26 @@ class Recorder:
 
 
 def attach(module: torch.nn.RNNBase, every: int = 10,
-           to: None | str | os.PathLike | Callable[[Record], Any] = None) -> Recorder:
+           to: None | str | os.PathLike | Callable[[Record], Any] | Any = None, measure: str = "full") -> Recorder:
     """Record gradscope's exact report of every ``every``-th backward pass through ``module``.
 
     module : an nn.RNN (tanh or relu), nn.GRU or nn.LSTM, any layers, directions, batch_first,
-        bias, float32 or float64; its input a tensor or a PackedSequence.
+        bias, float32 or float64; its input a tensor or a PackedSequence, with or without hx.
     every : record passes every, 2 x every, ... (counted over backward passes that reach the
         module's outputs); the others cost two hooks and no copies.
-    to : None keeps the Records in ``recorder.records``; a callable receives each Record; a path
-        gets one compact JSON line per record, {"step": n, ...the analyze document} (or
-        {"step": n, "skipped": reason}), flushed (the file is overwritten).
+    to : None keeps the Records in ``recorder.records``; a callable receives each Record; a
+        TensorBoard SummaryWriter gets scalars and images (gradscope/tensorboard.py); a path gets
+        one compact JSON line per record (schemas/record.json: {"step": n, "source": "torch",
+        "measure": ..., ...the report}, or {"step": n, ..., "skipped": reason}), flushed (the file
+        is overwritten): what ``gradscope history`` reads.
+    measure : "full", analyze's whole report in float64; "flow", the light record (per layer and
+        direction the per-step norms and the flow; a float32 module's pass in float32), which
+        costs about one plain training step.
 
-    Passes that cannot be reproduced exactly are recorded as skipped with the reason (and one
-    warning per reason): a non-zero initial state hx, proj_size > 0, dropout between layers in
-    training mode, a dtype other than float32/float64.
+    A pass given hx is analysed from it (the full report then holds the gradient reaching it, as
+    torch's h0.grad); dropout between layers in training mode is left out of the analysis and the
+    record says so (``dropout_left_out``). Passes that cannot be reproduced are recorded as skipped
+    with the reason (and one warning per reason): proj_size > 0, a dtype other than
+    float32/float64, or an error inside gradscope (the training goes on).
     """
-    return Recorder(module, every, to)
-
-
-def _float64(t: torch.Tensor | None) -> np.ndarray | None:
-    """A float64 numpy copy (never a view of the module's memory, which the optimiser changes)."""
-    return None if t is None else t.detach().to("cpu", torch.float64).numpy().copy()
+    return Recorder(module, every, to, measure)

@@ -1,4 +1,5 @@
-"""The core imports neither typer nor rich (nor click): proven in a fresh interpreter."""
+"""The core imports neither typer nor rich (nor click), nor any optional extra's package (torch,
+keras, tensorflow, tensorboard): proven in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 FRAMEWORKS = ("typer", "rich", "click")
+EXTRAS = ("torch", "keras", "tensorflow", "tensorboard", "tensorboardX", "matplotlib")
 
 PROBE = """
 import json, sys
@@ -17,15 +19,17 @@ frameworks_after_init = sorted(m for m in {frameworks!r} if m in sys.modules)
 root = Path(gradscope.__file__).parent
 names = [".".join(("gradscope", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
          for p in sorted(root.rglob("*.py"))]
-# gradscope.torch is the optional torch extra's adapter: it needs torch, and the core never imports it
+# gradscope.torch and gradscope.keras are the adapters of the user's torch and Keras: they need
+# them, and the core never imports them (gradscope.tensorboard draws with numpy and imports nothing)
 core = [n for n in names if not n.startswith(("gradscope.cli", "gradscope.render", "gradscope.__main__",
-                                              "gradscope.torch"))]
+                                              "gradscope.torch", "gradscope.keras"))]
 for name in core:
     __import__(name)
 print(json.dumps({{
     "after_init": frameworks_after_init,
     "core": core,
     "frameworks": sorted(m for m in {frameworks!r} if m in sys.modules),
+    "extras": sorted(m for m in {extras!r} if m in sys.modules),
     "ui": sorted(m for m in sys.modules if m.startswith(("gradscope.cli", "gradscope.render"))),
 }}))
 """
@@ -38,12 +42,14 @@ def probe(code: str) -> dict:
 
 
 def test_core_imports_no_cli_framework():
-    seen = probe(PROBE.format(frameworks=FRAMEWORKS))
+    seen = probe(PROBE.format(frameworks=FRAMEWORKS, extras=EXTRAS))
     assert seen["after_init"] == [], "import gradscope pulled in a CLI framework"
     assert {"gradscope.commands.analyze", "gradscope.commands.check", "gradscope.project_config",
             "gradscope.schemas", "gradscope.serialize"} <= set(seen["core"])
     assert seen["frameworks"] == [], f"the core imports {seen['frameworks']}"
     assert seen["ui"] == [], f"the core imports {seen['ui']}"
+    assert {"gradscope.recording", "gradscope.tensorboard"} <= set(seen["core"])
+    assert seen["extras"] == [], f"the core imports {seen['extras']}"
 
 
 def test_the_probe_notices_a_framework():

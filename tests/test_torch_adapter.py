@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 import gradscope.torch as gt  # noqa: E402
-from gradscope.commands.analyze import analyze  # noqa: E402
+from gradscope.commands.analyze import analyze, gradient_arrays  # noqa: E402
 from gradscope.config import RunConfig  # noqa: E402
 from gradscope.model.statedict import export_network_grads  # noqa: E402
 from gradscope.serialize import payload  # noqa: E402
@@ -380,22 +380,139 @@ def test_attach_refuses_other_modules_and_bad_every():
 # --- passes that cannot be reproduced exactly ----------------------------------------------------------
 
 
-def test_a_nonzero_initial_state_is_skipped_with_the_reason():
-    case = Case("lstm")
-    module = make_module(case)
-    x = inputs(case)
-    zeros = torch.zeros(1, B, H, dtype=torch.float64)
-    with pytest.warns(UserWarning, match="initial state"), gt.attach(module, every=1) as rec:
-        for hx in ((zeros, zeros), (torch.randn(1, B, H, dtype=torch.float64), zeros)):
-            out, (h_n, c_n) = module(x, hx)
-            (out.sum() + c_n.sum()).backward()
-    zero_start, given = rec.records
-    assert zero_start.skipped is None  # h_0 = c_0 = 0 given explicitly is what gradscope computes
-    assert given.result is None and given.regime is None and "non-zero initial state hx" in given.skipped
+def _files(tmp_path, module, x, lengths=None, hx=None, **grads) -> RunConfig:
+    """The pass as a user would hand it to ``gradscope analyze`` from files: the state dict (.npz),
+    the inputs (.npy, batch first), the lengths, hx (.npz) and the output gradients (.npz)."""
+    def saved(name, arrays):
+        path = tmp_path / name
+        np.savez(path, **{k: v.detach().double().numpy() for k, v in arrays.items() if v is not None})
+        return str(path)
+
+    np.save(tmp_path / "x.npy", x.detach().double().numpy())
+    if lengths is not None:
+        np.save(tmp_path / "lengths.npy", lengths.numpy())
+    names = ("h_0", "c_0")
+    initial = None
+    if hx is not None:
+        initial = saved("hx.npz", dict(zip(names, hx if isinstance(hx, tuple) else (hx,))))
+    return RunConfig(weights=saved("m.npz", module.state_dict()), inputs=str(tmp_path / "x.npy"),
+                     lengths=None if lengths is None else str(tmp_path / "lengths.npy"),
+                     output_grads=saved("g.npz", grads), initial_state=initial, seed=0)
+
+
+def _same_report(recorded, from_files) -> None:
+    """The two documents agree in everything but how they name the arrays (the config, the data)."""
+    a, b = payload(recorded), payload(from_files)
+    for doc in (a, b):
+        doc.pop("config"), doc.pop("data")  # noqa: E702
+    assert a == b
+
+
+@pytest.mark.parametrize("case", [Case("lstm", layers=2, bidirectional=True, packed=True), Case("gru"),
+                                  Case("rnn", layers=2, batch_first=False)], ids=str)
+def test_a_pass_given_hx_is_analysed_from_it(case, tmp_path):
+    """The record of a pass given hx is analyze's of the same files, and its dL/dh_0 is torch's h0.grad."""
+    module, x = make_module(case), inputs(case)
+    dirs = 2 if case.bidirectional else 1
+    gen = torch.Generator().manual_seed(3)
+    h0 = torch.randn(case.layers * dirs, B, H, generator=gen, dtype=torch.float64).requires_grad_()
+    c0 = torch.randn(case.layers * dirs, B, H, generator=gen, dtype=torch.float64).requires_grad_()
+    hx = (h0, c0) if case.cell == "lstm" else h0
+    with gt.attach(module, every=1) as rec:
+        given = x if case.batch_first else x.transpose(0, 1)
+        if case.packed:
+            given = pack_padded_sequence(given, LENGTHS, batch_first=case.batch_first, enforce_sorted=False)
+        out, state = module(given, hx)
+        h_n = state[0] if isinstance(state, tuple) else state
+        data = out.data if case.packed else out
+        data.retain_grad(), h_n.retain_grad()  # noqa: E702
+        ((torch.tanh(data) ** 2).sum() + (h_n[-1] ** 3).sum()).backward()
+    (record,) = rec.records
+    assert record.skipped is None and not record.dropout_left_out
+    if case.packed:
+        dout = pad_packed_sequence(out._replace(data=data.grad), batch_first=True)[0]
+    else:
+        dout = data.grad if case.batch_first else data.grad.transpose(0, 1)
+    config = _files(tmp_path, module, x * (torch.arange(T)[None, :, None] < LENGTHS[:, None, None]) if case.packed
+                    else x, LENGTHS if case.packed else None, tuple(t.detach() for t in hx) if case.cell == "lstm"
+                    else hx.detach(), output=dout, h_n=h_n.grad)
+    _same_report(record.result, analyze(config))
+    arrays = gradient_arrays(record.result)
+    assert max_rel(arrays["dL_dh_0"], h0.grad.numpy()) < 1e-10
+    if case.cell == "lstm":
+        assert max_rel(arrays["dL_dc_0"], c0.grad.numpy()) < 1e-10
+
+
+def test_dropout_between_layers_is_left_out_and_said(tmp_path):
+    """nn.LSTM(num_layers=2, dropout=0.5) in training mode: the record is the pass through the same
+    weights, input and output gradients without the masks, and every line says so."""
+    module = torch.nn.LSTM(D, H, num_layers=2, dropout=0.5, batch_first=True).double().train()
+    x = inputs(Case("lstm"))
+    for measure in ("full", "flow"):
+        got = []
+        with gt.attach(module, every=1, to=got.append, measure=measure), \
+                gt.attach(module, every=1, to=tmp_path / f"{measure}.ndjson", measure=measure):
+            out, (h_n, _) = module(x)
+            out.retain_grad(), h_n.retain_grad()  # noqa: E702
+            (torch.tanh(out).sum() + (h_n ** 2).sum()).backward()
+        line = json.loads((tmp_path / f"{measure}.ndjson").read_text())
+        assert line["dropout_left_out"] is True and line["measure"] == measure and line["source"] == "torch"
+        assert "skipped" not in line
+        (record,) = got
+        assert record.dropout_left_out and record.measure == measure
+        # the same pass from files, without dropout: the flow through the same weights
+        direct = analyze(_files(tmp_path, module, x, output=out.grad, h_n=h_n.grad))
+        if measure == "full":
+            _same_report(record.result, direct)
+        else:
+            for a, b in zip(record.result.layers, direct.layers, strict=True):
+                np.testing.assert_array_equal(a.log10_grad_norms, b.log10_grad_norms)
+                assert a.flow == b.flow
+    with gt.attach(module.eval(), every=1) as rec:  # in eval mode nothing is left out
+        out, _ = module(x)
+        out.sum().backward()
+    assert not rec.records[0].dropout_left_out
+    assert "dropout_left_out" not in rec.records[0].as_json()
+
+
+@pytest.mark.parametrize("case", [Case("lstm", layers=2, bidirectional=True, packed=True), Case("relu", layers=2)],
+                         ids=str)
+def test_the_light_record_is_the_full_records_flow(case, tmp_path):
+    """measure="flow": the same per-step norms and flow as the full report, in float64 bit for bit;
+    a float32 module's light pass runs in float32, within float32's error of the float64 report."""
+    for dtype in (torch.float64, torch.float32):
+        module, loss = make_module(case, dtype), UserLoss(case, dtype)
+        x = inputs(case, dtype)
+        got = {}
+        for measure in ("full", "flow"):
+            with gt.attach(module, every=1, measure=measure) as rec:
+                run(case, module, x, loss)
+            got[measure] = rec.records[0]
+        light, full = got["flow"].result, got["full"].result
+        assert got["flow"].measure == "flow" and light.loss is None and light.regime == full.regime
+        for a, b in zip(light.layers, full.layers, strict=True):
+            assert (a.layer, a.direction) == (b.layer, b.direction)
+            if dtype == torch.float64:
+                np.testing.assert_array_equal(a.log10_grad_norms, b.log10_grad_norms)
+                assert a.flow == b.flow
+            else:  # float32 against float64: 2.1e-7 per step back in log10 (docs/analyze.md, Precision)
+                np.testing.assert_allclose(a.log10_grad_norms, b.log10_grad_norms, rtol=0, atol=T * 2.1e-7 * 4)
+                assert a.flow.regime == b.flow.regime
+        line = got["flow"].as_json()
+        assert set(line) == {"step", "source", "measure", "loss", "regime", "layers", "nonfinite_count"}
+        assert set(line["layers"][0]) == {"layer", "direction", "flow", "log10_grad_norms"}
+        jsonschema = pytest.importorskip("jsonschema")
+        from gradscope.schemas import load_schema
+
+        jsonschema.Draft202012Validator(load_schema("record")).validate(line)
+
+
+def test_attach_refuses_an_unknown_measure():
+    with pytest.raises(ValueError, match="measure must be one of full, flow"):
+        gt.attach(torch.nn.GRU(2, 2), measure="spectra")
 
 
 @pytest.mark.parametrize("extra,training,reason", [
-    ({"dropout": 0.3, "num_layers": 2}, True, "dropout=0.3"),
     ({"proj_size": 3}, False, "proj_size=3"),
 ])
 def test_inexact_settings_are_skipped(extra, training, reason, tmp_path):
@@ -406,7 +523,7 @@ def test_inexact_settings_are_skipped(extra, training, reason, tmp_path):
         out.sum().backward()
     (line,) = path.read_text().splitlines()
     doc = json.loads(line)
-    assert doc["step"] == 1 and reason in doc["skipped"]
+    assert doc["step"] == 1 and reason in doc["skipped"] and doc["source"] == "torch"
 
 
 def test_dropout_in_eval_mode_is_exact():

@@ -144,6 +144,9 @@ class LayerGradients:
         batch (``set_log_rows``). The records above but dx are at true
         scale and under- or overflow where these logs leave the dtype's range.
     dx_scale : (T, B) float64, the units of dx; None where dx is at true scale.
+    initial : dL/ds_0, the gradient reaching the state the layer starts from: (dL/dh_0,) or for the
+        LSTM (dL/dh_0, dL/dc_0), (B, H) each at true scale (torch's ``h0.grad``, ``c0.grad``);
+        log_initial : ln of each one's norm over the batch, exact at any depth.
     """
 
     dL_dh: np.ndarray
@@ -157,6 +160,8 @@ class LayerGradients:
     dx_scale: np.ndarray | None = field(default=None, repr=False)
     log_norms: np.ndarray | None = field(default=None, repr=False)
     log_cell_norms: np.ndarray | None = field(default=None, repr=False)
+    initial: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    log_initial: tuple[float, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.log_norms is None and self.log_rows is not None:
@@ -211,7 +216,7 @@ def backprop_steps(
 def backprop_layer(
     cell: Cell, params: Params, traj: Trajectory, local: np.ndarray | None = None,
     final: tuple[np.ndarray | None, ...] | None = None, mask: np.ndarray | None = None,
-    input_grads: bool = False, local_scale: np.ndarray | None = None,
+    input_grads: bool = False, local_scale: np.ndarray | None = None, parameters: bool = True,
 ) -> LayerGradients:
     """Exact BPTT through one layer from the gradients that reach its states from outside.
 
@@ -225,11 +230,14 @@ def backprop_layer(
         (the step was the identity), and the step's own du, dv are zero.
 
         dL/ds_{t-1} = step_backward(m_t * dL/ds_t) + (1 - m_t) * dL/ds_t
+
+    parameters : False leaves the parameters' gradients out (``params`` empty): for a measure of
+        the flow alone, which needs dL/dh_t and what reaches the layer below, not the weights'.
     """
     steps, batch = traj.hidden.shape[0] - 1, traj.hidden.shape[1]
     hidden_size, dtype = traj.hidden.shape[2], cell.dtype(params)
     # deltas[t] = dL/dh_t for t = 0..T: each step writes dL/dh_{t-1} straight into the row before
-    # its own, so the recursion itself fills the record (dL/dh_0 is computed and dropped).
+    # its own, so the recursion itself fills the record (dL/dh_0, row 0, is what reaches h_0).
     deltas = np.empty((steps + 1, batch, hidden_size), dtype)
     dL_dh = deltas[1:]
     has_memory = len(cell.state_names) > 1
@@ -252,20 +260,22 @@ def backprop_layer(
     log_local = None if local is None else log_row_norms(local)
     if local_scale is not None:
         log_local = log_local + local_scale
-    backprop_steps(cell, params, traj.caches, dstate, unit, deltas, dL_dc, du, dv, scale, local, log_local, real,
-                   local_scale=local_scale)
+    dstate, unit = backprop_steps(cell, params, traj.caches, dstate, unit, deltas, dL_dc, du, dv, scale, local,
+                                  log_local, real, local_scale=local_scale)
+    initial, log_initial = initial_gradient(dstate, unit)
 
     log_rows = scale + log_row_norms(dL_dh)
     log_cell_rows = None if dL_dc is None else scale + log_row_norms(dL_dc)
     if not scale.any():  # never left the window: the records are at their true scale already
-        grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+        grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv) if parameters else {}
         dx = cell.input_grads(params, du) if input_grads else None
-        return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows)
+        return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows,
+                              initial=initial, log_initial=log_initial)
     # dL/dx_t in the units of its step: the layer below takes it as it is (local_scale), exact at any
     # depth; brought to true scale it would underflow wherever dL/dh_t does
     dx = cell.input_grads(params, du) if input_grads else None
     top = to_common_unit(du, dv, scale)
-    grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv)
+    grads = cell.param_grads(params, traj.x, traj.hidden[:-1], du, dv) if parameters else {}
     for g in grads.values():
         to_true_scale(g, top)
     for record in (du,) if dv is du else (du, dv):
@@ -274,4 +284,15 @@ def backprop_layer(
     if dL_dc is not None:
         to_true_scale(dL_dc, scale)
     return LayerGradients(dL_dh, dL_dc, grads, du, dv, dx, log_rows, log_cell_rows,
-                          scale if input_grads else None)
+                          scale if input_grads else None, initial=initial, log_initial=log_initial)
+
+
+def initial_gradient(dstate: tuple[np.ndarray, ...], unit: np.ndarray) -> tuple[tuple[np.ndarray, ...], tuple[float, ...]]:
+    """dL/ds_0 at true scale from what the recursion leaves, each row b in units e^unit[b] (a copy:
+    its first element is row 0 of the deltas), and the ln of each element's norm over the batch."""
+    logs = tuple(float(combine_log_norms(log_row_norms(part) + unit)) for part in dstate)
+    initial = tuple(np.array(part) for part in dstate)
+    if unit.any():
+        for part in initial:
+            to_true_scale(part, unit)
+    return initial, logs

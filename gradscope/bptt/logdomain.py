@@ -131,8 +131,15 @@ def to_true_scale(record: np.ndarray, scale: np.ndarray | float) -> None:
     where not (rounded once into the record), and np.ldexp for the rows beyond float64's factors
     (a unit of -inf, a zero row's, gives 0).
     """
-    k = _exponents(scale)
+    with np.errstate(invalid="ignore"):
+        k = np.rint(np.asarray(scale, dtype=np.float64) / LN2)
+        top = np.max(np.abs(k)) if k.size else 0.0
     shape = k.shape + (1,) * (record.ndim - k.ndim)
+    if top <= 126:  # the usual case: finite units whose factors are normal numbers of every dtype (nan fails)
+        if top:
+            record *= np.ldexp(np.ones(k.shape, record.dtype), k.astype(np.int64)).reshape(shape)
+        return  # all zero: the record is at true scale already
+    k = _exponents(scale)
     beyond = np.abs(k) > 1000
     moderate = np.where(beyond, 0, k)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):

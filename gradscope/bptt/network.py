@@ -23,6 +23,9 @@ padded output, a constant: no gradient flows through it) or the previous output,
 carried state itself: the gradient reaching it joins the recursion there and passes unchanged
 through the carried steps to the step whose output it repeats.
 
+Each layer and direction starts from the zero state, or from the caller's (``InitialState``,
+PyTorch's hx); what the recursion brings back to it is dL/dh_0 (and dL/dc_0): torch's h0.grad.
+
 Shapes: B batch, T steps, D input width, H hidden units, F = H x directions, O outputs. Inside,
 everything is time-major (T, B, .); ``mask_tm`` (T, B) is True at real steps.
 """
@@ -52,6 +55,28 @@ class Upstream:
     output: np.ndarray | None = None
     h_n: np.ndarray | None = None
     c_n: np.ndarray | None = None
+
+
+@dataclass
+class InitialState:
+    """The state the layers start from in place of zero (``--initial-state``, PyTorch's ``hx``).
+
+    h_0 : (L x directions, B, H), layer by layer, forward before reverse, as nn.RNN's h_0; None: 0.
+    c_0 : the same for the LSTM's memory cell, or None: 0.
+    """
+
+    h_0: np.ndarray | None = None
+    c_0: np.ndarray | None = None
+
+    def states(self, net: Network) -> list[list[tuple[np.ndarray, ...]]]:
+        """states[k][d], the state tuple layer k, direction d starts from, (B, H) each, in the
+        network's dtype (fresh arrays: the run never writes into the caller's)."""
+        given = (self.h_0, self.c_0)
+        batch = next(a for a in given if a is not None).shape[1]
+        zero = np.zeros((batch, net.hidden_size), net.dtype)
+        return [[tuple(zero.copy() if a is None else np.array(a[k * net.directions + d], dtype=net.dtype)
+                       for a in given[:len(net.cell.state_names)])
+                 for d in range(net.directions)] for k in range(net.num_layers)]
 
 
 @dataclass
@@ -89,6 +114,8 @@ class NetworkGradients:
     head : {"Wy", "by"} gradients, or None.
     embedding : (V, D) dL/dE (row padding_idx zero), or None.
     dL_dx : (T, B, D) the gradient reaching layer 0's input.
+    The gradient reaching each layer's initial state is in ``layers[k][d].initial``
+    (``initial_state`` stacks it as PyTorch's h_0).
     """
 
     loss: float | None
@@ -110,6 +137,14 @@ class NetworkGradients:
             flat.update(("head." + name, grad) for name, grad in self.head.items() if "head." + name not in net.fixed)
         return flat
 
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """The gradient reaching the initial state as PyTorch's ``h0.grad`` (and ``c0.grad``):
+        {"dL_dh_0": (L x directions, B, H)} (and "dL_dc_0" for the LSTM), layer by layer, forward
+        before reverse."""
+        flat = [g.initial for layer in self.layers for g in layer]
+        names = ("dL_dh_0", "dL_dc_0")[:len(flat[0])]
+        return {name: np.stack([parts[i] for parts in flat]) for i, name in enumerate(names)}
+
 
 def _reversed(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else a[::-1]
@@ -120,10 +155,12 @@ def embed(net: Network, tokens: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(net.embedding[tokens.T])
 
 
-def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> NetworkTrajectory:
+def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None,
+            initial: InitialState | None = None) -> NetworkTrajectory:
     """Run the network over x: (B, T, D) inputs, or (B, T) token ids when it has an embedding.
 
     mask : (B, T) bool, True at real steps (None: every step real).
+    initial : the states the layers start from (None: zero).
     """
     tokens = None
     if x.ndim == 2:
@@ -140,13 +177,15 @@ def forward(net: Network, x: np.ndarray, mask: np.ndarray | None = None) -> Netw
     if mask is None:
         mask = net.input_mask(x if tokens is None else tokens)  # Keras' masking: the model's own
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
+    starts = None if initial is None else initial.states(net)
     layer_in, runs = inputs, []
     for k, layer in enumerate(net.layers):
         layer_runs = []
         for d, params in enumerate(layer):
             reverse = net.reads_backwards(k, d)
             src = layer_in[::-1] if reverse else layer_in
-            layer_runs.append(run_layer(net.cell_of(k), params, src, _reversed(mask_tm) if reverse else mask_tm))
+            layer_runs.append(run_layer(net.cell_of(k), params, src, _reversed(mask_tm) if reverse else mask_tm,
+                                        None if starts is None else starts[k][d]))
         runs.append(layer_runs)
         layer_in = merge(direction_outputs(layer_runs), net.wiring_of(k).merge)
         if mask_tm is not None and net.wiring_of(k).pad_output == "zero":
@@ -283,10 +322,12 @@ def accuracy_of(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> float |
 
 def backward(
     net: Network, traj: NetworkTrajectory, y: np.ndarray | None = None, upstream: Upstream | None = None,
+    parameters: bool = True,
 ) -> NetworkGradients:
-    """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs."""
+    """Exact BPTT from the loss on y (or from the caller's ``upstream`` gradients) to the inputs
+    (``parameters`` False: without the layers' parameter gradients, for the flow alone)."""
     loss, head_grads, d_out, finals = head_gradients(net, traj, y, upstream)
-    return _backprop_layers(net, traj, d_out, finals, loss, head_grads)
+    return _backprop_layers(net, traj, d_out, finals, loss, head_grads, parameters)
 
 
 def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, upstream: Upstream | None,
@@ -338,7 +379,8 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
 
 
 def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | None,
-                     finals: list, loss: float | None, head_grads: Params | None) -> NetworkGradients:
+                     finals: list, loss: float | None, head_grads: Params | None,
+                     parameters: bool = True) -> NetworkGradients:
     """BPTT through the layers from the top: d_out (T, B, F) reaching the top layer's outputs (None:
     nothing) and ``finals[k][d]`` its final states; then the embedding."""
     n_layers = net.num_layers
@@ -362,7 +404,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                 net.cell_of(k), params, run, local=_reversed(local) if flip else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
                 input_grads=True,
-                local_scale=_reversed(d_scale) if flip else d_scale,
+                local_scale=_reversed(d_scale) if flip else d_scale, parameters=parameters,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
@@ -420,7 +462,8 @@ def add_scaled(a: np.ndarray | None, a_scale: np.ndarray | None, b: np.ndarray,
     return a, top
 
 
-def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> NetworkGradients:
+def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray,
+                       parameters: bool = True) -> NetworkGradients:
     """For a readout at every step: BPTT of the last step's share of the loss alone.
 
     The loss is the mean of the per-step losses, L = (1/T) sum_t L_t. The total dL/dh_t also holds
@@ -428,7 +471,8 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
     part that flows back from each sequence's last real step: it equals the total there and, like
     the gradient of a readout of the last state only, obeys Pascanu's bound at every step. It is
     the gradient of L_T / T (T: the longest sequence's length), so every figure is the full
-    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...).
+    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...);
+    parameters : as for ``backward``.
     """
     steps, batch = traj.output.shape[:2]
     ends = last_real_steps(traj)
@@ -447,7 +491,7 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray) -> 
         else:  # the output at each sequence's last real step (the reverse direction's first processed)
             d_out = np.zeros((steps, batch, net.feature_size), net.dtype)
             d_out[ends, rows] = d_feat
-        grads = _backprop_layers(net, traj, d_out, finals, loss, head)
+        grads = _backprop_layers(net, traj, d_out, finals, loss, head, parameters)
     return _share(grads, 1.0 / steps, -math.log(steps))
 
 
@@ -465,6 +509,8 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
             g.dv = g.du if same else times(g.dv)
             g.dx = times(g.dx)  # held in units e^dx_scale where those are given: the share scales either way
             g.params = {name: p * share for name, p in g.params.items()}
+            g.initial = None if g.initial is None else tuple(p * share for p in g.initial)
+            g.log_initial = None if g.log_initial is None else tuple(v + log_share for v in g.log_initial)
             g.log_rows = g.log_rows + log_share
             g.log_norms = g.log_norms + log_share  # as the logs of the records were taken: then shifted
             if g.log_cell_rows is not None:
@@ -477,12 +523,13 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
 
 def bptt(
     net: Network, x: np.ndarray, y: np.ndarray | None = None, mask: np.ndarray | None = None,
-    upstream: Upstream | None = None,
+    upstream: Upstream | None = None, initial: InitialState | None = None, parameters: bool = True,
 ) -> tuple[NetworkTrajectory, NetworkGradients]:
-    """Forward and backward in one call; overflow is allowed to run to inf/nan, silently."""
+    """Forward (from ``initial``, or the zero state) and backward in one call; overflow is allowed
+    to run to inf/nan, silently. parameters : as for ``backward``."""
     with np.errstate(all="ignore"):
-        traj = forward(net, x, mask)
-        return traj, backward(net, traj, y, upstream)
+        traj = forward(net, x, mask, initial)
+        return traj, backward(net, traj, y, upstream, parameters)
 
 
 def loss_only(net: Network, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..config import RunConfig
-from ..io.arrays import check_weights_output, save_weights
+from ..io.arrays import check_output, check_weights_output, save_weights
 from ..mitigations import MITIGATIONS, STARTS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
@@ -18,8 +18,8 @@ from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options_with
 from .train import (
-    MITIGATION, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Jobs, Momentum, OmegaStrength, Optimizer, Seeds, Steps, strengths_for,
+    MITIGATION, RECORD_SUFFIXES, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
+    Jobs, Momentum, OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -53,6 +53,8 @@ def compare_command(
         "--save-best", help="Write the best run's trained weights as a PyTorch state dict (.npz) under the keys "
         "your model has (a cell swap: those of the swapped nn module), or a Keras model's as a .weights.h5.", rich_help_panel=OUTPUT,
         metavar="FILE", dir_okay=False)] = None,
+    record: RecordFile = None,
+    record_every: RecordEvery = 10,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
@@ -69,6 +71,8 @@ def compare_command(
     keras = keras_weights(config)
     if save_best is not None:
         check_weights_output(save_best, "--save-best", keras)
+    if record is not None:  # every run's records, each named after its mitigation (history --run)
+        check_output(record, "--record", RECORD_SUFFIXES)
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -76,7 +80,7 @@ def compare_command(
     chosen = names if mitigations and mitigations.strip() else default_cures(config)
     with step_progress("runs", (len(chosen) + 1) * seeds) as advance:
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, name: advance(done), seeds, start)
+                         lambda done, total, name: advance(done), seeds, start, record, record_every)
     if save_best is not None:
         save_weights(save_best, best_weights(result), "--save-best", keras)
     if path is not None:

@@ -159,6 +159,10 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         Annotated[Optional[Path], _opt(FILES, "Your own head's gradient instead of a readout: .npy dL/d(output) (B, T, H x directions), or .npz with 'output', 'h_n' (and 'c_n') (L x directions, B, H).", show_default=False, dir_okay=False)],
         None,
     ),
+    "initial_state": (
+        Annotated[Optional[Path], _opt(FILES, "The state every layer starts from instead of zero, as PyTorch's hx: .npz with 'h_0' (and 'c_0' for lstm), (layers x directions, B, H), layer by layer, forward before reverse; a missing one is zero. analyze's report and --save-grads then hold the gradient reaching it (dL_dh_0, dL_dc_0: torch's h0.grad, c0.grad).", show_default=False, dir_okay=False)],
+        None,
+    ),
     "rnn_key": (
         Annotated[Optional[str], _opt(FILES, "Prefix of the recurrent module in --weights, where it holds several (e.g. encoder.lstm).", show_default=False)],
         None,
@@ -243,6 +247,10 @@ def memory_limit(size: str | None) -> typing.Iterator[None]:
             os.environ[memory.LIMIT_ENV] = saved
 
 
+# Settings of one pass, which commands that train or sweep many batches do not take.
+ONE_PASS_OPTIONS = ("initial_state",)
+
+
 def run_options(command: typing.Callable) -> typing.Callable:
     """Give ``command(config: RunConfig, **own)`` every RunConfig flag, defined in RUN_OPTIONS."""
     return _with_run_flags(command, "config", lambda settings: RunConfig(**settings))
@@ -259,7 +267,7 @@ def run_options_with(**defaults: object) -> typing.Callable[[typing.Callable], t
     shows both defaults ("50, or what --inputs holds").
     """
     return lambda command: _with_run_flags(
-        command, "config", lambda settings: RunConfig(**settings), defaults
+        command, "config", lambda settings: RunConfig(**settings), defaults, excluded=ONE_PASS_OPTIONS
     )
 
 
@@ -268,7 +276,7 @@ def run_options_without(*excluded: str) -> typing.Callable[[typing.Callable], ty
     way: ``@run_options_without("cell", "activation")`` for ``sweep``, which takes lists of them.
     The RunConfig gets their defaults."""
     return lambda command: _with_run_flags(
-        command, "config", lambda settings: RunConfig(**settings), excluded=excluded
+        command, "config", lambda settings: RunConfig(**settings), excluded=excluded + ONE_PASS_OPTIONS
     )
 
 
@@ -323,8 +331,8 @@ def _with_run_flags(
         for name, value in defaults.items():
             if settings[name] is None:  # not given: the command's default, unless --inputs is the data
                 settings[name] = RUN_OPTIONS[name][1] if settings["inputs"] is not None else value
-        for name in ("weights", "inputs", "targets", "text", "lengths", "output_grads"):
-            if settings[name] is not None:
+        for name in ("weights", "inputs", "targets", "text", "lengths", "output_grads", "initial_state"):
+            if settings.get(name) is not None:
                 settings[name] = str(settings[name])
         name = command.__name__.removesuffix("_command")
         with verbosity(kwargs.pop("quiet"), kwargs.pop("verbose"), name), memory_limit(kwargs.pop("max_memory")):

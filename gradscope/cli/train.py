@@ -14,7 +14,7 @@ import typer
 
 from ..config import RunConfig
 from ..errors import InputError
-from ..io.arrays import check_weights_output, save_weights as save_model_weights
+from ..io.arrays import check_output, check_weights_output, save_weights as save_model_weights
 from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_strengths
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..parallel import default_jobs
@@ -63,6 +63,15 @@ Seeds = Annotated[int, typer.Option(
 Jobs = Annotated[Optional[int], typer.Option(
     help="Runs in parallel, one process each.", rich_help_panel=TRAINING,
     show_default=f"the number of CPUs, {default_jobs()} here")]
+RecordFile = Annotated[Optional[Path], typer.Option(
+    "--record", help="Write a recording: every --record-every steps one flushed NDJSON line with the step's loss and, "
+    "per layer and direction, ||dL/dh_t|| at every step and the flow (ratio, slope, horizon, verdict), as "
+    "gradscope.torch.attach(measure='flow') writes them; `gradscope history FILE` shows it, also while it grows "
+    "(--follow).", rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]
+RecordEvery = Annotated[int, typer.Option(
+    "--record-every", help="Record every this many steps (with --record).", rich_help_panel=OUTPUT, min=1,
+    metavar="N")]
+RECORD_SUFFIXES = (".ndjson", ".jsonl")
 SaveWeights = Annotated[Optional[Path], typer.Option(
     help="Write the trained model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model), or a Keras model's weights as a .weights.h5 that model.load_weights reads.",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]
@@ -103,6 +112,8 @@ def train_command(
         "--ndjson", help="Stream one JSON line per logged step on stdout, then a summary line.",
         rich_help_panel=OUTPUT)] = False,
     save_weights: SaveWeights = None,
+    record: RecordFile = None,
+    record_every: RecordEvery = 10,
     plot: PlotFile = None,
 ) -> None:
     """Train with BPTT and log the loss, the gradient norm and how far the gradient reaches."""
@@ -117,6 +128,8 @@ def train_command(
     keras = keras_weights(config)
     if save_weights is not None:
         check_weights_output(save_weights, "--save-weights", keras)
+    if record is not None:
+        check_output(record, "--record", RECORD_SUFFIXES)
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
@@ -128,7 +141,7 @@ def train_command(
             if ndjson and record is not None:
                 _ndjson_line({"event": "step", **dataclasses.asdict(record)})
 
-        result = train(config, options, chosen, progress, seeds)
+        result = train(config, options, chosen, progress, seeds, record, record_every)
     if path is not None:
         plots.save(plots.training_losses_figure({result.mitigation: result.history}, result.config,
                                                 result.baseline_loss), path)

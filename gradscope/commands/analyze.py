@@ -47,6 +47,19 @@ class Thresholds:
 
 
 @dataclass
+class InitialGradient:
+    """What reaches one layer and direction's initial state (given with ``--initial-state``):
+    ||dL/dh_0|| over the batch and its log10, exact at any depth (-inf, null in JSON, where 0),
+    and the same for the LSTM's dL/dc_0 (None for other cells). The arrays themselves are
+    ``--save-grads``' dL_dh_0, dL_dc_0, as PyTorch's h0.grad, c0.grad."""
+
+    grad_norm: float
+    log10_grad_norm: float
+    cell_grad_norm: float | None
+    log10_cell_grad_norm: float | None
+
+
+@dataclass
 class LayerReport:
     """The gradient flow of one layer in one direction (the same measures as the headline).
 
@@ -59,6 +72,8 @@ class LayerReport:
         the longest sequences (a pad step is the identity, not the cell's Jacobian).
     log10_grad_norms : (T,) log10 of grad_norms from BPTT's log domain: finite wherever the
         gradient is nonzero, however far below 1e-308 or above 1e308 (-inf, null in JSON, where 0).
+    initial_state : the gradient reaching the layer's initial state (InitialGradient), None
+        unless one was given (``--initial-state``).
     """
 
     layer: int
@@ -72,6 +87,7 @@ class LayerReport:
     flow: Flow
     total_grad_norm: float
     log10_grad_norms: np.ndarray
+    initial_state: InitialGradient | None = None
 
 
 @dataclass
@@ -251,12 +267,14 @@ def _report(setup: Setup) -> AnalyzeResult:
     # spectra, which need no run, beside BPTT (at H = 512 they cost as much as the whole pass).
     # Small ones run after (on a thread they made the report slower and less steady at H = 128).
     with beside(_every_weight_spectrum, net, thread=net.hidden_size >= DECOMPOSE_BESIDE) as weights:
-        traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
+        traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream, setup.initial)
     with np.errstate(all="ignore"):
         flows = flowing(net, traj, grads, batch.y)  # exact at any depth (bptt's log domain)
     reports, profiles = [], []
     for k, d in net.each_layer():
         report, profile, gates, real = layer_report(setup, traj, flows, k, d, weights.result()[k, d])
+        if setup.initial is not None:  # the total gradient's, as torch's h0.grad (not the flowing part's)
+            report.initial_state = initial_report(grads.layers[k][d].log_initial)
         reports.append(report)
         profiles.append(profile)
         if (k, d) == headline(net):
@@ -416,13 +434,22 @@ def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions:
     return report, (profile, log_profile)
 
 
+def initial_report(log_initial: tuple[float, ...]) -> InitialGradient:
+    """The InitialGradient of ln||dL/dh_0|| (and ln||dL/dc_0||) over the batch."""
+    with np.errstate(all="ignore"):
+        norms = [float(np.exp(v)) for v in log_initial] + [None]
+        logs = [float(v / np.log(10.0)) for v in log_initial] + [None]
+    return InitialGradient(norms[0], logs[0], norms[1], logs[1])
+
+
 def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
     """What ``--save-grads`` writes: the loss, dL/dh_t of every layer and direction, and every
     parameter's gradient under the key it has in the user's state dict.
 
     One layer in one direction: ``dL_da`` (T, B, H) (and ``dL_dc``), the lesson's name. A deeper
     or bidirectional network: ``dL_dh_l{k}`` and ``dL_dh_l{k}_reverse`` (T, B, H), zero at pad
-    steps, and ``dL_dc_l{k}...`` for the LSTM.
+    steps, and ``dL_dc_l{k}...`` for the LSTM. With an initial state given (``--initial-state``):
+    ``dL_dh_0`` (L x directions, B, H) (and ``dL_dc_0``), as PyTorch's h0.grad, c0.grad.
     """
     setup, grads = result.setup, result.gradients
     if isinstance(grads, CheckpointedRun):
@@ -437,6 +464,8 @@ def gradient_arrays(result: AnalyzeResult) -> dict[str, np.ndarray | float]:
             arrays[("dL_da" if single else "dL_dh") + suffix] = g.dL_dh
             if g.dL_dc is not None:
                 arrays["dL_dc" + suffix] = g.dL_dc
+    if setup.initial is not None:
+        arrays.update(grads.initial_state())
     return {**arrays, **setup.layout.export_grads(net, grads)}
 
 

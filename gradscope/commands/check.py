@@ -230,10 +230,11 @@ def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
     """nonfinite: counts the loss and the gradient norms that are NaN or infinite."""
     norms = analysis.grad_norms
     bad_norms = _bad_norms(analysis)
-    bad_loss = not math.isfinite(analysis.loss)
+    bad_loss = analysis.loss is not None and not math.isfinite(analysis.loss)  # None: --output-grads, no loss
     count = bad_norms + int(bad_loss)
     if count == 0:
-        message = f"the loss and all {norms.size} gradient norms are finite"
+        what = "the loss and all" if analysis.loss is not None else "all"
+        message = f"{what} {norms.size} gradient norms are finite"
     elif not bad_norms:
         message = f"the loss is {analysis.loss}: float64 overflowed"
     else:

@@ -20,6 +20,7 @@ the same bit for bit whatever ``jobs`` is.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
@@ -31,6 +32,7 @@ from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_m
 from ..model.network import Network
 from ..parallel import in_processes
 from ..profile import headline, layer_flows
+from ..recording import RecordTo
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize_runs
 from ..serialize import HIDDEN
@@ -167,10 +169,10 @@ def run_in_processes(calls: list[tuple], cost: Callable[[int], float], jobs: int
 
 
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths, start: str = "init",
-            minibatch: int | None = None) -> CompareRun:
+            minibatch: int | None = None, record_to: RecordTo | None = None) -> CompareRun:
     """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
     mitigation = _mitigation(name, strengths)
-    return _row(config, options, name, mitigation, _setup(config, mitigation, start), minibatch)
+    return _row(config, options, name, mitigation, _setup(config, mitigation, start), minibatch, record_to)
 
 
 def _flows(setup: Setup, net: Network) -> list:
@@ -180,13 +182,14 @@ def _flows(setup: Setup, net: Network) -> list:
 
 
 def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitigation, setup: Setup,
-         minibatch: int | None = None) -> CompareRun:
-    """Measure the flow at the start, train, measure it again, and keep the numbers of one run."""
+         minibatch: int | None = None, record_to: RecordTo | None = None) -> CompareRun:
+    """Measure the flow at the start, train (recording to ``record_to``, named after the run),
+    measure it again, and keep the numbers of one run."""
     before = _flows(setup, setup.network)
     k, d = headline(setup.network)
     flow = before[setup.network.layer_index(k, d)].flow
     trained = train_setup(setup, options, mitigation, seq_len=config.seq_len or setup.task.default_seq_len,
-                          minibatch=minibatch)
+                          minibatch=minibatch, record_to=record_to)
     after = _flows(setup, trained.network)
     resolved = setup.config
     return CompareRun(
@@ -280,6 +283,8 @@ def compare(
     progress: Callable[[int, int, str], None] | None = None,
     seeds: int = 1,
     start: str = "init",
+    record: str | os.PathLike | None = None,
+    record_every: int = 10,
     **settings,
 ) -> CompareResult:
     """Train the unmitigated model and each mitigation side by side (by default every registered one
@@ -298,6 +303,9 @@ def compare(
         the one of lowest mean final loss among those where no seed diverged.
     start : with --weights, "init" (PyTorch's initialisation of the architecture) or "trained"
         (fine-tune the saved weights): what every run trains from (module docstring).
+    record : an .ndjson file to write, every ``record_every`` steps of every run, the step's light
+        record (recording.py) named after its run (the mitigation; "none, seed 1" for a later seed),
+        one flushed line each, what ``gradscope history`` reads (``--run`` picks one).
     """
     if start not in STARTS:
         raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
@@ -310,19 +318,26 @@ def compare(
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: _mitigation(name, strengths) for name in names}
     setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
+    record_to = None if record is None else RecordTo(os.fspath(record), record_every, "compare").start()
+
+    def recorded(name: str, seed: int) -> RecordTo | None:
+        return None if record_to is None else record_to.named(name if seed == config.seed else f"{name}, seed {seed}")
 
     rows: dict[tuple[str, int], CompareRun] = {}
     pairs = [(name, seed) for name in names for seed in seed_values]
     if jobs == 1 or len(pairs) == 1:  # in this process, on the setups just built
         for name, seed in pairs:
             if seed == config.seed:
-                rows[name, seed] = _row(config, options, name, chosen[name], setups[name], minibatch)
+                rows[name, seed] = _row(config, options, name, chosen[name], setups[name], minibatch,
+                                        recorded(name, seed))
             else:
-                rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths, start, minibatch)
+                rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths, start, minibatch,
+                                           recorded(name, seed))
             if progress is not None:
                 progress(len(rows), len(pairs), name)
     else:  # each worker builds its own setup from the picklable arguments
-        calls = [(replace(config, seed=seed), options, name, strengths, start, minibatch) for name, seed in pairs]
+        calls = [(replace(config, seed=seed), options, name, strengths, start, minibatch, recorded(name, seed))
+                 for name, seed in pairs]
         done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].network.cell.gates), jobs, progress,
                                 lambda i: pairs[i][0])
         rows.update({pairs[i]: row for i, row in done.items()})

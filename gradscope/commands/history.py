@@ -11,7 +11,7 @@ A recording is an NDJSON file, one record per line and per recorded backward pas
       direction         "forward" | "reverse"
       log10_grad_norms  T values log10 ||dL/dh_t||, t = 1..T, null where the norm is 0 or not finite
       flow              {ratio_first_last, log10_ratio, slope, horizon, regime}, as flow.Flow
-    source            optional: "torch" | "train" | "compare", what wrote it
+    source            optional: "torch" | "keras" | "train" | "compare", what wrote it
     run               optional: the run it belongs to (a compare run's mitigation name)
     measure           optional: "full" (the whole analyze document) | "flow" (these fields only)
     dropout_left_out  optional: true when the pass was analysed without the module's dropout masks
@@ -46,7 +46,7 @@ from ..errors import InputError
 from ..io.files import os_problem, regular_file, stat_input
 
 DIRECTIONS = ("forward", "reverse")
-SOURCES = ("torch", "train", "compare")
+SOURCES = ("torch", "keras", "train", "compare")
 MEASURES = ("full", "flow")
 FLOW_FIELDS = ("ratio_first_last", "log10_ratio", "slope", "horizon", "regime")
 REGIMES = ("vanishing", "exploding", "stable")

@@ -146,7 +146,7 @@ def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult
     """The spectra of every layer and direction of the setup's network along its forward run."""
     net, batch = setup.network, setup.batch
     with np.errstate(all="ignore"):
-        traj = forward(net, batch.x, batch.mask)
+        traj = forward(net, batch.x, batch.mask, setup.initial)
     layers = []
     for k, d in net.each_layer():
         mask = traj.mask_tm if traj.mask_tm is None or not traj.backwards[k][d] else traj.mask_tm[::-1]

@@ -27,7 +27,9 @@ at that step with status ``diverged at step N``; nothing is raised and numpy pri
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, ClassVar, Iterator
 
@@ -41,7 +43,8 @@ from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
-from ..profile import end_to_end_ratio
+from ..profile import LayerFlow, end_to_end_ratio, step_flows
+from ..recording import RecordFile, RecordTo, flow_report, pass_record
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
 from ..serialize import HIDDEN
@@ -307,6 +310,8 @@ class StepOutcome:
     was made and left every weight finite. radius : ``recurrent_radius`` before the update, and
     ratio : ||dL/dh_1|| / ||dL/dh_T|| of the step's pass as analyze measures it (profile.py), where
     asked for (``measure``) and always when the step is not finite, else None.
+    flows : every layer and direction's flow of the step's pass (profile.step_flows), where asked
+    for (``record``: a recorded step), else None.
     """
 
     loss: float
@@ -321,17 +326,19 @@ class StepOutcome:
     opt_state: object
     traj: NetworkTrajectory = field(repr=False)
     grads: NetworkGradients = field(repr=False)
+    flows: list[LayerFlow] | None = field(default=None, repr=False)
 
 
 def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, opt_state,
-               measure: bool | None = None) -> StepOutcome:
+               measure: bool | None = None, record: bool = False) -> StepOutcome:
     """One step of training, in place: BPTT on the batch, the mitigation's penalty and clipping,
     and the optimizer's update of every parameter (``Network.parameters``), as torch's
 
         loss = loss_fn(model(x), y) + penalty;  loss.backward();  clip_grad_*_(...);  opt.step()
 
     A step whose loss, penalty or gradient is not finite makes no update. measure : also measure
-    the ratio (None: only where the step is not finite, to log it)."""
+    the ratio (None: only where the step is not finite, to log it). record : also measure every
+    layer's flow (``flows``), before the update changes the weights the pass ran with."""
     radius = recurrent_radius(net) if measure else None  # eigenvalues of every gate block: only to log
     traj, grads = bptt(net, batch.x, batch.y, batch.mask)
     penalty, extra = mitigation.penalty(net, traj, grads)
@@ -342,13 +349,14 @@ def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, op
     ratio = end_to_end_ratio(net, traj, grads, batch.y) if measure or not finite else None
     if radius is None and not finite:
         radius = recurrent_radius(net)  # no update is made: the weights are still the step's
+    flows = step_flows(net, traj, grads, batch.y) if record else None
     updated = False
     if finite:
         params, opt_state = optimizer.step(net.parameters(), update, opt_state)
         updated = _finite(params)
         net.load_parameters(params)
     return StepOutcome(grads.loss, penalty, norm, global_norm(update) if fired else norm, fired, finite, updated,
-                       radius, ratio, opt_state, traj, grads)
+                       radius, ratio, opt_state, traj, grads, flows)
 
 
 def train_setup(
@@ -358,6 +366,7 @@ def train_setup(
     progress: Progress | None = None,
     seq_len: int | None = None,
     minibatch: int | None = None,
+    record_to: RecordTo | None = None,
 ) -> TrainResult:
     """Train the setup's network (a copy: the setup is left as built); see the module docstring.
 
@@ -365,6 +374,7 @@ def train_setup(
         It differs from the setup's only for a task whose length varies by batch (temporal-order).
     minibatch : with --inputs, the sequences per step (``--batch-size``; None: all of them).
     progress : called after every step as ``progress(step, steps, record or None)``.
+    record_to : write every ``record_to.every``-th step's light record (recording.py) to its file.
     """
     mitigation = mitigation or NoMitigation()
     setup.needs_head("train")
@@ -388,13 +398,19 @@ def train_setup(
     max_norm, clip_events, diverged_at, step = 0.0, 0, None, 0
     stream = batches(setup, train_rng, seq_len, split, minibatch)
     batch_rows = len(setup.batch.x) if minibatch is None else minibatch
+    recording_file = contextlib.nullcontext() if record_to is None else RecordFile(record_to.path, "a")
     # overflow is detected and reported, not warned about
-    with blas_threads_for(batch_rows, step_weights), np.errstate(all="ignore"):
+    with blas_threads_for(batch_rows, step_weights), np.errstate(all="ignore"), recording_file as recording:
         for step in range(1, options.steps + 1):
             batch = next(stream)
             logged = step == 1 or step % options.log_every == 0 or step == options.steps
-            outcome = train_step(net, batch, mitigation, optimizer, opt_state, measure=True if logged else None)
+            recorded = recording is not None and record_to.wants(step)
+            outcome = train_step(net, batch, mitigation, optimizer, opt_state, measure=True if logged else None,
+                                 record=recorded)
             opt_state = outcome.opt_state
+            if recorded:  # one flushed line per recorded step, what gradscope history reads
+                report = flow_report(outcome.flows, outcome.loss, net.num_layers, net.directions)
+                recording.write(pass_record(step, report, record_to.source, "flow", record_to.run))
             max_norm = max(max_norm, outcome.grad_norm) if outcome.finite else math.inf
             clip_events += outcome.clipped
             record = None
@@ -467,6 +483,9 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     given = {k: v for k, v in settings.items() if k in strength_fields}
     if given:
         strengths = replace(strengths, **given)
+    if config.initial_state is not None:
+        raise InputError(f"initial_state is a setting of one pass (analyze, check, spectrum); {function} starts "
+                         "every batch from the zero state")
     return config, options, strengths
 
 
@@ -476,6 +495,8 @@ def train(
     mitigation: Mitigation | str | None = None,
     progress: Progress | None = None,
     seeds: int = 1,
+    record: str | os.PathLike | None = None,
+    record_every: int = 10,
     **settings,
 ) -> TrainResult:
     """Build the model the config describes (or read it: ``weights``), changed by the mitigation,
@@ -489,6 +510,10 @@ def train(
     and ``held_out``.
     seeds : train this many times, on seeds config.seed, config.seed + 1, ...: the report is the
         first seed's, and ``seeds`` holds the spread over all of them. progress counts every step.
+    record : an .ndjson file to write, every ``record_every`` steps, the step's light record (per
+        layer and direction the per-step norms and the flow, and the loss: recording.py), one
+        flushed line each, what ``gradscope history`` reads; with several seeds each record names
+        its seed as its run ("seed 1").
     """
     strengths = mitigation.strengths if isinstance(mitigation, Mitigation) else Strengths()
     config, options, strengths = training_arguments("train", config, options, strengths, settings)
@@ -498,14 +523,16 @@ def train(
         mitigation = make_mitigation(mitigation.name, strengths)
     config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
+    record_to = None if record is None else RecordTo(os.fspath(record), record_every, "train").start()
     runs: list[TrainResult] = []
     for i, seed in enumerate(seed_values):
         setup = mitigated_setup(replace(config, seed=seed), mitigation or NoMitigation(), "trained")
         done = i * options.steps
         step_progress = None if progress is None else (
             lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
+        to = None if record_to is None else record_to.named(f"seed {seed}" if len(seed_values) > 1 else None)
         runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len,
-                                minibatch))
+                                minibatch, to))
     first = runs[0]
     first.seeds = summarize_runs(seed_values, runs, first.baseline_loss)
     return first

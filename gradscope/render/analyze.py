@@ -151,6 +151,21 @@ def layer_table(result: AnalyzeResult) -> Table:
     return table
 
 
+def initial_state_table(result: AnalyzeResult) -> Table:
+    """One row per layer and direction: the gradient reaching its initial state (--initial-state)."""
+    cell = result.layers[0].initial_state.cell_grad_norm is not None
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("layer", "dir", "||dL/dh_0||") + (("||dL/dc_0||",) if cell else ()):
+        table.add_column(name, justify="left" if name == "dir" else "right")
+    for r in result.layers:
+        g = r.initial_state
+        row = [str(r.layer), "fwd" if r.direction == "forward" else "rev", num_log10(g.log10_grad_norm)]
+        if cell:
+            row.append(num_log10(g.log10_cell_grad_norm))
+        table.add_row(*row)
+    return table
+
+
 def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) -> None:
     """Print the analysis for a person."""
     print_header(console, "analyze", result.config)
@@ -179,6 +194,11 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
         if result.depth is not None:
             d = result.depth
             console.print(f"  depth: ||dL/dh|| at layer 0 / at layer {result.layers[-1].layer} = {num(d.ratio)}")
+    if result.layers[0].initial_state is not None:
+        console.print()
+        console.print(Text("Gradient reaching the initial state (--initial-state; --save-grads: dL_dh_0)",
+                           style="bold"))
+        console.print(Padding(initial_state_table(result), (0, 0, 0, 2), expand=False))
     if net.padded:
         console.print("padded: steps counted back from each sequence's last real step (T)")
     console.print()

@@ -19,9 +19,12 @@ ADDED = {
     "spectrum": [("layers",)],
     "compare": [("runs", "*", "layers"), ("start",)],
     "sweep": [("model_at",)],
+    # issue 19: what reaches each layer's initial state, null unless --initial-state gave one
+    "analyze": [("layers", "*", "initial_state")],
 }
-# A new setting: every document's config has it.
-ADDED_SETTINGS = [("config", "recurrent_scale"), ("report", "config", "recurrent_scale")]
+# New settings: every document's config has them (null where not given).
+ADDED_SETTINGS = [(*where, name) for name in ("recurrent_scale", "initial_state")
+                  for where in (("config",), ("report", "config"))]
 
 
 def _cli(capsys):

@@ -26,8 +26,8 @@ def record_validator() -> jsonschema.Draft202012Validator:
 
 @pytest.fixture(scope="module")
 def torch_recording(tmp_path_factory):
-    """A 2-layer bidirectional nn.LSTM trained 6 steps with the recorder on every 2nd pass; pass 3
-    has a non-zero initial state, so the recorder writes it as skipped."""
+    """A 2-layer bidirectional nn.LSTM trained 6 steps with the recorder on every pass; pass 3 has a
+    non-zero initial state, from which the recorder analyses it."""
     torch = pytest.importorskip("torch")
     import gradscope.torch as gt
 
@@ -36,7 +36,7 @@ def torch_recording(tmp_path_factory):
     lstm = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True)
     head = torch.nn.Linear(10, 1)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=0.05)
-    with pytest.warns(UserWarning, match="non-zero initial state"), gt.attach(lstm, every=1, to=path):
+    with gt.attach(lstm, every=1, to=path):
         for step in range(1, 7):
             x = torch.randn(4, 9, 3)
             hx = None if step != 3 else (torch.ones(4, 4, 5), torch.zeros(4, 4, 5))
@@ -53,11 +53,14 @@ def torch_recording(tmp_path_factory):
 def test_a_file_attach_wrote_is_read_whole(torch_recording):
     lines = [json.loads(line) for line in torch_recording.read_text().splitlines()]
     validator = record_validator()
-    for line in lines:  # every line the recorder writes is a record, the skipped one too
+    for line in lines:  # every line the recorder writes is a record
         validator.validate(line)
+        assert line["source"] == "torch" and line["measure"] == "full" and "dropout_left_out" not in line
     result = history(torch_recording)
-    assert [p.step for p in result.passes] == [1, 2, 4, 5, 6]
-    assert [(s.step, s.line) for s in result.skipped] == [(3, 3)] and "initial state" in result.skipped[0].reason
+    assert [p.step for p in result.passes] == [1, 2, 3, 4, 5, 6] and result.skipped == []
+    # the pass given hx: analysed from it, with the gradient reaching it
+    assert lines[2]["config"]["initial_state"] is not None and lines[2]["layers"][0]["initial_state"] is not None
+    assert lines[1]["config"]["initial_state"] is None
     assert [(k["layer"], k["direction"]) for k in result.layers] == list(BI)
     assert result.seq_len == 9 and not result.padded and not result.incomplete_last_line
     assert layer_key(result, None, "forward") == (1, "forward")
@@ -74,7 +77,7 @@ def test_a_file_attach_wrote_is_read_whole(torch_recording):
         h = heatmap(result, layer, direction, None)
         want = [next(f for f in lines[p.line - 1]["layers"] if (f["layer"], f["direction"]) == (layer, direction))
                 for p in result.passes]
-        assert h.steps.tolist() == [1, 2, 4, 5, 6]
+        assert h.steps.tolist() == [1, 2, 3, 4, 5, 6]
         np.testing.assert_array_equal(h.values, np.array([w["log10_grad_norms"] for w in want], dtype=float))
 
 

@@ -1,0 +1,192 @@
+"""gradscope.keras.Recorder: the report of a Keras model's current weights on a probe batch, every
+N training batches, against Keras itself (its torch backend in float64, REFERENCE 4a's recipe):
+the loss, and every weight's gradient through torch autograd, 1e-9; the records in a file that
+gradscope history reads; the models it refuses, as skipped records that say why."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported
+keras = pytest.importorskip("keras")
+torch = pytest.importorskip("torch")
+pytest.importorskip("h5py")
+pytestmark = pytest.mark.torch
+
+import gradscope.keras as gk  # noqa: E402
+from gradscope.commands.analyze import gradient_arrays  # noqa: E402
+from gradscope.commands.history import history  # noqa: E402
+from gradscope.io.keras import KerasLayer  # noqa: E402
+from gradscope.io.keras_torch import to_torch  # noqa: E402
+
+B, T, D, H = 6, 7, 3, 5
+
+
+@pytest.fixture(autouse=True)
+def fresh_session():
+    """Keras names layers by counters over the session: each test leaves them as it found them
+    (the reader's tests compare names like "forward_lstm")."""
+    keras.utils.clear_session()
+    yield
+    keras.utils.clear_session()
+
+
+@pytest.fixture
+def float64_keras():
+    """Keras computing in float64, restored afterwards (as tests/io/test_keras_files.py does)."""
+    from keras.src.backend.common import dtypes
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    narrowed = dtypes.BIT64_TO_BIT32_DTYPE.get("float64")
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
+    yield
+    keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
+    dtypes.BIT64_TO_BIT32_DTYPE["float64"] = narrowed
+
+
+def data(loss: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((24, T, D))
+    if loss == "binary_crossentropy":
+        y = (x[:, 0, 0] > 0).astype("float64")[:, None]
+    elif loss == "sparse_categorical_crossentropy":
+        y = rng.integers(0, 3, 24).astype("float64")
+    else:
+        y = rng.standard_normal((24, 2))
+    return x, y
+
+
+HEADS = {"binary_crossentropy": (1, "sigmoid"), "sparse_categorical_crossentropy": (3, "softmax"), "mse": (2, None)}
+MODELS = {
+    "simplernn-tanh": lambda: [keras.layers.SimpleRNN(H)],
+    "simplernn-relu-2": lambda: [keras.layers.SimpleRNN(H, activation="relu", return_sequences=True),
+                                 keras.layers.SimpleRNN(H, activation="relu")],
+    "lstm-2": lambda: [keras.layers.LSTM(H, return_sequences=True), keras.layers.Dropout(0.3), keras.layers.LSTM(H)],
+    "gru": lambda: [keras.layers.GRU(H)],
+    "bi-lstm-2": lambda: [keras.layers.Bidirectional(keras.layers.LSTM(H, return_sequences=True)),
+                          keras.layers.Bidirectional(keras.layers.LSTM(H))],
+    "bi-gru": lambda: [keras.layers.Bidirectional(keras.layers.GRU(H))],
+}
+CASES = [("simplernn-tanh", "binary_crossentropy"), ("simplernn-relu-2", "mse"),
+         ("lstm-2", "sparse_categorical_crossentropy"), ("gru", "binary_crossentropy"), ("bi-lstm-2", "mse"),
+         ("bi-gru", "sparse_categorical_crossentropy")]
+
+
+def model_of(name: str, loss: str):
+    units, activation = HEADS[loss]
+    model = keras.Sequential([keras.Input((T, D)), *MODELS[name](), keras.layers.Dense(units, activation=activation)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    return model
+
+
+def keras_gradients(model, x, y) -> tuple[float, dict[str, np.ndarray]]:
+    """Keras' loss on (x, y) and its gradient of every weight, by torch autograd, by weight path."""
+    loss_fn = keras.losses.get(model.loss)
+    pred = model(torch.as_tensor(x), training=False)
+    loss = keras.ops.mean(loss_fn(torch.as_tensor(y), pred))
+    values = [w.value for w in model.trainable_weights]
+    grads = torch.autograd.grad(loss, values)
+    return float(loss.detach()), {w.path: g.detach().numpy() for w, g in zip(model.trainable_weights, grads)}
+
+
+def as_torch_layout(model, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Keras' weight gradients put in PyTorch's layout by the same mapping as the weights (the
+    recurrent bias's gradient is bias_ih's; bias_hh's equals it but for the GRU's own row)."""
+    out, k = {}, 0
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):
+            parts = [layer.forward_layer, layer.backward_layer] if name == "Bidirectional" else [layer]
+            for d, part in enumerate(parts):
+                arrays = {v.name: grads[v.path] for v in part.trainable_weights}
+                mapped = to_torch(KerasLayer(type(part).__name__, part.name, part.get_config(), arrays))
+                for key, value in mapped.items():
+                    if key == "bias_hh" and type(part).__name__ != "GRU":
+                        continue
+                    out[f"rnn.{key}_l{k}{'_reverse' if d else ''}"] = value
+            k += 1
+        elif name == "Dense":
+            out["fc.weight"] = grads[layer.kernel.path].T
+            out["fc.bias"] = grads[layer.bias.path]
+    return out
+
+
+@pytest.mark.parametrize("name, loss", CASES, ids=[f"{n}-{l}" for n, l in CASES])
+def test_the_record_is_the_gradient_keras_computes(float64_keras, name, loss):
+    x, y = data(loss)
+    model = model_of(name, loss)
+    rec = gk.Recorder(probe=(x[:B], y[:B]), every=2)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[rec])
+    assert [r.step for r in rec.records] == [2, 4, 6] and all(r.skipped is None for r in rec.records)
+    assert all(r.dropout_left_out == (name == "lstm-2") for r in rec.records)
+    record = rec.record()  # the weights as training left them
+    want_loss, grads = keras_gradients(model, x[:B], y[:B])
+    assert record.result.loss == pytest.approx(want_loss, rel=1e-9)
+    ours = gradient_arrays(record.result)
+    for key, want in as_torch_layout(model, grads).items():
+        np.testing.assert_allclose(ours[key], want, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_records_in_a_file_are_read_by_history(tmp_path):
+    x, y = data("binary_crossentropy")
+    model = model_of("lstm-2", "binary_crossentropy")
+    path = tmp_path / "keras.ndjson"
+    for measure in ("flow", "full"):
+        rec = gk.Recorder(probe=(x[:B], y[:B]), every=3, to=path, measure=measure)
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[rec])
+        rec.close()
+        docs = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [d["step"] for d in docs] == [3, 6, 9, 12]
+        assert all(d["source"] == "keras" and d["measure"] == measure and d["dropout_left_out"] for d in docs)
+        result = history(path)
+        assert [p.step for p in result.passes] == [3, 6, 9, 12] and all(p.loss is not None for p in result.passes)
+        assert [(k["layer"], k["direction"]) for k in result.layers] == [(0, "forward"), (1, "forward")]
+
+
+def test_a_light_record_is_the_full_records_flow(float64_keras):
+    x, y = data("mse")
+    model = model_of("bi-lstm-2", "mse")
+    full = gk.Recorder(probe=(x[:B], y[:B]), every=1)
+    light = gk.Recorder(probe=(x[:B], y[:B]), every=1, measure="flow")
+    full.set_model(model), light.set_model(model)  # noqa: E702
+    a, b = full.record(), light.record()
+    assert b.result.loss == a.result.loss and b.regime == a.regime
+    for got, want in zip(b.result.layers, a.result.layers, strict=True):
+        np.testing.assert_array_equal(got.log10_grad_norms, want.log10_grad_norms)
+        assert got.flow == want.flow
+
+
+@pytest.mark.parametrize("layers, loss, reason", [
+    (lambda: [keras.layers.Masking(0.0), keras.layers.LSTM(H)], "mse", "Masking"),
+    (lambda: [keras.layers.LSTM(H, return_sequences=True), keras.layers.GlobalAveragePooling1D()], "mse",
+     "is not a SimpleRNN, LSTM or GRU"),
+    (lambda: [keras.layers.Bidirectional(keras.layers.GRU(H), merge_mode="sum")], "mse", "merge_mode='concat'"),
+    (lambda: [keras.layers.GRU(H, reset_after=False)], "mse", "reset_after=False"),
+    (lambda: [keras.layers.LSTM(H, activation="relu")], "mse", "tanh with sigmoid gates"),
+    (lambda: [keras.layers.LSTM(H)], "binary_crossentropy", "activation 'sigmoid'"),
+])
+def test_models_it_cannot_reproduce_are_skipped_with_the_reason(layers, loss, reason):
+    x, y = data(loss)
+    units = 2 if loss == "mse" else 1
+    model = keras.Sequential([keras.Input((T, D)), *layers(), keras.layers.Dense(units)])
+    model.compile(optimizer="adam", loss=loss)
+    rec = gk.Recorder(probe=(x[:B], y[:B]), every=1)
+    with pytest.warns(UserWarning, match="not recorded"):
+        model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0, callbacks=[rec])
+    assert len(rec.records) == 2 and all(r.result is None for r in rec.records)
+    assert reason in rec.records[0].skipped, rec.records[0].skipped
+    assert rec.records[0].as_json()["source"] == "keras"
+
+
+def test_recorder_checks_its_arguments():
+    with pytest.raises(ValueError, match="every"):
+        gk.Recorder(probe=(np.zeros((1, 2, 3)), np.zeros(1)), every=0)
+    with pytest.raises(ValueError, match="measure"):
+        gk.Recorder(probe=(np.zeros((1, 2, 3)), np.zeros(1)), measure="all")
