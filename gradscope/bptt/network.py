@@ -12,6 +12,7 @@ module wires them (model/network.py gives the equations):
                   mean     into every real step: dL/dh_t = dL/dfeatures / length
                   max      into the step holding each feature's maximum (max-all: masked steps too)
                   every    into every step: Wy^T dL/dlogits_t
+                  last-output  into the output at step T (output[:, -1] of an unpacked batch)
                 then for k = L-1 .. 0: back through the merge (f + b: both get dL/dy; (f + b)/2: half
                 each; f * b: dL/dy * b and dL/dy * f), BPTT through each direction of layer k from
                 what reaches its outputs; dL/d(input of layer k) = sum over directions of
@@ -287,6 +288,8 @@ def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.nda
         real = np.where(traj.mask_tm[:, :, None], out, -np.inf) if masked else out
         argmax = real.argmax(axis=0)  # (B, F)
         return np.take_along_axis(out, argmax[None], axis=0)[0], argmax
+    if net.readout == "last-output":  # output[:, -1] of a padded batch run unpacked: step T, pads or not
+        return out[-1].copy(), None
     return out, None  # every
 
 
@@ -361,6 +364,9 @@ def head_gradients(net: Network, traj: NetworkTrajectory, y: np.ndarray | None, 
                 d_out = np.broadcast_to((d_feat / lengths(traj)[:, None])[None], (steps, batch, width)).copy()
                 if traj.mask_tm is not None and not _pads_are_zero(net, n_layers - 1):
                     d_out *= traj.mask_tm[:, :, None]  # the mean is over real steps only
+            elif net.readout == "last-output":  # into the output at step T alone
+                d_out = np.zeros((steps, batch, width), dtype)
+                d_out[-1] = d_feat
             else:  # max: the gradient goes to the step that held each maximum
                 d_out = np.zeros((steps, batch, width), dtype)
                 np.put_along_axis(d_out, traj.argmax[None], d_feat[None], axis=0)

@@ -152,7 +152,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "readout": (
-        Annotated[Optional[Literal[READOUTS]], _opt(MODEL, "What the Linear head reads: last (final states, cat(h_n[-2], h_n[-1]) if bidirectional), mean or max over the real steps of the output, every step.", show_default="last, every for copy")],
+        Annotated[Optional[Literal[READOUTS]], _opt(MODEL, "What the Linear head reads: last (final states, cat(h_n[-2], h_n[-1]) if bidirectional), mean or max over the real steps of the output, every step, or last-output (output[:, -1]: the output at step T, as fc(output[:, -1]) reads an unpacked padded batch).", show_default="last, every for copy")],
         None,
     ),
     "output_grads": (

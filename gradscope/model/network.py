@@ -13,6 +13,8 @@ readout. Every command takes either.
                    mean   sum_t m_t h_t / sum_t m_t        (over the real steps)
                    max    max over the real steps, per feature
                    every  h_t itself, a target at every step
+                   last-output  h_T, the output at step T: fc(output[:, -1]) of a padded batch run
+                          unpacked (the reverse half of a bidirectional layer is its first step)
     logits       = Wy features + by            one nn.Linear (the head), or no head at all:
                                                the caller gives dL/d(output) instead
 
@@ -38,6 +40,9 @@ Where a model computes otherwise than PyTorch (Keras, REFERENCE §4a), the netwo
     own_mask     the mask the model computes from its inputs (Embedding(mask_zero=True) masks
                  token 0, Masking(v) the steps whose features all equal v)
     max-all      GlobalMaxPooling1D's readout: the max over every step, masked ones included
+    last-output  output[:, -1], the output sequence at step T (a padded batch run unpacked, as
+                 fc(output[:, -1]) reads it; for a bidirectional layer the reverse half is its
+                 first processed step)
 
 A masked step carries the state either way; with ``pad_output="previous"`` its output is the
 state it carries, the output of the last real step before it (0 before the first), so that its
@@ -54,7 +59,7 @@ from .cells import Cell, Params
 from .layer import Layer
 from .losses import Loss
 
-READOUTS = ("last", "mean", "max", "every")  # what --readout offers
+READOUTS = ("last", "mean", "max", "every", "last-output")  # what --readout offers
 # Keras' GlobalMaxPooling1D, the max over every step, masked ones included: a Keras model's readout
 MODEL_READOUTS = READOUTS + ("max-all",)
 DIRECTIONS = ("forward", "reverse")
