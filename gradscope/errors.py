@@ -12,6 +12,16 @@ class InputError(ValueError):
     """Invalid user input: a setting, a file, or data that cannot be used. Exit code 2."""
 
 
+class Incomplete(InputError):
+    """Runs lost on the way (a Dask cluster's scheduler, or one run's workers twice: cluster.Lost):
+    exit code 2, and ``result``, the command's result over the runs that finished, whose
+    ``partial`` (cluster.Partial) says what is missing; the CLI prints it with --json."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class CheckFailed(Exception):
     """A CI check whose measured value crossed its threshold. Exit code 1."""
 
@@ -32,7 +42,8 @@ def in_python_terms(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except InputError as exc:
-            raise InputError(flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc))) from None
+        except InputError as exc:  # the same exception, so that what it carries (Incomplete.result) stays
+            exc.args = (flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc)), *exc.args[1:])
+            raise
 
     return wrapper

@@ -18,12 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
+from ..cluster import Lost, Partial
 from ..config import RunConfig
-from ..errors import InputError
+from ..errors import Incomplete, InputError
 from ..experiment import build
 from ..mitigations import NoMitigation, Strengths
+from ..parallel import run_each
 from ..seeds import SeedSummary, Spread, seed_list, summarize_runs
-from .compare import CompareRun, check_jobs, checked_setup, run_in_processes, run_one
+from .compare import check_jobs, checked_setup, run_one
 from .train import TrainOptions
 
 
@@ -247,6 +249,9 @@ class ReproduceResult:
         of the arms without an optimizer of their own; strengths : the mitigations' strengths.
     seeds : the seeds every arm ran on; baseline_loss : the task's trivial baseline.
     arms : one ArmResult per arm; reproduced : every arm met its target; verdict : in words.
+    partial : None when every run finished; when a Dask cluster was lost mid-run (cluster.Partial),
+        what is missing: ``arms`` then holds the arms with at least one finished seed, each judged
+        on those, ``reproduced`` is false and the verdict says the claim was not judged.
     """
 
     command: ClassVar[str] = "reproduce"
@@ -265,6 +270,7 @@ class ReproduceResult:
     arms: list[ArmResult]
     reproduced: bool
     verdict: str
+    partial: Partial | None = None
 
 
 def experiment(name: str) -> Experiment:
@@ -317,13 +323,16 @@ def reproduce(
     seeds: int = 1,
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    scheduler: str | None = None,
     **overrides: int | None,
 ) -> ReproduceResult:
     """Run the experiment ``name`` (EXPERIMENTS) and judge the paper's claim on the measured runs.
 
     full : the paper's scale instead of the default (minutes to hours); seeds : each arm on seeds
     seed, seed + 1, ...; jobs : runs at a time, a process each (arms and seeds are independent);
-    overrides : see ``plan``. ``progress(done, total, label)`` as each run finishes.
+    scheduler : a Dask scheduler's address: the runs go to its cluster instead, with the same
+    numbers (a lost cluster raises Incomplete, its ``result`` judged on the runs that finished:
+    ``partial``); overrides : see ``plan``. ``progress(done, total, label)`` as each run finishes.
     """
     exp = experiment(name)
     check_jobs(jobs)
@@ -334,22 +343,31 @@ def reproduce(
              for i, arm in enumerate(exp.arms) for s in seed_values]
     for c in calls[:: len(seed_values)]:  # fail fast, before any process starts
         checked_setup(c[0], c[2], c[3])
-    rows: dict[int, CompareRun] = {}
-    if jobs == 1 or len(calls) == 1:
-        for i, call in enumerate(calls):
-            rows[i] = run_one(*call)
-            if progress is not None:
-                progress(len(rows), len(calls), exp.arms[i // len(seed_values)].label)
-    else:  # the mitigated (often gated) arms take longer per step: they start first
-        rows = run_in_processes(calls, lambda i: calls[i][2] != NoMitigation.name, jobs, progress,
-                                lambda i: exp.arms[i // len(seed_values)].label)
+
+    def label(i: int) -> str:
+        arm = exp.arms[i // len(seed_values)].label
+        return arm if len(seed_values) == 1 else f"{arm}, seed {seed_values[i % len(seed_values)]}"
+
+    partial = None
+    try:  # the mitigated (often gated) arms take longer per step: in processes, they start first
+        rows = run_each(run_one, calls, jobs, scheduler, lambda i: calls[i][2] != NoMitigation.name, progress, label)
+    except Lost as exc:
+        rows = exc.finished
+        if not rows:
+            raise
+        partial = Partial(str(exc), len(rows), len(calls),
+                          [{"arm": exp.arms[i // len(seed_values)].label, "seed": seed_values[i % len(seed_values)]}
+                           for i in range(len(calls)) if i not in rows])
 
     setup = build(config)
     baseline = setup.baseline_loss
     arms = []
     for a, arm in enumerate(exp.arms):
-        runs = [rows[a * len(seed_values) + k] for k in range(len(seed_values))]
-        summary = summarize_runs(seed_values, runs, baseline)
+        ran = [k for k in range(len(seed_values)) if a * len(seed_values) + k in rows]
+        if not ran:
+            continue
+        runs = [rows[a * len(seed_values) + k] for k in ran]
+        summary = summarize_runs([seed_values[k] for k in ran], runs, baseline)
         first = runs[0]
         arms.append(ArmResult(
             label=arm.label, mitigation=arm.mitigation or NoMitigation.name, cell=first.cell,
@@ -361,13 +379,20 @@ def reproduce(
             rate_per_step=first.rate_per_step, max_grad_norm=first.max_grad_norm,
             clip_events=first.clip_events, status=first.status,
         ))
-    reproduced, verdict = _verdict(exp, arms)
-    return ReproduceResult(
+    if partial is None:
+        reproduced, verdict = _verdict(exp, arms)
+    else:
+        reproduced, verdict = False, (f"not judged: {partial.finished} of {partial.total} runs finished before "
+                                      "the cluster was lost")
+    result = ReproduceResult(
         name=exp.name, title=exp.title, paper=exp.paper, claim=exp.claim, paper_scale=exp.paper_scale,
         scale="full" if full else "default", config=setup.config.as_dict(), training=options.resolved(),
         strengths=exp.strengths, seeds=seed_values, baseline_loss=baseline, arms=arms,
-        reproduced=reproduced, verdict=verdict,
+        reproduced=reproduced, verdict=verdict, partial=partial,
     )
+    if partial is not None:
+        raise Incomplete(partial.error, result)
+    return result
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "ReproduceResult", "Spread", "experiment", "reproduce"]
