@@ -269,7 +269,7 @@ def on_cluster(function: Callable[..., Any], calls: Sequence[tuple], address: st
                     future.release()  # a worker lost later must not recompute it
                     yield i, result
                 elif future.status == "cancelled":
-                    why = ("lost the connection to the Dask scheduler" if client.status != "running"
+                    why = ("lost the connection to the Dask scheduler" if _scheduler_lost(client, future)
                            else f"{label(i)} was cancelled on the cluster")
                     raise Lost(f"--scheduler {address}: {why}")
                 elif _killed_worker(future) and len(losses.get(i, ())) <= 1:
@@ -291,6 +291,18 @@ def on_cluster(function: Callable[..., Any], calls: Sequence[tuple], address: st
                 client.unsubscribe_topic("all")
             with contextlib.suppress(Exception):
                 client.close(timeout=CLOSE_SECONDS)
+
+
+def _scheduler_lost(client: Any, future: Any) -> bool:
+    """Whether a cancelled future was cancelled because the client lost its scheduler (Dask gives
+    the reason in the error its result raises), not by someone on the cluster."""
+    if client.status != "running":
+        return True
+    try:
+        future.result(timeout=0)
+    except Exception as exc:  # noqa: BLE001 - FutureCancelledError, whose text holds the reason
+        return "scheduler-connection-lost" in str(exc)
+    return False
 
 
 def _killed_worker(future: Any) -> bool:
