@@ -18,6 +18,16 @@ def one_line(reason: object, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class Incomplete(InputError):
+    """Runs lost on the way (a Dask cluster's scheduler, or one run's workers twice: cluster.Lost):
+    exit code 2, and ``result``, the command's result over the runs that finished, whose
+    ``partial`` (cluster.Partial) says what is missing; the CLI prints it with --json."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class CheckFailed(Exception):
     """A CI check whose measured value crossed its threshold. Exit code 1."""
 
@@ -38,7 +48,8 @@ def in_python_terms(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except InputError as exc:
-            raise InputError(flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc))) from None
+        except InputError as exc:  # the same exception, so that what it carries (Incomplete.result) stays
+            exc.args = (flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc)), *exc.args[1:])
+            raise
 
     return wrapper

@@ -1,4 +1,5 @@
-"""Running independent pieces of work in spawned processes, one per core.
+"""Running independent pieces of work in spawned processes, one per core (or, with a scheduler's
+address, on a Dask cluster: ``run_each`` hands them to cluster.py).
 
 Workers are spawned, never forked: each starts a fresh interpreter, which is safe beside threads
 (a progress display) and reads the environment afresh when it starts numpy.
@@ -66,6 +67,43 @@ def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
             terminate(pool)
             raise
     pool.shutdown(wait=True)
+
+
+def run_each(function: Callable[..., Any], calls: Sequence[tuple], jobs: int = 1, scheduler: str | None = None,
+             cost: Callable[[int], float] | None = None,
+             progress: Callable[[int, int, str], None] | None = None,
+             label: Callable[[int], str] = str) -> dict[int, Any]:
+    """``function(*call)`` for every call, the results by the calls' index: in this process (jobs 1),
+    in ``jobs`` spawned processes, the costliest first (``cost(i)``: so that no core idles at the
+    end), or, given a ``scheduler`` address, on that Dask cluster (cluster.py). ``progress(done,
+    total, label(i))`` as each finishes, in the order they finish.
+
+    A cluster that loses work raises cluster.Lost, its ``finished`` the results that came back.
+    """
+    results: dict[int, Any] = {}
+
+    def finished(i: int, result: Any) -> None:
+        results[i] = result
+        if progress is not None:
+            progress(len(results), len(calls), label(i))
+
+    if scheduler is not None:
+        from .cluster import Lost, on_cluster
+
+        try:
+            for i, result in on_cluster(function, calls, scheduler, label):
+                finished(i, result)
+        except Lost as exc:
+            exc.finished = results
+            raise
+    elif jobs == 1 or len(calls) == 1:
+        for i, call in enumerate(calls):
+            finished(i, function(*call))
+    else:
+        order = sorted(range(len(calls)), key=lambda i: -cost(i)) if cost is not None else list(range(len(calls)))
+        for k, result in in_processes(function, [calls[i] for i in order], min(jobs, len(calls))):
+            finished(order[k], result)
+    return results
 
 
 def terminate(pool: ProcessPoolExecutor, grace: float = 1.0) -> None:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from .._version import __version__
-from ..errors import CheckFailed, InputError
+from ..errors import CheckFailed, Incomplete, InputError
 from ..memory import out_of_memory_message
 from ..runtime import keep_freed_memory
 from ..render.common import console
@@ -62,6 +62,20 @@ def emit(result: Any, as_json: bool, render: Callable[[Console], None], report: 
         sys.stdout.flush()
     else:
         render(console())
+
+
+@contextlib.contextmanager
+def keeping_partial(as_json: bool) -> Iterator[None]:
+    """Runs the cluster cut short (errors.Incomplete): with --json, the partial result (its
+    ``partial`` says what is missing) to stdout, then the error, one line on stderr, exit 2. The
+    table view prints nothing: a partial table would read as a finished one."""
+    try:
+        yield
+    except Incomplete as exc:
+        if as_json:
+            sys.stdout.write(dumps(exc.result) + "\n")
+            sys.stdout.flush()
+        raise
 
 
 def _error(message: str) -> None:

@@ -15,8 +15,8 @@ from ..render import plots
 from ..render.common import step_progress
 from ..render.report import prepare as prepare_report
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
-from .app import app, emit
-from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, run_options_with
+from .app import app, emit, keeping_partial
+from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, Scheduler, check_scheduler, run_options_with
 from .train import (
     MITIGATION, RECORD_SUFFIXES, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
     Jobs, Momentum, OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, strengths_for,
@@ -45,6 +45,7 @@ def compare_command(
     omega_strength: OmegaStrength = None,
     seeds: Seeds = 1,
     jobs: Jobs = None,
+    scheduler: Scheduler = None,
     start: Annotated[Literal[STARTS], typer.Option(
         help="With --weights: train each run from PyTorch's initialisation of your model's architecture "
              "(init), or fine-tune your saved weights (trained). Each cure then changes what it sets.",
@@ -64,6 +65,7 @@ def compare_command(
     from ..commands.compare import best_weights, compare, default_cures
     from ..render.compare import render_compare
 
+    check_scheduler(scheduler, jobs)
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
     from ..experiment import keras_weights
@@ -78,9 +80,10 @@ def compare_command(
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     # none named: those that apply to the cell, resolved once here for the progress bar and the runs
     chosen = names if mitigations and mitigations.strip() else default_cures(config)
-    with step_progress("runs", (len(chosen) + 1) * seeds) as advance:
+    with step_progress("runs", (len(chosen) + 1) * seeds, scheduler is not None) as advance, keeping_partial(json):
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, name: advance(done), seeds, start, record, record_every)
+                         lambda done, total, label: advance(done, label), seeds, start, scheduler, record,
+                         record_every)
     if save_best is not None:
         save_weights(save_best, best_weights(result), "--save-best", keras)
     if path is not None:

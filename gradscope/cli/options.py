@@ -11,6 +11,7 @@ import copy
 import functools
 import os
 import inspect
+import logging
 import sys
 import time
 import typing
@@ -26,7 +27,7 @@ from ..model.activations import ACTIVATIONS
 from ..config import DEFAULT_BATCH_SIZE, RunConfig
 from ..precision import DTYPES, GRADIENT_ERROR, LOG_NORM_ERROR_PER_STEP, LOSS_ERROR
 from ..errors import InputError
-from ..render.common import set_verbosity
+from ..render.common import set_verbosity, warn
 from ..experiment import DEFAULT_HIDDEN_SIZE
 from ..model.gate_bias import BIAS_INITS
 from ..model.initializers import INITIALIZERS
@@ -211,6 +212,26 @@ Verbose = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Also say on stderr how long the command took.", rich_help_panel=OUTPUT)]
 
 
+RUNNING = "Running"
+Scheduler = Annotated[Optional[str], typer.Option(
+    help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of local processes, "
+         "with the same results; needs pip install 'gradscope-bptt\\[dask]' here and gradscope on the workers.",
+    metavar="ADDRESS", show_default=False, rich_help_panel=RUNNING)]
+
+
+def check_scheduler(scheduler: str | None, jobs: int | None) -> None:
+    """--jobs and --scheduler are alternatives: local processes, or the cluster's workers."""
+    if scheduler is not None and jobs is not None:
+        raise InputError("--jobs sets local processes; with --scheduler the cluster's workers do the work")
+
+
+class _Warnings(logging.Handler):
+    """The core's logged warnings (a Dask worker lost: cluster.py) as the CLI's warning lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
 @contextlib.contextmanager
 def verbosity(quiet: bool, verbose: bool, command: str) -> typing.Iterator[None]:
     """-q and -v for the command's run: the progress bar and the warnings read the level."""
@@ -218,6 +239,9 @@ def verbosity(quiet: bool, verbose: bool, command: str) -> typing.Iterator[None]
         raise InputError("--quiet and --verbose are opposites: give one")
     set_verbosity(-1 if quiet else 1 if verbose else 0)
     started = time.perf_counter()
+    logger, handler = logging.getLogger("gradscope"), _Warnings(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # said once, as ours, not also by logging
     try:
         with warnings.catch_warnings():
             if quiet:
@@ -226,6 +250,8 @@ def verbosity(quiet: bool, verbose: bool, command: str) -> typing.Iterator[None]
         if verbose:
             print(f"gradscope: {command} took {time.perf_counter() - started:.2f} s", file=sys.stderr)
     finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
         set_verbosity(0)
 
 

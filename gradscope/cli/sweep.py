@@ -15,11 +15,10 @@ from ..render import plots
 from ..render.report import prepare as prepare_report
 from ..render.common import step_progress
 from ..commands.defaults import SWEEP_METRICS, SWEEP_WEIGHTS_X, SWEEP_X, SWEEP_Y
-from .app import app, emit
-from .options import JsonFlag, PlotFile, ReportFile, run_options_without
+from .app import app, emit, keeping_partial
+from .options import RUNNING, JsonFlag, PlotFile, ReportFile, Scheduler, check_scheduler, run_options_without
 
 GRID = "Grid"
-RUNNING = "Running"
 
 
 def _names(text: Optional[str], option: str) -> Optional[list[str]]:
@@ -61,10 +60,7 @@ def sweep_command(
     jobs: Annotated[Optional[int], typer.Option(
         help="Processes that evaluate the points.", min=1, rich_help_panel=RUNNING,
         show_default=f"one per CPU ({default_jobs()} here) when the grid takes longer than starting them")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(
-        help="Run the points on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
-             "needs pip install 'gradscope-bptt\\[dask]'.", metavar="ADDRESS", show_default=False,
-        rich_help_panel=RUNNING)] = None,
+    scheduler: Scheduler = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
@@ -74,13 +70,12 @@ def sweep_command(
     from ..commands.sweep import plan_sweep, run_sweep
     from ..render.sweep import render_sweep
 
-    if scheduler is not None and jobs is not None:
-        raise InputError("--jobs sets local processes; with --scheduler the cluster's workers run the points")
+    check_scheduler(scheduler, jobs)
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
     plan = plan_sweep(config, x, y, metric, _names(cells, "--cells"), _names(activations, "--activations"),
                       transient)
-    with step_progress("grid points", len(plan.points)) as advance:
+    with step_progress("grid points", len(plan.points), scheduler is not None) as advance, keeping_partial(json):
         result = run_sweep(plan, jobs, scheduler, lambda done, total: advance(done))
     if path is not None:
         plots.save(plots.sweep_figure(result), path)

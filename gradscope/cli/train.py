@@ -22,8 +22,8 @@ from ..render import plots
 from ..render.common import step_progress
 from ..serialize import dumps_line, payload
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
-from .app import app, emit
-from .options import OUTPUT, JsonFlag, PlotFile, run_options_with
+from .app import app, emit, keeping_partial
+from .options import OUTPUT, JsonFlag, PlotFile, Scheduler, run_options_with
 
 if TYPE_CHECKING:  # the training loop is imported when a command trains (tests/test_startup.py)
     from ..commands.train import StepRecord, TrainResult
@@ -107,6 +107,7 @@ def train_command(
     l2: L2Strength = None,
     omega_strength: OmegaStrength = None,
     seeds: Seeds = 1,
+    scheduler: Scheduler = None,
     json: JsonFlag = False,
     ndjson: Annotated[bool, typer.Option(
         "--ndjson", help="Stream one JSON line per logged step on stdout, then a summary line.",
@@ -135,13 +136,16 @@ def train_command(
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None
 
-    with step_progress("training", steps * seeds) as advance:
+    with step_progress("training steps", steps * seeds, scheduler is not None) as advance, keeping_partial(json):
         def progress(step: int, total: int, record: StepRecord | None) -> None:
             advance(step)
             if ndjson and record is not None:
                 _ndjson_line({"event": "step", **dataclasses.asdict(record)})
 
-        result = train(config, options, chosen, progress, seeds, record, record_every)
+        result = train(config, options, chosen, progress, seeds, scheduler, record, record_every)
+    if ndjson and scheduler is not None:  # the steps ran on a worker: the first seed's, now it is back
+        for step in result.history:
+            _ndjson_line({"event": "step", **dataclasses.asdict(step)})
     if path is not None:
         plots.save(plots.training_losses_figure({result.mitigation: result.history}, result.config,
                                                 result.baseline_loss), path)

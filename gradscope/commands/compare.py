@@ -12,9 +12,10 @@ directions, head, readout, padding): from PyTorch's initialisation of it (``star
 default) or from the saved weights ("trained"), each cure changing what it sets
 (``mitigations.treat``: a cell swap, an init of W_hh, gate biases).
 
-The runs are independent, so they run in parallel, one process each (``jobs``). Each worker
-builds its own model from the picklable (config, options, name, strengths), so the numbers are
-the same bit for bit whatever ``jobs`` is.
+The runs are independent, so they run in parallel, one process each (``jobs``), or on a Dask
+cluster (``scheduler``: cluster.py). Each worker builds its own model from the picklable (config,
+options, name, strengths), so the numbers are the same bit for bit wherever they run. A cluster
+lost mid-run leaves a partial result (``partial``: the runs that finished, and those that did not).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
+from ..cluster import Lost, Partial
 from ..config import RunConfig
-from ..errors import InputError
+from ..errors import Incomplete, InputError
 from ..experiment import Setup, loaded_network
 from ..flow import Flow
 from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..model.network import Network
-from ..parallel import in_processes
+from ..parallel import run_each
 from ..profile import headline, layer_flows
 from ..recording import RecordTo
 from ..runtime import blas_threads_for
@@ -109,8 +111,11 @@ class CompareResult:
     model's architecture) or "trained" (the saved weights); None for a model built from flags.
     baseline_loss : the task's trivial baseline; evaluated_on : what every run's held-out loss is
     measured on (TrainResult.evaluated_on); best : the best run's mitigation (None if all
-    diverged); seeds : the seeds every run was repeated over (``--seeds``); runs : one CompareRun per
-    mitigation, "none" first.
+    diverged, and None in a partial result); seeds : the seeds every run was repeated over
+    (``--seeds``); runs : one CompareRun per mitigation, "none" first.
+    partial : None when every run finished; when a Dask cluster was lost mid-run (cluster.Partial),
+    what is missing: ``runs`` then holds each mitigation with at least one finished seed, its
+    spread over those seeds (CompareRun.seeds says which).
     """
 
     command: ClassVar[str] = "compare"
@@ -124,6 +129,7 @@ class CompareResult:
     seeds: list[int]
     runs: list[CompareRun]
     start: str | None = None
+    partial: Partial | None = None
 
     def best_state_dict(self) -> dict:
         """The best run's trained network as a PyTorch state dict under the model's keys (for a
@@ -151,21 +157,6 @@ def check_jobs(jobs: int) -> None:
     """--jobs: a whole number of at least 1."""
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise InputError(f"--jobs must be a whole number of at least 1 (got {jobs})")
-
-
-def run_in_processes(calls: list[tuple], cost: Callable[[int], float], jobs: int,
-                     progress: Callable[[int, int, str], None] | None,
-                     label: Callable[[int], str]) -> dict[int, CompareRun]:
-    """``run_one(*call)`` for every call, ``jobs`` processes at a time, the costliest first (so no
-    core idles at the end: the gated cells take several times longer per step); the rows by the
-    calls' index. ``progress(done, total, label(i))`` as each finishes."""
-    order = sorted(range(len(calls)), key=lambda i: -cost(i))
-    rows: dict[int, CompareRun] = {}
-    for k, row in in_processes(run_one, [calls[i] for i in order], min(jobs, len(calls))):
-        rows[order[k]] = row
-        if progress is not None:
-            progress(len(rows), len(calls), label(order[k]))
-    return rows
 
 
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths, start: str = "init",
@@ -283,6 +274,7 @@ def compare(
     progress: Callable[[int, int, str], None] | None = None,
     seeds: int = 1,
     start: str = "init",
+    scheduler: str | None = None,
     record: str | os.PathLike | None = None,
     record_every: int = 10,
     **settings,
@@ -297,7 +289,11 @@ def compare(
     jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
         ``parallel.default_jobs()``). The processes are spawned, so a script that asks for them must guard its own
         code with ``if __name__ == "__main__":``, as multiprocessing requires.
-    progress : ``progress(done, total, name)`` as each run finishes (in the order they finish).
+    progress : ``progress(done, total, label)`` as each run finishes (in the order they finish); the
+        label is the mitigation's name, with ", seed N" when there are several seeds.
+    scheduler : a Dask scheduler's address: the runs go to its cluster instead (``jobs`` unused),
+        with the same numbers. A lost scheduler, or a run lost with two workers, raises Incomplete
+        (an InputError) whose ``result`` is the partial result, when any run finished.
     seeds : repeat every run on this many seeds (config.seed, config.seed + 1, ...); each row keeps
         its first seed's figures and the spread over all (CompareRun.seeds), and the best run is
         the one of lowest mean final loss among those where no seed diverged.
@@ -305,7 +301,8 @@ def compare(
         (fine-tune the saved weights): what every run trains from (module docstring).
     record : an .ndjson file to write, every ``record_every`` steps of every run, the step's light
         record (recording.py) named after its run (the mitigation; "none, seed 1" for a later seed),
-        one flushed line each, what ``gradscope history`` reads (``--run`` picks one).
+        one flushed line each, what ``gradscope history`` reads (``--run`` picks one). Written by
+        this machine's processes: not with ``scheduler``.
     """
     if start not in STARTS:
         raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
@@ -318,6 +315,9 @@ def compare(
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: _mitigation(name, strengths) for name in names}
     setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
+    if record is not None and scheduler is not None:
+        raise InputError("--record writes the records from this machine's processes; it cannot follow runs on "
+                         "--scheduler's cluster (record a local run)")
     record_to = None if record is None else RecordTo(os.fspath(record), record_every, "compare").start()
 
     def recorded(name: str, seed: int) -> RecordTo | None:
@@ -325,8 +325,10 @@ def compare(
 
     rows: dict[tuple[str, int], CompareRun] = {}
     pairs = [(name, seed) for name in names for seed in seed_values]
-    if jobs == 1 or len(pairs) == 1:  # in this process, on the setups just built
-        for name, seed in pairs:
+    label = (lambda i: pairs[i][0]) if len(seed_values) == 1 else (lambda i: "{}, seed {}".format(*pairs[i]))
+    partial = None
+    if scheduler is None and (jobs == 1 or len(pairs) == 1):  # in this process, on the setups just built
+        for i, (name, seed) in enumerate(pairs):
             if seed == config.seed:
                 rows[name, seed] = _row(config, options, name, chosen[name], setups[name], minibatch,
                                         recorded(name, seed))
@@ -334,23 +336,33 @@ def compare(
                 rows[name, seed] = run_one(replace(config, seed=seed), options, name, strengths, start, minibatch,
                                            recorded(name, seed))
             if progress is not None:
-                progress(len(rows), len(pairs), name)
+                progress(len(rows), len(pairs), label(i))
     else:  # each worker builds its own setup from the picklable arguments
         calls = [(replace(config, seed=seed), options, name, strengths, start, minibatch, recorded(name, seed))
                  for name, seed in pairs]
-        done = run_in_processes(calls, lambda i: len(setups[pairs[i][0]].network.cell.gates), jobs, progress,
-                                lambda i: pairs[i][0])
+        try:
+            done = run_each(run_one, calls, jobs, scheduler, lambda i: len(setups[pairs[i][0]].network.cell.gates),
+                            progress, label)
+        except Lost as exc:
+            done = exc.finished
+            if not done:
+                raise
+            partial = Partial(str(exc), len(done), len(pairs),
+                              [{"mitigation": n, "seed": s} for i, (n, s) in enumerate(pairs) if i not in done])
         rows.update({pairs[i]: row for i, row in done.items()})
     baseline = setups[NoMitigation.name]
-    runs = [over_seeds([rows[n, seed] for seed in seed_values], seed_values, baseline.baseline_loss)
-            for n in names]
-    best = best_run(runs)
+    runs = []
+    for n in names:
+        ran = [seed for seed in seed_values if (n, seed) in rows]
+        if ran:
+            runs.append(over_seeds([rows[n, seed] for seed in ran], ran, baseline.baseline_loss))
+    best = best_run(runs) if partial is None else None  # runs over different seeds do not compare
     if best is not None:
         best.best = True
     resolved = baseline.config.as_dict()
     if minibatch is not None:
         resolved["batch_size"] = minibatch  # the sequences of each step, not the file's
-    return CompareResult(
+    result = CompareResult(
         config=resolved,
         training=options,
         strengths=strengths,
@@ -360,4 +372,8 @@ def compare(
         seeds=seed_values,
         runs=runs,
         start=None if config.weights is None else start,
+        partial=partial,
     )
+    if partial is not None:
+        raise Incomplete(partial.error, result)
+    return result

@@ -11,7 +11,8 @@ so 0 is the boundary between vanishing and exploding in both. Each row reports w
 crosses from below 0 to 0 or above along x (linear interpolation between the two grid points).
 
 A point depends on its settings alone (the seed fixes weights and data), so the grid runs in any
-order on any number of processes, or on a Dask cluster, with results identical to one process.
+order on any number of processes, or on a Dask cluster (cluster.py), with results identical to
+one process.
 
 Around a model of the user's own (--weights) the default x axis is ``recurrent_scale``, a factor on
 every recurrent matrix of the network (each gate block alike), and the map marks where the model
@@ -31,7 +32,6 @@ values repeating after that are an error, as is any value the setting does not a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -42,10 +42,10 @@ import numpy as np
 from ..model.activations import ACTIVATIONS
 from ..bptt.network import bptt, forward
 from ..model.cells import CELLS, FLAG_CELLS
+from ..cluster import Lost, Partial, connect, on_cluster, workers
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
-from ..errors import InputError
-from ..extras import install_hint
+from ..errors import Incomplete, InputError
 from ..experiment import build, check_memory, loaded_network
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..io.arrays import load_array
@@ -67,7 +67,6 @@ MAX_AXIS_VALUES = 1000
 # Points per task sent to a worker: enough to amortise the hand-over, few enough to balance load.
 CHUNKS_PER_WORKER = 8
 WORKER_START_SECONDS = 0.5  # spawning a worker and importing numpy and gradscope in it, measured here
-DASK_CONNECT_SECONDS = 10
 
 Progress = Callable[[int, int], None]
 
@@ -188,6 +187,9 @@ class SweepResult:
     model_at : where the model read from --weights sits on each axis ({"x": value, "y": value};
         a value is None where it is not a single setting of the model, or lies outside the axis, and
         both are None for a model built from flags): the recurrent scale 1, the model's T, ...
+    partial : None when every point was evaluated; when a Dask cluster was lost mid-run
+        (cluster.Partial), the points missing (cell, activation, x, y): their values are null and a
+        row with any of them has no crossing.
     """
 
     command: ClassVar[str] = "sweep"
@@ -202,6 +204,7 @@ class SweepResult:
     skipped: list[Skipped]
     scale: Scale
     model_at: dict
+    partial: Partial | None = None
 
 
 def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> float:
@@ -264,37 +267,29 @@ def _run_auto(configs: list[RunConfig], metric: str, transient: int | None,
 
 
 def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, address: str,
-              progress: Progress) -> list[float]:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise InputError(f"--scheduler needs Dask: {install_hint('dask')}") from None
-    try:
-        client = Client(address, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
+              progress: Progress) -> tuple[list[float], list[int], Lost | None]:
+    """The points on the Dask cluster at address, in chunks: (values, the indexes of the points not
+    evaluated, why). The last two are [] and None unless the cluster was lost after some chunks came
+    back; the values of the points missing are then NaN."""
+    client = connect(address)
+    chunks = _chunks(len(configs), workers(client))
+    calls = [([configs[i] for i in chunk], metric, transient) for chunk in chunks]
     values = [math.nan] * len(configs)
     done = 0
-    futures: list = []
+    finished: set[int] = set()
     try:
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
-        chunks = _chunks(len(configs), workers)
-        futures = [client.submit(evaluate_chunk, [configs[i] for i in chunk], metric, transient, pure=False)
-                   for chunk in chunks]
-        index = {future.key: chunk for future, chunk in zip(futures, chunks)}
-        for future in as_completed(futures, loop=client.loop):
-            chunk = index[future.key]
-            for i, value in zip(chunk, future.result()):
+        for k, chunk_values in on_cluster(evaluate_chunk, calls, address,
+                                          lambda k: f"points {chunks[k].start + 1}-{chunks[k].stop}", client):
+            for i, value in zip(chunks[k], chunk_values):
                 values[i] = value
-            done += len(chunk)
+            finished.add(k)
+            done += len(chunks[k])
             progress(done, len(configs))
-    except BaseException:  # an error, Ctrl-C, SIGTERM: nothing left running on the cluster
-        with contextlib.suppress(Exception):
-            client.cancel(futures, force=True)
-        raise
-    finally:
-        client.close()
-    return values
+    except Lost as exc:
+        if not finished:
+            raise
+        return values, [i for k, chunk in enumerate(chunks) if k not in finished for i in chunk], exc
+    return values, [], None
 
 
 def crossings(values: np.ndarray, xs: Sequence[float]) -> list:
@@ -496,23 +491,35 @@ def run_sweep(plan: SweepPlan, jobs: int | None = 1, scheduler: str | None = Non
         that calls this must guard its own top level with ``if __name__ == "__main__":``.
         None picks for you: the first point is timed in this process, and the rest go to one
         process per CPU only when they would take longer than starting the workers costs.
-    scheduler : a Dask scheduler's address: the points run on its cluster instead.
+    scheduler : a Dask scheduler's address: the points run on its cluster instead (cluster.py); a
+        lost cluster raises Incomplete, its ``result`` the grid with the points that came back.
     progress : called with (points done, points in all) as results come in.
     """
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be at least 1 (got {jobs})")
     report = progress or (lambda done, total: None)
+    missing: list[int] = []
+    lost = None
     if scheduler is not None:
-        flat = _run_dask(plan.points, plan.metric, plan.transient, scheduler, report)
+        flat, missing, lost = _run_dask(plan.points, plan.metric, plan.transient, scheduler, report)
     elif jobs is None:
         flat = _run_auto(plan.points, plan.metric, plan.transient, report)
     else:
         flat = _run_local(plan.points, plan.metric, plan.transient, min(jobs, len(plan.points)), report)
     x, y = plan.x, plan.y
-    grid = np.array(flat, dtype=np.float64).reshape(len(plan.runs), len(y.values), len(x.values))
-    maps = [Heatmap(cell, activation, grid[k], crossings(grid[k], x.values))
+    shape = (len(plan.runs), len(y.values), len(x.values))
+    grid = np.array(flat, dtype=np.float64).reshape(shape)
+    gaps = np.zeros(shape, dtype=bool)
+    gaps.flat[missing] = True
+    maps = [Heatmap(cell, activation, grid[k],
+                    [None if gaps[k, i].any() else c for i, c in enumerate(crossings(grid[k], x.values))])
             for k, (cell, activation) in enumerate(plan.runs)]
-    return SweepResult(
+    partial = None
+    if lost is not None:
+        partial = Partial(str(lost), len(flat) - len(missing), len(flat), [
+            {"cell": plan.points[i].cell, "activation": plan.points[i].activation,
+             "x": getattr(plan.points[i], x.name), "y": getattr(plan.points[i], y.name)} for i in missing])
+    result = SweepResult(
         config=plan.base.as_dict(),
         metric=plan.metric,
         quantity=METRICS[plan.metric],
@@ -523,7 +530,11 @@ def run_sweep(plan: SweepPlan, jobs: int | None = 1, scheduler: str | None = Non
         skipped=plan.skipped,
         scale=scale(plan.metric, maps),
         model_at=plan.model_at,
+        partial=partial,
     )
+    if partial is not None:
+        raise Incomplete(partial.error, result)
+    return result
 
 
 def sweep(base: RunConfig | None = None, *, jobs: int = 1, scheduler: str | None = None,

@@ -36,13 +36,15 @@ from typing import Callable, ClassVar, Iterator
 import numpy as np
 
 from ..bptt.network import NetworkGradients, NetworkTrajectory, accuracy_of, bptt, forward, loss_of
+from ..cluster import Lost, Partial
 from ..config import RunConfig
-from ..errors import InputError
+from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
+from ..parallel import run_each
 from ..profile import LayerFlow, end_to_end_ratio, step_flows
 from ..recording import RecordFile, RecordTo, flow_report, pass_record
 from ..runtime import blas_threads_for
@@ -99,6 +101,9 @@ class TrainResult:
     history : the logged steps.
     seeds : the run repeated over ``--seeds`` seeds (this report's seed first): the spread of the
         final loss, of its ratio to the baseline and of the accuracy (seeds.SeedSummary).
+    partial : None when every seed's run finished; when a Dask cluster was lost mid-run
+        (cluster.Partial), what is missing: the report is then the first seed that finished, and
+        ``seeds`` spreads over the seeds that did.
     """
 
     command: ClassVar[str] = "train"
@@ -127,6 +132,7 @@ class TrainResult:
     seeds: SeedSummary
     network: Network = field(metadata=HIDDEN, repr=False)
     layout: Layout = field(metadata=HIDDEN, repr=False)
+    partial: Partial | None = None
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The trained network under the model's own keys: a PyTorch state dict (numpy arrays) that
@@ -489,12 +495,23 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     return config, options, strengths
 
 
+def train_seed(config: RunConfig, options: TrainOptions, mitigation: Mitigation | None, minibatch: int | None = None,
+               progress: Progress | None = None, record_to=None) -> TrainResult:
+    """One seed's run of ``train`` (the seed is config.seed): a top-level function of picklable
+    arguments, so that a Dask worker runs exactly what this process would. record_to : where
+    its records go (recording.RecordTo, named for the seed), or None."""
+    setup = mitigated_setup(config, mitigation or NoMitigation(), "trained")
+    return train_setup(setup, options, mitigation, progress, config.seq_len or setup.task.default_seq_len, minibatch,
+                       record_to)
+
+
 def train(
     config: RunConfig | None = None,
     options: TrainOptions = TrainOptions(),
     mitigation: Mitigation | str | None = None,
     progress: Progress | None = None,
     seeds: int = 1,
+    scheduler: str | None = None,
     record: str | os.PathLike | None = None,
     record_every: int = 10,
     **settings,
@@ -510,10 +527,14 @@ def train(
     and ``held_out``.
     seeds : train this many times, on seeds config.seed, config.seed + 1, ...: the report is the
         first seed's, and ``seeds`` holds the spread over all of them. progress counts every step.
+    scheduler : a Dask scheduler's address: each seed's run goes to its cluster (cluster.py), with
+        the same numbers; progress then counts a run's steps when it comes back, with no records
+        (the report's ``history`` has them). A lost cluster raises Incomplete, its ``result`` the
+        report over the seeds that finished (``partial``).
     record : an .ndjson file to write, every ``record_every`` steps, the step's light record (per
         layer and direction the per-step norms and the flow, and the loss: recording.py), one
         flushed line each, what ``gradscope history`` reads; with several seeds each record names
-        its seed as its run ("seed 1").
+        its seed as its run ("seed 1"). Written by this process: not with ``scheduler``.
     """
     strengths = mitigation.strengths if isinstance(mitigation, Mitigation) else Strengths()
     config, options, strengths = training_arguments("train", config, options, strengths, settings)
@@ -523,16 +544,37 @@ def train(
         mitigation = make_mitigation(mitigation.name, strengths)
     config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
+    if record is not None and scheduler is not None:
+        raise InputError("--record writes the records from this process; it cannot follow runs on --scheduler's "
+                         "cluster (record a local run)")
     record_to = None if record is None else RecordTo(os.fspath(record), record_every, "train").start()
     runs: list[TrainResult] = []
-    for i, seed in enumerate(seed_values):
-        setup = mitigated_setup(replace(config, seed=seed), mitigation or NoMitigation(), "trained")
-        done = i * options.steps
-        step_progress = None if progress is None else (
-            lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
-        to = None if record_to is None else record_to.named(f"seed {seed}" if len(seed_values) > 1 else None)
-        runs.append(train_setup(setup, options, mitigation, step_progress, config.seq_len or setup.task.default_seq_len,
-                                minibatch, to))
+    partial = None
+    if scheduler is None:
+        for i, seed in enumerate(seed_values):
+            done = i * options.steps
+            step_progress = None if progress is None else (
+                lambda step, total, record: progress(done + step, total * len(seed_values), record if not done else None))
+            to = None if record_to is None else record_to.named(f"seed {seed}" if len(seed_values) > 1 else None)
+            runs.append(train_seed(replace(config, seed=seed), options, mitigation, minibatch, step_progress, to))
+    else:
+        mitigated_setup(config, mitigation or NoMitigation(), "trained")  # fail fast, before the cluster
+        calls = [(replace(config, seed=seed), options, mitigation, minibatch) for seed in seed_values]
+        finished = None if progress is None else (
+            lambda done, total, label: progress(done * options.steps, total * options.steps, None))
+        try:
+            by_seed = run_each(train_seed, calls, scheduler=scheduler, progress=finished,
+                               label=lambda i: f"seed {seed_values[i]}")
+        except Lost as exc:
+            by_seed = exc.finished
+            if not by_seed:
+                raise
+            partial = Partial(str(exc), len(by_seed), len(calls),
+                              [{"seed": s} for i, s in enumerate(seed_values) if i not in by_seed])
+        runs = [by_seed[i] for i in sorted(by_seed)]
     first = runs[0]
-    first.seeds = summarize_runs(seed_values, runs, first.baseline_loss)
+    first.seeds = summarize_runs([r.config["seed"] for r in runs], runs, first.baseline_loss)
+    first.partial = partial
+    if partial is not None:
+        raise Incomplete(partial.error, first)
     return first

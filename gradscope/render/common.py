@@ -164,13 +164,22 @@ def print_header(console: Console, command: str, config: dict) -> None:
 
 
 @contextlib.contextmanager
-def step_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+def step_progress(description: str, total: int, lines: bool = False) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr while the block runs, only when stderr is a terminal.
 
-    Yields ``advance(completed)``; a no-op on a pipe, so callers need not ask.
+    Yields ``advance(completed, label=None)``; a no-op on a pipe, so callers need not ask. With
+    ``lines`` (runs on a cluster, which take long and are often logged), a stderr that is not a
+    terminal gets one plain line per call instead: ``gradscope: runs: 3/6 (lstm, seed 1)``.
     """
-    if not sys.stderr.isatty() or VERBOSITY["level"] < 0:
-        yield lambda completed: None
+    if VERBOSITY["level"] < 0 or not (sys.stderr.isatty() or lines):
+        yield lambda completed, label=None: None
+        return
+    if not sys.stderr.isatty():
+        def line(completed: int, label: str | None = None) -> None:
+            print(f"gradscope: {description}: {completed}/{total}" + (f" ({label})" if label else ""),
+                  file=sys.stderr, flush=True)
+
+        yield line
         return
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -179,4 +188,4 @@ def step_progress(description: str, total: int) -> Iterator[Callable[[int], None
     )
     with bar:
         task = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task, completed=completed)
+        yield lambda completed, label=None: bar.update(task, completed=completed)

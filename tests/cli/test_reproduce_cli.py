@@ -66,6 +66,16 @@ def test_verdicts_are_computed_from_the_runs():
         in result.verdict
 
 
+def test_temporal_order_trains_the_1997_lstm_whose_cell_is_held_open():
+    """The paper's LSTM had no forget gate; the recipe's stands for it with the gate held open by
+    chrono's bias (a gate at sigmoid(0) = 0.5 would test another model), and says so in its arm."""
+    result = reproduce("temporal-order", steps=2, seq_len=24, hidden_size=3, batch_size=3, eval_size=6)
+    tanh, lstm = result.arms
+    assert (tanh.cell, tanh.bias_init) == ("rnn", "zero")
+    assert (lstm.cell, lstm.mitigation, lstm.bias_init) == ("lstm", "lstm+chrono", "chrono")
+    assert result.reproduced == (tanh.met and lstm.met)
+
+
 @pytest.mark.parametrize("target, losses, diverged, met", [
     (Target("loss_ratio", high=0.1), [0.01, 0.02], [False, False], True),
     (Target("loss_ratio", high=0.1), [0.01, 0.5], [False, False], False),  # the mean, not the best seed

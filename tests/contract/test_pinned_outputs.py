@@ -14,11 +14,14 @@ import pytest
 
 from pinned_cases import CASES, PINNED, run_case
 
-# Keys that exist only since the one-model restructuring: per layer and direction reports.
+# Keys that exist only since the one-model restructuring: per layer and direction reports; and
+# since issue 20, ``partial`` (null unless a Dask cluster was lost mid-run).
 ADDED = {
     "spectrum": [("layers",)],
-    "compare": [("runs", "*", "layers"), ("start",)],
-    "sweep": [("model_at",)],
+    "compare": [("runs", "*", "layers"), ("start",), ("partial",)],
+    "sweep": [("model_at",), ("partial",)],
+    "train": [("partial",)],
+    "reproduce": [("partial",)],
     # issue 19: what reaches each layer's initial state, null unless --initial-state gave one
     "analyze": [("layers", "*", "initial_state")],
 }
