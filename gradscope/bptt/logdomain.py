@@ -243,6 +243,11 @@ def join(dstate: tuple[np.ndarray, ...], local: np.ndarray, log_local: np.ndarra
     with np.errstate(invalid="ignore"):
         kept = (unit > -np.inf) & (log_local <= unit + lim.join_headroom)
         above = np.ceil(np.where(joins, log_local, 0.0) / LN2) * LN2
+        # a zero state (unit -inf) joined by a true-scale gradient inside the window keeps true scale
+        # (unit 0): later joins then add without a copy, where a power-of-two unit rescaled each one
+        low, high = (0.5 * np.log(v) for v in lim.renormalise_window)
+        plain = (unit == -np.inf) & (low < log_local) & (log_local < high)
+        above = np.where(plain & np.isscalar(local_unit) & (local_unit == 0.0), 0.0, above)
         new = np.where(joins & ~kept, np.fmax(unit, above), unit)  # the larger of the two sets the unit
     raised = new > unit
     if raised.any():
