@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bptt.layer import Trajectory
+from .bptt.layer import Trajectory, pick_rows
 from .bptt.logdomain import combine_log_norms
 from .bptt.network import NetworkGradients, NetworkTrajectory, bptt, last_step_backward
 from .flow import Flow, flow
@@ -170,11 +170,6 @@ def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:
     if steps.size < 2:
         return None
 
-    def pick(part):
-        if isinstance(part, np.ndarray):
-            return part[rows]
-        picked = [pick(p) for p in part]
-        return type(part)(*picked) if hasattr(part, "_fields") else tuple(picked)  # a state, or a cache
-
     hidden = traj.hidden[np.concatenate(([0], steps + 1))][:, rows]
-    return Trajectory(None, hidden, [pick(traj.states[s]) for s in steps], [pick(traj.caches[s]) for s in steps])
+    return Trajectory(None, hidden, [pick_rows(traj.states[s], rows) for s in steps],
+                      [pick_rows(traj.caches[s], rows) for s in steps])

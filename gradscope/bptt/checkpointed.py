@@ -40,7 +40,7 @@ from ..dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, default_t
 from ..errors import InputError
 from ..model.cells import Params
 from ..model.network import Network
-from .layer import Trajectory, backprop_steps, cell_contribution_norms, run_layer, to_time_major
+from .layer import Trajectory, backprop_steps, cell_contribution_norms, pick_rows, run_layer, to_time_major
 from .logdomain import combine_log_norms, log_row_norms, renormalise_if_far, to_common_unit, to_true_scale
 from .network import NetworkTrajectory, Upstream, add_scaled, embed, head_gradients
 
@@ -151,14 +151,6 @@ class _Sequences:
             self.folder.cleanup()
 
 
-def _pick(part, rows: np.ndarray):
-    """The given batch rows of a state or a cache (arrays, tuples, named tuples)."""
-    if isinstance(part, np.ndarray):
-        return part[rows]
-    picked = [_pick(p, rows) for p in part]
-    return type(part)(*picked) if hasattr(part, "_fields") else tuple(picked)
-
-
 def checkpointed_bptt(net: Network, x: np.ndarray, y: np.ndarray | None = None, mask: np.ndarray | None = None,
                       upstream: Upstream | None = None, segment: int | None = None) -> CheckpointedRun:
     """Exact BPTT of the network on x (B, T, D) or token ids (B, T), keeping every k-th state only.
@@ -169,7 +161,8 @@ def checkpointed_bptt(net: Network, x: np.ndarray, y: np.ndarray | None = None, 
     """
     if net.head is not None and net.readout == "every" and upstream is None:
         raise InputError("checkpointed BPTT reads out the last state, the mean or the max (not --readout every)")
-    sequences = _Sequences(memory.limit()[0] and memory.limit()[0] // 4)
+    bound = memory.limit()[0]  # /proc/meminfo, the cgroup, ulimit: read once
+    sequences = _Sequences(bound and bound // 4)
     try:
         with np.errstate(all="ignore"):
             return _run(net, x, y, mask, upstream, segment, sequences)
@@ -234,7 +227,7 @@ def _run(net: Network, x, y, mask, upstream, segment, sequences: _Sequences) -> 
                     for cache, use in zip(traj.caches, steps_in):
                         if not use:
                             continue
-                        picked = cache if mask_tm is None else _pick(cache, rows)
+                        picked = cache if mask_tm is None else pick_rows(cache, rows)
                         if len(cell.gates) > 1:
                             jac_sum = jac_sum + cell.step_jacobian(params, picked).mean(axis=0)
                             seen += 1

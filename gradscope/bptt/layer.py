@@ -100,6 +100,14 @@ def _summand_squares(dv: np.ndarray, hidden_prev: np.ndarray) -> np.ndarray:
     return np.einsum("tgh,tgh->t", summands, summands)
 
 
+def pick_rows(part, rows: np.ndarray):
+    """The given batch rows of a state or a cache (arrays, tuples, named tuples), recursively."""
+    if isinstance(part, np.ndarray):
+        return part[rows]
+    picked = [pick_rows(p, rows) for p in part]
+    return type(part)(*picked) if hasattr(part, "_fields") else tuple(picked)
+
+
 def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | None = None,
               initial: tuple[np.ndarray, ...] | None = None) -> Trajectory:
     """The cell over xt (T, B, D), time-major in the order it is processed, from the zero state

@@ -48,7 +48,7 @@ from ..dynamics import lyapunov
 from ..errors import Incomplete, InputError
 from ..experiment import build, check_memory, loaded_network
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
-from ..io.arrays import load_array
+from ..io.arrays import array_shape, load_array
 from ..parallel import default_jobs, in_processes
 from ..profile import end_to_end_log10_ratio, headline, real_run
 from ..runtime import blas_threads_for
@@ -432,10 +432,13 @@ def plan_sweep(
 
 
 def _inputs_steps(base: RunConfig) -> int | None:
-    """T of the --inputs batch (None without one)."""
+    """T of the --inputs batch (None without one), from the .npy file's header alone."""
     if base.inputs is None:
         return None
-    return int(load_array(base.inputs, "inputs").shape[1])
+    shape = array_shape(base.inputs)
+    if shape is None or len(shape) < 2:
+        shape = load_array(base.inputs, "inputs").shape  # says what is wrong with the file
+    return int(shape[1])
 
 
 def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None):

@@ -38,6 +38,7 @@ import numpy as np
 from ..bptt.network import NetworkGradients, NetworkTrajectory, accuracy_of, bptt, forward, loss_of
 from ..cluster import Lost, Partial
 from ..config import RunConfig
+from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
@@ -168,7 +169,7 @@ def file_config(config: RunConfig) -> RunConfig:
     """
     if config.inputs is None or config.weights is not None:
         return config
-    shape = _inputs_shape(config.inputs)
+    shape = array_shape(config.inputs)
     if shape is None or len(shape) != 3:
         return config  # build reports what is wrong with the file
     d = int(shape[2])
@@ -207,21 +208,6 @@ def minibatch_config(config: RunConfig) -> tuple[RunConfig, int | None]:
     if config.inputs is None or config.batch_size is None:
         return config, None
     return replace(config, batch_size=None), config.batch_size
-
-
-def _inputs_shape(inputs: object) -> tuple[int, ...] | None:
-    """The shape of --inputs, an array or a .npy file (its header only), or None if unreadable."""
-    shape = getattr(inputs, "shape", None)
-    if shape is not None:
-        return tuple(shape)
-    try:
-        data = np.load(inputs, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError, TypeError):
-        return None  # build raises the InputError that names what is wrong with the file
-    if isinstance(data, np.lib.npyio.NpzFile):
-        data.close()
-        return None
-    return tuple(data.shape)
 
 
 def split_inputs(setup: Setup) -> tuple[Batch, Batch | None]:

@@ -198,3 +198,19 @@ def load_array(source: object, what: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InputError(f"{what} must be an array or an .npy path, not {type(source).__name__} ({exc})") from None
     return _numeric(array, what)
+
+
+def array_shape(inputs: object) -> tuple[int, ...] | None:
+    """The shape of an array given as itself or as a .npy file (its header only: nothing else is
+    read), or None if unreadable (``load_array`` then says what is wrong)."""
+    shape = getattr(inputs, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        data = np.load(inputs, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.close()
+        return None
+    return tuple(data.shape)
