@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,16 +19,18 @@ from .model.cells import CELLS, Cell, Params, make_cell
 from .config import DEFAULT_BATCH_SIZE, RunConfig, flag
 from .errors import InputError
 from .io.arrays import load_array, load_npz
-from .io.keras import is_keras_file, read_keras
+from .io.files import is_keras_file
 from .io.weights import read_state_dict
 from .model.gate_bias import apply_bias_init, check_bias_init
 from .model.initializers import rescale_spectral_radius
 from .model.losses import get_loss
 from .bptt.network import InitialState, Upstream
 from .model.network import Network, readout_params
-from .model.keras import KerasLayout, load_keras_network
 from .model.statedict import Choices, Layout, load_network
 from .tasks import Batch, Task, TaskShape, make_task
+
+if TYPE_CHECKING:  # a Keras model's layout: its module is imported where a Keras file is read
+    from .model.keras import KerasLayout
 
 DEFAULT_HIDDEN_SIZE = 32
 
@@ -150,6 +153,9 @@ def keras_weights(config: RunConfig) -> bool:
 
 def _keras_network(config: RunConfig, source: str) -> tuple[Network, KerasLayout]:
     """The network a Keras model file describes; the flags that would contradict it refused."""
+    from .io.keras import read_keras  # the Keras reader, only for a Keras file: not at every start
+    from .model.keras import load_keras_network
+
     network, layout = load_keras_network(read_keras(config.weights), source)
     masks = "masks as its layers say (Embedding(mask_zero=True) masks token 0, Masking(v) the steps equal to v)"
     refused = {
@@ -341,7 +347,7 @@ def _file_batch(config: RunConfig, task: Task, shape: TaskShape, rng: np.random.
         y = _random_targets(rng, shape, b, t, every)  # only inputs given
     else:
         y = load_array(config.targets, "targets")
-        if isinstance(layout, KerasLayout) and shape.loss == "ce":
+        if layout.keras and shape.loss == "ce":
             y = _class_indices(y, shape.output_size, t if every else None)
         if y.ndim == 0 or y.shape[0] != b:
             hint = (f" (inputs are batch first, (B, T{', D' if x.ndim == 3 else ''}); yours look time-major: "
@@ -395,7 +401,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
             checkpointed = check_memory(config, task, None, network, checkpointable=checkpointable)
         # A state dict says nothing of the loss: the flag, else the task's (mse for adding); a
         # Keras model's head says it (sigmoid: bce, softmax: ce, linear: mse), unless the flag does.
-        keras = isinstance(layout, KerasLayout)
+        keras = layout.keras
         if network.head is not None:
             if config.loss == "bce" and network.output_size != 1:
                 head = layout.head_label(network) if keras else f"the head {layout.readout}weight"
@@ -495,7 +501,7 @@ def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) ->
                      f"{layout.readout}weight is taken to read {layout.recurrent.rstrip('.') or 'the module'}: "
                      "if it reads another, give your head's gradient with --output-grads")
     if (network.embedding is None or batch.x.ndim != 2 or config.inputs is None or config.padding_idx is not None
-            or isinstance(layout, KerasLayout)):  # a Keras model masks as its layers say
+            or layout.keras):  # a Keras model masks as its layers say
         return notes
     zero_rows = np.flatnonzero(~network.embedding.any(axis=1))  # nn.Embedding(padding_idx=p) keeps row p at 0
     real = np.ones(batch.x.shape, bool) if batch.mask is None else batch.mask

@@ -106,6 +106,22 @@ def run_each(function: Callable[..., Any], calls: Sequence[tuple], jobs: int = 1
     return results
 
 
+def run_each_keeping(function: Callable[..., Any], calls: Sequence[tuple], missing: Callable[[int], dict],
+                     **how: Any) -> tuple[dict[int, Any], Any]:
+    """``run_each`` (``how``: its jobs, scheduler, cost, progress, label), keeping what came back when
+    a cluster loses work: (the results by index, None) or (those that finished, a cluster.Partial
+    naming each missing call by ``missing(i)``). Lost with nothing finished is raised as it is."""
+    from .cluster import Lost, Partial
+
+    try:
+        return run_each(function, calls, **how), None
+    except Lost as exc:
+        if not exc.finished:
+            raise
+        done = exc.finished
+        return done, Partial(str(exc), len(done), len(calls), [missing(i) for i in range(len(calls)) if i not in done])
+
+
 def terminate(pool: ProcessPoolExecutor, grace: float = 1.0) -> None:
     """Stop a pool now: queued calls cancelled, running workers sent SIGTERM (SIGKILL after ``grace``
     seconds) and reaped, so that none is left behind as an orphan."""

@@ -25,14 +25,14 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
-from ..cluster import Lost, Partial
+from ..cluster import Partial
 from ..config import RunConfig
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, loaded_network
 from ..flow import Flow
 from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
 from ..model.network import Network
-from ..parallel import run_each
+from ..parallel import run_each_keeping
 from ..profile import headline, layer_flows
 from ..recording import RecordTo
 from ..runtime import blas_threads_for
@@ -340,15 +340,10 @@ def compare(
     else:  # each worker builds its own setup from the picklable arguments
         calls = [(replace(config, seed=seed), options, name, strengths, start, minibatch, recorded(name, seed))
                  for name, seed in pairs]
-        try:
-            done = run_each(run_one, calls, jobs, scheduler, lambda i: len(setups[pairs[i][0]].network.cell.gates),
-                            progress, label)
-        except Lost as exc:
-            done = exc.finished
-            if not done:
-                raise
-            partial = Partial(str(exc), len(done), len(pairs),
-                              [{"mitigation": n, "seed": s} for i, (n, s) in enumerate(pairs) if i not in done])
+        done, partial = run_each_keeping(
+            run_one, calls, lambda i: {"mitigation": pairs[i][0], "seed": pairs[i][1]}, jobs=jobs,
+            scheduler=scheduler, cost=lambda i: len(setups[pairs[i][0]].network.cell.gates), progress=progress,
+            label=label)
         rows.update({pairs[i]: row for i, row in done.items()})
     baseline = setups[NoMitigation.name]
     runs = []

@@ -467,8 +467,8 @@ class Follower:
                 return None  # only skips so far, or not this run's passes yet: wait
             raise
         restarted, self.restarted = self.restarted, False
-        lines = {r.line for r in mine}
-        return Update(result, [p for p in sorted(result.passes, key=lambda p: p.line) if p.line in lines],
+        by_line = {p.line: p for p in result.passes}  # the new passes, in file order as they came
+        return Update(result, [by_line[r.line] for r in mine if r.line in by_line],
                       [r for r in mine if isinstance(r, Skipped)], restarted)
 
     def finish(self) -> Update:

@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
-from ..cluster import Lost, Partial
+from ..cluster import Partial
 from ..config import RunConfig
 from ..errors import Incomplete, InputError
 from ..experiment import build
 from ..mitigations import NoMitigation, Strengths
-from ..parallel import run_each
+from ..parallel import run_each_keeping
 from ..seeds import SeedSummary, Spread, seed_list, summarize_runs
 from .compare import check_jobs, checked_setup, run_one
 from .train import TrainOptions
@@ -358,16 +358,11 @@ def reproduce(
         arm = exp.arms[i // len(seed_values)].label
         return arm if len(seed_values) == 1 else f"{arm}, seed {seed_values[i % len(seed_values)]}"
 
-    partial = None
-    try:  # the mitigated (often gated) arms take longer per step: in processes, they start first
-        rows = run_each(run_one, calls, jobs, scheduler, lambda i: calls[i][2] != NoMitigation.name, progress, label)
-    except Lost as exc:
-        rows = exc.finished
-        if not rows:
-            raise
-        partial = Partial(str(exc), len(rows), len(calls),
-                          [{"arm": exp.arms[i // len(seed_values)].label, "seed": seed_values[i % len(seed_values)]}
-                           for i in range(len(calls)) if i not in rows])
+    # the mitigated (often gated) arms take longer per step: in processes, they start first
+    rows, partial = run_each_keeping(
+        run_one, calls, lambda i: {"arm": exp.arms[i // len(seed_values)].label, "seed": seed_values[i % len(seed_values)]},
+        jobs=jobs, scheduler=scheduler, cost=lambda i: calls[i][2] != NoMitigation.name, progress=progress,
+        label=label)
 
     setup = build(config)
     baseline = setup.baseline_loss

@@ -36,7 +36,7 @@ from typing import Callable, ClassVar, Iterator
 import numpy as np
 
 from ..bptt.network import NetworkGradients, NetworkTrajectory, accuracy_of, bptt, forward, loss_of
-from ..cluster import Lost, Partial
+from ..cluster import Partial
 from ..config import RunConfig
 from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
@@ -45,7 +45,7 @@ from ..model.initializers import spectral_radius
 from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
-from ..parallel import run_each
+from ..parallel import run_each_keeping
 from ..profile import LayerFlow, end_to_end_ratio, step_flows
 from ..recording import RecordFile, RecordTo, flow_report, pass_record
 from ..runtime import blas_threads_for
@@ -548,15 +548,8 @@ def train(
         calls = [(replace(config, seed=seed), options, mitigation, minibatch) for seed in seed_values]
         finished = None if progress is None else (
             lambda done, total, label: progress(done * options.steps, total * options.steps, None))
-        try:
-            by_seed = run_each(train_seed, calls, scheduler=scheduler, progress=finished,
-                               label=lambda i: f"seed {seed_values[i]}")
-        except Lost as exc:
-            by_seed = exc.finished
-            if not by_seed:
-                raise
-            partial = Partial(str(exc), len(by_seed), len(calls),
-                              [{"seed": s} for i, s in enumerate(seed_values) if i not in by_seed])
+        by_seed, partial = run_each_keeping(train_seed, calls, lambda i: {"seed": seed_values[i]}, scheduler=scheduler,
+                                            progress=finished, label=lambda i: f"seed {seed_values[i]}")
         runs = [by_seed[i] for i in sorted(by_seed)]
     first = runs[0]
     first.seeds = summarize_runs([r.config["seed"] for r in runs], runs, first.baseline_loss)

@@ -18,6 +18,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -29,6 +30,11 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISDIR, "a directory"),
 )
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # the first bytes of a zip archive, or of an empty one
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # an HDF5 file's signature (Keras' .h5 and .weights.h5)
+KERAS_READ_BY = "Keras models are read by gradscope.io.keras.read_keras"
+SAVE_STATE_DICT = 'torch.save(model.state_dict(), "model.pt")'  # what to save instead of a whole model
 
 
 def os_problem(exc: OSError) -> str:
@@ -152,3 +158,29 @@ def _name_max(folder: Path) -> int | None:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         return None
+
+
+# -- a Keras model's file, recognised without importing the Keras reader --------------------
+
+
+def is_keras_file(path: str | os.PathLike) -> bool:
+    """Whether the file is one ``read_keras`` reads: a zip holding config.json and model.weights.h5, or
+    an HDF5 file (by its signature; HDF5 is Keras' format among those gradscope reads). Never raises."""
+    try:
+        if not os.path.isfile(path):  # a FIFO or a device must not be opened
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(HDF5_MAGIC):
+            return True
+        if head.startswith(ZIP_MAGIC):
+            with zipfile.ZipFile(path) as zf:
+                return is_keras_archive(zf.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        pass
+    return False
+
+
+def is_keras_archive(names: list[str]) -> bool:
+    """Whether a zip's member names are those of a .keras file."""
+    return "config.json" in names and any(n.startswith("model.weights") for n in names)

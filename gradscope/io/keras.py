@@ -58,15 +58,13 @@ import numpy as np
 from .. import memory
 from ..errors import InputError
 from ..errors import one_line
-from .files import input_head, regular_file
+from .files import ZIP_MAGIC, input_head, is_keras_archive, is_keras_file, regular_file  # noqa: F401 (read_keras' own)
 from .keras_config import RECURRENT, LayerSpec, gates, read_chain
 from .keras_h5 import (HDF5_MAGIC, Weights, infer_store, legacy_weights, names_attribute, open_h5, store_root,
                        store_weights, text, weight_names)
 
 READS = ("gradscope reads Keras models from .keras and .h5 files (model.save) and from .weights.h5 files "
          "(model.save_weights) with the architecture (model.to_json())")
-READ_BY = "Keras models are read by gradscope.io.keras.read_keras"
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 GIVE_ARCHITECTURE = ('give the .keras file (model.save("model.keras")), or the architecture as well: '
                      "architecture= the JSON of model.to_json()")
@@ -206,29 +204,6 @@ def infer_keras_weights(path: str | os.PathLike) -> InferredKeras:
         if store_root(f) is None:
             raise InputError(f"{origin} is not a weights store written by save_weights (no group 'layers')")
         return _infer(f, path, origin)
-
-
-def is_keras_file(path: str | os.PathLike) -> bool:
-    """Whether the file is one ``read_keras`` reads: a zip holding config.json and model.weights.h5, or
-    an HDF5 file (by its signature; HDF5 is Keras' format among those gradscope reads). Never raises."""
-    try:
-        if not os.path.isfile(path):  # a FIFO or a device must not be opened
-            return False
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-        if head.startswith(HDF5_MAGIC):
-            return True
-        if head.startswith(ZIP_MAGIC):
-            with zipfile.ZipFile(path) as zf:
-                return is_keras_archive(zf.namelist())
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        pass
-    return False
-
-
-def is_keras_archive(names: list[str]) -> bool:
-    """Whether a zip's member names are those of a .keras file."""
-    return "config.json" in names and any(n.startswith("model.weights") for n in names)
 
 
 # -- recognising the file --------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from .. import memory
+from .files import HDF5_MAGIC  # noqa: F401 (the signature the reader checks)
 from ..errors import InputError
 from ..extras import install_hint
 from .arrays import _numeric
 from ..errors import one_line
 from .keras_config import POOLING, RECURRENT, SUPPORTED, OUTPUT_GRADS, LayerSpec, gates, snake_case
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 STORE_ROOTS = ("layers", "_layer_checkpoint_dependencies")  # Keras 3; Keras 2.13-2.15's .keras files
 NEEDS_H5PY = install_hint("keras")
 

@@ -48,8 +48,8 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..extras import install_hint
+from .files import SAVE_STATE_DICT
 
-SAVE_STATE_DICT = 'torch.save(model.state_dict(), "model.pt")'
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of the legacy layout
 LEGACY_PROTOCOL = 1001  # its second
 ZIP_MAGIC = b"PK\x03\x04"  # how torch.load tells the layouts apart: by the first bytes

@@ -35,12 +35,8 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..extras import install_hint
-from . import torch_pickle
 from .arrays import _numeric, load_npz
-from .files import input_head
-from .keras import READ_BY as KERAS_READ_BY, is_keras_archive
-from .keras_h5 import HDF5_MAGIC
-from .torch_pickle import SAVE_STATE_DICT
+from .files import HDF5_MAGIC, KERAS_READ_BY, SAVE_STATE_DICT, ZIP_MAGIC, input_head, is_keras_archive
 
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 """Where training checkpoints keep the state dict, tried in this order."""
@@ -48,7 +44,6 @@ CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 READS = "gradscope reads state dicts from .npz (np.savez), .pt/.pth (torch.save) and .safetensors files"
 NEEDS_TORCH = install_hint("torch")
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one
 NPY_MAGIC = b"\x93NUMPY"
 PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # PROTO opcode, protocols 2 to 5
 
@@ -144,7 +139,9 @@ def _starts_with_torch_magic(path: Path) -> bool:
     with open(path, "rb") as fh:
         stream = io.BytesIO(fh.read(64))  # PROTO, LONG1 with 10 bytes, STOP: 16 bytes in protocol 2
     try:
-        return any(arg == torch_pickle.LEGACY_MAGIC for _op, arg, _pos in pickletools.genops(stream))
+        from .torch_pickle import LEGACY_MAGIC  # the pure reader, imported where a torch file is read
+
+        return any(arg == LEGACY_MAGIC for _op, arg, _pos in pickletools.genops(stream))
     except ValueError:  # a longer first pickle: not torch's
         return False
 
@@ -185,6 +182,8 @@ def _read_torch_file(path: Path, origin: str) -> Any:
     """What torch.load(weights_only=True) returns for the file, onto the CPU: read by io.torch_pickle
     without importing torch (tensors as numpy arrays), or by torch.load itself, where installed, for
     the types NumPy cannot hold (float8, complex32, quantized, sparse)."""
+    from . import torch_pickle  # only where a torch file is read: not at every start of the CLI
+
     try:
         return torch_pickle.load(path, origin)
     except torch_pickle.NeedsTorch as exc:

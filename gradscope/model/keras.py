@@ -30,11 +30,12 @@ The file itself is read and written in io/ (keras.py, keras_h5.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.keras_config import OUTPUT_GRADS, RECURRENT  # words of a Keras chain (that module reads no file)
 from .cells import Cell, Params, make_cell
 from .network import Network, OwnMask, Wiring
 
@@ -42,10 +43,8 @@ if TYPE_CHECKING:  # the description's types only: the model layer reads no file
     from ..bptt.network import NetworkGradients
     from ..io.keras import KerasLayer, KerasModel
 
-RECURRENT = ("SimpleRNN", "GRU", "LSTM")
 POOLING_READOUTS = {"GlobalAveragePooling1D": "mean", "GlobalMaxPooling1D": "max-all"}
 HEAD_LOSSES = {"sigmoid": "bce", "softmax": "ce", "linear": "mse"}
-OUTPUT_GRADS = "give the gradient at the recurrent layers' output with --output-grads (dL/d(output))"
 # Keras' (z, r, h) slices <-> our (r, z, n) blocks: the same swap both ways
 GRU_ORDER = (1, 0, 2)
 
@@ -59,6 +58,8 @@ class KerasLayout:
     loss : the loss the head's activation implies (bce, ce, mse).
     """
 
+    keras: ClassVar[bool] = True  # a Keras model's layout (statedict.Layout says False)
+
     model: Any
     embedding: Any
     recurrent: tuple[Any, ...]
@@ -66,7 +67,6 @@ class KerasLayout:
     loss: str
     ignored: tuple[str, ...] = ()  # the layers gradscope reads are all of a Keras model's weights
     others: tuple[str, ...] = ()
-    weights_file = ".weights.h5"
 
     def export(self, network: Network) -> dict[str, np.ndarray]:
         """The network's arrays as Keras 3's weights store holds them: HDF5 dataset paths
@@ -86,10 +86,6 @@ class KerasLayout:
     def head_label(self, network: Network) -> str:
         head = self.head
         return f"Dense '{head.name}' ({network.feature_size}, {network.output_size}, {head.config['activation']})"
-
-
-def is_keras_layout(layout: Any) -> bool:
-    return isinstance(layout, KerasLayout)
 
 
 # -- Keras -> network ------------------------------------------------------------------------------

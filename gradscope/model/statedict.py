@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -36,7 +36,10 @@ class Layout:
     recurrent : the nn.RNN/GRU/LSTM's prefix; readout : the Linear head's, or None (no head);
     embedding : the nn.Embedding's, or None; ignored : keys of other modules, left unread;
     others : the prefixes of other recurrent modules in the state dict (``--rnn-key`` chose).
+    keras : False: a PyTorch state dict's layout (model/keras.py's KerasLayout says True).
     """
+
+    keras: ClassVar[bool] = False
 
     recurrent: str = RECURRENT_PREFIX
     readout: str | None = READOUT_PREFIX
@@ -44,7 +47,6 @@ class Layout:
     embedding: str | None = None
     ignored: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
-    weights_file = ".npz"  # what --save-weights writes: the state dict's arrays
 
     def export(self, network: Network) -> dict[str, np.ndarray]:
         """The network's parameters under this layout's keys (``export_network``)."""

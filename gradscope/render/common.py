@@ -189,3 +189,11 @@ def step_progress(description: str, total: int, lines: bool = False) -> Iterator
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda completed, label=None: bar.update(task, completed=completed)
+
+
+def thin(count: int, rows: int | None) -> list[int]:
+    """Indices of ``rows`` of ``count`` items, evenly spaced, the first and the last always; all of
+    them when ``rows`` is None or not fewer."""
+    if rows is None or count <= rows:
+        return list(range(count))
+    return sorted(set(np.round(np.linspace(0, count - 1, max(rows, 2))).astype(int).tolist()))

@@ -23,8 +23,8 @@ import numpy as np
 from rich.console import Console, Group
 from rich.text import Text
 
-from ..commands.history import Heatmap, HistoryResult, LayerFlow, Pass, heatmap
-from .common import REGIME_STYLE, num, num_log10, step_count
+from ..commands.history import Heatmap, HistoryResult, LayerFlow, Pass, heatmap, layer_key
+from .common import REGIME_STYLE, num, num_log10, step_count, thin
 
 RAMP = ".:-=+*#%@"  # low to high, without colour
 NULL = "!"  # the record has null: the norm is 0 or not finite
@@ -147,14 +147,6 @@ def table_lines(result: HistoryResult, passes: list[Pass], width: int) -> list[T
             lines.append(_line(columns, groups, Text(step_text(p)), Text(num(p.loss)),
                                [group_cells(p.layers[g]) for g in groups]))
     return lines
-
-
-def thin(count: int, rows: int | None) -> list[int]:
-    """Indices of ``rows`` of ``count`` items, evenly spaced, the first and the last always; all of
-    them when ``rows`` is None or not fewer."""
-    if rows is None or count <= rows:
-        return list(range(count))
-    return sorted(set(np.round(np.linspace(0, count - 1, max(rows, 2))).astype(int).tolist()))
 
 
 # --- the heatmap -------------------------------------------------------------------------------
@@ -358,7 +350,8 @@ def render_history(result: HistoryResult, console: Console, rows: int | None = 2
                    key: tuple[int, str] | None = None) -> None:
     """Print the history for a person: per run the table, then the heatmap of ``key`` (layer,
     direction), by default the top layer's forward direction."""
-    console.print(history_view(result, console.width, in_colour(console), rows, key or headline(result)))
+    console.print(history_view(result, console.width, in_colour(console), rows,
+                               key or layer_key(result, None, "forward")))
 
 
 def rows_to_fit(result: HistoryResult, width: int, height: int, rows: int | None) -> int | None:
@@ -369,11 +362,6 @@ def rows_to_fit(result: HistoryResult, width: int, height: int, rows: int | None
     fixed = 4 + runs * (3 * tables + 13)  # headers, titles, notes, axis, legend (history_view)
     fit = max(2, (height - fixed) // (runs * (tables + 1)))
     return fit if rows is None else min(rows, fit)
-
-
-def headline(result: HistoryResult) -> tuple[int, str]:
-    """The top layer's forward direction: the layer the readout sees first."""
-    return max(k["layer"] for k in result.layers), "forward"
 
 
 # --- --follow on a pipe ------------------------------------------------------------------------

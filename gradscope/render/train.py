@@ -13,17 +13,14 @@ from rich.text import Text
 from ..mitigations import STRENGTH_FLAGS, mitigation_help
 from ..commands.train import StepRecord, TrainResult
 from ..seeds import SeedSummary
-from .common import num, print_header, sparkline
+from .common import num, print_header, sparkline, thin
 
 MAX_ROWS = 15
 
 
 def subsample(history: list[StepRecord], rows: int = MAX_ROWS) -> list[StepRecord]:
     """At most ``rows`` records, evenly spread, always with the first and the last."""
-    if len(history) <= rows:
-        return history
-    picks = np.unique(np.round(np.linspace(0, len(history) - 1, rows)).astype(int))
-    return [history[i] for i in picks]
+    return [history[i] for i in thin(len(history), rows)]
 
 
 def training_line(result: TrainResult) -> str:
