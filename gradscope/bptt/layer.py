@@ -120,6 +120,7 @@ def run_layer(cell: Cell, params: Params, xt: np.ndarray, mask: np.ndarray | Non
     steps, batch = xt.shape[0], xt.shape[1]
     hidden_size, dtype = cell.hidden_size(params), cell.dtype(params)
     u = cell.project_inputs(params, np.asarray(xt, dtype=dtype))  # in the parameters' dtype throughout
+    params = cell.forward_weights(params)  # W_hh^T contiguous, for the product at every step
     hidden = np.empty((steps + 1, batch, hidden_size), dtype)
     state = cell.initial_state(batch, hidden_size, dtype) if initial is None else initial
     hidden[0] = state[0]
@@ -201,15 +202,17 @@ def backprop_steps(
     Returns (dL/ds_0 in units e^unit, unit).
     """
     step = cell.step_backward
+    # which steps a gradient joins at, and which are real for every sequence: read once, as lists
+    # of bools (a numpy test at each step costs more than some of the step's products)
+    joins = [False] * len(caches) if local is None else np.any(log_local > -np.inf, axis=1).tolist()
+    whole = None if real is None else real.all(axis=(1, 2)).tolist()
     for t in range(len(caches) - 1, -1, -1):
-        if local is not None and np.any(log_local[t] > -np.inf):
-            # the gradient from outside joins here; dstate[0] is this row
+        if joins[t]:  # the gradient from outside joins here; dstate[0] is this row
             unit = join(dstate, local[t], log_local[t], unit, 0.0 if local_scale is None else local_scale[t])
         scale[t] = unit
-        if dL_dc is not None:
-            dL_dc[t] = cell.memory_grad(dstate, caches[t])  # the total, through h_t as well
-        if real is None or real[t].all():
-            dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t])
+        memory = None if dL_dc is None else cell.memory_grad(dstate, caches[t], out=dL_dc[t])  # the total, through h_t as well
+        if whole is None or whole[t]:
+            dstate = step(params, dstate, caches[t], du[t], dv[t], deltas[t], memory)
         else:
             into = tuple(d * real[t] for d in dstate)  # only real steps go through the cell
             back = step(params, into, caches[t], du[t], dv[t], deltas[t])

@@ -114,7 +114,8 @@ class NetworkGradients:
         dL/dh_t for t = 1..T, zero at pad steps; the same for dL_dc), whatever the direction.
     head : {"Wy", "by"} gradients, or None.
     embedding : (V, D) dL/dE (row padding_idx zero), or None.
-    dL_dx : (T, B, D) the gradient reaching layer 0's input.
+    dL_dx : (T, B, D) the gradient reaching layer 0's input; None from BPTT without the
+        parameters' gradients (``parameters=False``: the flow alone, which never reads it).
     The gradient reaching each layer's initial state is in ``layers[k][d].initial``
     (``initial_state`` stacks it as PyTorch's h_0).
     """
@@ -123,7 +124,7 @@ class NetworkGradients:
     layers: list[list[LayerGradients]]
     head: Params | None
     embedding: np.ndarray | None
-    dL_dx: np.ndarray = field(repr=False)
+    dL_dx: np.ndarray | None = field(repr=False)
 
     def parameters(self, net: Network) -> Params:
         """Every trained parameter's gradient, flat under ``Network.parameters``' names (in the
@@ -409,12 +410,12 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
             grads = backprop_layer(
                 net.cell_of(k), params, run, local=_reversed(local) if flip else local,
                 final=tuple(finals[k][d]), mask=_reversed(mask_tm) if reverse else mask_tm,
-                input_grads=True,
+                input_grads=k > 0 or parameters,  # what reaches the inputs: for the embedding's gradient
                 local_scale=_reversed(d_scale) if flip else d_scale, parameters=parameters,
             )
             if reverse:  # back to absolute time order
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
-                grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], grads.dx[::-1]
+                grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], _reversed(grads.dx)
                 grads.dx_scale = _reversed(grads.dx_scale)
                 grads.set_log_rows(grads.log_rows[::-1], _reversed(grads.log_cell_rows))
             if real is not None:  # the figures a user reads are zero where the sequence has ended
@@ -426,7 +427,8 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
             for name in [n for n in grads.params if not net.is_trained(k, d, n)]:
                 grads.params.pop(name)  # bias=False's zero biases, and the network's fixed arrays
             layers[k].append(grads)
-            d_in, in_scale = add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
+            if grads.dx is not None:
+                d_in, in_scale = add_scaled(d_in, in_scale, grads.dx, grads.dx_scale)
         d_out, d_scale = d_in, in_scale
     if d_scale is not None:
         to_true_scale(d_out, d_scale)  # what reaches the inputs, at true scale
@@ -434,7 +436,7 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
             if grads.dx is d_out:  # one direction: that layer's dx itself, now at true scale
                 grads.dx_scale = None
     emb_grad = None
-    if net.embedding is not None and traj.tokens is not None:
+    if net.embedding is not None and traj.tokens is not None and d_out is not None:
         emb_grad = np.zeros_like(net.embedding)
         flat = d_out.transpose(1, 0, 2).reshape(-1, d_out.shape[2])
         np.add.at(emb_grad, traj.tokens.reshape(-1), flat)  # dE[token] += dL/dx_t, every occurrence
@@ -524,7 +526,7 @@ def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGr
                 g.log_cell_norms = g.log_cell_norms + log_share
     head = {name: p * share for name, p in grads.head.items()}
     embedding = times(grads.embedding)
-    return NetworkGradients(grads.loss * share, grads.layers, head, embedding, grads.dL_dx * share)
+    return NetworkGradients(grads.loss * share, grads.layers, head, embedding, times(grads.dL_dx))
 
 
 def bptt(

@@ -4,7 +4,9 @@ Each case is a name and the argv of one `gradscope` command with ``--json``. Fil
 (``{tmp}/...``) are pinned by their keys, shapes and a digest of each array's bytes. The pins were
 written by ``python tests/contract/pinned_cases.py`` from main at 8b6a68e, before the one-model
 restructuring, so that the built models' outputs stay exactly what they were; rerun it only when
-an output is meant to change, and say why in the commit.
+an output is meant to change, and say why in the commit (git log -- tests/contract/pinned lists
+each re-pin: the end-to-end ratio of train --task text, clip-norm's eps, and the LSTM step's
+rounding after its gate derivatives were folded into the forward step and W_hh^T made contiguous).
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ def test_output_is_byte_for_byte_the_pinned_one(name, capsys):
     doc, old = json.loads(out), json.loads(pinned)
     command = doc.get("command") if isinstance(doc, dict) else None
     added = ADDED.get(command, []) + (ADDED_SETTINGS if isinstance(doc, dict) else [])
+    for path in added:  # a pin written after a key was added holds it too
+        _drop(old, path)
     if any([_drop(doc, path) for path in added]):  # what they held may count non-finite values
         assert doc.pop("nonfinite_count") >= old.pop("nonfinite_count")
     else:

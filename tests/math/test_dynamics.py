@@ -153,7 +153,7 @@ def test_lstm_cell_path_is_the_forget_gate_product():
     result = spectrum_setup(setup, transient=4)
     traj = forward(setup.network, setup.batch.x).runs[0][0]
     h = 5
-    forget = np.stack([cache.gates[:, h : 2 * h] for cache in traj.caches])  # (T, B, H)
+    forget = np.stack([cache.forget for cache in traj.caches])  # (T, B, H)
     for t, jac in enumerate(step_jacobians(setup.network.layer(0), traj)):
         np.testing.assert_array_equal(jac[:, h:, h:], forget[t][:, :, None] * np.eye(h))
     exponents = -np.sort(-np.log(forget[4:]).mean(axis=0), axis=1).mean(axis=0)

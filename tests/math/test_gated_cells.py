@@ -90,7 +90,8 @@ def test_lstm_dL_dc_is_the_total_derivative_through_h_and_the_next_cell():
             c = state[1].copy()
             c[unit] += delta
             # the total: h_t = o_t tanh(c_t) is recomputed from the shifted c_t
-            hs = cache.gates[:, 3 * h:] * np.tanh(c) if through_h else state[0]
+            o = state[0] / np.tanh(state[1])  # o_t from the step's own h_t and c_t
+            hs = o * np.tanh(c) if through_h else state[0]
             return (hs, c)
         return shift
 
@@ -173,8 +174,9 @@ def test_direct_paths_are_diag_z_for_the_gru_and_diag_f_for_the_lstm():
             z = cache.gates[:, h:2 * h]
             np.testing.assert_allclose(jac, z[:, :, None] * np.eye(h), rtol=1e-14)
         else:
-            f, o = cache.gates[:, h:2 * h], cache.gates[:, 3 * h:]
-            dh_dc = o * (1 - np.tanh(traj.states[2][1]) ** 2)
+            h_t, c_t = traj.states[2]
+            f, o = cache.forget, h_t / np.tanh(c_t)  # o_t from h_t = o_t tanh(c_t)
+            dh_dc = o * (1 - np.tanh(c_t) ** 2)
             np.testing.assert_allclose(jac[:, h:, h:], f[:, :, None] * np.eye(h), rtol=1e-14)
             np.testing.assert_allclose(jac[:, :h, h:], (dh_dc * f)[:, :, None] * np.eye(h), rtol=1e-12)
             assert np.all(jac[:, :, :h] == 0)  # nothing reaches back through h_{t-1} without W_hh

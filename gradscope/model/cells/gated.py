@@ -81,12 +81,13 @@ class GatedCell(Cell):
 
     @abstractmethod
     def local_backward(
-        self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray
+        self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray,
+        memory: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, ...]:
         """Backprop through the elementwise part of one step.
 
-        cache : the step's cache, a NamedTuple with at least ``gates`` (B, .).
-        dstate : dL/dstate_t, one (B, H) array per state element.
+        cache : the step's cache, a NamedTuple whose first array is (B, .).
+        dstate : dL/dstate_t, one (B, H) array per state element; memory : as for ``step_backward``.
         Fills du with dL/du_t (B, G*H) and dv with dL/dv_t (B, G*H); returns, per element of
         state_{t-1}, its derivative through every path but W_hh h_{t-1} ((B, H), or None where
         there is no such path).
@@ -94,9 +95,9 @@ class GatedCell(Cell):
 
     def step_backward(
         self, params: Params, dstate: State, cache: Any, du: np.ndarray, dv: np.ndarray,
-        dh_prev: np.ndarray | None = None,
+        dh_prev: np.ndarray | None = None, memory: np.ndarray | None = None,
     ) -> State:
-        direct = self.local_backward(params, dstate, cache, du, dv)
+        direct = self.local_backward(params, dstate, cache, du, dv, memory)
         dh = np.matmul(dv, params["W_hh"], out=dh_prev)  # backprop through W_hh h_{t-1}
         if direct[0] is not None:
             dh += direct[0]
@@ -122,7 +123,7 @@ class GatedCell(Cell):
         Returns alpha (B, m, G*H), dL/dv_t for a unit gradient on state element s (m elements),
         and direct (B, m, m, H), [b, s, s'] the direct derivative of element s' of state_{t-1}.
         """
-        m, batch = len(self.state_names), cache.gates.shape[0]
+        m, batch = len(self.state_names), cache[0].shape[0]  # a cache's first array: (B, .)
         ones = np.ones((batch, self.hidden_size(params)))
         zeros = np.zeros_like(ones)
         alpha = np.empty((batch, m, params["W_hh"].shape[0]))

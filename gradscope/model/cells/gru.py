@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Params, State
+from .base import Params, State, recurrent_product
 from .gated import GatedCell
 
 
@@ -64,7 +64,7 @@ class GRUCell(GatedCell):
         # slower on the strided gate columns of a (B, 3H) array.
         (h_prev,) = state
         h = h_prev.shape[1]
-        v = h_prev @ params["W_hh"].T
+        v = recurrent_product(params, "W_hh", h_prev)
         v += params["b_hh"]  # v_t = W_hh h_{t-1} + b_hh
         rz = np.add(v[:, : 2 * h], u_t[:, : 2 * h])
         self.gate.forward(rz, out=rz)  # r and z, one sigmoid
@@ -78,7 +78,8 @@ class GRUCell(GatedCell):
         return (h_new,), GRUCache(rz, v_n, diff, n)
 
     def local_backward(
-        self, params: Params, dstate: State, cache: GRUCache, du: np.ndarray, dv: np.ndarray
+        self, params: Params, dstate: State, cache: GRUCache, du: np.ndarray, dv: np.ndarray,
+        memory: None = None,
     ) -> tuple[np.ndarray]:
         (dh,) = dstate
         rz, n = cache.gates, cache.n

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Params, State, apply_to_batch, project, sum_outer
+from .base import TRANSPOSED, Params, State, apply_to_batch, project, sum_outer
 from .gated import GatedCell
 
 
@@ -65,11 +65,12 @@ class GRUResetBeforeCell(GatedCell):
     ) -> tuple[State, GRUResetBeforeCache]:
         (h_prev,) = state
         h = h_prev.shape[1]
-        w = params["W_hh"]
-        rz = h_prev @ w[: 2 * h].T
+        wt = params.get(TRANSPOSED)
+        wt = params["W_hh"].T if wt is None else wt  # (H, 3H): the contiguous transpose where prepared
+        rz = h_prev @ wt[:, : 2 * h]
         rz += u_t[:, : 2 * h]
         self.gate.forward(rz, out=rz)  # r, z = s(u + W h_{t-1})
-        n = (rz[:, :h] * h_prev) @ w[2 * h :].T
+        n = (rz[:, :h] * h_prev) @ wt[:, 2 * h :]
         n += u_t[:, 2 * h :]
         self.f.forward(n, out=n)  # n_t = f(u_n + W_hn (r * h_{t-1}))
         diff = h_prev - n
@@ -78,7 +79,8 @@ class GRUResetBeforeCell(GatedCell):
         return (h_new,), GRUResetBeforeCache(rz, h_prev, diff, n)
 
     def local_backward(
-        self, params: Params, dstate: State, cache: GRUResetBeforeCache, du: np.ndarray, dv: np.ndarray
+        self, params: Params, dstate: State, cache: GRUResetBeforeCache, du: np.ndarray, dv: np.ndarray,
+        memory: None = None,
     ) -> tuple[np.ndarray]:
         """Fills du = dv (the cell says ``dv_is_du``); returns dh_{t-1} through every path but W_hr
         and W_hz: z dh and r d(r h), the latter through W_hn."""
@@ -103,7 +105,7 @@ class GRUResetBeforeCell(GatedCell):
 
     def step_backward(
         self, params: Params, dstate: State, cache: GRUResetBeforeCache, du: np.ndarray, dv: np.ndarray,
-        dh_prev: np.ndarray | None = None,
+        dh_prev: np.ndarray | None = None, memory: None = None,
     ) -> State:
         (direct,) = self.local_backward(params, dstate, cache, du, dv)
         h = direct.shape[1]

@@ -31,15 +31,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Params, State
+from .base import Params, State, recurrent_product
 from .gated import GatedCell
 
 
 @lru_cache(maxsize=8)
-def gate_constants(hidden_size: int, dtype: np.dtype = np.dtype(np.float64)
+def gate_constants(hidden_size: int, dtype: np.dtype = np.dtype(np.float64), batch: int = 1
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(4H,) vectors that let one tanh compute all four gates, and the gate slopes, in ``dtype``
-    (the gates': a float64 constant would turn float32 gates into float64).
+    """(batch, 4H) arrays that let one tanh compute all four gates, and the gate slopes, in
+    ``dtype`` (the gates': a float64 constant would turn float32 gates into float64). Each row is
+    the same; whole arrays because numpy multiplies two (B, 4H) arrays twice as fast as it
+    broadcasts a (4H,) row over one.
 
     sigmoid(a) = 0.5 + 0.5 tanh(a / 2): scaling the i, f, o blocks by ``half`` before and after a
     tanh over (B, 4H) and adding ``shift`` gives [i, f, g, o]. ``tanh_block`` is 1 on g, 0 elsewhere:
@@ -51,23 +53,25 @@ def gate_constants(hidden_size: int, dtype: np.dtype = np.dtype(np.float64)
     shift = np.full(4 * h, 0.5, dtype)
     shift[2 * h : 3 * h] = 0.0
     tanh_block = 1.0 - shift * 2
-    for a in (half, shift, tanh_block):
+    rows = tuple(np.repeat(a[None, :], batch, axis=0) for a in (half, shift, tanh_block))
+    for a in rows:
         a.flags.writeable = False
-    return half, shift, tanh_block
+    return rows
 
 
 class LSTMCache(NamedTuple):
-    """What one LSTM step keeps for its backward.
+    """What one LSTM step keeps for its backward: the gates' derivatives, folded.
 
-    gates : (B, 4H), [i_t, f_t, g_t, o_t].
-    c_prev : (B, H), c_{t-1}.
-    tanh_c : (B, H), tanh(c_t) (the activation's f(c_t)).
+    coef : (B, 4H), what dL/dc_t (in total) and dL/dh_t are multiplied by to give dL/da_t:
+        [g s'(a_i), c_{t-1} s'(a_f), i f'(a_g), f(c_t) s'(a_o)] (s' = s (1 - s) for the sigmoid,
+        f' = 1 - g^2 for tanh), folded in the forward step, which has every factor in hand: the
+        backward step is then three products where it was eleven.
+    forget : (B, H), f_t: the direct path of the cell from c_t to c_{t-1}.
     dh_dc : (B, H), o_t (1 - tanh^2 c_t) = dh_t / dc_t (o_t f'(c_t)).
     """
 
-    gates: np.ndarray
-    c_prev: np.ndarray
-    tanh_c: np.ndarray
+    coef: np.ndarray
+    forget: np.ndarray
     dh_dc: np.ndarray
 
 
@@ -91,21 +95,30 @@ class LSTMCell(GatedCell):
         self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
     ) -> tuple[State, LSTMCache]:
         h_prev, c_prev = state
-        h = h_prev.shape[1]
-        a = h_prev @ params["W_hh"].T
+        batch, h = h_prev.shape
+        a = recurrent_product(params, "W_hh", h_prev)
         a += u_t  # a_t = W_hh h_{t-1} + W_ih x_t + b_ih + b_hh
         if self.fused:
-            half, shift, _ = gate_constants(h, h_prev.dtype)
+            half, shift, tanh_block = gate_constants(h, h_prev.dtype, batch)
             a *= half
             np.tanh(a, out=a)
             a *= half
             a += shift  # [i, f, g, o]: sigmoid via 0.5 + 0.5 tanh(a / 2), all four gates in one tanh
+            coef = a + tanh_block
+            factors = np.subtract(1.0, a)
+            coef *= factors  # the slopes: s (1 - s) on i, f, o; (1 + g)(1 - g) on g
         else:
             self.gate.forward(a[:, : 2 * h], out=a[:, : 2 * h])  # i, f = s(a_i), s(a_f)
             self.f.forward(a[:, 2 * h : 3 * h], out=a[:, 2 * h : 3 * h])  # g = f(a_g)
             self.gate.forward(a[:, 3 * h :], out=a[:, 3 * h :])  # o = s(a_o)
-        i, f, g, o = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
-        c = f * c_prev
+            coef = np.empty_like(a)
+            coef[:, : 2 * h] = self.gate.slope(a[:, : 2 * h])
+            coef[:, 2 * h : 3 * h] = self.f.slope(a[:, 2 * h : 3 * h])
+            coef[:, 3 * h :] = self.gate.slope(a[:, 3 * h :])
+            factors = np.empty_like(a)
+        i, g, o = a[:, :h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
+        forget = a[:, h : 2 * h].copy()  # contiguous: numpy is 2-3x slower on a gate's columns
+        c = forget * c_prev
         ig = i * g
         c += ig  # c_t = f c_{t-1} + i g
         if self.fused:
@@ -118,39 +131,35 @@ class LSTMCell(GatedCell):
             h_new = np.multiply(o, tanh_c, out=out)  # h_t = o f(c_t)
             dh_dc = self.f.slope(tanh_c)
         dh_dc *= o  # o (1 - tanh^2 c_t), kept for the backward
-        return (h_new, c), LSTMCache(a, c_prev, tanh_c, dh_dc)
+        # each gate's slope times what the gate multiplies: g (i's, in c_t), c_{t-1} (f's), i (g's)
+        # and f(c_t) (o's, in h_t), gathered into one array for one product
+        gathered, gates = factors.reshape(batch, 4, h), a.reshape(batch, 4, h)
+        gathered[:, 0] = gates[:, 2]
+        gathered[:, 1] = c_prev
+        gathered[:, 2] = gates[:, 0]
+        gathered[:, 3] = tanh_c
+        coef *= factors
+        return (h_new, c), LSTMCache(coef, forget, dh_dc)
 
-    def memory_grad(self, dstate: State, cache: LSTMCache) -> np.ndarray:
+    def memory_grad(self, dstate: State, cache: LSTMCache, out: np.ndarray | None = None) -> np.ndarray:
         """dL/dc_t in total: o (1 - tanh^2 c_t) dL/dh_t + dL/dc_t through c_{t+1}, (B, H)."""
         dh, dc = dstate
-        total = dh * cache.dh_dc
+        total = np.multiply(dh, cache.dh_dc, out=out)
         total += dc
         return total
 
     def local_backward(
-        self, params: Params, dstate: State, cache: LSTMCache, du: np.ndarray, dv: np.ndarray
+        self, params: Params, dstate: State, cache: LSTMCache, du: np.ndarray, dv: np.ndarray,
+        memory: np.ndarray | None = None,
     ) -> tuple[None, np.ndarray]:
         dh, _ = dstate
-        gates = cache.gates
-        h = dh.shape[1]
-        i, f, g = gates[:, :h], gates[:, h : 2 * h], gates[:, 2 * h : 3 * h]
-        da = du  # dL/da_t for a_t = u_t + v_t: du and dv are one array (dv_is_du)
-        np.multiply(dh, cache.tanh_c, out=da[:, 3 * h :])  # do: backprop through o * tanh(c)
-        dc = self.memory_grad(dstate, cache)  # through tanh(c_t) into h_t, plus the carry
-        np.multiply(dc, g, out=da[:, :h])  # di: backprop through i * g
-        np.multiply(dc, cache.c_prev, out=da[:, h : 2 * h])  # df: backprop through f * c_{t-1}
-        np.multiply(dc, i, out=da[:, 2 * h : 3 * h])  # dg: backprop through i * g
-        dc *= f  # dc_{t-1}: backprop through f * c_{t-1}
-        if self.fused:
-            _, _, tanh_block = gate_constants(h, gates.dtype)
-            slope = gates + tanh_block
-            slope *= 1.0 - gates
-        else:
-            slope = np.empty_like(gates)
-            slope[:, : 2 * h] = self.gate.slope(gates[:, : 2 * h])
-            slope[:, 2 * h : 3 * h] = self.f.slope(g)
-            slope[:, 3 * h :] = self.gate.slope(gates[:, 3 * h :])
-        da *= slope  # backprop through the gates: s (1 - s) on i, f, o; 1 - g^2 on g
+        batch, h = dh.shape
+        # through tanh(c_t) into h_t, plus the carry (the caller's record of it, where given)
+        dc = self.memory_grad(dstate, cache) if memory is None else memory
+        da = du.reshape(batch, 4, h)  # dL/da_t for a_t = u_t + v_t: du and dv are one array (dv_is_du)
+        coef = cache.coef.reshape(batch, 4, h)
+        np.multiply(dc[:, None, :], coef[:, :3], out=da[:, :3])  # di, df, dg: through c_t and the gates
+        np.multiply(dh, coef[:, 3], out=da[:, 3])  # do: through h_t = o f(c_t) and the gate
         if dv is not du:
             dv[...] = du
-        return (None, dc)
+        return (None, np.multiply(dc, cache.forget))  # dc_{t-1}: backprop through f * c_{t-1}

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..initializers import get_initializer, xavier
-from .base import Cell, Params, State, apply_to_batch, project, sum_outer
+from .base import Cell, Params, State, apply_to_batch, project, recurrent_product, sum_outer
 
 
 class RNNCell(Cell):
@@ -60,14 +60,14 @@ class RNNCell(Cell):
         self, params: Params, u_t: np.ndarray, state: State, out: np.ndarray | None = None
     ) -> tuple[State, np.ndarray]:
         (a_prev,) = state
-        z = np.matmul(a_prev, params["Wa"].T, out=out)
+        z = recurrent_product(params, "Wa", a_prev, out=out)
         z += u_t  # z_t = Wa a_{t-1} + Wx x_t + b + b_hh
         a = self.f.forward(z, out=z)  # a_t = f(z_t), in place: z_t is not needed again
         return (a,), a
 
     def step_backward(
         self, params: Params, dstate: State, cache: np.ndarray, du: np.ndarray, dv: np.ndarray,
-        dh_prev: np.ndarray | None = None,
+        dh_prev: np.ndarray | None = None, memory: None = None,
     ) -> State:
         (da,) = dstate
         np.multiply(self.f.slope(cache), da, out=du)  # dz_t = f'(z_t) * delta_t: backprop through f
