@@ -11,28 +11,22 @@ batch: BPTT from the model's loss on (x_probe, y_probe) through every layer and 
 same Record a ``gradscope.torch.attach`` recorder makes, with ``source`` "keras". The probe is fixed,
 so the records follow the model, not the batches.
 
-How the model reaches gradscope: its weights are saved to a temporary .weights.h5 file and read
-with its architecture (``model.to_json()``) by gradscope.io.keras, and the recurrent layers put
-in PyTorch's layout (io/keras_torch.py) as a state dict. That layout computes what Keras does for
-Sequential models of this shape, and only those are taken (an InputError names what is not):
+How the model reaches gradscope: it is saved as a temporary .keras archive (its architecture and
+current weights) and read as the CLI reads a user's Keras file (io/keras.py, model/keras.py): every
+model ``gradscope analyze --weights model.keras`` takes, the callback takes too, computed as Keras
+computes it (masking, hard_sigmoid, GRU(reset_after=False), the Bidirectional merges, pooling, a
+readout at every step). The loss is the compiled one: binary crossentropy, (sparse) categorical
+crossentropy or mean squared error, under a Dense head whose activation is the one that loss
+expects (sigmoid, softmax, linear) or a linear one with ``from_logits=True``.
 
-    [InputLayer] [Embedding(mask_zero=False)] recurrent layers [Dropout...] Dense
-    recurrent   SimpleRNN (tanh or relu), LSTM, GRU(reset_after=True) (tanh, sigmoid gates), all
-                of one class and size, or Bidirectional(merge_mode="concat") of them; every one
-                but the last returns sequences, the last does not (the head reads its last output)
-    head        Dense(sigmoid) + binary crossentropy, Dense(softmax) + (sparse) categorical
-                crossentropy, or a linear Dense with from_logits=True or mean squared error
-
-Masking and other merges need Keras' own masking semantics in the network (another piece of
-issue 18); until then they are refused. Dropout (layers, dropout=, recurrent_dropout=) is the
-identity here, as at inference: such a model's records say ``dropout_left_out``. The loss is the
-one Keras' TensorFlow backend computes from the logits; Keras 3's torch backend clips
-probabilities to [1e-7, 1 - 1e-7] (REFERENCE 4a), which differs only where |logit| > ~16.
+Dropout (layers, dropout=, recurrent_dropout=) is the identity here, as at inference: such a
+model's records say ``dropout_left_out``. The loss is the one Keras' TensorFlow backend computes
+from the logits; Keras 3's torch backend clips probabilities to [1e-7, 1 - 1e-7] (REFERENCE 4a),
+which differs only where |logit| > ~16.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings
@@ -49,17 +43,15 @@ from .commands.analyze import analyze
 from .config import RunConfig
 from .errors import InputError
 from .experiment import build
-from .io.keras import KerasLayer, read_keras
-from .io.keras_torch import to_torch
 from .recording import MEASURES, Record, measure_flow, sink_for
 
-__all__ = ["Recorder", "state_dict"]
+__all__ = ["Recorder", "run_config"]
 
-RECURRENT = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 LOSSES = {  # Keras' loss names -> gradscope's loss, and the head activation it takes (or "linear" with logits)
     "binary_crossentropy": ("bce", "sigmoid"), "sparse_categorical_crossentropy": ("ce", "softmax"),
     "categorical_crossentropy": ("ce", "softmax"), "mean_squared_error": ("mse", "linear"), "mse": ("mse", "linear"),
 }
+DROPOUT = ("Dropout", "SpatialDropout1D", "GaussianDropout", "AlphaDropout")
 
 
 def _loss_of(model: Any) -> tuple[str, str, bool]:
@@ -73,99 +65,46 @@ def _loss_of(model: Any) -> tuple[str, str, bool]:
         config = loss.get_config() if hasattr(loss, "get_config") else {}
         name = config.get("name") or getattr(loss, "name", None) or getattr(loss, "__name__", "")
         logits = bool(config.get("from_logits", False))
-    name = {"binary_crossentropy": "binary_crossentropy"}.get(name, name)
     if name not in LOSSES:
         raise InputError(f"gradscope.keras.Recorder: the loss {name!r} is not one gradscope computes "
                          f"({', '.join(sorted(LOSSES))})")
     return LOSSES[name][0], name, logits
 
 
-def state_dict(model: Any) -> tuple[dict[str, np.ndarray], dict]:
-    """The model's current weights in PyTorch's layout (``embedding.weight``, ``rnn.*``, ``fc.*``),
-    and the settings that go with them: {"cell", "activation", "loss", "dropout", "categorical"}.
-
-    Raises InputError for a model gradscope cannot reproduce this way (the module docstring).
-    """
-    loss, loss_name, logits = _loss_of(model)
-    with tempfile.TemporaryDirectory(prefix="gradscope-keras-") as folder:
-        path = os.path.join(folder, "model.weights.h5")
-        model.save_weights(path)
-        read = read_keras(path, architecture=json.loads(model.to_json()))
-    layers = [layer for layer in read.layers if layer.class_name not in ("InputLayer", "Dropout")]
-    dropout = any(layer.class_name == "Dropout" for layer in read.layers)
-    arrays: dict[str, np.ndarray] = {}
-    if layers and layers[0].class_name == "Embedding":
-        if layers[0].config.get("mask_zero"):
-            raise InputError("gradscope.keras.Recorder: Embedding(mask_zero=True) masks token 0, which needs Keras' "
-                             "masking in gradscope's network (not there yet)")
-        arrays["embedding.weight"] = np.array(layers[0].weights["embeddings"])
-        layers = layers[1:]
-    if len(layers) < 2 or layers[-1].class_name != "Dense":
-        raise InputError("gradscope.keras.Recorder takes Sequential models of recurrent layers under a Dense head, "
-                         f"got {', '.join(l.class_name for l in read.layers)}")
-    head, recurrent = layers[-1], layers[:-1]
-    cells = set()
-    for k, layer in enumerate(recurrent):
-        last = k == len(recurrent) - 1
-        parts = _directions(layer)
-        for d, part in enumerate(parts):
-            cells.add(_check_cell(part, last, backward=d == 1))
-            for name, value in to_torch(part).items():
-                arrays[f"rnn.{name}_l{k}{'_reverse' if d else ''}"] = value
-        dropout |= any(float(p.config.get(n, 0.0) or 0.0) > 0 for p in parts for n in ("dropout", "recurrent_dropout"))
-    if len(cells) != 1 or len({_units(l) for l in recurrent}) != 1 or len({len(_directions(l)) for l in recurrent}) != 1:
-        raise InputError("gradscope.keras.Recorder: the recurrent layers must be of one class, size and direction count")
-    cell, activation = cells.pop()
-    _check_head(head, loss, loss_name, logits)
-    arrays["fc.weight"] = np.ascontiguousarray(np.array(head.weights["kernel"]).T)
-    if "bias" in head.weights:
-        arrays["fc.bias"] = np.array(head.weights["bias"])
-    return arrays, {"cell": cell, "activation": activation, "loss": loss, "dropout": dropout,
-                    "categorical": loss_name == "categorical_crossentropy"}
-
-
-def _directions(layer: KerasLayer) -> list[KerasLayer]:
-    if layer.class_name == "Bidirectional":
-        if layer.config.get("merge_mode") != "concat":
-            raise InputError(f"gradscope.keras.Recorder: Bidirectional {layer.name!r} merges by "
-                             f"{layer.config.get('merge_mode')!r}; gradscope's network concatenates (merge_mode='concat')")
-        return [layer.forward, layer.backward]
-    return [layer]
-
-
-def _units(layer: KerasLayer) -> int:
-    return _directions(layer)[0].config["units"]
-
-
-def _check_cell(layer: KerasLayer, last: bool, backward: bool) -> tuple[str, str]:
-    """(gradscope's cell, activation) of one recurrent layer (one direction; ``backward``: a
-    Bidirectional's backward layer, which reads backwards), or InputError."""
-    where = f"gradscope.keras.Recorder: {layer.class_name} {layer.name!r}"
-    if layer.class_name not in RECURRENT:
-        raise InputError(f"{where} is not a SimpleRNN, LSTM or GRU")
-    config = layer.config
-    if config.get("return_sequences") == last:
-        raise InputError(f"{where}: every recurrent layer but the last returns sequences, and the last does not "
-                         "(the head reads its last output)")
-    if bool(config.get("go_backwards")) != backward:
-        raise InputError(f"{where} reads backwards (go_backwards=True) outside a Bidirectional")
-    activation = config.get("activation", "tanh")
-    if layer.class_name == "SimpleRNN":
-        if activation not in ("tanh", "relu"):
-            raise InputError(f"{where}: activation {activation!r}; gradscope's rnn is tanh or relu")
-        return "rnn", activation
-    if activation != "tanh" or config.get("recurrent_activation", "sigmoid") != "sigmoid":
-        raise InputError(f"{where}: activations {activation!r}, {config.get('recurrent_activation')!r}; PyTorch's "
-                         "layout computes tanh with sigmoid gates")
-    return RECURRENT[layer.class_name], "tanh"
-
-
-def _check_head(head: KerasLayer, loss: str, loss_name: str, logits: bool) -> None:
-    activation = head.config.get("activation", "linear")
-    wanted = "linear" if logits else {"bce": "sigmoid", "ce": "softmax", "mse": "linear"}[loss]
+def _check_head(model: Any, loss: str, loss_name: str, logits: bool) -> None:
+    """The compiled loss must be what gradscope computes from the head's logits."""
+    head = model.layers[-1] if model.layers else None
+    if type(head).__name__ != "Dense":
+        return  # the reader names what it does not take
+    activation = head.get_config().get("activation", "linear")
+    wanted = "linear" if logits else LOSSES[loss_name][1]
     if activation != wanted:
         raise InputError(f"gradscope.keras.Recorder: the loss {loss_name} needs a Dense head with activation "
                          f"{wanted!r}{'' if logits else ' (or a linear one and from_logits=True)'}, got {activation!r}")
+
+
+def _has_dropout(model: Any) -> bool:
+    """Whether training drops units anywhere: a dropout layer, or a recurrent layer's dropout= or
+    recurrent_dropout= (a Bidirectional's in its forward and backward layers)."""
+    layers = list(model.layers)
+    for layer in list(layers):
+        layers += [getattr(layer, side) for side in ("forward_layer", "backward_layer") if hasattr(layer, side)]
+    return any(type(layer).__name__ in DROPOUT
+               or any(float(getattr(layer, name, 0.0) or 0.0) > 0 for name in ("dropout", "recurrent_dropout"))
+               for layer in layers)
+
+
+def run_config(model: Any, x: np.ndarray, y: np.ndarray, folder: str) -> tuple[RunConfig, bool]:
+    """The RunConfig of the model as it is now on (x, y), its .keras archive saved in ``folder``,
+    and whether its training drops units (left out here: ``dropout_left_out``).
+
+    Raises InputError for a loss gradscope does not compute; the reader raises it for a layer or
+    option it does not model (naming the layer)."""
+    loss, loss_name, logits = _loss_of(model)
+    _check_head(model, loss, loss_name, logits)
+    path = os.path.join(folder, "model.keras")
+    model.save(path)
+    return RunConfig(weights=path, inputs=x, targets=y, loss=loss, seed=0), _has_dropout(model)
 
 
 class Recorder(keras.callbacks.Callback):
@@ -204,12 +143,12 @@ class Recorder(keras.callbacks.Callback):
     def record(self) -> Record:
         """The Record of the model as it is now, on the probe batch (step: batches seen so far)."""
         try:
-            weights, settings = state_dict(self.model)
-            y = np.argmax(self.y, axis=-1) if settings["categorical"] else self.y
-            config = RunConfig(cell=settings["cell"], activation=settings["activation"], weights=weights,
-                               inputs=self.x, targets=y, loss=settings["loss"], readout="last", seed=0)
-            result = analyze(config) if self.measure == "full" else measure_flow(build(config))
-            return Record(self.step, result.regime, result, None, self.measure, settings["dropout"], "keras")
+            with tempfile.TemporaryDirectory(prefix="gradscope-keras-") as folder:
+                config, dropout = run_config(self.model, self.x, self.y, folder)
+                result = analyze(config) if self.measure == "full" else measure_flow(build(config))
+            if self.measure == "full":  # not the temporary file's path, gone now
+                result.config["weights"] = f"<Keras model {self.model.name!r}>"
+            return Record(self.step, result.regime, result, None, self.measure, dropout, "keras")
         except Exception as exc:  # the training goes on; the record says why it is missing
             reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
         if reason not in self._warned:

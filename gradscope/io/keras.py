@@ -36,8 +36,8 @@ What a KerasModel means, for the model layer that turns it into a network (REFER
   steps only; GlobalMaxPooling1D takes the maximum over every step, masked ones included.
 - The Dense head reads the pooled vector, or the last recurrent layer's last output; where that
   layer returns sequences and no pooling follows, it is applied at every step.
-- hard_sigmoid's formula is keras_version's; Keras' weights layout is x @ kernel (``keras_torch``
-  gives PyTorch's).
+- hard_sigmoid's formula is keras_version's; Keras' weights layout is x @ kernel (model/keras.py
+  puts it in the network's).
 """
 
 from __future__ import annotations

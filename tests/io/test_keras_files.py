@@ -17,7 +17,6 @@ import pytest
 
 from gradscope.errors import InputError
 from gradscope.io.keras import KerasLayer, infer_keras_weights, is_keras_file, read_keras
-from gradscope.io.keras_torch import NoTorchTwin, gru_to_torch, to_torch
 from gradscope.io.weights import read_state_dict
 from keras_support import torch_keras, user_example
 
@@ -780,54 +779,3 @@ def test_reading_never_imports_keras(saved):
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-
-
-# -- PyTorch's layout ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def float64_keras(keras):
-    """Keras computing in float64 (REFERENCE 4a's oracle recipe), restored afterwards."""
-    from keras.src.backend.common import dtypes
-
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    narrowed = dtypes.BIT64_TO_BIT32_DTYPE.get("float64")
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")  # the policy Keras cached from floatx at its first layer
-    dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
-    yield keras
-    keras.config.set_floatx(floatx)
-    keras.config.set_dtype_policy(policy)
-    dtypes.BIT64_TO_BIT32_DTYPE["float64"] = narrowed
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("cls, module, options", [
-    ("SimpleRNN", "RNN", {}), ("SimpleRNN", "RNN", {"use_bias": False}), ("LSTM", "LSTM", {}),
-    ("GRU", "GRU", {}), ("GRU", "GRU", {"use_bias": False}),
-])
-def test_torch_layout_runs_as_keras_does(float64_keras, tmp_path, cls, module, options):
-    torch = pytest.importorskip("torch")
-    keras = float64_keras
-    x = np.random.default_rng(4).normal(size=(2, 5, 3))
-    model = randomised(sequential(keras, getattr(keras.layers, cls)(4, return_sequences=True, **options),
-                                  keras.layers.Dense(1), dtype=None))
-    model.save(tmp_path / "m.keras")
-    expected = np.asarray(model.layers[0](x).detach().cpu().numpy())
-    state = to_torch(read_keras(tmp_path / "m.keras").layers[1])
-    twin = getattr(torch.nn, module)(3, 4, batch_first=True, bias=options.get("use_bias", True)).double()
-    twin.load_state_dict({f"{k}_l0": torch.from_numpy(v) for k, v in state.items()})
-    with torch.no_grad():
-        out, _ = twin(torch.from_numpy(x))
-    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
-
-
-def test_gru_reset_before_has_no_torch_twin(saved):
-    gru = read_keras(f"{saved['gru_reset_before'][1]}.keras").layers[1]
-    with pytest.raises(NoTorchTwin, match="reset_after=False") as err:
-        gru_to_torch(gru)
-    assert isinstance(err.value, InputError)
-    bi = read_keras(f"{saved['merge_modes'][1]}.keras").layers[2]
-    with pytest.raises(InputError, match="a Bidirectional's directions are its forward and backward layers"):
-        to_torch(bi)
-    assert set(to_torch(bi.backward)) == {"weight_ih", "weight_hh"}  # use_bias=False: no biases, as bias=False
