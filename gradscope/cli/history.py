@@ -16,7 +16,13 @@ from ..render.common import console, warn
 from ..render.report import prepare as prepare_report
 from ..serialize import dumps_line
 from .app import Interrupted, app, emit
-from .options import OUTPUT, JsonFlag, PlotFile, Quiet, ReportFile, Verbose, verbosity
+from .options import OUTPUT, JsonFlag, PlotFile, Quiet, Verbose, verbosity
+
+# history draws its heatmap itself: its page needs no matplotlib, unlike the other commands' pictures
+HistoryReportFile = Annotated[Optional[Path], typer.Option(
+    "--report", help="Also write one self-contained page to FILE (.html): the table and the heatmap as inline "
+    "SVG (drawn without matplotlib).",
+    rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]
 
 if TYPE_CHECKING:  # the reader is imported when the command runs (tests/test_startup.py)
     from ..commands.history import HistoryResult, Update
@@ -53,7 +59,7 @@ def history_command(
         min=0, show_default="never: Ctrl-C stops")] = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
-    report: ReportFile = None,
+    report: HistoryReportFile = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

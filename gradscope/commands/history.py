@@ -349,14 +349,44 @@ def build(path: str | os.PathLike, records: list[Pass | Skipped], incomplete_las
     keys = sorted(keys, key=lambda k: (k[0], DIRECTIONS.index(k[1])))
     order = {name: i for i, name in enumerate(names)}
     passes.sort(key=lambda p: order[p.run])  # grouped by run; stable: file order within a run
-    seq_len = max(len(f.log10_grad_norms) for p in passes for f in p.layers)
+    seq_len = max(_longest(p) for p in passes)
     padded = any(len(f.log10_grad_norms) < seq_len for p in passes for f in p.layers)
-    # new objects, the records' own untouched: follow builds again from the same records
-    passes = [dataclasses.replace(p, layers=[_end_aligned(f, seq_len) for f in
-                                             sorted(p.layers, key=lambda f: keys.index((f.layer, f.direction)))])
-              for p in passes]
     return HistoryResult(str(path), names, [{"layer": k[0], "direction": k[1]} for k in keys], seq_len, padded,
-                         passes, skipped, incomplete_last_line)
+                         [_aligned(p, keys, seq_len) for p in passes], skipped, incomplete_last_line)
+
+
+def _longest(p: Pass) -> int:
+    return max(len(f.log10_grad_norms) for f in p.layers)
+
+
+def _aligned(p: Pass, keys: list[tuple[int, str]], seq_len: int) -> Pass:
+    """The pass with its layers in ``keys``' order, each end-aligned to seq_len steps: new objects,
+    the record's own untouched (follow builds again from the same records)."""
+    return dataclasses.replace(p, layers=[_end_aligned(f, seq_len) for f in
+                                          sorted(p.layers, key=lambda f: keys.index((f.layer, f.direction)))])
+
+
+def extended(result: HistoryResult, new: list[Pass | Skipped], incomplete_last_line: bool
+             ) -> tuple[HistoryResult, list[Pass]] | None:
+    """``result`` with records read after it (already only the shown run's), and their passes as
+    the result holds them; only the new passes are aligned, so that following a long recording
+    costs each poll what it brought. None where the whole must be built again (``build``): a run
+    not seen before, layers unlike the others (build says so), or a pass longer than every earlier
+    one, which moves the alignment of all."""
+    passes = [r for r in new if isinstance(r, Pass)]
+    keys = [(k["layer"], k["direction"]) for k in result.layers]
+    if any(r.run not in result.runs for r in new) or any(
+            sorted(_keys(p)) != sorted(keys) or _longest(p) > result.seq_len for p in passes):
+        return None
+    aligned = [_aligned(p, keys, result.seq_len) for p in passes]
+    grouped: dict[str | None, list[Pass]] = {name: [] for name in result.runs}
+    for p in result.passes + aligned:  # grouped by run, file order within each: references only
+        grouped[p.run].append(p)
+    padded = result.padded or any(len(f.log10_grad_norms) < result.seq_len for p in passes for f in p.layers)
+    return dataclasses.replace(
+        result, padded=padded, passes=[p for group in grouped.values() for p in group],
+        skipped=result.skipped + [r for r in new if isinstance(r, Skipped)],
+        incomplete_last_line=incomplete_last_line), aligned
 
 
 def _end_aligned(f: LayerFlow, seq_len: int) -> LayerFlow:
@@ -428,6 +458,7 @@ class Follower:
     reader: RecordReader = field(init=False)
     records: list[Pass | Skipped] = field(default_factory=list)
     restarted: bool = False  # replaced since the last Update
+    built: HistoryResult | None = None  # the last Update's result, which the next one extends
 
     def __post_init__(self) -> None:
         self.reader = RecordReader(self.path)
@@ -442,6 +473,7 @@ class Follower:
             self.reader = RecordReader(self.path)
             self.records = []
             self.restarted = True
+            self.built = None
         new = self.reader.read()
         self.records += new
         return new
@@ -459,17 +491,22 @@ class Follower:
         mine = [r for r in new if self.run is None or r.run == self.run]
         if not mine and not self.restarted and not last:
             return None
-        try:
-            result = build(self.path, list(self.records), self.reader.incomplete_last_line, self.run)
-        except InputError:
-            if not last and not any(isinstance(r, Pass) and (self.run is None or r.run == self.run)
-                                    for r in self.records):
-                return None  # only skips so far, or not this run's passes yet: wait
-            raise
+        grown = None if self.built is None else extended(self.built, mine, self.reader.incomplete_last_line)
+        if grown is not None:
+            result, shown = grown
+        else:
+            try:
+                result = build(self.path, list(self.records), self.reader.incomplete_last_line, self.run)
+            except InputError:
+                if not last and not any(isinstance(r, Pass) and (self.run is None or r.run == self.run)
+                                        for r in self.records):
+                    return None  # only skips so far, or not this run's passes yet: wait
+                raise
+            by_line = {p.line: p for p in result.passes}  # the new passes, in file order as they came
+            shown = [by_line[r.line] for r in mine if r.line in by_line]
+        self.built = result
         restarted, self.restarted = self.restarted, False
-        by_line = {p.line: p for p in result.passes}  # the new passes, in file order as they came
-        return Update(result, [by_line[r.line] for r in mine if r.line in by_line],
-                      [r for r in mine if isinstance(r, Skipped)], restarted)
+        return Update(result, shown, [r for r in mine if isinstance(r, Skipped)], restarted)
 
     def finish(self) -> Update:
         """The last Update: the unfinished last line taken if whole (InputError if no pass came)."""

@@ -301,3 +301,38 @@ def test_gradscope_history_in_python(tmp_path):
     assert result.to_dict()["passes"][1]["layers"][0]["slope"] == pytest.approx(-0.5)
     with pytest.raises(InputError, match=r"^run x: no such run"):  # the keyword's name, not the flag's
         gradscope.history(path, run="x")
+
+
+@pytest.mark.parametrize("run, builds", [(None, 3), ("clip-norm", 1)])
+def test_following_builds_only_the_new_passes_and_equals_reading_the_whole(tmp_path, monkeypatch, run, builds):
+    """Each poll extends the last result (commands.history.extended) instead of building it all
+    again; what it shows must be what history() reads from the file at that point, through new
+    runs, skipped passes, shorter passes and a longer one (which aligns everything afresh)."""
+    import gradscope.commands.history as history_module
+
+    whole_builds = []
+    build = history_module.build
+    monkeypatch.setattr(history_module, "build", lambda *a, **k: whole_builds.append(1) or build(*a, **k))
+    path = tmp_path / "r.ndjson"
+    chunks = [
+        [light_record(1, run="none"), light_record(1, run="clip-norm")],
+        [{"step": 2, "skipped": "why", "run": "none"}, light_record(2, run="clip-norm", seq_len=9)],
+        [light_record(3, run="none"), light_record(3, run="clip-norm")],
+        [light_record(4, run="l2")],  # a run not seen before
+        [light_record(5, run="none", seq_len=20), light_record(5, run="clip-norm")],  # longer than any
+        [light_record(6, run="clip-norm", seq_len=4), light_record(6, run="l2"), light_record(7, run="none")],
+    ]
+    follower, written, read_whole = history_module.Follower(path, run), [], 0
+    for chunk in chunks:
+        written += chunk
+        write_records(path, written)
+        update = follower.update(follower.poll())
+        if update is None:
+            continue
+        whole, read_whole = history(path, run), read_whole + 1
+        assert update.result == whole
+        mine = [r for r in chunk if "layers" in r and (run is None or r.get("run") == run)]
+        assert [(p.run, p.step) for p in update.new] == [(r.get("run"), r["step"]) for r in mine]
+    # built whole: at the first pass, at the run not seen before and at the longer pass (when every
+    # run is shown), each history() above aside; every other poll extended the last result
+    assert len(whole_builds) - read_whole == builds
