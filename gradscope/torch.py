@@ -21,8 +21,8 @@ flow and the verdict, two ways (``measure``):
     "flow"   the light record (recording.FlowReport): per layer and direction the per-step log10
              norms and the flow, from BPTT without parameter gradients, spectra or Lyapunov
              exponents, in the module's dtype (a float32 module's pass in float32: --dtype
-             float32's error bounds); it costs about one plain training step
-             (benchmarks/bench_torch_adapter.py)
+             float32's error bounds); about 1.3 plain training steps of an nn.LSTM(32, 128,
+             num_layers=2) at (B, T) = (32, 100) on one thread (benchmarks/bench_torch_adapter.py)
 
 A module with dropout between layers (nn.LSTM(num_layers=2, dropout=p)) in training mode draws
 masks the hooks cannot see: its pass is analysed without them, the flow through the same weights,
@@ -264,8 +264,8 @@ def attach(module: torch.nn.RNNBase, every: int = 10,
         "measure": ..., ...the report}, or {"step": n, ..., "skipped": reason}), flushed (the file
         is overwritten): what ``gradscope history`` reads.
     measure : "full", analyze's whole report in float64; "flow", the light record (per layer and
-        direction the per-step norms and the flow; a float32 module's pass in float32), which
-        costs about one plain training step.
+        direction the per-step norms and the flow; a float32 module's pass in float32), about
+        1.3 plain training steps (docs/python-api.md, "Cost").
 
     A pass given hx is analysed from it (the full report then holds the gradient reaching it, as
     torch's h0.grad); dropout between layers in training mode is left out of the analysis and the
