@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -502,10 +502,12 @@ def parse_mitigations(text: str | None) -> list[str]:
 STARTS = ("init", "trained")
 
 
-def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Generator, t_max: int) -> Network:
+def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Generator, t_max: int,
+          initialise: Callable[[Network, np.random.Generator], Network] = torch_init) -> Network:
     """The network a cure trains when the model is the user's own (--weights), a new one.
 
-    start : "init" re-initialises the architecture as PyTorch does (model/reinit.py), "trained"
+    start : "init" re-initialises the architecture with ``initialise`` (the layout's: as PyTorch
+        does, model/reinit.py, or for a Keras model as Keras does, model/keras.py), "trained"
         keeps the saved weights (fine-tuning). Then the cure's own settings, on top:
     cell           a cell swap: every layer new, as PyTorch initialises that module (from either
                    start: the saved weights are another cell's); embedding, head, layers,
@@ -517,7 +519,7 @@ def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Gener
     if start not in STARTS:
         raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
     overrides = mitigation.overrides
-    new = torch_init(net, rng) if start == "init" else net.copy()
+    new = initialise(net, rng) if start == "init" else net.copy()
     cell = overrides.get("cell", new.cell.name)
     activation = overrides.get("activation", new.cell.activation if cell == new.cell.name else "tanh")
     cells = [new.cell_of(k) for k in range(new.num_layers)]

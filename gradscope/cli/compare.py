@@ -47,8 +47,9 @@ def compare_command(
     jobs: Jobs = None,
     scheduler: Scheduler = None,
     start: Annotated[Literal[STARTS], typer.Option(
-        help="With --weights: train each run from PyTorch's initialisation of your model's architecture "
-             "(init), or fine-tune your saved weights (trained). Each cure then changes what it sets.",
+        help="With --weights: train each run from your model's architecture initialised anew, as PyTorch "
+             "(or for a Keras model, Keras) initialises it (init), or fine-tune your saved weights (trained). "
+             "Each cure then changes what it sets.",
         rich_help_panel=MITIGATION)] = "init",
     save_best: Annotated[Optional[Path], typer.Option(
         "--save-best", help="Write the best run's trained weights as a PyTorch state dict (.npz) under the keys "

@@ -189,13 +189,14 @@ def file_config(config: RunConfig) -> RunConfig:
 def mitigated_setup(config: RunConfig, mitigation: Mitigation, start: str = "trained") -> Setup:
     """The setup a mitigation trains. A model built from flags is built as the mitigation
     configures it; a network read from --weights is changed by it (``mitigations.treat``), from
-    the saved weights (``start`` "trained") or from PyTorch's initialisation of the same
-    architecture ("init"), with the weights stream of the seed (experiment.rngs)."""
+    the saved weights (``start`` "trained") or from the initialisation of the same architecture
+    ("init": PyTorch's, or Keras' for a Keras model), with the weights stream of the seed
+    (experiment.rngs)."""
     setup = build(mitigation.configure(config))
     if config.weights is None:
         return setup
     t_max = config.chrono_max or setup.batch.x.shape[1]
-    net = treat(setup.network, mitigation, start, rngs(config.seed)[0], t_max)
+    net = treat(setup.network, mitigation, start, rngs(config.seed)[0], t_max, setup.layout.initialise)
     overrides = mitigation.overrides
     resolved = replace(setup.config, cell=net.cell.name, activation=net.cell.activation,
                        init=overrides.get("init"), init_gain=overrides.get("init_gain") if "init" in overrides else None)

@@ -15,7 +15,8 @@ records the mask that Masking and Embedding(mask_zero=True) compute as small ope
 mask Keras itself would pass, and any other mask, extra input or branch is refused.
 
 Each layer's config keeps the keys that decide its arithmetic, as the file gives them (activation
-names are kept, not judged); keys that Keras omits when they hold its default are filled with it.
+names are kept, not judged), and the LSTM's unit_forget_bias, which decides its initialisation;
+keys that Keras omits when they hold its default are filled with it.
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ def _recurrent(cls: str, config: dict, where: str) -> dict[str, Any]:
     if cls != "SimpleRNN":
         out["recurrent_activation"] = _activation(config, "recurrent_activation", where)
     out["use_bias"] = bool(config.get("use_bias", True))
+    if cls == "LSTM":  # how Keras initialises the forget gate's bias (model/keras.py's keras_init)
+        out["unit_forget_bias"] = bool(config.get("unit_forget_bias", True))
     if cls == "GRU":
         if "reset_after" not in config:  # Keras 2.0/2.1 configs: the option did not exist yet
             raise InputError(f"{where} does not say reset_after; re-save the model with Keras 2.3 or later")

@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.keras_config import OUTPUT_GRADS, RECURRENT  # words of a Keras chain (that module reads no file)
 from .cells import Cell, Params, make_cell
+from .initializers import orthogonal, xavier
 from .network import Network, OwnMask, Wiring
 
 if TYPE_CHECKING:  # the description's types only: the model layer reads no file
@@ -86,6 +87,10 @@ class KerasLayout:
     def head_label(self, network: Network) -> str:
         head = self.head
         return f"Dense '{head.name}' ({network.feature_size}, {network.output_size}, {head.config['activation']})"
+
+    def initialise(self, network: Network, rng: np.random.Generator) -> Network:
+        """The architecture with new weights, as Keras initialises its layers (``keras_init``)."""
+        return keras_init(network, self, rng)
 
 
 # -- Keras -> network ------------------------------------------------------------------------------
@@ -139,6 +144,42 @@ def load_keras_network(model: "KerasModel", source: str) -> tuple[Network, Keras
     _check_widths(network, recurrent, head, source)
     layout = KerasLayout(model, embedding, tuple(recurrent), head, HEAD_LOSSES[head.config["activation"]])
     return network, layout
+
+
+def keras_init(network: Network, layout: KerasLayout, rng: np.random.Generator) -> Network:
+    """The network's architecture with new weights, as Keras 3 initialises its layers by default,
+    drawn in the order embedding, layers (bottom first, forward first), head:
+
+        Embedding           E ~ U(-0.05, 0.05)
+        SimpleRNN/LSTM/GRU  kernel glorot_uniform (U(-l, l), l = sqrt(6 / (D + G*H)));
+                            recurrent_kernel orthogonal ((H, G*H) of orthonormal rows: W_hh^T W_hh = I);
+                            biases zero, the LSTM's forget gate's 1 (unit_forget_bias, its default)
+        Dense               kernel glorot_uniform, bias zero
+
+    A layer configured with other initialisers is drawn with these too (the file does not keep
+    them). The arrays a Keras layer does not have (the recurrent bias beside Keras' one) stay zero.
+    """
+    new = network.copy()
+    if new.embedding is not None:
+        new.embedding = rng.uniform(-0.05, 0.05, new.embedding.shape)
+    layers = []
+    for k, layer in enumerate(layout.recurrent):
+        parts = (layer.forward, layer.backward) if layer.class_name == "Bidirectional" else (layer,)
+        cell, directions = network.cell_of(k), []
+        for d, part in enumerate(parts):
+            shape = network.layer(k, d)
+            rows = len(cell.gates) * shape.hidden_size
+            w_ih, w_hh, b_ih, b_hh = _names(cell)
+            params = {w_ih: xavier(rows, shape.input_size, rng), w_hh: orthogonal(rows, shape.hidden_size, rng),
+                      b_ih: np.zeros(rows), b_hh: np.zeros(rows)}
+            if part.config.get("unit_forget_bias") and part.config["use_bias"]:
+                params[b_ih][shape.hidden_size : 2 * shape.hidden_size] = 1.0  # (i, f, c, o): f's rows
+            directions.append(params)
+        layers.append(directions)
+    new.layers = layers
+    if new.head is not None:
+        new.head = {"Wy": xavier(*new.head["Wy"].shape, rng), "by": np.zeros_like(new.head["by"])}
+    return new
 
 
 def _label(layer: "KerasLayer") -> str:

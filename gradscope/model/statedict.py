@@ -18,6 +18,7 @@ import numpy as np
 from .cells import CELLS, Params, make_cell
 from ..errors import InputError
 from .network import Network
+from .reinit import torch_init
 
 if TYPE_CHECKING:  # the gradients' type only; the model layer does not import BPTT
     from ..bptt.network import NetworkGradients
@@ -55,6 +56,10 @@ class Layout:
     def export_grads(self, network: Network, grads: "NetworkGradients") -> dict[str, np.ndarray]:
         """The gradients under this layout's keys (``export_network_grads``)."""
         return export_network_grads(network, grads, self)
+
+    def initialise(self, network: Network, rng: np.random.Generator) -> Network:
+        """The architecture with new weights, as PyTorch initialises its modules (``reinit.torch_init``)."""
+        return torch_init(network, rng)
 
     def describe(self, network: Network) -> str:
         return network.describe()

@@ -129,8 +129,8 @@ def render_compare(result: CompareResult, console: Console) -> None:
         console.print(layers_table(result))
     if result.start is not None:
         console.print()
-        console.print("every run trained from " + ("PyTorch's initialisation of the model's architecture"
-                                                   if result.start == "init" else "the saved weights")
+        console.print("every run trained from " + ("the model's architecture newly initialised, as its "
+                                                   "framework does" if result.start == "init" else "the saved weights")
                       + f" (--start {result.start})")
     console.print()
     console.print(LEGEND)
