@@ -142,15 +142,20 @@ class Recorder(keras.callbacks.Callback):
 
     def record(self) -> Record:
         """The Record of the model as it is now, on the probe batch (step: batches seen so far)."""
+        name = f"Keras model {self.model.name!r}"
+        folder = None
         try:
             with tempfile.TemporaryDirectory(prefix="gradscope-keras-") as folder:
                 config, dropout = run_config(self.model, self.x, self.y, folder)
                 result = analyze(config) if self.measure == "full" else measure_flow(build(config))
             if self.measure == "full":  # not the temporary file's path, gone now
-                result.config["weights"] = f"<Keras model {self.model.name!r}>"
+                result.config["weights"] = f"<{name}>"
             return Record(self.step, result.regime, result, None, self.measure, dropout, "keras")
         except Exception as exc:  # the training goes on; the record says why it is missing
             reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            if folder is not None:  # the model, not the temporary file (new at every record): one warning
+                saved = os.path.join(folder, "model.keras")
+                reason = reason.replace(f"Keras file {saved}", name).replace(saved, name)
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"gradscope.keras: step {self.step} not recorded: {reason}", stacklevel=2)

@@ -165,6 +165,7 @@ def test_a_light_record_is_the_full_records_flow(float64_keras):
 
 
 @pytest.mark.parametrize("layers, loss, head, reason", [
+    (lambda: [keras.layers.Conv1D(H, 2), keras.layers.LSTM(H)], "mse", None, "Keras model 'sequential'"),
     (lambda: [keras.layers.Conv1D(H, 2), keras.layers.LSTM(H)], "mse", None, "Conv1D"),
     (lambda: [keras.layers.LSTM(H)], "binary_crossentropy", None, "activation 'sigmoid'"),
     (lambda: [keras.layers.LSTM(H)], "huber", None, "is not one gradscope computes"),
@@ -179,6 +180,8 @@ def test_models_it_cannot_reproduce_are_skipped_with_the_reason(layers, loss, he
         model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0, callbacks=[rec])
     assert len(rec.records) == 2 and all(r.result is None for r in rec.records)
     assert reason in rec.records[0].skipped, rec.records[0].skipped
+    assert rec.records[0].skipped == rec.records[1].skipped  # no temporary path: one reason, one warning
+    assert "gradscope-keras-" not in rec.records[0].skipped
     assert rec.records[0].as_json()["source"] == "keras"
 
 
