@@ -239,6 +239,7 @@ class RecordReader:
         self.offset = 0  # bytes of complete lines read
         self.lines = 0
         self.tail = b""  # the last line so far, without its newline
+        self.last = b""  # the last complete line read, the bytes just before ``offset``
         self.incomplete_last_line = False
         self.identity: tuple[int, int] | None = None  # (device, inode) of the file read
 
@@ -266,10 +267,21 @@ class RecordReader:
                              "(see gradscope schema record)") from None
 
     def replaced(self) -> bool:
-        """Whether the file now is another, or shorter, than the one read so far (a run that
-        started again truncates it: gradscope.torch.attach opens its file with "w")."""
+        """Whether the file now is another, or shorter, than the one read so far, or no longer holds
+        the last line read where it was: a run that started again truncates it (gradscope.torch.attach
+        and train --record open their file with "w"), and may have written past the old length
+        before this poll. A file rewritten with the same bytes up to there reads on as one."""
         info = stat_input(self.path, WHAT)
-        return (info.st_dev, info.st_ino) != self.identity or info.st_size < self.offset
+        if (info.st_dev, info.st_ino) != self.identity or info.st_size < self.offset:
+            return True
+        if not self.last:
+            return False
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset - len(self.last))
+                return fh.read(len(self.last)) != self.last
+        except OSError:
+            return True  # gone or unreadable meanwhile: read() says why
 
     def read(self) -> list[Pass | Skipped]:
         """The records of the lines completed since the last call, in file order."""
@@ -287,6 +299,7 @@ class RecordReader:
                         break
                     self.offset += len(raw)
                     self.lines += 1
+                    self.last = raw
                     record = self._parse(raw, self.lines)
                     if record is not None:
                         records.append(record)
@@ -308,6 +321,7 @@ class RecordReader:
         record = self._parse(raw, self.lines + 1)
         self.offset += len(raw)
         self.lines += 1
+        self.last = raw
         return [] if record is None else [record]
 
 

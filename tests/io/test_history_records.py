@@ -336,3 +336,23 @@ def test_following_builds_only_the_new_passes_and_equals_reading_the_whole(tmp_p
     # built whole: at the first pass, at the run not seen before and at the longer pass (when every
     # run is shown), each history() above aside; every other poll extended the last result
     assert len(whole_builds) - read_whole == builds
+
+
+@pytest.mark.parametrize("first_line_same", [False, True])
+def test_a_file_rewritten_in_place_past_its_old_length_is_read_again(tmp_path, first_line_same):
+    """A run that starts again opens the file with "w" (same inode) and may write past the old
+    length before the next poll: the line last read is no longer where it was, so the file is
+    read again from its start (it was read on from the old offset, mid-record: 'not JSON')."""
+    from gradscope.commands.history import Follower
+
+    path = tmp_path / "r.ndjson"
+    write_records(path, [light_record(1), light_record(2, loss=0.25), light_record(3, loss=0.125)])
+    follower = Follower(path)
+    assert [p.step for p in follower.update(follower.poll()).new] == [1, 2, 3]
+    again = [light_record(1)] if first_line_same else [light_record(100)]
+    again += [light_record(step, seq_len=15, loss=0.5 + step) for step in range(2, 9)]
+    write_records(path, again)  # "w": the same file, truncated, then longer than before
+    update = follower.update(follower.poll())
+    assert update.restarted
+    assert [p.step for p in update.result.passes] == [r["step"] for r in again]
+    assert update.result == history(path)
