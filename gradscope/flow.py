@@ -14,7 +14,9 @@ Verdict, on the end-to-end ratio (documented in docs/analyze.md, reported in the
     exploding  ratio > EXPLODING_RATIO, or the norm at any step exceeds EXPLODING_RATIO * n_T on
                the way back (a gradient that blows up and then dies, as dead relu units make it),
                or any gradient overflowed to inf/nan
-    vanishing  ratio < VANISHING_RATIO
+    vanishing  ratio < VANISHING_RATIO, or no gradient at all at the readout end (n_T = 0: none
+               flows back from it; the ratio is undefined), as in the reverse direction of a
+               bidirectional layer read at out[:, -1], which reaches that direction's first step only
     stable     otherwise
 """
 
@@ -95,4 +97,5 @@ def flow(norms: np.ndarray, log_norms: np.ndarray | None = None) -> Flow:
     slope = fit_slope(norms, logs)
     rate = math.exp(slope) if slope is not None and abs(slope) < 700 else None
     horizon = -1.0 / slope if slope is not None and slope < 0 else None
-    return Flow(ratio, log10, slope, rate, horizon, regime(ratio, nonfinite, peak))
+    silent = last == -math.inf and not nonfinite  # n_T = 0: nothing flows back from the readout end
+    return Flow(ratio, log10, slope, rate, horizon, "vanishing" if silent else regime(ratio, nonfinite, peak))

@@ -540,3 +540,19 @@ def test_a_half_precision_module_is_skipped():
         out, _ = module(inputs(Case("gru"), torch.bfloat16))
         out.sum().backward()
     assert "torch.bfloat16" in rec.records[0].skipped
+
+
+def test_the_reverse_direction_read_at_its_first_step_is_vanishing():
+    """A bidirectional nn.LSTM read at out[:, -1] (a common idiom) gives its reverse direction a
+    gradient at that direction's first step only: nothing flows back through it. Its verdict is
+    vanishing (it was exploding: n_T = 0 made the ratio undefined)."""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    fc = torch.nn.Linear(8, 1)
+    with gt.attach(lstm, every=1, measure="flow") as rec:
+        out, _ = lstm(torch.randn(2, 6, 3))
+        fc(out[:, -1]).sum().backward()
+    forward, reverse = rec.records[0].result.layers
+    assert reverse.direction == "reverse" and reverse.flow.regime == "vanishing"
+    assert reverse.log10_grad_norms[-1] is not None and all(v is None or v == -np.inf
+                                                            for v in reverse.log10_grad_norms[:-1])

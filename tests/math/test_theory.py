@@ -120,6 +120,16 @@ def test_regime_thresholds(ratio, nonfinite, expected):
     assert regime(ratio, nonfinite) == expected
 
 
+def test_no_gradient_at_the_readout_end_is_vanishing_not_exploding():
+    """n_T = 0 leaves the ratio undefined (x / 0): nothing flows back from the readout end, the
+    extreme of vanishing; it was called exploding. Only nan or a true inf is exploding."""
+    late = flow(np.array([0.3, 0.2, 0.0, 0.0]))  # a gradient that reaches only the far end
+    assert late.regime == "vanishing" and late.log10_ratio is None
+    assert flow(np.zeros(5)).regime == "vanishing"  # none at all
+    assert flow(np.array([0.3, np.nan, 0.0])).regime == "exploding"
+    assert flow(np.array([np.inf, 1.0, 0.0])).regime == "exploding"
+
+
 def test_a_gradient_that_blows_up_and_then_dies_is_exploding():
     """Dead relu units can zero the gradient by step 1 after it grew a millionfold on the way:
     the end-to-end ratio alone (0) would call that vanishing."""
