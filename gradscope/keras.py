@@ -28,6 +28,7 @@ which differs only where |logit| > ~16.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from typing import Any
@@ -43,6 +44,7 @@ from .commands.analyze import analyze
 from .config import RunConfig
 from .errors import InputError
 from .experiment import build
+from .io.keras_config import OUTPUT_GRADS
 from .recording import MEASURES, Record, measure_flow, sink_for
 
 __all__ = ["Recorder", "run_config"]
@@ -52,23 +54,44 @@ LOSSES = {  # Keras' loss names -> gradscope's loss, and the head activation it 
     "categorical_crossentropy": ("ce", "softmax"), "mean_squared_error": ("mse", "linear"), "mse": ("mse", "linear"),
 }
 DROPOUT = ("Dropout", "SpatialDropout1D", "GaussianDropout", "AlphaDropout")
+CLI_ADVICE = re.compile(r"[.;] (?:For other models, |Or )?" + re.escape(OUTPUT_GRADS))
+
+
+# a loss's options that change what it computes, and the values that leave it as gradscope computes it
+NEUTRAL = {"label_smoothing": (0, 0.0, None), "ignore_class": (None,),
+           "reduction": ("sum_over_batch_size", "auto", None)}
 
 
 def _loss_of(model: Any) -> tuple[str, str, bool]:
-    """(gradscope's loss, the Keras loss's name, from_logits) of a compiled model."""
+    """(gradscope's loss, the Keras loss's name, from_logits) of a compiled model; InputError for a
+    loss, or an option of it, that gradscope does not compute (so the record is skipped, not wrong)."""
     loss = getattr(model, "loss", None)
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:  # one output: Keras takes [loss] too
+        loss = loss[0]
+    elif isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
     if loss is None:
         raise InputError("gradscope.keras.Recorder: compile the model with a loss first")
     if isinstance(loss, str):
-        name, logits = loss, False
-    else:
+        name, config = loss, {}
+    elif callable(loss) or hasattr(loss, "get_config"):
         config = loss.get_config() if hasattr(loss, "get_config") else {}
         name = config.get("name") or getattr(loss, "name", None) or getattr(loss, "__name__", "")
-        logits = bool(config.get("from_logits", False))
+    else:
+        raise InputError(f"gradscope.keras.Recorder: the model has {len(loss)} losses (several outputs); "
+                         "gradscope reads one recurrent chain under one head")
     if name not in LOSSES:
         raise InputError(f"gradscope.keras.Recorder: the loss {name!r} is not one gradscope computes "
                          f"({', '.join(sorted(LOSSES))})")
-    return LOSSES[name][0], name, logits
+    for option, neutral in NEUTRAL.items():
+        if config.get(option, neutral[0]) not in neutral:
+            raise InputError(f"gradscope.keras.Recorder: the loss {name} has {option}={config[option]!r}, which "
+                             f"gradscope does not compute (its {LOSSES[name][0]} is the plain batch mean)")
+    weights = getattr(getattr(model, "_compile_config", None), "config", {}).get("loss_weights")
+    if weights is not None and [float(w) for w in (weights if isinstance(weights, (list, tuple)) else [weights])] != [1.0]:
+        raise InputError(f"gradscope.keras.Recorder: compile(loss_weights={weights!r}) scales the loss, which "
+                         "gradscope does not (its loss is the plain batch mean)")
+    return LOSSES[name][0], name, bool(config.get("from_logits", False))
 
 
 def _check_head(model: Any, loss: str, loss_name: str, logits: bool) -> None:
@@ -127,6 +150,8 @@ class Recorder(keras.callbacks.Callback):
             raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")
+        if not isinstance(probe, (tuple, list)) or len(probe) != 2:
+            raise ValueError("probe must be a pair (x, y): the inputs and the targets the model's loss takes")
         x, y = probe
         self.x = np.asarray(keras.ops.convert_to_numpy(x))
         self.y = np.asarray(keras.ops.convert_to_numpy(y))
@@ -156,6 +181,7 @@ class Recorder(keras.callbacks.Callback):
             if folder is not None:  # the model, not the temporary file (new at every record): one warning
                 saved = os.path.join(folder, "model.keras")
                 reason = reason.replace(f"Keras file {saved}", name).replace(saved, name)
+            reason = CLI_ADVICE.sub("", reason)  # --output-grads is the CLI's way out, not a callback's
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"gradscope.keras: step {self.step} not recorded: {reason}", stacklevel=2)

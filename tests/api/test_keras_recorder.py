@@ -169,20 +169,38 @@ def test_a_light_record_is_the_full_records_flow(float64_keras):
     (lambda: [keras.layers.Conv1D(H, 2), keras.layers.LSTM(H)], "mse", None, "Conv1D"),
     (lambda: [keras.layers.LSTM(H)], "binary_crossentropy", None, "activation 'sigmoid'"),
     (lambda: [keras.layers.LSTM(H)], "huber", None, "is not one gradscope computes"),
+    # options that change what the loss computes: skipped, not recorded wrong
+    (lambda: [keras.layers.LSTM(H)], "smoothed", "sigmoid", "label_smoothing=0.2"),
+    (lambda: [keras.layers.LSTM(H)], "summed", None, "reduction='sum'"),
 ])
 def test_models_it_cannot_reproduce_are_skipped_with_the_reason(layers, loss, head, reason):
-    x, y = data("mse" if loss == "huber" else loss)
+    compiled = {"smoothed": keras.losses.BinaryCrossentropy(label_smoothing=0.2),
+                "summed": keras.losses.MeanSquaredError(reduction="sum")}.get(loss, loss)
+    loss = {"smoothed": "binary_crossentropy", "summed": "mse", "huber": "mse"}.get(loss, loss)
+    x, y = data(loss)
     units = 1 if loss == "binary_crossentropy" else 2
     model = keras.Sequential([keras.Input((T, D)), *layers(), keras.layers.Dense(units, activation=head)])
-    model.compile(optimizer="adam", loss=loss)
+    model.compile(optimizer="adam", loss=compiled)
     rec = gk.Recorder(probe=(x[:B], y[:B]), every=1)
     with pytest.warns(UserWarning, match="not recorded"):
         model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0, callbacks=[rec])
     assert len(rec.records) == 2 and all(r.result is None for r in rec.records)
     assert reason in rec.records[0].skipped, rec.records[0].skipped
     assert rec.records[0].skipped == rec.records[1].skipped  # no temporary path: one reason, one warning
-    assert "gradscope-keras-" not in rec.records[0].skipped
+    assert "gradscope-keras-" not in rec.records[0].skipped and "--output-grads" not in rec.records[0].skipped
     assert rec.records[0].as_json()["source"] == "keras"
+
+
+def test_a_loss_in_a_list_of_one_is_that_loss_and_loss_weights_are_refused(float64_keras):
+    x, y = data("mse")
+    model = model_of("gru", "mse")
+    model.compile(optimizer="adam", loss=["mse"])
+    rec = gk.Recorder(probe=(x[:B], y[:B]), every=1)
+    rec.set_model(model)
+    assert rec.record().skipped is None
+    model.compile(optimizer="adam", loss="mse", loss_weights=2.0)
+    with pytest.warns(UserWarning, match="not recorded"):
+        assert "loss_weights=2.0" in rec.record().skipped
 
 
 def test_a_full_record_names_the_model_not_a_temporary_file():
@@ -194,6 +212,8 @@ def test_a_full_record_names_the_model_not_a_temporary_file():
 
 
 def test_recorder_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"probe must be a pair \(x, y\)"):
+        gk.Recorder(probe=np.zeros((1, 2, 3)))
     with pytest.raises(ValueError, match="every"):
         gk.Recorder(probe=(np.zeros((1, 2, 3)), np.zeros(1)), every=0)
     with pytest.raises(ValueError, match="measure"):
