@@ -126,11 +126,13 @@ def _follow(file: Path, run: str | None, layer: int | None, direction: str, rows
 
 class _Stream:
     """--follow on a pipe: the header once (again after a restart), then one row per new pass; or
-    with --json one compact JSON line per pass, each flushed as it is written."""
+    with --json one compact JSON line per pass, each flushed as it is written. A pass the recorder
+    skipped is said on stderr, once per reason (stdout keeps the passes alone)."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.started = False
+        self.reasons: set[str] = set()
 
     def update(self, update: Update, key: tuple[int, str]) -> None:
         from ..commands.history import unpadded
@@ -142,6 +144,12 @@ class _Stream:
         self.started = True
         for p in update.new:
             lines.append(dumps_line(unpadded(p)) if self.as_json else stream_row(update.result, p))
+        for s in update.new_skipped:
+            if s.reason not in self.reasons:
+                self.reasons.add(s.reason)
+                run = "" if s.run is None else f" of run {s.run}"
+                warn(f"the recorder skipped the pass at step {s.step}{run}: {s.reason} (passes skipped for this "
+                     "reason again are not repeated)")
         if lines:
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()

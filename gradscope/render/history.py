@@ -226,12 +226,13 @@ def _cell(b: Binned, r: int, c: int, span: tuple[float, float] | None, coloured:
     return RAMP[min(int(fraction * len(RAMP)), len(RAMP) - 1)], ""
 
 
-def _legend(span: tuple[float, float] | None, coloured: bool, padded: bool) -> list[Text]:
-    keys = Text(f"{NULL} the norm is 0 or not finite (null)")
-    if padded:
-        keys += Text(f"; blank: before a shorter pass's first step")
+def _legend(span: tuple[float, float] | None, coloured: bool, padded: bool, nulls: bool) -> list[Text]:
+    """The colour (or character) scale, and the keys of the marks the map holds (nulls, padding)."""
+    marks = ([f"{NULL} the norm is 0 or not finite (null)"] if nulls else []) + (
+        ["blank: before a shorter pass's first step"] if padded else [])
+    keys = [Text("; ".join(marks))] if marks else []
     if span is None:
-        return [keys]
+        return keys
     lo, hi = span
     scale = Text(f"log10 ||dL/dh_t||: {lo:.3g} ")
     if coloured:
@@ -240,7 +241,7 @@ def _legend(span: tuple[float, float] | None, coloured: bool, padded: bool) -> l
     else:
         scale.append(RAMP)
     scale.append(f" {hi:.3g}  (low: fading, high: strong)")
-    return [scale, keys]
+    return [scale, *keys]
 
 
 def heatmap_lines(result: HistoryResult, h: Heatmap, rows: list[int], width: int, coloured: bool) -> list[Text]:
@@ -269,7 +270,7 @@ def heatmap_lines(result: HistoryResult, h: Heatmap, rows: list[int], width: int
         lines.append(line)
     first, last = "t=1", f"t={result.seq_len}"
     lines.append(Text(" " * (label + 1) + first + last.rjust(max(columns * each - len(first), len(last) + 1))))
-    return lines + _legend(span, coloured, result.padded)
+    return lines + _legend(span, coloured, result.padded, span is None or bool(b.null.any()))
 
 
 # --- the whole view ----------------------------------------------------------------------------

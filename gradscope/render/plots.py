@@ -283,6 +283,7 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     step (the first run's, or the one run), and below it the end-to-end ratio of every layer and
     direction (of that layer and direction in every run, where there are several) over training."""
     import matplotlib
+    import matplotlib.ticker
 
     from ..commands.history import heatmap
     from ..flow import EXPLODING_RATIO, VANISHING_RATIO
@@ -315,6 +316,7 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     bottom.axhline(math.log10(VANISHING_RATIO), color="grey", ls="--", lw=1, label="vanishing below")
     bottom.axhline(math.log10(EXPLODING_RATIO), color="grey", ls=":", lw=1, label="exploding above")
     bottom.set_xlabel("training step")
+    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
     bottom.set_ylabel("log10 ||dL/dh_1|| / ||dL/dh_T||")
     bottom.set_title("The end-to-end ratio over training" + (f", layer {layer} {direction}" if len(result.runs) > 1 else ""))
     bottom.grid(alpha=0.3)

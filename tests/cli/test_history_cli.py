@@ -285,6 +285,20 @@ def test_follow_stops_after_the_timeout_and_writes_the_page(capsys, tmp_path):
     assert (tmp_path / "r.html").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_follow_on_a_pipe_says_on_stderr_which_passes_the_recorder_skipped(capsys, tmp_path, as_json):
+    path = tmp_path / "r.ndjson"
+    write_records(path, [light_record(1), {"step": 2, "skipped": "proj_size=4"}, light_record(3),
+                         {"step": 4, "skipped": "proj_size=4"}, {"step": 5, "skipped": "another"}])
+    code, out, err = run(capsys, "history", path, "--follow", "--follow-timeout", "0.2",
+                         *(["--json"] if as_json else []))
+    assert code == 0
+    assert err.count("proj_size=4") == 1 and "step 2" in err and "another" in err  # once per reason
+    steps = [json.loads(line)["step"] for line in out.splitlines()] if as_json else \
+        [line.split()[0] for line in out.splitlines()[2:]]
+    assert steps == ([1, 3] if as_json else ["1", "3"])  # stdout: the passes alone
+
+
 def test_follow_waits_and_says_when_nothing_came(capsys, tmp_path):
     code, out, err = run(capsys, "history", tmp_path / "later.ndjson", "--follow", "--follow-timeout", "0.6")
     assert code == 2 and out == "" and "recording file not found" in err
