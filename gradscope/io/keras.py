@@ -79,8 +79,8 @@ class KerasLayer:
     name : the user's layer name (from the config; a weights store's own record of it, or its group).
     config : the keys that decide the arithmetic, read-only. InputLayer: batch_shape, dtype.
         Embedding: input_dim, output_dim, mask_zero. Masking: mask_value. SimpleRNN: units, activation,
-        use_bias, return_sequences, go_backwards, zero_output_for_mask; LSTM adds recurrent_activation,
-        GRU recurrent_activation and reset_after. Bidirectional: merge_mode. Dropout: rate. Dense:
+        use_bias, return_sequences, go_backwards, zero_output_for_mask; LSTM adds recurrent_activation
+        and unit_forget_bias, GRU recurrent_activation and reset_after. Bidirectional: merge_mode. Dropout: rate. Dense:
         units, activation ("sigmoid", "softmax" or "linear"), use_bias. Pooling layers: none.
     weights : read-only float64 arrays in Keras' shapes under Keras' names (x @ kernel, gates in
         consecutive H-wide slices of the last axis):
@@ -95,6 +95,8 @@ class KerasLayer:
         (backward has go_backwards=True); None for other layers.
     store : the layer's group below ``layers/`` in Keras 3's weights store ("lstm_1"), where
         ``save_weights`` puts its arrays; None for a Bidirectional's own layers.
+    wrapper : "TimeDistributed" for the Dense of a TimeDistributed(Dense) (the layer named by the
+        wrapper, its arrays under the wrapper's ``layer/``), else None.
     """
 
     class_name: str
@@ -104,6 +106,7 @@ class KerasLayer:
     forward: KerasLayer | None = None
     backward: KerasLayer | None = None
     store: str | None = None
+    wrapper: str | None = None
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,7 @@ def _layer(spec: LayerSpec, weights: Weights) -> KerasLayer:
         spec.class_name, spec.name, MappingProxyType(dict(spec.config)), MappingProxyType(dict(arrays)),
         _layer(spec.forward, weights) if spec.forward else None,
         _layer(spec.backward, weights) if spec.backward else None,
-        spec.store,
+        spec.store, spec.wrapper,
     )
 
 

@@ -8,7 +8,7 @@ nodes ``[[name, node, tensor, kwargs], ...]``). The chain gradscope reads is
     InputLayer -> [Embedding] -> [Masking] -> SimpleRNN | GRU | LSTM (or Bidirectional of one), 1 or more
     -> [GlobalAveragePooling1D | GlobalMaxPooling1D] -> Dense (sigmoid, softmax or linear)
 
-with Dropout (the identity at inference) anywhere after the embedding. A functional model must be
+(TimeDistributed(Dense) read as that Dense, which Keras applies at every step alike) with Dropout (the identity at inference) anywhere after the embedding. A functional model must be
 this chain too: one input, one output, each layer called once on the previous layer's output. Keras 3
 records the mask that Masking and Embedding(mask_zero=True) compute as small operation nodes
 (``NotEqual``, ``Any``) passed as ``mask=`` to the layers after them; those are recognised as the
@@ -33,7 +33,7 @@ POOLING = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
 HEAD_ACTIVATIONS = ("sigmoid", "softmax", "linear")
 SUPPORTED = (
     "Input -> [Embedding] -> [Masking] -> SimpleRNN/GRU/LSTM layers, each possibly Bidirectional -> "
-    "[GlobalAveragePooling1D/GlobalMaxPooling1D] -> Dense (sigmoid, softmax or linear), "
+    "[GlobalAveragePooling1D/GlobalMaxPooling1D] -> Dense (sigmoid, softmax or linear; or TimeDistributed of it), "
     "with Dropout anywhere after the embedding"
 )
 OUTPUT_GRADS = "give the gradient at the recurrent layers' output with --output-grads (dL/d(output))"
@@ -41,7 +41,10 @@ OUTPUT_GRADS = "give the gradient at the recurrent layers' output with --output-
 # The place of each class in the chain; the recurrent layers may repeat, Dropout goes anywhere after
 # the embedding (it has no place of its own).
 RANK = {"InputLayer": 0, "Embedding": 1, "Masking": 2, **dict.fromkeys(RECURRENT + ("Bidirectional",), 3),
-        **dict.fromkeys(POOLING, 4), "Dense": 5}
+        **dict.fromkeys(POOLING, 4), "Dense": 5, "TimeDistributed": 5}
+# TimeDistributed(Dense) is the Dense itself: Keras' Dense applies its kernel at every step of a
+# sequence (and passes the mask on) just as the wrapper does; its arrays sit one group deeper
+WRAPPERS = {"TimeDistributed": "layer"}
 MASK_OPS = ("NotEqual", "Any")  # how Keras 3 records Masking's and Embedding's mask in a functional graph
 MODEL_CLASSES = ("Sequential", "Functional", "Model")  # "Model": functional models of Keras 2.0 to 2.3
 
@@ -56,6 +59,8 @@ class LayerSpec:
     config : the keys that decide the layer's arithmetic (units, activation, return_sequences, ...).
     position : its index in the config's layers (model.layers' order, by which Keras' legacy .h5 files
         match weights to layers); -1 for a Bidirectional's own layers.
+    wrapper : "TimeDistributed" for a Dense inside one (named by the wrapper, its arrays in the
+        wrapper's group under ``layer/``), else None.
     store : its group below ``layers/`` in Keras 3's weights file ("lstm_1": the snake-case class name
         numbered in model.layers order, not the user's name); None for a Bidirectional's own layers.
     forward, backward : a Bidirectional's two recurrent layers; None otherwise.
@@ -70,11 +75,13 @@ class LayerSpec:
     store: str | None = None
     forward: LayerSpec | None = None
     backward: LayerSpec | None = None
+    wrapper: str | None = None
 
     @property
     def label(self) -> str:
-        """How messages name the layer: ``LSTM layer 'encoder'``."""
-        return f"{self.class_name} layer {self.name!r}"
+        """How messages name the layer: ``LSTM layer 'encoder'``, ``TimeDistributed(Dense) layer 'td'``."""
+        kind = self.class_name if self.wrapper is None else f"{self.wrapper}({self.class_name})"
+        return f"{kind} layer {self.name!r}"
 
 
 def gates(class_name: str) -> int:
@@ -168,6 +175,14 @@ def _spec(entry: dict, position: int, store: str, origin: str) -> LayerSpec:
     where = f"{origin}: {cls} layer {name!r}"
     if cls == "Bidirectional":
         return _bidirectional(config, name, position, store, where, origin)
+    if cls in WRAPPERS:
+        inner = config.get("layer")
+        if not isinstance(inner, dict) or inner.get("class_name") != "Dense" or not isinstance(inner.get("config"), dict):
+            what = inner.get("class_name") if isinstance(inner, dict) else "nothing"
+            raise InputError(f"{where} wraps {what}; gradscope reads {cls}(Dense) as the head. For other models, "
+                             f"{OUTPUT_GRADS}")
+        return LayerSpec("Dense", name, _settings("Dense", inner["config"], f"{where}, its Dense,"), position, store,
+                         wrapper=cls)
     return LayerSpec(cls, name, _settings(cls, config, where), position, store)
 
 

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..extras import install_hint
 from .arrays import _numeric
 from ..errors import one_line
-from .keras_config import POOLING, RECURRENT, SUPPORTED, OUTPUT_GRADS, LayerSpec, gates, snake_case
+from .keras_config import POOLING, RECURRENT, SUPPORTED, OUTPUT_GRADS, WRAPPERS, LayerSpec, gates, snake_case
 
 STORE_ROOTS = ("layers", "_layer_checkpoint_dependencies")  # Keras 3; Keras 2.13-2.15's .keras files
 NEEDS_H5PY = install_hint("keras")
@@ -122,7 +122,8 @@ def store_weights(f: Any, chain: tuple[LayerSpec, ...], origin: str) -> Weights:
         elif spec.class_name in RECURRENT:
             out[spec] = _vars(_child(group, "cell/vars"), spec, f"{spec.store}/cell", origin)
         else:
-            out[spec] = _vars(_child(group, "vars"), spec, spec.store, origin)
+            inner = f"{WRAPPERS[spec.wrapper]}/" if spec.wrapper else ""  # TimeDistributed(Dense): layer/vars
+            out[spec] = _vars(_child(group, f"{inner}vars"), spec, f"{spec.store}/{inner}".rstrip("/"), origin)
     known = {spec.store for spec in chain}
     extra = [name for name in root if name not in known and _holds_arrays(root[name])]
     if extra:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import InputError
-from ..io.keras_config import OUTPUT_GRADS, RECURRENT  # words of a Keras chain (that module reads no file)
+from ..io.keras_config import OUTPUT_GRADS, RECURRENT, WRAPPERS  # words of a Keras chain (that module reads no file)
 from .cells import Cell, Params, make_cell
 from .initializers import orthogonal, xavier
 from .network import Network, OwnMask, Wiring
@@ -86,7 +86,8 @@ class KerasLayout:
 
     def head_label(self, network: Network) -> str:
         head = self.head
-        return f"Dense '{head.name}' ({network.feature_size}, {network.output_size}, {head.config['activation']})"
+        kind = "Dense" if head.wrapper is None else f"{head.wrapper}(Dense)"
+        return f"{kind} '{head.name}' ({network.feature_size}, {network.output_size}, {head.config['activation']})"
 
     def initialise(self, network: Network, rng: np.random.Generator) -> Network:
         """The architecture with new weights, as Keras initialises its layers (``keras_init``)."""
@@ -183,7 +184,8 @@ def keras_init(network: Network, layout: KerasLayout, rng: np.random.Generator) 
 
 
 def _label(layer: "KerasLayer") -> str:
-    return f"{layer.class_name} layer {layer.name!r}"
+    kind = layer.class_name if layer.wrapper is None else f"{layer.wrapper}({layer.class_name})"
+    return f"{kind} layer {layer.name!r}"
 
 
 def _cell(layer: "KerasLayer", gates: str, source: str) -> Cell:
@@ -325,6 +327,8 @@ def export_keras_weights(network: Network, layout: KerasLayout) -> dict[str, np.
             base += f"/{part}_layer/cell"
         elif layer.class_name in RECURRENT:
             base += "/cell"
+        elif layer.wrapper is not None:
+            base += f"/{WRAPPERS[layer.wrapper]}"  # TimeDistributed(Dense): the Dense's arrays
         for i, array in enumerate(arrays.values()):
             out[f"{base}/vars/{i}"] = np.ascontiguousarray(array)
     return out
@@ -350,7 +354,8 @@ def _describe(layer: "KerasLayer", network: Network, layout: KerasLayout) -> str
     if cls == "Masking":
         return f"Masking '{name}' ({config['mask_value']:g})"
     if cls == "Dense":
-        return f"Dense '{name}' {network.feature_size}->{config['units']} {config['activation']}"
+        kind = cls if layer.wrapper is None else f"{layer.wrapper}(Dense)"
+        return f"{kind} '{name}' {network.feature_size}->{config['units']} {config['activation']}"
     if cls in RECURRENT or cls == "Bidirectional":
         k = layout.recurrent.index(layer)
         inner = layer.forward or layer

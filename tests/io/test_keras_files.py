@@ -206,7 +206,7 @@ def test_user_example_reads_as_the_chain_it_is(saved):
     assert bi.forward.name == "forward_lstm" and bi.backward.name == "backward_lstm"
     assert bi.forward.config == {
         "units": 4, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
-        "return_sequences": True, "go_backwards": False, "zero_output_for_mask": True,
+        "unit_forget_bias": True, "return_sequences": True, "go_backwards": False, "zero_output_for_mask": True,
     }
     assert bi.forward.weights["kernel"].shape == (5, 16) and bi.forward.weights["bias"].shape == (16,)
     assert gru.config["reset_after"] and gru.weights["kernel"].shape == (8, 9) and gru.weights["bias"].shape == (2, 9)

@@ -108,6 +108,13 @@ def per_step_head(keras):
                              L.Dense(4, "softmax")])
 
 
+def time_distributed_head(keras):
+    """TimeDistributed(Dense): the Dense at every step, its arrays a group deeper in the files."""
+    L = keras.layers
+    return keras.Sequential([keras.Input((None, 2)), L.Masking(0.0), L.LSTM(3, return_sequences=True),
+                             L.TimeDistributed(L.Dense(4, "softmax"))])
+
+
 def max_over_repeats(keras):
     L = keras.layers
     return keras.Sequential([
@@ -137,7 +144,8 @@ def functional_masking(keras):
 MODELS = {
     issue_example: ("tokens", "zero"), simple_rnn_relu: ("features", None), gru_reset_before: ("features", 0.5),
     merge_modes: ("features", 0.5), backwards_average: ("tokens", "zero"), hard_sigmoid_gates: ("tokens", None),
-    per_step_head: ("features", 0.0), max_over_repeats: ("tokens", "zero"), functional: ("tokens", "zero"),
+    per_step_head: ("features", 0.0), time_distributed_head: ("features", 0.0),
+    max_over_repeats: ("tokens", "zero"), functional: ("tokens", "zero"),
     functional_masking: ("features", 0.0),
 }
 HARD_SIGMOID = {hard_sigmoid_gates}
@@ -167,7 +175,7 @@ def features(model, rng, mask) -> tuple[np.ndarray, np.ndarray]:
 
 
 def targets(model, rng, real) -> tuple[np.ndarray, str, bool]:
-    head = model.layers[-1]
+    head = getattr(model.layers[-1], "layer", model.layers[-1])  # TimeDistributed(Dense): the Dense
     units, activation = head.units, head.activation.__name__
     per_step = len(model.outputs[0].shape) == 3
     shape = (B, T) if per_step else (B,)
@@ -202,7 +210,7 @@ def keras_loss_and_grads(keras, model, x, y, loss: str, per_step: bool, real: np
     every trainable variable by torch autograd."""
     import torch.nn.functional as F
 
-    head = model.layers[-1]
+    head = getattr(model.layers[-1], "layer", model.layers[-1])  # TimeDistributed(Dense): the Dense
     activation = head.activation
     head.activation = keras.activations.linear
     try:
