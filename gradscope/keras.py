@@ -59,7 +59,9 @@ CLI_ADVICE = re.compile(r"[.;] (?:For other models, |Or )?" + re.escape(OUTPUT_G
 
 # a loss's options that change what it computes, and the values that leave it as gradscope computes it
 NEUTRAL = {"label_smoothing": (0, 0.0, None), "ignore_class": (None,),
-           "reduction": ("sum_over_batch_size", "auto", None)}
+           # Keras 3 computes "mean" as "sum_over_batch_size", and "mean_with_sample_weight" too when
+           # no sample weights are given (the probe has none)
+           "reduction": ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None)}
 
 
 def _loss_of(model: Any) -> tuple[str, str, bool]:
@@ -71,25 +73,25 @@ def _loss_of(model: Any) -> tuple[str, str, bool]:
     elif isinstance(loss, dict) and len(loss) == 1:
         loss = next(iter(loss.values()))
     if loss is None:
-        raise InputError("gradscope.keras.Recorder: compile the model with a loss first")
+        raise InputError("compile the model with a loss first")
     if isinstance(loss, str):
         name, config = loss, {}
     elif callable(loss) or hasattr(loss, "get_config"):
         config = loss.get_config() if hasattr(loss, "get_config") else {}
         name = config.get("name") or getattr(loss, "name", None) or getattr(loss, "__name__", "")
     else:
-        raise InputError(f"gradscope.keras.Recorder: the model has {len(loss)} losses (several outputs); "
+        raise InputError(f"the model has {len(loss)} losses (several outputs); "
                          "gradscope reads one recurrent chain under one head")
     if name not in LOSSES:
-        raise InputError(f"gradscope.keras.Recorder: the loss {name!r} is not one gradscope computes "
+        raise InputError(f"the loss {name!r} is not one gradscope computes "
                          f"({', '.join(sorted(LOSSES))})")
     for option, neutral in NEUTRAL.items():
         if config.get(option, neutral[0]) not in neutral:
-            raise InputError(f"gradscope.keras.Recorder: the loss {name} has {option}={config[option]!r}, which "
+            raise InputError(f"the loss {name} has {option}={config[option]!r}, which "
                              f"gradscope does not compute (its {LOSSES[name][0]} is the plain batch mean)")
     weights = getattr(getattr(model, "_compile_config", None), "config", {}).get("loss_weights")
     if weights is not None and [float(w) for w in (weights if isinstance(weights, (list, tuple)) else [weights])] != [1.0]:
-        raise InputError(f"gradscope.keras.Recorder: compile(loss_weights={weights!r}) scales the loss, which "
+        raise InputError(f"compile(loss_weights={weights!r}) scales the loss, which "
                          "gradscope does not (its loss is the plain batch mean)")
     return LOSSES[name][0], name, bool(config.get("from_logits", False))
 
@@ -102,7 +104,7 @@ def _check_head(model: Any, loss: str, loss_name: str, logits: bool) -> None:
     activation = head.get_config().get("activation", "linear")
     wanted = "linear" if logits else LOSSES[loss_name][1]
     if activation != wanted:
-        raise InputError(f"gradscope.keras.Recorder: the loss {loss_name} needs a Dense head with activation "
+        raise InputError(f"the loss {loss_name} needs a Dense head with activation "
                          f"{wanted!r}{'' if logits else ' (or a linear one and from_logits=True)'}, got {activation!r}")
 
 

@@ -160,7 +160,7 @@ class Recorder:
     # --- the recorded pass --------------------------------------------------------------------
 
     def _record(self, work: _Pass, grads: list[torch.Tensor | None]) -> Record:
-        reason = self._unsupported()
+        reason = self._unsupported() or _nonfinite(work, grads)
         if reason is None:
             m = self.module
             dropout = work.training and m.dropout > 0 and m.num_layers > 1  # masks the hooks cannot see
@@ -248,6 +248,19 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
+
+
+def _nonfinite(work: _Pass, grads: list[torch.Tensor | None]) -> str | None:
+    """Why a pass has nothing to analyse where what it holds is NaN or infinite (a diverged step),
+    in the words of the training loop (not the CLI's --output-grads)."""
+    x = work.packed.data if work.packed is not None else work.x
+    named = [("the module's input", x), *zip(("output", "h_n", "c_n"), grads)]
+    with torch.no_grad():
+        for name, t in named:
+            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                where = name if name.startswith("the") else f"the gradient reaching the module's {name}"
+                return f"{where} holds NaN or infinite values (a diverged step): nothing to analyse"
+    return None
 
 
 def attach(module: torch.nn.RNNBase, every: int = 10,

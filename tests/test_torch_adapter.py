@@ -556,3 +556,14 @@ def test_the_reverse_direction_read_at_its_first_step_is_vanishing():
     assert reverse.direction == "reverse" and reverse.flow.regime == "vanishing"
     assert reverse.log10_grad_norms[-1] is not None and all(v is None or v == -np.inf
                                                             for v in reverse.log10_grad_norms[:-1])
+
+
+def test_a_diverged_pass_is_skipped_in_the_loops_words():
+    """NaN in what backward brings (a diverged step) skips the pass with a reason a torch user
+    reads as such, not the CLI's words for --output-grads."""
+    lstm, fc = torch.nn.LSTM(3, 4, batch_first=True), torch.nn.Linear(4, 1)
+    with pytest.warns(UserWarning, match="not recorded"), gt.attach(lstm, every=1, measure="flow") as rec:
+        out, _ = lstm(torch.randn(2, 5, 3))
+        (fc(out[:, -1]).sum() * float("nan")).backward()
+    reason = rec.records[0].skipped
+    assert "gradient reaching the module's output holds NaN" in reason and "output-grads" not in reason

@@ -131,7 +131,7 @@ def render_compare(result: CompareResult, console: Console) -> None:
         console.print()
         console.print("every run trained from " + ("the model's architecture newly initialised, as its "
                                                    "framework does" if result.start == "init" else "the saved weights")
-                      + f" (--start {result.start})")
+                      + f" (--start {result.start}), but for what its cure sets (a cell swap: every layer new)")
     console.print()
     console.print(LEGEND)
     if result.best is not None:

@@ -301,7 +301,7 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     top.set_xlabel("time step t" + (" (end-aligned: t = T is the readout's step)" if result.padded else ""))
     where = f", run {h.run}" if h.run is not None else ""
     top.set_title(f"log10 ||dL/dh_t||, layer {layer} {direction}{where}")
-    fig.colorbar(image, ax=top).set_label("log10 norm (grey: 0 or not finite)")
+    fig.colorbar(image, ax=top).set_label("log10 norm" + (" (grey: 0 or not finite)" if shown.mask.any() else ""))
 
     curves = ([(run, layer, direction) for run in result.runs] if len(result.runs) > 1
               else [(result.runs[0], k["layer"], k["direction"]) for k in result.layers])
@@ -316,7 +316,11 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     bottom.axhline(math.log10(VANISHING_RATIO), color="grey", ls="--", lw=1, label="vanishing below")
     bottom.axhline(math.log10(EXPLODING_RATIO), color="grey", ls=":", lw=1, label="exploding above")
     bottom.set_xlabel("training step")
-    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
+    steps = sorted({p.step for p in result.passes})
+    if len(steps) <= 8:  # steps are whole numbers: few of them, each its own tick
+        bottom.set_xticks(steps)
+    else:
+        bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bottom.set_ylabel("log10 ||dL/dh_1|| / ||dL/dh_T||")
     bottom.set_title("The end-to-end ratio over training" + (f", layer {layer} {direction}" if len(result.runs) > 1 else ""))
     bottom.grid(alpha=0.3)
