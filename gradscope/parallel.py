@@ -59,7 +59,9 @@ def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
                                initializer=_worker_start)
     with one_blas_thread_per_process():
         try:
-            with _sigint_ignored():  # workers start with SIGINT ignored: the parent handles Ctrl-C
+            # workers start with SIGINT ignored (the parent handles Ctrl-C), and without a script to run
+            # again where the parent's came from stdin
+            with _sigint_ignored(), _main_without_a_missing_file():
                 futures = {pool.submit(function, *call): i for i, call in enumerate(calls)}
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -67,6 +69,24 @@ def in_processes(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
             terminate(pool)
             raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _main_without_a_missing_file() -> Iterator[None]:
+    """A spawned worker runs the parent's ``__main__`` again from its file, which a script read from
+    standard input (``python - <<EOF``: ``__file__`` '<stdin>') does not have: it would die at start
+    (BrokenProcessPool). The workers need gradscope's functions only, so while they start such a
+    ``__file__`` is hidden, as an interactive session has none."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None or os.path.exists(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def run_each(function: Callable[..., Any], calls: Sequence[tuple], jobs: int = 1, scheduler: str | None = None,

@@ -30,7 +30,9 @@ from ..config import RunConfig
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, loaded_network
 from ..flow import Flow
-from ..mitigations import STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation
+from ..mitigations import (
+    STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation, parse_mitigations,
+)
 from ..model.network import Network
 from ..parallel import run_each_keeping
 from ..profile import headline, layer_flows
@@ -268,7 +270,7 @@ def default_cures(config: RunConfig) -> list[str]:
 def compare(
     config: RunConfig | None = None,
     options: TrainOptions = TrainOptions(),
-    mitigations: list[str] | None = None,
+    mitigations: list[str] | str | None = None,
     strengths: Strengths = Strengths(),
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
@@ -283,7 +285,7 @@ def compare(
     that applies to the model's cell: ``default_cures``).
 
     ``gradscope.compare(weights=model.state_dict(), inputs=ids, targets=y, lengths=lengths, steps=200,
-    mitigations=["clip-norm", "lstm+chrono"])`` takes RunConfig, TrainOptions and Strengths fields as
+    mitigations=["clip-norm", "lstm+chrono"])`` (or the CLI's "clip-norm,lstm+chrono") takes RunConfig, TrainOptions and Strengths fields as
     keywords (``train.training_arguments``), or a RunConfig, TrainOptions and Strengths.
 
     jobs : runs at a time, each in a process of its own when more than 1 (every CPU:
@@ -309,6 +311,8 @@ def compare(
     config, options, strengths = training_arguments("compare", config, options, strengths, settings)
     config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
+    if isinstance(mitigations, str):  # "clip-norm,orthogonal", as the CLI's flag takes them
+        mitigations = parse_mitigations(mitigations) if mitigations.strip() else None
     names = [NoMitigation.name] + (default_cures(config) if mitigations is None else list(mitigations))
     check_jobs(jobs)
     options = options.resolved()

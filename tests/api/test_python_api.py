@@ -80,3 +80,17 @@ def test_a_token_that_looks_like_padding_is_pointed_out():
                           "analysed as a real token: if it is padding, pass --padding-idx 0"]
     assert gradscope.payload(r)["warnings"] == r.warnings
     assert gradscope.analyze(weights=sd, inputs=tokens, targets=np.array([1, 0]), padding_idx=0).warnings == []
+
+
+def test_compare_from_a_script_read_from_stdin_runs_its_processes():
+    """``python - <<EOF`` has a __main__ whose __file__ ('<stdin>') a spawned worker cannot run
+    again: the workers died at start (BrokenProcessPool). The mitigations may be the CLI's string."""
+    import subprocess
+    import sys
+
+    script = ("import gradscope\n"
+              "r = gradscope.compare(mitigations='clip-norm,orthogonal', steps=3, seq_len=8, hidden_size=4, jobs=2)\n"
+              "print(','.join(run.mitigation for run in r.runs))\n")
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "none,clip-norm,orthogonal"
