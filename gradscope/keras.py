@@ -99,6 +99,8 @@ def _loss_of(model: Any) -> tuple[str, str, bool]:
 def _check_head(model: Any, loss: str, loss_name: str, logits: bool) -> None:
     """The compiled loss must be what gradscope computes from the head's logits."""
     head = model.layers[-1] if model.layers else None
+    if type(head).__name__ == "TimeDistributed":  # the Dense it applies at every step
+        head = head.layer
     if type(head).__name__ != "Dense":
         return  # the reader names what it does not take
     activation = head.get_config().get("activation", "linear")

@@ -168,6 +168,8 @@ def test_a_light_record_is_the_full_records_flow(float64_keras):
     (lambda: [keras.layers.Conv1D(H, 2), keras.layers.LSTM(H)], "mse", None, "Keras model 'sequential'"),
     (lambda: [keras.layers.Conv1D(H, 2), keras.layers.LSTM(H)], "mse", None, "Conv1D"),
     (lambda: [keras.layers.LSTM(H)], "binary_crossentropy", None, "activation 'sigmoid'"),
+    (lambda: [keras.layers.LSTM(H, return_sequences=True)], "binary_crossentropy", "time-distributed",
+     "activation 'sigmoid'"),
     (lambda: [keras.layers.LSTM(H)], "huber", None, "is not one gradscope computes"),
     # options that change what the loss computes: skipped, not recorded wrong
     (lambda: [keras.layers.LSTM(H)], "smoothed", "sigmoid", "label_smoothing=0.2"),
@@ -179,7 +181,11 @@ def test_models_it_cannot_reproduce_are_skipped_with_the_reason(layers, loss, he
     loss = {"smoothed": "binary_crossentropy", "summed": "mse", "huber": "mse"}.get(loss, loss)
     x, y = data(loss)
     units = 1 if loss == "binary_crossentropy" else 2
-    model = keras.Sequential([keras.Input((T, D)), *layers(), keras.layers.Dense(units, activation=head)])
+    dense = keras.layers.Dense(units, activation=None if head == "time-distributed" else head)
+    if head == "time-distributed":  # a linear Dense at every step, under a loss that wants probabilities
+        dense = keras.layers.TimeDistributed(dense)
+        y = np.repeat(y[:, None], T, axis=1)
+    model = keras.Sequential([keras.Input((T, D)), *layers(), dense])
     model.compile(optimizer="adam", loss=compiled)
     rec = gk.Recorder(probe=(x[:B], y[:B]), every=1)
     with pytest.warns(UserWarning, match="not recorded"):
