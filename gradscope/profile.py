@@ -101,12 +101,13 @@ class LayerFlow:
 
 
 def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
-               y: np.ndarray | None) -> list[LayerFlow]:
+               y: np.ndarray | None, flows: NetworkGradients | None = None) -> list[LayerFlow]:
     """Every layer and direction's flow of a pass BPTT has computed (with the weights it ran with:
     a readout at every step backpropagates its last step again), bottom first, forward before
-    reverse; the same numbers as analyze's."""
+    reverse; the same numbers as analyze's. flows : ``flowing``'s gradients where the caller has
+    them already (a readout at every step: another backward pass)."""
     with np.errstate(all="ignore"):
-        flows = flowing(net, traj, grads, y)
+        flows = flowing(net, traj, grads, y) if flows is None else flows
         out = []
         for k, d in net.each_layer():
             g = flows.layers[k][d]
@@ -126,20 +127,23 @@ def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndar
 
 
 def end_to_end_log10_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
-                           y: np.ndarray | None) -> float:
+                           y: np.ndarray | None, flows: NetworkGradients | None = None) -> float:
     """log10 (||dL/dh_1|| / ||dL/dh_T||) of the headline's flowing profile, exact at any depth
-    (1 and T: the first and last steps the longest sequences have, counted from the readout)."""
+    (1 and T: the first and last steps the longest sequences have, counted from the readout).
+    flows : as for ``step_flows``."""
     k, d = headline(net)
-    logs, start = layer_profile(traj.mask_tm, flowing(net, traj, grads, y).layers[k][d], _backwards(traj, k, d))
+    flows = flowing(net, traj, grads, y) if flows is None else flows
+    logs, start = layer_profile(traj.mask_tm, flows.layers[k][d], _backwards(traj, k, d))
     with np.errstate(all="ignore"):
         return float((logs[start] - logs[-1]) / np.log(10.0))
 
 
-def end_to_end_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients, y: np.ndarray | None) -> float:
+def end_to_end_ratio(net: Network, traj: NetworkTrajectory, grads: NetworkGradients, y: np.ndarray | None,
+                     flows: NetworkGradients | None = None) -> float:
     """||dL/dh_1|| / ||dL/dh_T|| (0 or inf where it leaves float64's range:
     ``end_to_end_log10_ratio`` is exact at any depth)."""
     with np.errstate(all="ignore"):
-        return float(10.0 ** end_to_end_log10_ratio(net, traj, grads, y))
+        return float(10.0 ** end_to_end_log10_ratio(net, traj, grads, y, flows))
 
 
 def total_norm(log_norms: np.ndarray) -> float:

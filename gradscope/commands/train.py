@@ -35,7 +35,7 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-from ..bptt.network import NetworkGradients, NetworkTrajectory, accuracy_of, bptt, forward, loss_of
+from ..bptt.network import accuracy_of, bptt, forward, loss_of
 from ..cluster import Partial
 from ..config import RunConfig
 from ..io.arrays import array_shape
@@ -46,7 +46,7 @@ from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make
 from ..model.network import Network
 from ..optimizers import make_optimizer
 from ..parallel import run_each_keeping
-from ..profile import LayerFlow, end_to_end_ratio, step_flows
+from ..profile import LayerFlow, end_to_end_ratio, flowing, step_flows
 from ..recording import RecordFile, RecordTo, flow_report, pass_record
 from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize, summarize_runs
@@ -317,20 +317,18 @@ class StepOutcome:
     radius: float | None
     ratio: float | None
     opt_state: object
-    traj: NetworkTrajectory = field(repr=False)
-    grads: NetworkGradients = field(repr=False)
     flows: list[LayerFlow] | None = field(default=None, repr=False)
 
 
 def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, opt_state,
-               measure: bool | None = None, record: bool = False) -> StepOutcome:
+               measure: bool = False, record: bool = False) -> StepOutcome:
     """One step of training, in place: BPTT on the batch, the mitigation's penalty and clipping,
     and the optimizer's update of every parameter (``Network.parameters``), as torch's
 
         loss = loss_fn(model(x), y) + penalty;  loss.backward();  clip_grad_*_(...);  opt.step()
 
     A step whose loss, penalty or gradient is not finite makes no update. measure : also measure
-    the ratio (None: only where the step is not finite, to log it). record : also measure every
+    the ratio (else only where the step is not finite, to log it). record : also measure every
     layer's flow (``flows``), before the update changes the weights the pass ran with."""
     radius = recurrent_radius(net) if measure else None  # eigenvalues of every gate block: only to log
     traj, grads = bptt(net, batch.x, batch.y, batch.mask)
@@ -339,17 +337,20 @@ def train_step(net: Network, batch: Batch, mitigation: Mitigation, optimizer, op
     norm = global_norm(total)
     update, fired = mitigation.clip(total)
     finite = math.isfinite(grads.loss) and math.isfinite(penalty) and math.isfinite(norm)
-    ratio = end_to_end_ratio(net, traj, grads, batch.y) if measure or not finite else None
+    wanted = measure or not finite
+    # a readout at every step flows back from its last step: one more backward pass, made once
+    flowed = flowing(net, traj, grads, batch.y) if wanted or record else None
+    ratio = end_to_end_ratio(net, traj, grads, batch.y, flowed) if wanted else None
     if radius is None and not finite:
         radius = recurrent_radius(net)  # no update is made: the weights are still the step's
-    flows = step_flows(net, traj, grads, batch.y) if record else None
+    flows = step_flows(net, traj, grads, batch.y, flowed) if record else None
     updated = False
     if finite:
         params, opt_state = optimizer.step(net.parameters(), update, opt_state)
         updated = _finite(params)
         net.load_parameters(params)
     return StepOutcome(grads.loss, penalty, norm, global_norm(update) if fired else norm, fired, finite, updated,
-                       radius, ratio, opt_state, traj, grads, flows)
+                       radius, ratio, opt_state, flows)
 
 
 def train_setup(
@@ -398,7 +399,7 @@ def train_setup(
             batch = next(stream)
             logged = step == 1 or step % options.log_every == 0 or step == options.steps
             recorded = recording is not None and record_to.wants(step)
-            outcome = train_step(net, batch, mitigation, optimizer, opt_state, measure=True if logged else None,
+            outcome = train_step(net, batch, mitigation, optimizer, opt_state, measure=logged,
                                  record=recorded)
             opt_state = outcome.opt_state
             if recorded:  # one flushed line per recorded step, what gradscope history reads
