@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import warnings
 from typing import Any
 
 try:
@@ -40,12 +39,10 @@ except ImportError as exc:  # pragma: no cover - keras is the user's
 
 import numpy as np
 
-from .commands.analyze import analyze
 from .config import RunConfig
 from .errors import InputError
-from .experiment import build
 from .io.keras_config import OUTPUT_GRADS
-from .recording import MEASURES, Record, measure_flow, sink_for
+from .recording import Record, Skips, checked_schedule, measure_pass, sink_for
 
 __all__ = ["Recorder", "run_config"]
 
@@ -96,7 +93,7 @@ def _loss_of(model: Any) -> tuple[str, str, bool]:
     return LOSSES[name][0], name, bool(config.get("from_logits", False))
 
 
-def _check_head(model: Any, loss: str, loss_name: str, logits: bool) -> None:
+def _check_head(model: Any, loss_name: str, logits: bool) -> None:
     """The compiled loss must be what gradscope computes from the head's logits."""
     head = model.layers[-1] if model.layers else None
     if type(head).__name__ == "TimeDistributed":  # the Dense it applies at every step
@@ -128,7 +125,7 @@ def run_config(model: Any, x: np.ndarray, y: np.ndarray, folder: str) -> tuple[R
     Raises InputError for a loss gradscope does not compute; the reader raises it for a layer or
     option it does not model (naming the layer)."""
     loss, loss_name, logits = _loss_of(model)
-    _check_head(model, loss, loss_name, logits)
+    _check_head(model, loss_name, logits)
     path = os.path.join(folder, "model.keras")
     model.save(path)
     return RunConfig(weights=path, inputs=x, targets=y, loss=loss, seed=0), _has_dropout(model)
@@ -150,19 +147,16 @@ class Recorder(keras.callbacks.Callback):
 
     def __init__(self, probe: tuple[Any, Any], every: int = 10, to: Any = None, measure: str = "full") -> None:
         super().__init__()
-        if isinstance(every, bool) or int(every) != every or every < 1:
-            raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")
+        every = checked_schedule(every, measure)
         if not isinstance(probe, (tuple, list)) or len(probe) != 2:
             raise ValueError("probe must be a pair (x, y): the inputs and the targets the model's loss takes")
         x, y = probe
         self.x = np.asarray(keras.ops.convert_to_numpy(x))
         self.y = np.asarray(keras.ops.convert_to_numpy(y))
-        self.every, self.measure, self.step = int(every), measure, 0
+        self.every, self.measure, self.step = every, measure, 0
         self.records: list[Record] = []
         self._sink, self._file = sink_for(to, self.records)
-        self._warned: set[str] = set()
+        self._skip = Skips("keras", "gradscope.keras: step")
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step += 1
@@ -176,7 +170,7 @@ class Recorder(keras.callbacks.Callback):
         try:
             with tempfile.TemporaryDirectory(prefix="gradscope-keras-") as folder:
                 config, dropout = run_config(self.model, self.x, self.y, folder)
-                result = analyze(config) if self.measure == "full" else measure_flow(build(config))
+                result = measure_pass(config, self.measure)
             if self.measure == "full":  # not the temporary file's path, gone now
                 result.config["weights"] = f"<{name}>"
             return Record(self.step, result.regime, result, None, self.measure, dropout, "keras")
@@ -186,10 +180,7 @@ class Recorder(keras.callbacks.Callback):
                 saved = os.path.join(folder, "model.keras")
                 reason = reason.replace(f"Keras file {saved}", name).replace(saved, name)
             reason = CLI_ADVICE.sub("", reason)  # --output-grads is the CLI's way out, not a callback's
-        if reason not in self._warned:
-            self._warned.add(reason)
-            warnings.warn(f"gradscope.keras: step {self.step} not recorded: {reason}", stacklevel=2)
-        return Record(self.step, None, None, reason, self.measure, source="keras")
+        return self._skip(self.step, reason, self.measure)
 
     def close(self) -> None:
         """Close the NDJSON file (records written so far are on disk already)."""

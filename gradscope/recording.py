@@ -18,15 +18,17 @@ could not be analysed is {"step": n, "skipped": "why"}. The core imports neither
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
 
 from .bptt.network import bptt
-from .commands.analyze import AnalyzeResult
-from .commands.history import MEASURES  # the reader's vocabulary: what history accepts
+from .commands.analyze import AnalyzeResult, analyze
+from .schemas import MEASURES  # a record's words, which history reads too
 from .errors import InputError
+from .config import RunConfig
 from .io.files import os_problem
-from .experiment import Setup
+from .experiment import Setup, build
 from .profile import LayerFlow, step_flows
 from .runtime import blas_threads_for
 from .serialize import dumps_line, payload
@@ -61,6 +63,36 @@ def measure_flow(setup: Setup) -> FlowReport:
         traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream, setup.initial, parameters=False)
         layers = step_flows(net, traj, grads, batch.y)
     return flow_report(layers, grads.loss, net.num_layers, net.directions)
+
+
+def checked_schedule(every: object, measure: object) -> int:
+    """A recorder's ``every`` as a whole number, after checking it and ``measure`` (ValueError: the
+    arguments of the caller's own code, not a CLI's input)."""
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")
+    return int(every)
+
+
+def measure_pass(config: RunConfig, measure: str) -> AnalyzeResult | FlowReport:
+    """A recorded pass's report: analyze's whole report ("full") or the light measure ("flow")."""
+    return analyze(config) if measure == "full" else measure_flow(build(config))
+
+
+class Skips:
+    """The Records of the passes a recorder could not measure, with one warning per reason (the
+    training goes on). who : the warning's first words ("gradscope.torch: pass")."""
+
+    def __init__(self, source: str, who: str) -> None:
+        self.source, self.who = source, who
+        self.warned: set[str] = set()
+
+    def __call__(self, step: int, reason: str, measure: str) -> Record:
+        if reason not in self.warned:
+            self.warned.add(reason)
+            warnings.warn(f"{self.who} {step} not recorded: {reason}", stacklevel=3)
+        return Record(step, None, None, reason, measure, source=self.source)
 
 
 def pass_record(step: int, report: Any, source: str, measure: str, run: str | None = None,

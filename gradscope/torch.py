@@ -48,7 +48,6 @@ Torch is imported here and nowhere else in gradscope; ``import gradscope`` does 
 from __future__ import annotations
 
 import os
-import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -63,10 +62,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 import numpy as np
 
-from .commands.analyze import analyze
 from .config import RunConfig
-from .experiment import build
-from .recording import MEASURES, Record, measure_flow, sink_for
+from .recording import Record, Skips, checked_schedule, measure_pass, sink_for
 
 __all__ = ["Record", "Recorder", "attach"]
 
@@ -104,17 +101,13 @@ class Recorder:
                  to: None | str | os.PathLike | Callable[[Record], Any] | Any = None, measure: str = "full") -> None:
         if not isinstance(module, torch.nn.RNNBase) or module.mode not in CELLS:
             raise TypeError(f"gradscope.torch.attach takes an nn.RNN, nn.GRU or nn.LSTM, got {type(module).__name__}")
-        if isinstance(every, bool) or int(every) != every or every < 1:
-            raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")
+        self.every = checked_schedule(every, measure)
         self.module = module
-        self.every = int(every)
         self.measure = measure
         self.step = 0
         self.records: list[Record] = []
         self._sink, self._file = sink_for(to, self.records)
-        self._warned: set[str] = set()
+        self._skip = Skips("torch", "gradscope.torch: pass")
         self._pending: dict[int, Any] = {}  # gradient hooks of outputs still alive, by a serial number
         self._serial = 0
         self._attached = True
@@ -165,15 +158,11 @@ class Recorder:
             m = self.module
             dropout = work.training and m.dropout > 0 and m.num_layers > 1  # masks the hooks cannot see
             try:
-                config = self._config(work, grads)
-                result = analyze(config) if self.measure == "full" else measure_flow(build(config))
+                result = measure_pass(self._config(work, grads), self.measure)
                 return Record(self.step, result.regime, result, None, self.measure, dropout)
             except Exception as exc:  # the user's training goes on; the pass says why it is missing
                 reason = f"gradscope could not analyse this pass: {type(exc).__name__}: {exc}"
-        if reason not in self._warned:
-            self._warned.add(reason)
-            warnings.warn(f"gradscope.torch: pass {self.step} not recorded: {reason}", stacklevel=2)
-        return Record(self.step, None, None, reason, self.measure)
+        return self._skip(self.step, reason, self.measure)
 
     def _unsupported(self) -> str | None:
         """Why this module's passes cannot be reproduced, or None."""

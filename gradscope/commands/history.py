@@ -44,10 +44,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.files import os_problem, regular_file, stat_input
+from ..schemas import MEASURES, SOURCES
 
 DIRECTIONS = ("forward", "reverse")
-SOURCES = ("torch", "keras", "train", "compare")
-MEASURES = ("full", "flow")
 FLOW_FIELDS = ("ratio_first_last", "log10_ratio", "slope", "horizon", "regime")
 REGIMES = ("vanishing", "exploding", "stable")
 WHAT = "recording"  # how messages name the file

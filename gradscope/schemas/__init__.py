@@ -16,6 +16,10 @@ from ..errors import InputError
 SUFFIX = ".json"
 # Schemas of files, not of a command's output: name -> what the file is
 FORMATS = {"record": "one line of a recording (.ndjson), as gradscope history reads it"}
+# A record's words (record.json): what wrote it, and how the pass was measured. The recorders
+# (recording.py) write them and history reads them; this module, light, is where both look.
+SOURCES = ("torch", "keras", "train", "compare")
+MEASURES = ("full", "flow")
 
 
 def schema_commands() -> tuple[str, ...]:
