@@ -359,8 +359,7 @@ def _backward(net: Network, params: Params, d: int, layer: int, below: np.ndarra
         to_true_scale(dv, top)  # at true scale: zero where that underflows, as the full path's
         contributions[start:stop] = cell_contribution_norms(cell, params, traj.x, traj.hidden[:-1], dv)
     grads = total.result()
-    if not net.bias:
-        for name in net.bias_names:
-            grads.pop(name, None)
+    for name in [n for n in grads if not net.is_trained(layer, d, n)]:
+        grads.pop(name)  # bias=False's zero biases and the network's fixed arrays, as the full path drops them
     return CheckpointedLayer(grads, flip(log_rows).copy(), None if log_cell_rows is None else flip(log_cell_rows).copy(),
                              flip(contributions).copy(), mean_jacobian)

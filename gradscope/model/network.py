@@ -257,11 +257,6 @@ class Network:
     def vocab_size(self) -> int | None:
         return None if self.embedding is None else int(self.embedding.shape[0])
 
-    @property
-    def bias_names(self) -> set[str]:
-        """The cell's bias parameters (zeros, and no parameters, where ``bias`` is False)."""
-        return _bias_names(self.cell)
-
     def parameter_count(self) -> int:
         """Trained parameters: cells (biases only where the network has them), head, embedding."""
         return int(sum(p.size for p in self.parameters().values()))
@@ -319,10 +314,6 @@ class Network:
             head=None if self.head is None else {name: p.copy() for name, p in self.head.items()},
             embedding=None if self.embedding is None else self.embedding.copy(),
         )
-
-    def recurrent_weights(self) -> list[np.ndarray]:
-        """W_hh of every layer and direction, (G*H, H) each, bottom layer first, forward first."""
-        return [self.layer(k, d).recurrent_weight for k, d in self.each_layer()]
 
     def step_weights(self) -> list[np.ndarray]:
         """W_ih and W_hh of the layer with the largest W_hh: what sizes a step's products (the
