@@ -39,7 +39,7 @@ def analyze_command(
     """Run exact BPTT once and show how ||dL/da_t|| fades or grows back through time."""
     path = plots.prepare(plot) if plot is not None else None
     page = prepare_report(report) if report is not None else None
-    keras = keras_weights(config)
+    keras = save_weights is not None and keras_weights(config)  # the file's kind: for what is written only
     if save_grads is not None:
         check_output(save_grads, "--save-grads")
     if save_weights is not None:

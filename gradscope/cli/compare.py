@@ -18,7 +18,7 @@ from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit, keeping_partial
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, Scheduler, check_scheduler, run_options_with
 from .train import (
-    MITIGATION, RECORD_SUFFIXES, TRAINING, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
+    MITIGATION, RECORD_SUFFIXES, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
     Jobs, Momentum, OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, strengths_for,
 )
 
@@ -71,7 +71,7 @@ def compare_command(
     page = prepare_report(report) if report is not None else None
     from ..experiment import keras_weights
 
-    keras = keras_weights(config)
+    keras = save_best is not None and keras_weights(config)  # the file's kind: for what is written only
     if save_best is not None:
         check_weights_output(save_best, "--save-best", keras)
     if record is not None:  # every run's records, each named after its mitigation (history --run)

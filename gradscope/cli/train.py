@@ -126,7 +126,7 @@ def train_command(
     path = plots.prepare(plot) if plot is not None else None
     from ..experiment import keras_weights
 
-    keras = keras_weights(config)
+    keras = save_weights is not None and keras_weights(config)  # the file's kind: for what is written only
     if save_weights is not None:
         check_weights_output(save_weights, "--save-weights", keras)
     if record is not None:

@@ -65,7 +65,6 @@ from .keras_h5 import (HDF5_MAGIC, Weights, infer_store, legacy_weights, names_a
 
 READS = ("gradscope reads Keras models from .keras and .h5 files (model.save) and from .weights.h5 files "
          "(model.save_weights) with the architecture (model.to_json())")
-ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 GIVE_ARCHITECTURE = ('give the .keras file (model.save("model.keras")), or the architecture as well: '
                      "architecture= the JSON of model.to_json()")
 

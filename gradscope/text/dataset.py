@@ -13,7 +13,6 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 

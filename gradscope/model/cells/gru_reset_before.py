@@ -132,7 +132,6 @@ class GRUResetBeforeCell(GatedCell):
         self, params: Params, x: np.ndarray, h_prev: np.ndarray, du: np.ndarray, dv: np.ndarray
     ) -> Params:
         (a_rz, c_rz), (a_n, c_n) = self.temporal_factors(params, x, h_prev, dv)
-        h = h_prev.shape[-1]
         flat = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
         db = flat(du).sum(axis=0)
         return {
