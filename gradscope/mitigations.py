@@ -449,6 +449,12 @@ def make_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation
     return parts[0] if len(parts) == 1 else Composite(parts)
 
 
+def run_mitigation(name: str, strengths: Strengths = Strengths()) -> Mitigation:
+    """What a run named ``name`` trains under: ``make_mitigation``'s, or for "none" (the
+    unmitigated run, which is no registered choice of --mitigation) NoMitigation."""
+    return NoMitigation(strengths) if name == NoMitigation.name else make_mitigation(name, strengths)
+
+
 def mitigation_help(name: str) -> str:
     """What the named mitigation does, its parts' help joined."""
     return "; ".join(cls.help for cls in part_classes(name))

@@ -164,9 +164,11 @@ class _LiveView:
 
         self.out, self.rows = out, rows
         self.live = Live(console=out, auto_refresh=False, redirect_stderr=False)
+        self.columns = None  # every pass's column widths so far: each poll measures its new passes only
 
     def update(self, update: Update, key: tuple[int, str]) -> None:
-        from ..render.history import history_view, in_colour, rows_to_fit
+        from ..render.history import history_view, in_colour, rows_to_fit, widened
 
-        rows = rows_to_fit(update.result, self.out.width, self.out.height, self.rows)
+        self.columns = widened(None if update.restarted else self.columns, update.result, update.new)
+        rows = rows_to_fit(update.result, self.out.width, self.out.height, self.rows, self.columns)
         self.live.update(history_view(update.result, self.out.width, in_colour(self.out), rows, key), refresh=True)

@@ -32,6 +32,7 @@ from ..experiment import Setup, loaded_network
 from ..flow import Flow
 from ..mitigations import (
     STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation, parse_mitigations,
+    run_mitigation,
 )
 from ..model.network import Network
 from ..parallel import run_each_keeping
@@ -139,10 +140,6 @@ class CompareResult:
         return best_weights(self)
 
 
-def _mitigation(name: str, strengths: Strengths) -> Mitigation:
-    return NoMitigation(strengths) if name == NoMitigation.name else make_mitigation(name, strengths)
-
-
 def _setup(config: RunConfig, mitigation: Mitigation, start: str = "init") -> Setup:
     setup = mitigated_setup(config, mitigation, start)
     setup.needs_head("compare")
@@ -152,7 +149,7 @@ def _setup(config: RunConfig, mitigation: Mitigation, start: str = "init") -> Se
 
 def checked_setup(config: RunConfig, name: str, strengths: Strengths, start: str = "init") -> Setup:
     """The setup of one run, its mitigation applied and checked (InputError if it cannot apply)."""
-    return _setup(config, _mitigation(name, strengths), start)
+    return _setup(config, run_mitigation(name, strengths), start)
 
 
 def check_jobs(jobs: int) -> None:
@@ -164,7 +161,7 @@ def check_jobs(jobs: int) -> None:
 def run_one(config: RunConfig, options: TrainOptions, name: str, strengths: Strengths, start: str = "init",
             minibatch: int | None = None, record_to: RecordTo | None = None) -> CompareRun:
     """One mitigation's row; a top-level function of picklable arguments, so any process can run it."""
-    mitigation = _mitigation(name, strengths)
+    mitigation = run_mitigation(name, strengths)
     return _row(config, options, name, mitigation, _setup(config, mitigation, start), minibatch, record_to)
 
 
@@ -317,7 +314,7 @@ def compare(
     check_jobs(jobs)
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
-    chosen = {name: _mitigation(name, strengths) for name in names}
+    chosen = {name: run_mitigation(name, strengths) for name in names}
     setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
     if record is not None and scheduler is not None:
         raise InputError("--record writes the records from this machine's processes; it cannot follow runs on "

@@ -42,7 +42,7 @@ from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
-from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, treat
+from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, run_mitigation, treat
 from ..model.network import Network
 from ..optimizers import make_optimizer
 from ..parallel import run_each_keeping
@@ -527,7 +527,7 @@ def train(
     strengths = mitigation.strengths if isinstance(mitigation, Mitigation) else Strengths()
     config, options, strengths = training_arguments("train", config, options, strengths, settings)
     if isinstance(mitigation, str):
-        mitigation = NoMitigation(strengths) if mitigation == NoMitigation.name else make_mitigation(mitigation, strengths)
+        mitigation = run_mitigation(mitigation, strengths)
     elif mitigation is not None and settings.keys() & {f.name for f in fields(Strengths)}:
         mitigation = make_mitigation(mitigation.name, strengths)
     config, minibatch = minibatch_config(file_config(config))

@@ -254,8 +254,7 @@ def heatmap_lines(result: HistoryResult, h: Heatmap, rows: list[int], width: int
     span = b.finite_range()
     columns = len(b.edges) - 1
     each = max(1, min(4, room // columns))  # characters per column
-    where = f", run {h.run}" if h.run is not None else ""
-    lines = [Text(f"log10 ||dL/dh_t||, {_layer_name(h.layer, h.direction)}{where}", style="bold"),
+    lines = [Text(_title(h), style="bold"),
              Text("rows: the training step; columns: the time step t")]
     if columns < result.seq_len:
         lines.append(Text(f"{result.seq_len} time steps in {columns} columns, each the mean log10 of its steps"))
@@ -355,10 +354,23 @@ def render_history(result: HistoryResult, console: Console, rows: int | None = 2
                                key or layer_key(result, None, "forward")))
 
 
-def rows_to_fit(result: HistoryResult, width: int, height: int, rows: int | None) -> int | None:
+def widened(columns: Columns | None, result: HistoryResult, new: list[Pass]) -> Columns:
+    """The widths of every pass's columns from those of the earlier passes (``columns``, None: no
+    pass yet) and the new ones alone: what ``_columns`` of all of them gives, one poll at a time."""
+    fresh = _columns(result, new) if new else None
+    if columns is None or fresh is None:
+        return fresh or columns
+    loss = None if fresh.loss is None and columns.loss is None else max(fresh.loss or 0, columns.loss or 0)
+    return Columns(max(columns.step, fresh.step), loss,
+                   [[max(a, b) for a, b in zip(old, now)] for old, now in zip(columns.groups, fresh.groups)])
+
+
+def rows_to_fit(result: HistoryResult, width: int, height: int, rows: int | None,
+                columns: Columns | None = None) -> int | None:
     """The rows per run that let the whole view fit ``height`` lines (--follow's live view; at
-    least 2, at most ``rows``): each run shows its rows in every table and in the heatmap."""
-    tables = len(_pack(_columns(result, result.passes), width))
+    least 2, at most ``rows``): each run shows its rows in every table and in the heatmap.
+    columns : every pass's column widths where the caller keeps them (``widened``)."""
+    tables = len(_pack(_columns(result, result.passes) if columns is None else columns, width))
     runs = len(result.runs)
     fixed = 4 + runs * (3 * tables + 13)  # headers, titles, notes, axis, legend (history_view)
     fit = max(2, (height - fixed) // (runs * (tables + 1)))
@@ -416,7 +428,7 @@ def heatmap_svg(result: HistoryResult, h: Heatmap) -> str:
     cw, ch = plot_w / n_cols, plot_h / n_rows
     out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="sans-serif" font-size="11">',
-           f'<text x="{left}" y="18" font-size="13">{html.escape(_svg_title(h))}</text>']
+           f'<text x="{left}" y="18" font-size="13">{html.escape(_title(h))}</text>']
     for r in range(n_rows):
         runs = _row_runs(b, r, span)
         for c0, c1, fill in runs:
@@ -437,7 +449,7 @@ def heatmap_svg(result: HistoryResult, h: Heatmap) -> str:
     return "\n".join(out)
 
 
-def _svg_title(h: Heatmap) -> str:
+def _title(h: Heatmap) -> str:
     where = f", run {h.run}" if h.run is not None else ""
     return f"log10 ||dL/dh_t||, {_layer_name(h.layer, h.direction)}{where}"
 
@@ -481,7 +493,7 @@ def _svg_colour_bar(span: tuple[float, float] | None, x: float, top: float, heig
 
 def report_pictures(result: HistoryResult) -> list[tuple[str, str]]:
     """--report's pictures: (caption, SVG) of the heatmap of every run, layer and direction."""
-    return [(_svg_title(h), heatmap_svg(result, h))
+    return [(_title(h), heatmap_svg(result, h))
             for run in result.runs for key in result.layers
             for h in [heatmap(result, key["layer"], key["direction"], run)]]
 

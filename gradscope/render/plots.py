@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..extras import install_hint
 from ..io.arrays import check_output
 from ..io.atomic import atomic_write
+from .common import thin
 
 FORMATS = (".png", ".svg")
 INSTALL_HINT = install_hint("plot")
@@ -295,7 +296,7 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     shown = np.ma.masked_invalid(h.values)
     image = top.imshow(shown, origin="upper", aspect="auto", cmap=cmap, interpolation="nearest",
                        extent=(0.5, result.seq_len + 0.5, len(h.steps) - 0.5, -0.5))
-    ticks = sorted(set(np.linspace(0, len(h.steps) - 1, min(len(h.steps), 8)).round().astype(int).tolist()))
+    ticks = thin(len(h.steps), 8)
     top.set_yticks(ticks, [str(h.steps[i]) for i in ticks])
     top.set_ylabel("training step")
     top.set_xlabel("time step t" + (" (end-aligned: t = T is the readout's step)" if result.padded else ""))

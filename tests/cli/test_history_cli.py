@@ -342,3 +342,21 @@ def test_plot_without_matplotlib_says_how_to_install_it(capsys, tmp_path, record
     assert code == 2 and out == ""
     assert err.strip() == ("gradscope: error: --plot needs matplotlib, which is not installed: "
                            "pip install 'gradscope-bptt[plot]'")
+
+
+def test_the_live_views_widths_grown_poll_by_poll_are_those_of_every_pass(tmp_path):
+    """--follow's live view measures each poll's new passes only (render.history.widened); the
+    widths, and so the rows that fit, are those of all the passes measured at once."""
+    from gradscope.commands.history import Follower
+    from gradscope.render.history import _columns, rows_to_fit, widened
+
+    path, written, columns = tmp_path / "r.ndjson", [], None
+    follower = Follower(path)
+    for chunk in ([light_record(1, loss=None)], [light_record(2, keys=((0, "forward"),), loss=123.456789)],
+                  [light_record(30000, slope=-7.0), light_record(4, loss=None)]):
+        written += chunk
+        write_records(path, written)
+        update = follower.update(follower.poll())
+        columns = widened(columns, update.result, update.new)
+        assert columns == _columns(update.result, update.result.passes)
+        assert rows_to_fit(update.result, 80, 40, None, columns) == rows_to_fit(update.result, 80, 40, None)
