@@ -46,7 +46,7 @@ from ..cluster import Lost, Partial, connect, on_cluster, workers
 from ..config import FIELD_TYPES, RunConfig, flag
 from ..dynamics import lyapunov
 from ..errors import Incomplete, InputError
-from ..experiment import build, check_memory, loaded_network
+from ..experiment import Setup, build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..io.arrays import array_shape, load_array
 from ..parallel import default_jobs, in_processes
@@ -322,14 +322,15 @@ def scale(metric: str, maps: list[Heatmap]) -> Scale:
     return Scale([low, high], limit, edges)
 
 
-def _combinations(base: RunConfig, cells: Sequence[str] | None,
-                  activations: Sequence[str] | None) -> tuple[list[tuple[str, str]], list[Skipped]]:
-    if base.weights is not None:
-        held = build(base).config.cell
-        wrong = [cell for cell in cells or () if cell != held]
+def _combinations(base: RunConfig, cells: Sequence[str] | None, activations: Sequence[str] | None,
+                  held: Setup | None = None) -> tuple[list[tuple[str, str]], list[Skipped]]:
+    """The (cell, activation) pairs to sweep, and those skipped; held : the --weights model's setup."""
+    if held is not None:
+        its = held.config.cell
+        wrong = [cell for cell in cells or () if cell != its]
         if wrong:
-            raise InputError(f"--cells {wrong[0]}: {base.weights} holds a {held} model")
-        cells = [held]
+            raise InputError(f"--cells {wrong[0]}: {base.weights} holds a {its} model")
+        cells = [its]
     cells = cells or ["rnn"]
     for cell in cells:
         if cell not in CELLS:
@@ -415,8 +416,9 @@ def plan_sweep(
     if transient is not None and transient < 0:
         raise InputError(f"--transient must be at least 0 (got {transient})")
     _check_axes(base, x, y)
-    runs, skipped = _combinations(base, cells, activations)
-    cut = _first_steps(base, x, y, file_steps)
+    held = None if base.weights is None else build(base)  # the model --weights holds: read once
+    runs, skipped = _combinations(base, cells, activations, held)
+    cut = _first_steps(base, x, y, file_steps, held)
     points = [
         replace(base, cell=cell, activation=activation, **{y.name: yv, x.name: xv}, **cut(xv, yv))
         for cell, activation in runs for yv in y.values for xv in x.values
@@ -441,9 +443,10 @@ def _inputs_steps(base: RunConfig) -> int | None:
     return int(shape[1])
 
 
-def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None):
+def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None, held: Setup | None = None):
     """With --inputs and a seq_len axis: for a point, the inputs (and lengths) cut to their first T
-    steps, as RunConfig fields (arrays); otherwise nothing to change."""
+    steps, as RunConfig fields (arrays); otherwise nothing to change. held : the --weights model's
+    setup."""
     names = (x.name, y.name)
     if file_steps is None or "seq_len" not in names:
         return lambda xv, yv: {}
@@ -455,7 +458,7 @@ def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None):
     lengths = None if base.lengths is None else load_array(base.lengths, "lengths")
     targets = None if base.targets is None else load_array(base.targets, "targets")
     # targets at every step (--readout every, or a Keras model's head at every step) are cut with the inputs
-    every = base.readout == "every" or (base.weights is not None and loaded_network(base)[0].readout == "every")
+    every = base.readout == "every" or (held is not None and held.network.readout == "every")
 
     def cut(xv, yv) -> dict:
         steps = xv if x.name == "seq_len" else yv

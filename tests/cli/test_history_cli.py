@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from helpers import light_record, write_records
 from rich.console import Console
-from test_report import assert_self_contained, parse
+from test_report import assert_self_contained
 
 from gradscope.cli import main
 from gradscope.commands.history import heatmap, history
