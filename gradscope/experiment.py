@@ -85,6 +85,14 @@ def rescale_recurrent(cell: Cell, params: Params, radius: float) -> None:
     params[cell.recurrent] = np.concatenate([rescale_spectral_radius(b, radius) for b in blocks])
 
 
+def _scale_recurrent(config: RunConfig, cell: Cell, params: Params) -> None:
+    """--spectral-radius, then --recurrent-scale, on one layer and direction's W_hh, in place."""
+    if config.spectral_radius is not None:
+        rescale_recurrent(cell, params, config.spectral_radius)
+    if config.recurrent_scale is not None:
+        params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
+
+
 def new_network(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -> Network:
     """A freshly initialised one-layer network for the config's cell, sizes, init and gate biases,
     read out as the task says (chrono's T_max: ``config.chrono_max``, which ``build`` resolves)."""
@@ -92,10 +100,7 @@ def new_network(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -
     check_bias_init(config.bias_init, cell.name)
     hidden = config.hidden_size or DEFAULT_HIDDEN_SIZE
     params = cell.init_params(shape.input_size, hidden, rng, config.init, config.init_gain)
-    if config.spectral_radius is not None:
-        rescale_recurrent(cell, params, config.spectral_radius)
-    if config.recurrent_scale is not None:
-        params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
+    _scale_recurrent(config, cell, params)
     apply_bias_init(config.bias_init, cell.name, params, config.chrono_max or 2, rng)
     head = readout_params(hidden, shape.output_size, rng)
     return Network(cell, [[params]], head, shape.readout, get_loss(shape.loss))
@@ -190,11 +195,7 @@ def loaded_network(config: RunConfig) -> tuple[Network, Layout | KerasLayout]:
         if given is not None and given != actual:
             raise InputError(f"--{name} {given} disagrees with the weights in {source} ({actual})")
     for k, d in network.each_layer():
-        cell, params = network.cell_of(k), network.layers[k][d]
-        if config.spectral_radius is not None:
-            rescale_recurrent(cell, params, config.spectral_radius)
-        if config.recurrent_scale is not None:
-            params[cell.recurrent] = params[cell.recurrent] * config.recurrent_scale
+        _scale_recurrent(config, network.cell_of(k), network.layers[k][d])
     network.padding_idx = config.padding_idx
     if config.padding_idx is not None and (network.embedding is None or config.padding_idx >= network.vocab_size):
         where = "the weights hold no embedding" if network.embedding is None else f"the vocabulary has {network.vocab_size} rows"

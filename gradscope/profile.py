@@ -22,7 +22,7 @@ import numpy as np
 
 from .bptt.layer import Trajectory, pick_rows
 from .bptt.logdomain import combine_log_norms
-from .bptt.network import NetworkGradients, NetworkTrajectory, bptt, last_step_backward
+from .bptt.network import NetworkGradients, NetworkTrajectory, bptt, last_real, last_step_backward
 from .flow import Flow, flow
 from .model.network import DIRECTIONS, Network
 
@@ -62,7 +62,7 @@ def aligned_log_norms(log_rows: np.ndarray, mask_tm: np.ndarray | None, reverse:
         anchor = mask_tm.argmax(axis=0)  # first real step
         idx = anchor[None, :] + k
     else:
-        anchor = steps - 1 - mask_tm[::-1].argmax(axis=0)  # last real step
+        anchor = last_real(mask_tm)
         idx = anchor[None, :] - k
     valid = (idx >= 0) & (idx < steps)
     idx = np.clip(idx, 0, steps - 1)

@@ -267,9 +267,12 @@ def lengths(traj: NetworkTrajectory) -> np.ndarray:
 def last_real_steps(traj: NetworkTrajectory) -> np.ndarray:
     """(B,) the index of each sequence's last real step (T - 1 without padding)."""
     steps, batch = traj.output.shape[:2]
-    if traj.mask_tm is None:
-        return np.full(batch, steps - 1)
-    return steps - 1 - traj.mask_tm[::-1].argmax(axis=0)
+    return np.full(batch, steps - 1) if traj.mask_tm is None else last_real(traj.mask_tm)
+
+
+def last_real(mask_tm: np.ndarray) -> np.ndarray:
+    """(B,) the index of each sequence's last True step in mask_tm (T, B)."""
+    return mask_tm.shape[0] - 1 - mask_tm[::-1].argmax(axis=0)
 
 
 def _features(net: Network, traj: NetworkTrajectory) -> tuple[np.ndarray, np.ndarray | None]:
