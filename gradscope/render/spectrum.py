@@ -6,6 +6,7 @@ Every number shown is a field of the result's JSON document (serialize.py).
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -53,6 +54,26 @@ def layers_table(result: SpectrumResult) -> Table:
     return table
 
 
+def out_of_order(exponents: np.ndarray) -> int | None:
+    """The first i (1-based) with lambda_{i+1} > lambda_i, or None when the finite ones descend."""
+    finite = exponents[np.isfinite(exponents)]
+    rises = np.flatnonzero(np.diff(finite) > 0)
+    return int(rises[0]) + 1 if rises.size else None
+
+
+def order_note(result: SpectrumResult) -> Text | None:
+    """Why lambda_i may not descend: the QR frame aligns with the leading directions at a rate set
+    by the gaps between exponents, so on a short run the columns' order is not yet theirs."""
+    lyap = result.lyapunov
+    first = out_of_order(lyap.exponents)
+    if first is None:
+        return None
+    return Text(f"lambda_{first + 1} > lambda_{first}: over {lyap.steps} steps the QR frame has not "
+                "aligned with the ordered directions (it aligns at the rate of the gaps between "
+                "exponents), so lambda_i is the growth rate of its i-th column, not yet the i-th largest; "
+                "longer sequences order them. ln sigma_i(P) / steps is ordered by construction.", style="yellow")
+
+
 def verdict_text(result: SpectrumResult) -> Text:
     lyap = result.lyapunov
     text = Text("Verdict: ")
@@ -79,6 +100,9 @@ def render_spectrum(result: SpectrumResult, console: Console, rows: int = 8) -> 
     console.print(exponent_table(result, rows))
     if not product.converged:
         console.print(f"the singular values did not settle in {product.sweeps} Jacobi sweeps", style="red")
+    note = order_note(result)
+    if note is not None:
+        console.print(note)
     if result.cell_path is not None:
         console.print()
         console.print(Text("Cell path c_{t-1} -> c_t: diag(f_t)", style="bold"))

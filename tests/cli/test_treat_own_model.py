@@ -109,3 +109,14 @@ def test_sweep_scales_the_recurrent_matrices_around_the_model(own, capsys):
     values = np.array(doc["maps"][0]["values"], dtype=float)
     assert values.shape == (2, 3) and np.all(np.isfinite(values))
     assert np.all(np.diff(values, axis=1) > 0)  # larger recurrent weights carry more of the gradient back
+
+
+def test_spectrum_says_when_a_short_run_leaves_the_exponents_unordered(own, capsys):
+    """Over the fixture's 3-12 real steps the QR frame has not aligned: some lambda_{i+1} > lambda_i,
+    and the table says so; the product's singular values descend whatever the length."""
+    doc = run(capsys, "spectrum", *own, "--json")
+    exponents = np.array(doc["lyapunov"]["exponents"])
+    rises = np.flatnonzero(np.diff(exponents) > 0)
+    assert rises.size and np.all(np.diff(doc["product"]["log10_singular_values"]) <= 0)
+    first = rises[0] + 1
+    assert f"lambda_{first + 1} > lambda_{first}: over" in " ".join(run(capsys, "spectrum", *own).split())
