@@ -120,3 +120,13 @@ def test_spectrum_says_when_a_short_run_leaves_the_exponents_unordered(own, caps
     assert rises.size and np.all(np.diff(doc["product"]["log10_singular_values"]) <= 0)
     first = rises[0] + 1
     assert f"lambda_{first + 1} > lambda_{first}: over" in " ".join(run(capsys, "spectrum", *own).split())
+
+
+def test_check_draws_the_end_aligned_profile_its_ratio_is_read_from(own, capsys):
+    from gradscope.render.common import sparkline
+
+    analyzed = run(capsys, "analyze", *own, "--json")
+    out = run(capsys, "check", *own)
+    aligned = sparkline(np.log10(np.array(analyzed["flow_norms"], dtype=float)), 60)
+    raw = sparkline(np.array(analyzed["log10_grad_norms"], dtype=float), 60)
+    assert aligned != raw and f"  {aligned}\n" in out
