@@ -79,11 +79,13 @@ def compare_command(
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
-    # none named: those that apply to the cell, resolved once here for the progress bar and the runs
-    chosen = names if mitigations and mitigations.strip() else default_cures(config)
-    with step_progress("runs", (len(chosen) + 1) * seeds, scheduler is not None) as advance, keeping_partial(json):
+    # none named: compare runs those that apply to the cell and change the model; the bar's first
+    # total counts those that apply, and compare's first call gives the runs' own
+    chosen = names if mitigations and mitigations.strip() else None
+    with step_progress("runs", (len(chosen or default_cures(config)) + 1) * seeds,
+                       scheduler is not None) as advance, keeping_partial(json):
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
-                         lambda done, total, label: advance(done, label), seeds, start, scheduler, record,
+                         lambda done, total, label: advance(done, label, total), seeds, start, scheduler, record,
                          record_every)
     if save_best is not None:
         save_weights(save_best, best_weights(result), "--save-best", keras)

@@ -25,13 +25,15 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
+import numpy as np
+
 from ..cluster import Partial
 from ..config import RunConfig
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, loaded_network
 from ..flow import Flow
 from ..mitigations import (
-    STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, make_mitigation, parse_mitigations,
+    STARTS, Mitigation, NoMitigation, Strengths, default_mitigations, parse_mitigations,
     run_mitigation,
 )
 from ..model.network import Network
@@ -152,6 +154,20 @@ def checked_setup(config: RunConfig, name: str, strengths: Strengths, start: str
     return _setup(config, run_mitigation(name, strengths), start)
 
 
+def changes_nothing(mitigation: Mitigation, setup: Setup, baseline: Setup) -> bool:
+    """Whether a cure trains the very model the unmitigated run trains: it only sets the model (no
+    clipping or penalty: no strength), and the model it builds has the same cells and the same
+    arrays (--cell lstm and the lstm cure, --init orthogonal and the orthogonal one)."""
+    if mitigation.settings:
+        return False
+    net, base = setup.network, baseline.network
+    cells = [(c.name, c.activation, c.gate_activation) for c in map(net.cell_of, range(net.num_layers))]
+    if cells != [(c.name, c.activation, c.gate_activation) for c in map(base.cell_of, range(base.num_layers))]:
+        return False
+    ours, theirs = net.parameters(), base.parameters()
+    return ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
 def check_jobs(jobs: int) -> None:
     """--jobs: a whole number of at least 1."""
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
@@ -253,15 +269,13 @@ def best_weights(result: CompareResult) -> dict:
 
 def default_cures(config: RunConfig) -> list[str]:
     """What compare runs when no mitigations are named: every registered one that applies to the
-    model's cell (the cells --weights holds, for a model of the user's own: to each of its layers'),
-    less the swaps to the cell it has already."""
+    model's cell (the cells --weights holds, for a model of the user's own: to each of its layers').
+    ``compare`` then leaves out those that would train the unmitigated model (``changes_nothing``)."""
     if config.weights is None:
         return default_mitigations(config.cell)
     network = loaded_network(config)[0]
     cells = list(dict.fromkeys(network.cell_of(k).name for k in range(network.num_layers)))
-    names = [n for n in default_mitigations(cells[0]) if all(n in default_mitigations(c) for c in cells[1:])]
-    return [n for n in names if set(make_mitigation(n).overrides) != {"cell", "activation"}
-            or [make_mitigation(n).overrides["cell"]] != cells]
+    return [n for n in default_mitigations(cells[0]) if all(n in default_mitigations(c) for c in cells[1:])]
 
 
 def compare(
@@ -316,6 +330,14 @@ def compare(
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: run_mitigation(name, strengths) for name in names}
     setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
+    for name in names[1:]:
+        if changes_nothing(chosen[name], setups[name], setups[NoMitigation.name]):
+            if mitigations is not None:
+                settings_ = ", ".join(f"{k} {v}" for k, v in chosen[name].overrides.items() if v is not None)
+                raise InputError(f"mitigation {name} changes nothing here: the model has its settings "
+                                 f"already ({settings_}); leave it out")
+            names.remove(name)
+            del chosen[name], setups[name]
     if record is not None and scheduler is not None:
         raise InputError("--record writes the records from this machine's processes; it cannot follow runs on "
                          "--scheduler's cluster (record a local run)")

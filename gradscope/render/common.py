@@ -167,16 +167,17 @@ def print_header(console: Console, command: str, config: dict) -> None:
 def step_progress(description: str, total: int, lines: bool = False) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr while the block runs, only when stderr is a terminal.
 
-    Yields ``advance(completed, label=None)``; a no-op on a pipe, so callers need not ask. With
+    Yields ``advance(completed, label=None, total=None)`` (a total given replaces the first, for work
+    whose size is known only once it starts); a no-op on a pipe, so callers need not ask. With
     ``lines`` (runs on a cluster, which take long and are often logged), a stderr that is not a
     terminal gets one plain line per call instead: ``gradscope: runs: 3/6 (lstm, seed 1)``.
     """
     if VERBOSITY["level"] < 0 or not (sys.stderr.isatty() or lines):
-        yield lambda completed, label=None: None
+        yield lambda completed, label=None, total=None: None
         return
     if not sys.stderr.isatty():
-        def line(completed: int, label: str | None = None) -> None:
-            print(f"gradscope: {description}: {completed}/{total}" + (f" ({label})" if label else ""),
+        def line(completed: int, label: str | None = None, now: int | None = None) -> None:
+            print(f"gradscope: {description}: {completed}/{now or total}" + (f" ({label})" if label else ""),
                   file=sys.stderr, flush=True)
 
         yield line
@@ -188,7 +189,7 @@ def step_progress(description: str, total: int, lines: bool = False) -> Iterator
     )
     with bar:
         task = bar.add_task(description, total=total)
-        yield lambda completed, label=None: bar.update(task, completed=completed)
+        yield lambda completed, label=None, total=None: bar.update(task, completed=completed, total=total)
 
 
 def thin(count: int, rows: int | None) -> list[int]:

@@ -61,6 +61,24 @@ def test_unknown_mitigation_lists_the_choices_and_exits_2(capsys):
     assert "unknown mitigation 'magic'; choose one of " + ", ".join(MITIGATIONS) in err
 
 
+@pytest.mark.parametrize("argv, named", [
+    (["--cell", "lstm"], "lstm"),
+    (["--init", "orthogonal"], "orthogonal"),
+    (["--activation", "relu"], "relu"),
+])
+def test_a_cure_that_would_train_the_unmitigated_model_is_refused_or_left_out(capsys, argv, named):
+    """--cell lstm with the lstm cure trains the very model of the none run: named, it is an input
+    error; by default it is not run. A composite with a part that does change the model runs."""
+    code, out, err = run(capsys, *SMALL, "--steps", "2", *argv, "--mitigations", f"clip-norm,{named}")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"mitigation {named} changes nothing here: the model has its settings already" in err
+    doc = run_json(capsys, *SMALL, "--steps", "2", "--jobs", "1", *argv)
+    ran = [r["mitigation"] for r in doc["runs"]]
+    assert named not in ran and "clip-norm" in ran
+    doc = run_json(capsys, *SMALL, "--steps", "2", "--jobs", "1", "--cell", "lstm", "--mitigations", "lstm+chrono")
+    assert [r["mitigation"] for r in doc["runs"]] == ["none", "lstm+chrono"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "0"], "--steps must be a whole number"),
     (["--jobs", "0"], "--jobs must be a whole number of at least 1"),

@@ -130,3 +130,10 @@ def test_check_draws_the_end_aligned_profile_its_ratio_is_read_from(own, capsys)
     aligned = sparkline(np.log10(np.array(analyzed["flow_norms"], dtype=float)), 60)
     raw = sparkline(np.array(analyzed["log10_grad_norms"], dtype=float), 60)
     assert aligned != raw and f"  {aligned}\n" in out
+
+
+def test_the_swap_to_the_model_s_own_cell_is_refused_from_either_start(own, capsys):
+    for start in ("init", "trained"):
+        code = main(["compare", *own, "--steps", "2", "--start", start, "--mitigations", "gru,lstm"])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and "mitigation lstm changes nothing here" in err
