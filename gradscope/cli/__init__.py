@@ -5,7 +5,11 @@ Each command is one module registering itself on ``app``; importing them here wi
 
 from __future__ import annotations
 
-import sys
+import time
+
+STARTED = time.perf_counter()  # before the commands' imports (numpy, rich, typer): -v's start-up
+
+import sys  # noqa: E402
 
 from . import analyze  # noqa: F401  (registers the command)
 from . import check  # noqa: F401  (registers the command)

@@ -248,7 +248,11 @@ def verbosity(quiet: bool, verbose: bool, command: str) -> typing.Iterator[None]
                 warnings.simplefilter("ignore")
             yield
         if verbose:
-            print(f"gradscope: {command} took {time.perf_counter() - started:.2f} s", file=sys.stderr)
+            from . import STARTED
+
+            now = time.perf_counter()
+            print(f"gradscope: {command} took {now - started:.2f} s ({now - STARTED:.2f} s with start-up)",
+                  file=sys.stderr)
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate

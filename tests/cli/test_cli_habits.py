@@ -98,7 +98,7 @@ def test_quiet_silences_warnings_and_verbose_times(capsys):
     code, quiet_out, err = run(capsys, "analyze", "--seq-len", "5", "-q", "--json")
     assert code == 0 and err == ""
     code, out, err = run(capsys, "analyze", "--seq-len", "5", "-v", "--json")
-    assert code == 0 and re.fullmatch(r"gradscope: analyze took \d+\.\d\d s\n", err)
+    assert code == 0 and re.fullmatch(r"gradscope: analyze took \d+\.\d\d s \(\d+\.\d\d s with start-up\)\n", err)
     assert json.loads(out)["grad_norms"] == json.loads(quiet_out)["grad_norms"]
 
 
