@@ -125,7 +125,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         "random",
     ),
     "seq_len": (
-        Annotated[Optional[int], _opt(DATA, "Sequence length T. analyze runs checkpointed BPTT (sqrt(T) states kept) when the full run does not fit in memory.", min=1, show_default=f"{_seq_len_default()}, or what --inputs holds")],
+        Annotated[Optional[int], _opt(DATA, "Sequence length T. analyze and check switch to checkpointed BPTT (sqrt(T) states kept) when the full run does not fit in memory.", min=1, show_default=f"{_seq_len_default()}, or what --inputs holds")],
         None,
     ),
     "batch_size": (
@@ -149,7 +149,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "padding_idx": (
-        Annotated[Optional[int], _opt(FILES, "Pad token id: real steps are those whose token differs (pads before or after the text), and the embedding's row N gets no gradient.", show_default=False, min=0)],
+        Annotated[Optional[int], _opt(FILES, "Pad token id: real steps are those whose token differs (pads before or after the text), and the embedding's row of that id gets no gradient, as nn.Embedding(padding_idx) holds it.", show_default=False, min=0)],
         None,
     ),
     "readout": (

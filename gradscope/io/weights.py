@@ -41,7 +41,8 @@ from .files import HDF5_MAGIC, KERAS_READ_BY, SAVE_STATE_DICT, ZIP_MAGIC, input_
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
 """Where training checkpoints keep the state dict, tried in this order."""
 
-READS = "gradscope reads state dicts from .npz (np.savez), .pt/.pth (torch.save) and .safetensors files"
+READS = ("gradscope reads state dicts from .npz (np.savez), .pt/.pth (torch.save) and .safetensors files, "
+         "and Keras models from .keras and .h5 files")
 NEEDS_TORCH = install_hint("torch")
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -115,7 +116,8 @@ def _sniff(path: Path, what: str, origin: str) -> str:
     if head.startswith(NPY_MAGIC):
         raise InputError(
             f"{origin} is a single .npy array, not a state dict; "
-            f"{what} are read from a state dict in an .npz, .pt/.pth or .safetensors file"
+            f"{what} are read from a state dict in an .npz, .pt/.pth or .safetensors file, or a Keras model in a "
+            ".keras or .h5 file"
         )
     if head.startswith(ZIP_MAGIC):
         return _sniff_zip(path, origin)

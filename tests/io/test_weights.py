@@ -17,6 +17,7 @@ from gradscope.errors import InputError
 from gradscope.io.weights import read_state_dict
 
 FORMATS = ".npz (np.savez), .pt/.pth (torch.save) and .safetensors"
+KERAS = ", and Keras models from .keras and .h5 files"
 SAVE_ADVICE = 'torch.save(model.state_dict(), "model.pt")'
 
 
@@ -134,7 +135,7 @@ def test_plain_pickle_is_refused_without_running(tmp_path):
         read_state_dict(path)
     assert str(err.value) == (
         f"weights file {path} is a Python pickle, not a file written by torch.save; "
-        f"gradscope reads state dicts from {FORMATS} files"
+        f"gradscope reads state dicts from {FORMATS} files{KERAS}"
     )
     assert not marker.exists()
 
@@ -270,7 +271,7 @@ def test_single_npy_is_refused_with_the_formats(tmp_path):
         read_state_dict(path)
     assert str(err.value) == (
         f"weights file {path} is a single .npy array, not a state dict; "
-        f"weights are read from a state dict in an .npz, .pt/.pth or .safetensors file"
+        f"weights are read from a state dict in an .npz, .pt/.pth or .safetensors file, or a Keras model in a .keras or .h5 file"
     )
 
 
@@ -303,20 +304,20 @@ def test_file_that_is_not_weights_is_named_with_the_formats(tmp_path, kind, prob
         read_state_dict(path)
     message = str(err.value)
     assert message.startswith(f"weights file {path} {problem}")
-    assert message.endswith(f"gradscope reads state dicts from {FORMATS} files")
+    assert message.endswith(f"gradscope reads state dicts from {FORMATS} files{KERAS}")
 
 
 def test_directory_and_missing_file_are_named(tmp_path):
     with pytest.raises(InputError) as err:
         read_state_dict(tmp_path)
     assert str(err.value) == (
-        f"weights path {tmp_path} is a directory, not a file; gradscope reads state dicts from {FORMATS} files"
+        f"weights path {tmp_path} is a directory, not a file; gradscope reads state dicts from {FORMATS} files{KERAS}"
     )
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(InputError) as err:
         read_state_dict(missing, what="teacher weights")
     assert str(err.value) == (
-        f"teacher weights file not found: {missing}; gradscope reads state dicts from {FORMATS} files"
+        f"teacher weights file not found: {missing}; gradscope reads state dicts from {FORMATS} files{KERAS}"
     )
 
 
