@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Callable, ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from .bptt.network import NetworkGradients, NetworkTrajectory
 from .model.activations import get_activation
-from .model.cells import CELLS, Params, make_cell
+from .model.cells import CELLS, Cell, Params, make_cell
 from .config import RunConfig
 from .errors import InputError
 from .model.network import Network
@@ -508,16 +508,34 @@ def parse_mitigations(text: str | None) -> list[str]:
 STARTS = ("init", "trained")
 
 
+class Framework(Protocol):
+    """How a model's framework draws new weights: a layout (model/statedict.py, model/keras.py)."""
+
+    def initialise(self, network: Network, rng: np.random.Generator) -> Network: ...
+
+    def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network: ...
+
+
+class PyTorch:
+    """PyTorch's draws (model/reinit.py): what a network without a layout of its own gets."""
+
+    def initialise(self, network: Network, rng: np.random.Generator) -> Network:
+        return torch_init(network, rng)
+
+    def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network:
+        return swap_cell(network, cell, rng)
+
+
 def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Generator, t_max: int,
-          initialise: Callable[[Network, np.random.Generator], Network] = torch_init) -> Network:
+          framework: Framework = PyTorch()) -> Network:
     """The network a cure trains when the model is the user's own (--weights), a new one.
 
-    start : "init" re-initialises the architecture with ``initialise`` (the layout's: as PyTorch
-        does, model/reinit.py, or for a Keras model as Keras does, model/keras.py), "trained"
-        keeps the saved weights (fine-tuning). Then the cure's own settings, on top:
-    cell           a cell swap: every layer new, as PyTorch initialises that module (from either
-                   start: the saved weights are another cell's); embedding, head, layers,
-                   directions and hidden size kept. An activation alone (relu) keeps the weights.
+    start : "init" re-initialises the architecture as its ``framework`` does (the layout's: as
+        PyTorch does, model/reinit.py, or for a Keras model as Keras does, model/keras.py),
+        "trained" keeps the saved weights (fine-tuning). Then the cure's own settings, on top:
+    cell           a cell swap: every layer new, as the framework initialises that module or layer
+                   (from either start: the saved weights are another cell's); embedding, head,
+                   layers, directions and hidden size kept. An activation alone (relu) keeps the weights.
     init           each W_hh gate block from that initialiser (orthogonal, identity)
     bias_init      the gate biases of forget-bias or chrono (T_max = ``t_max``)
     The cures that act on the gradient or the loss change nothing here.
@@ -525,12 +543,12 @@ def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Gener
     if start not in STARTS:
         raise InputError(f"--start must be one of {', '.join(STARTS)} (got {start!r})")
     overrides = mitigation.overrides
-    new = initialise(net, rng) if start == "init" else net.copy()
+    new = framework.initialise(net, rng) if start == "init" else net.copy()
     cell = overrides.get("cell", new.cell.name)
     activation = overrides.get("activation", new.cell.activation if cell == new.cell.name else "tanh")
     cells = [new.cell_of(k) for k in range(new.num_layers)]
     if "cell" in overrides and any(c.name != cell for c in cells):
-        new = swap_cell(new, make_cell(cell, activation), rng)
+        new = framework.swap_cell(new, make_cell(cell, activation), rng)
     elif "activation" in overrides and any(c.activation != activation for c in cells):
         # the same weights through another activation
         cells = [make_cell(c.name, activation, c.gate_activation, saved=True) for c in cells]

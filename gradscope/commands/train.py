@@ -196,7 +196,7 @@ def mitigated_setup(config: RunConfig, mitigation: Mitigation, start: str = "tra
     if config.weights is None:
         return setup
     t_max = config.chrono_max or setup.batch.x.shape[1]
-    net = treat(setup.network, mitigation, start, rngs(config.seed)[0], t_max, setup.layout.initialise)
+    net = treat(setup.network, mitigation, start, rngs(config.seed)[0], t_max, setup.layout)
     overrides = mitigation.overrides
     resolved = replace(setup.config, cell=net.cell.name, activation=net.cell.activation,
                        init=overrides.get("init"), init_gain=overrides.get("init_gain") if "init" in overrides else None)

@@ -93,6 +93,10 @@ class KerasLayout:
         """The architecture with new weights, as Keras initialises its layers (``keras_init``)."""
         return keras_init(network, self, rng)
 
+    def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network:
+        """The network with ``cell`` in every layer, as Keras initialises that layer (``keras_swap``)."""
+        return keras_swap(network, cell, rng)
+
 
 # -- Keras -> network ------------------------------------------------------------------------------
 
@@ -166,21 +170,45 @@ def keras_init(network: Network, layout: KerasLayout, rng: np.random.Generator) 
     layers = []
     for k, layer in enumerate(layout.recurrent):
         parts = (layer.forward, layer.backward) if layer.class_name == "Bidirectional" else (layer,)
-        cell, directions = network.cell_of(k), []
-        for d, part in enumerate(parts):
-            shape = network.layer(k, d)
-            rows = len(cell.gates) * shape.hidden_size
-            w_ih, w_hh, b_ih, b_hh = _names(cell)
-            params = {w_ih: xavier(rows, shape.input_size, rng), w_hh: orthogonal(rows, shape.hidden_size, rng),
-                      b_ih: np.zeros(rows), b_hh: np.zeros(rows)}
-            if part.config.get("unit_forget_bias") and part.config["use_bias"]:
-                params[b_ih][shape.hidden_size : 2 * shape.hidden_size] = 1.0  # (i, f, c, o): f's rows
-            directions.append(params)
-        layers.append(directions)
+        cell = network.cell_of(k)
+        layers.append([_keras_layer(cell, network.layer(k, d).input_size, network.layer(k, d).hidden_size, rng,
+                                    bool(part.config.get("unit_forget_bias") and part.config["use_bias"]))
+                       for d, part in enumerate(parts)])
     new.layers = layers
     if new.head is not None:
         new.head = {"Wy": xavier(*new.head["Wy"].shape, rng), "by": np.zeros_like(new.head["by"])}
     return new
+
+
+def keras_swap(network: Network, cell: Cell, rng: np.random.Generator) -> Network:
+    """The network with ``cell`` in every layer and direction, each drawn as Keras initialises a new
+    layer of that class with its defaults (``keras_init``'s draws, the LSTM's forget bias 1), and
+    with its biases: one for SimpleRNN and LSTM (the recurrent bias beside it held at zero, not a
+    parameter), GRU(reset_after=True)'s two. The embedding, readout and head are kept."""
+    new = network.copy()
+    new.cell, new.cells = cell, ()
+    fixed = {name for name in network.fixed if name.startswith("head.")}
+    new.layers = []
+    for k, layer in enumerate(network.layers):
+        new.layers.append([_keras_layer(cell, network.layer(k, d).input_size, network.layer(k, d).hidden_size,
+                                        rng, cell.name == "lstm") for d in range(len(layer))])
+        if cell.name != "gru":
+            fixed |= {Network.parameter_name(k, d, _names(cell)[3]) for d in range(len(layer))}
+    new.fixed = frozenset(fixed)
+    return new
+
+
+def _keras_layer(cell: Cell, input_size: int, hidden_size: int, rng: np.random.Generator,
+                 unit_forget_bias: bool) -> Params:
+    """One layer and direction as Keras draws it: kernel glorot_uniform, then recurrent_kernel
+    orthogonal, biases zero but the forget gate's 1 with ``unit_forget_bias``."""
+    rows = len(cell.gates) * hidden_size
+    w_ih, w_hh, b_ih, b_hh = _names(cell)
+    params = {w_ih: xavier(rows, input_size, rng), w_hh: orthogonal(rows, hidden_size, rng),
+              b_ih: np.zeros(rows), b_hh: np.zeros(rows)}
+    if unit_forget_bias:
+        params[b_ih][hidden_size : 2 * hidden_size] = 1.0  # (i, f, c, o): f's rows
+    return params
 
 
 def _label(layer: "KerasLayer") -> str:

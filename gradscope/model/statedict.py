@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from .cells import CELLS, Params, make_cell
+from .cells import CELLS, Cell, Params, make_cell
 from ..errors import InputError
 from .network import Network
-from .reinit import torch_init
+from .reinit import swap_cell, torch_init
 
 if TYPE_CHECKING:  # the gradients' type only; the model layer does not import BPTT
     from ..bptt.network import NetworkGradients
@@ -60,6 +60,10 @@ class Layout:
     def initialise(self, network: Network, rng: np.random.Generator) -> Network:
         """The architecture with new weights, as PyTorch initialises its modules (``reinit.torch_init``)."""
         return torch_init(network, rng)
+
+    def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network:
+        """The network with ``cell`` in every layer, as PyTorch initialises that module (``reinit.swap_cell``)."""
+        return swap_cell(network, cell, rng)
 
     def describe(self, network: Network) -> str:
         return network.describe()

@@ -113,3 +113,24 @@ def test_compare_from_init_trains_from_keras_initialisation(saved, tmp_path, cap
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["start"] == "init" and [r["mitigation"] for r in doc["runs"]] == ["none", "orthogonal"]
+
+
+@pytest.mark.parametrize("cure", ["gru", "lstm", "relu"])
+def test_a_cell_swap_on_a_keras_model_draws_the_new_layers_as_keras_does(saved, cure):
+    """compare's gru, lstm and relu cures on a Keras model: every layer new, as Keras initialises a
+    new layer of that class (from either start), with Keras' biases: one for SimpleRNN and LSTM
+    (the recurrent bias held at zero, not trained), GRU(reset_after=True)'s two."""
+    from gradscope.commands.train import mitigated_setup
+    from gradscope.mitigations import make_mitigation
+
+    folder, tokens = saved
+    config = RunConfig(weights=str(folder / "issue.keras"), inputs=tokens, seed=0)
+    for start in ("init", "trained"):
+        swapped = mitigated_setup(config, make_mitigation(cure), start).network
+        cell = {"relu": "rnn"}.get(cure, cure)
+        assert all(swapped.cell_of(k).name == cell for k in range(swapped.num_layers))
+        check_keras_initialisation(swapped)
+        recurrent_biases = {f"l{k}{'_reverse' if d else ''}.b_hh"
+                            for k, d in swapped.each_layer()}
+        assert recurrent_biases <= set(swapped.parameters()) if cell == "gru" else \
+            not recurrent_biases & set(swapped.parameters())
