@@ -420,7 +420,8 @@ def _backprop_layers(net: Network, traj: NetworkTrajectory, d_out: np.ndarray | 
                 grads.dL_dh, grads.dL_dc = grads.dL_dh[::-1], _reversed(grads.dL_dc)
                 grads.du, grads.dv, grads.dx = grads.du[::-1], grads.dv[::-1], _reversed(grads.dx)
                 grads.dx_scale = _reversed(grads.dx_scale)
-                grads.set_log_rows(grads.log_rows[::-1], _reversed(grads.log_cell_rows))
+                grads.log_rows, grads.log_cell_rows = grads.log_rows[::-1], _reversed(grads.log_cell_rows)
+                grads.log_norms, grads.log_cell_norms = grads.log_norms[::-1], _reversed(grads.log_cell_norms)
             if real is not None:  # the figures a user reads are zero where the sequence has ended
                 grads.dL_dh = grads.dL_dh * real
                 grads.dL_dc = None if grads.dL_dc is None else grads.dL_dc * real
