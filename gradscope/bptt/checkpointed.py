@@ -224,16 +224,14 @@ def _run(net: Network, x, y, mask, upstream, segment, sequences: _Sequences) -> 
                 out_d[start:stop] = traj.hidden[1:]
                 steps_in = included[::-1][start:stop] if d == 1 else included[start:stop]
                 if len(cell.gates) > 1 or measure:
-                    for cache, use in zip(traj.caches, steps_in):
-                        if not use:
-                            continue
-                        picked = cache if mask_tm is None else pick_rows(cache, rows)
-                        if len(cell.gates) > 1:
-                            jac_sum = jac_sum + cell.step_jacobian(params, picked).mean(axis=0)
-                            seen += 1
-                        if measure and not blew_up:
-                            t_real += 1
-                            lyap.add(t_real, StepJacobian(net.layer(layer, d), picked, (len(rows), size, size)))
+                    picked = [cache if mask_tm is None else pick_rows(cache, rows)
+                              for cache, use in zip(traj.caches, steps_in) if use]
+                    if len(cell.gates) > 1 and picked:  # the segment's mean, weighted by its steps
+                        jac_sum = jac_sum + cell.mean_step_jacobian(params, picked) * len(picked)
+                        seen += len(picked)
+                    for cache in picked if measure and not blew_up else ():
+                        t_real += 1
+                        lyap.add(t_real, StepJacobian(net.layer(layer, d), cache, (len(rows), size, size)))
                 if measure:
                     blew_up = blew_up or overflowed(traj)
                 state = traj.states[-1]
