@@ -372,17 +372,25 @@ def _random_tokens(network: Network, rng: np.random.Generator, batch: Batch) -> 
     return Batch(np.asarray(vocab)[rng.integers(0, len(vocab), (b, t))], batch.y, batch.mask)
 
 
-def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> Batch:
-    """``size`` fresh sequences of the setup's task; token ids for a network with an embedding on
-    the random task, so that the embedding takes part (and is trained)."""
-    batch = setup.task.sample(rng, size, seq_len, setup.shape)
-    if setup.network.embedding is not None and setup.task.name == "random":
-        batch = _random_tokens(setup.network, rng, batch)
-    if setup.network.readout == "every" and setup.shape.readout != "every":
-        batch = Batch(batch.x, _random_targets(rng, setup.shape, *batch.x.shape[:2], every=True), batch.mask)
-    if setup.network.own_mask is not None:
-        batch = Batch(batch.x, batch.y, _own_mask(setup.network, batch.x))
+def _task_batch(task: Task, shape: TaskShape, network: Network, rng: np.random.Generator, size: int,
+                seq_len: int) -> Batch:
+    """``size`` fresh sequences of the task for this network: token ids for one with an embedding
+    on the random task (other tasks' vectors skip the embedding), random targets at every step for
+    one read out at every step where the task has one target per sequence, and the mask the
+    network computes from its inputs."""
+    batch = task.sample(rng, size, seq_len, shape)
+    if network.embedding is not None and task.name == "random":
+        batch = _random_tokens(network, rng, batch)
+    if network.readout == "every" and shape.readout != "every":
+        batch = Batch(batch.x, _random_targets(rng, shape, *batch.x.shape[:2], every=True), batch.mask)
+    if network.own_mask is not None:
+        batch = Batch(batch.x, batch.y, _own_mask(network, batch.x))
     return batch
+
+
+def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> Batch:
+    """``size`` fresh sequences of the setup's task, as ``build`` drew its batch (``_task_batch``)."""
+    return _task_batch(setup.task, setup.shape, setup.network, rng, size, seq_len)
 
 
 def build(config: RunConfig, checkpointable: bool = False) -> Setup:
@@ -443,15 +451,8 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
         batch = _file_batch(config, task, shape, data_rng, network, inputs, layout)
         checkpointed = check_memory(config, task, shape, network, batch.x.shape[:2], checkpointable)
     else:
-        seq_len = config.seq_len or task.default_seq_len
-        batch = task.sample(data_rng, config.batch_size or DEFAULT_BATCH_SIZE, seq_len, shape)
-        if network.embedding is not None and task.name == "random":
-            batch = _random_tokens(network, data_rng, batch)  # other tasks' vectors skip the embedding
-        if network.own_mask is not None:
-            batch = Batch(batch.x, batch.y, _own_mask(network, batch.x))
-    if network.readout == "every" and shape.readout != "every" and config.inputs is None:
-        # a task with one target per sequence, read out at every step: random targets per step
-        batch = Batch(batch.x, _random_targets(data_rng, shape, *batch.x.shape[:2], every=True), batch.mask)
+        batch = _task_batch(task, shape, network, data_rng, config.batch_size or DEFAULT_BATCH_SIZE,
+                            config.seq_len or task.default_seq_len)
     upstream = _upstream(config, network, *batch.x.shape[:2])
     initial = _initial_state(config, network, batch.x.shape[0])
     if upstream is not None and (config.targets is not None or config.readout is not None or config.loss is not None):
