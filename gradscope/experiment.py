@@ -254,26 +254,39 @@ def _mask(config: RunConfig, x: np.ndarray, network: Network) -> np.ndarray | No
     return None
 
 
+def _named_arrays(source: str | os.PathLike | Mapping, what: str, network: Network, names: tuple[str, ...],
+                  cell_state: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz (or a mapping) named ``names`` and, for a cell with a memory cell (the
+    LSTM), ``cell_state``: an unknown name, none at all, or the cell state for a cell that has none
+    is an InputError naming ``what``."""
+    if isinstance(source, Mapping):
+        arrays = {k: load_array(v, f"{what} {k!r}") for k, v in source.items() if v is not None}
+    else:
+        arrays = load_npz(source, what)
+    unknown = sorted(set(arrays) - {*names, cell_state})
+    if unknown or not arrays:
+        expected = ", ".join(f"'{n}'" for n in names)
+        raise InputError(f"{what}: expected arrays {expected} (and '{cell_state}' for lstm), "
+                         f"got {', '.join(unknown) or 'none'}")
+    if cell_state in arrays and len(network.cell.state_names) < 2:
+        raise InputError(f"{what}: '{cell_state}' is given, but a {network.cell.name} has no cell state")
+    return arrays
+
+
 def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream | None:
     """The caller's dL/d(output) (B, T, F), and dL/dh_n, dL/dc_n (L x directions, B, H)."""
     if config.output_grads is None:
         return None
     source = config.output_grads
     f, h, n = network.feature_size, network.hidden_size, network.num_layers * network.directions
-    if isinstance(source, str) and source.lower().endswith(".npz"):
-        arrays = load_npz(source, "output-grads")
-    elif isinstance(source, Mapping):
-        arrays = {k: load_array(v, f"output-grads {k!r}") for k, v in source.items() if v is not None}
+    npz = isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".npz")
+    if npz or isinstance(source, Mapping):
+        arrays = _named_arrays(source, "output-grads", network, ("output", "h_n"), "c_n")
     else:
-        arrays = {"output": load_array(source, "output-grads")}
-    unknown = sorted(set(arrays) - {"output", "h_n", "c_n"})
-    if unknown or not arrays:
-        raise InputError(f"output-grads: expected arrays 'output', 'h_n' (and 'c_n'), got {', '.join(unknown) or 'none'}")
+        arrays = {"output": load_array(source, "output-grads")}  # dL/d(output) alone: an .npy or an array
     if ("h_n" in arrays or "c_n" in arrays) and not network.uniform:
         raise InputError("output-grads: 'h_n' and 'c_n' stack the final states of layers of one size and cell; "
                          "this model's layers differ: give 'output' alone")
-    if "c_n" in arrays and len(network.cell.state_names) < 2:
-        raise InputError(f"output-grads: 'c_n' is given, but a {network.cell.name} has no cell state")
     for name, shape in (("output", (b, t, f)), ("h_n", (n, b, h)), ("c_n", (n, b, h))):
         if name in arrays and arrays[name].shape != shape:
             raise InputError(f"output-grads: {name} must have shape {shape}, got {arrays[name].shape}")
@@ -284,16 +297,7 @@ def _initial_state(config: RunConfig, network: Network, b: int) -> InitialState 
     """The caller's h_0 (and c_0 for the LSTM), (L x directions, B, H) each; a missing one is zero."""
     if config.initial_state is None:
         return None
-    source = config.initial_state
-    if isinstance(source, Mapping):
-        arrays = {k: load_array(v, f"initial-state {k!r}") for k, v in source.items() if v is not None}
-    else:
-        arrays = load_npz(source, "initial-state")
-    unknown = sorted(set(arrays) - {"h_0", "c_0"})
-    if unknown or not arrays:
-        raise InputError(f"initial-state: expected arrays 'h_0' (and 'c_0' for lstm), got {', '.join(unknown) or 'none'}")
-    if "c_0" in arrays and len(network.cell.state_names) < 2:
-        raise InputError(f"initial-state: 'c_0' is given, but a {network.cell.name} has no cell state")
+    arrays = _named_arrays(config.initial_state, "initial-state", network, ("h_0",), "c_0")
     shape = (network.num_layers * network.directions, b, network.hidden_size)
     for name, array in arrays.items():
         if array.shape != shape:
