@@ -61,6 +61,8 @@ def _check_bce(y: np.ndarray, output_size: int, steps: int | None = None) -> str
         return f"loss bce needs 1 output, the model has {output_size}"
     if steps is not None and not _per_step(y, steps, 1):
         return f"bce targets at every step must have shape (B, {steps}), got shape {y.shape}"
+    if steps is None and y.size != y.shape[0]:
+        return f"bce targets must be one 0 or 1 per sequence, (B,) or (B, 1), got shape {y.shape}"
     if y.size and not np.all((y == 0) | (y == 1)):
         return "bce targets must be 0 or 1"
     return None

@@ -121,6 +121,15 @@ def test_a_bce_loss_against_a_head_of_three_outputs_names_the_head(tmp_path, cap
                    "the head classifier.weight has 3")
 
 
+@pytest.mark.parametrize("command", ["analyze", "train"])
+def test_targets_of_several_values_for_a_one_output_bce_head_are_an_input_error(tmp_path, capsys, command):
+    sd = model(**{"fc.weight": np.ones((1, H)), "fc.bias": np.zeros(1)})
+    one_line_error(capsys, [command, "--weights", save(tmp_path, "w.npz", sd), "--inputs",
+                            save(tmp_path, "x.npy", tokens()), "--padding-idx", "0", "--targets",
+                            save(tmp_path, "y.npy", np.zeros((B, 3)))],
+                   f"bce targets must be one 0 or 1 per sequence, (B,) or (B, 1), got shape ({B}, 3)")
+
+
 def test_made_up_targets_are_said_to_be(tmp_path, capsys):
     sd = model(**{"fc.weight": np.ones((1, H)), "fc.bias": np.zeros(1)})
     assert main(["analyze", "--weights", save(tmp_path, "w.npz", sd), "--inputs", save(tmp_path, "x.npy", tokens()),
