@@ -43,13 +43,15 @@ def in_python_terms(function):
     import re
 
     flag = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
+    keyword = {"omega-strength": "omega"}  # flags whose keyword is not their name (Strengths.omega)
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except InputError as exc:  # the same exception, so that what it carries (Incomplete.result) stays
-            exc.args = (flag.sub(lambda m: m.group(1).replace("-", "_"), str(exc)), *exc.args[1:])
+            named = flag.sub(lambda m: keyword.get(m.group(1), m.group(1).replace("-", "_")), str(exc))
+            exc.args = (named, *exc.args[1:])
             raise
 
     return wrapper

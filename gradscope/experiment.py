@@ -397,6 +397,18 @@ def sample(setup: Setup, rng: np.random.Generator, size: int, seq_len: int) -> B
     return _task_batch(setup.task, setup.shape, setup.network, rng, size, seq_len)
 
 
+def _check_loaded_init(config: RunConfig) -> None:
+    """--init and --init-gain draw a new network's recurrent weights: with --weights, which fixes
+    them, an input error rather than a flag that changes nothing. (A result's config may name the
+    init a cure drew for a loaded network: commands.train.mitigated_setup; it is not built again.)"""
+    if config.init not in (None, "normal"):
+        raise InputError(f"--init {config.init} draws the recurrent weights at initialisation, which --weights "
+                         "fixes (compare's orthogonal and identity-relu cures draw them anew on your model)")
+    if config.init_gain not in (None, 1.0):
+        raise InputError(f"--init-gain {config.init_gain} scales the recurrent weights' initialisation, which "
+                         "--weights fixes (--recurrent-scale scales the weights read)")
+
+
 def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     """The network and batch a config describes, with every default resolved in the returned config.
 
@@ -409,6 +421,7 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
     if config.bias_init == "chrono" and config.chrono_max is None:  # T_max: the run's length
         config = replace(config, chrono_max=config.seq_len or task.default_seq_len)
     if config.weights is not None:
+        _check_loaded_init(config)
         network, layout = loaded_network(config)
         if config.inputs is None:
             checkpointed = check_memory(config, task, None, network, checkpointable=checkpointable)

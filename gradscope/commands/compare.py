@@ -44,7 +44,7 @@ from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize_runs
 from ..serialize import HIDDEN
 from .train import (
-    StepRecord, TrainOptions, evaluated_on, file_config, minibatch_config, mitigated_setup, train_setup,
+    StepRecord, TrainOptions, evaluated_on, given_strengths, file_config, minibatch_config, mitigated_setup, train_setup,
     training_arguments,
 )
 
@@ -325,6 +325,10 @@ def compare(
     if isinstance(mitigations, str):  # "clip-norm,orthogonal", as the CLI's flag takes them
         mitigations = parse_mitigations(mitigations) if mitigations.strip() else None
     names = [NoMitigation.name] + (default_cures(config) if mitigations is None else list(mitigations))
+    given_strengths(settings, names)
+    if config.weights is None and start != "init":
+        raise InputError(f"--start {start} fine-tunes the weights of --weights; without them every run starts "
+                         "from its initialisation")
     check_jobs(jobs)
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.

@@ -42,7 +42,10 @@ from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
-from ..mitigations import Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, run_mitigation, treat
+from ..mitigations import (
+    Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, resolve_strengths,
+    run_mitigation, treat,
+)
 from ..model.network import Network
 from ..optimizers import make_optimizer
 from ..parallel import run_each_keeping
@@ -483,6 +486,14 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     return config, options, strengths
 
 
+def given_strengths(settings: dict, names: list[str]) -> None:
+    """A strength given as a keyword (``clip_threshold=0.5``) that none of the mitigations ``names``
+    reads would change nothing: an InputError, as the CLI's flag is (``resolve_strengths``)."""
+    strength_fields = {f.name for f in fields(Strengths)}
+    resolve_strengths([n for n in names if n != NoMitigation.name],
+                      **{k: v for k, v in settings.items() if k in strength_fields})
+
+
 def train_seed(config: RunConfig, options: TrainOptions, mitigation: Mitigation | None, minibatch: int | None = None,
                progress: Progress | None = None, record_to=None) -> TrainResult:
     """One seed's run of ``train`` (the seed is config.seed): a top-level function of picklable
@@ -530,6 +541,7 @@ def train(
         mitigation = run_mitigation(mitigation, strengths)
     elif mitigation is not None and settings.keys() & {f.name for f in fields(Strengths)}:
         mitigation = make_mitigation(mitigation.name, strengths)
+    given_strengths(settings, [] if mitigation is None else [mitigation.name])
     config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
     if record is not None and scheduler is not None:

@@ -58,6 +58,9 @@ def test_token_ids_through_the_embedding_and_its_gradient():
     (dict(readout="attention"), "readout must be one of last, mean, max, every"),
     (dict(weights=state_dict(), rnn_key="encoder"), "rnn_key 'encoder' names no recurrent module"),
     (dict(weights={"x": np.zeros(3)}), "the state dict: no recurrent module found"),
+    (dict(weights=state_dict(), init="orthogonal"), "init orthogonal draws the recurrent weights at "
+                                                    "initialisation, which weights fixes"),
+    (dict(weights=state_dict(), init_gain=2.0), "init_gain 2.0 scales the recurrent weights' initialisation"),
 ])
 def test_errors_name_keyword_arguments_not_flags(settings, message):
     with pytest.raises(gradscope.InputError) as caught:
@@ -94,3 +97,15 @@ def test_compare_from_a_script_read_from_stdin_runs_its_processes():
     done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "none,clip-norm,orthogonal"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gradscope.train(steps=2, clip_threshold=0.5), "clip_threshold applies only to the clip-norm"),
+    (lambda: gradscope.train(steps=2, l2=0.5, mitigation="clip-norm"), "l2 applies only to the l2 mitigation"),
+    (lambda: gradscope.compare(steps=2, omega=0.5, mitigations="l2"), "^omega applies only to the omega"),
+    (lambda: gradscope.compare(steps=2, start="trained", mitigations="l2"),
+     "start trained fine-tunes the weights of weights; without them"),
+])
+def test_a_setting_that_would_change_nothing_is_refused_as_the_cli_refuses_its_flag(call, message):
+    with pytest.raises(gradscope.InputError, match=message):
+        call()

@@ -83,6 +83,7 @@ def test_a_cure_that_would_train_the_unmitigated_model_is_refused_or_left_out(ca
     (["--steps", "0"], "--steps must be a whole number"),
     (["--jobs", "0"], "--jobs must be a whole number of at least 1"),
     (["--omega-strength", "1", "--mitigations", "l2"], "--omega-strength applies only to the omega"),
+    (["--start", "trained", "--mitigations", "l2"], "--start trained fine-tunes the weights of --weights"),
     (["--weights", "model.npz", "--loss", "mse", "--mitigations", "forget-bias"],
      "mitigation forget-bias applies to the lstm cell, not the rnn"),
 ])

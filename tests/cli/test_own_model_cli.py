@@ -162,3 +162,12 @@ def test_a_batch_saved_with_torch_save_is_read(tmp_path, capsys):
     torch.save({"x": torch.zeros(2)}, tmp_path / "d.pt")
     one_line_error(capsys, ["analyze", "--weights", weights, "--inputs", str(tmp_path / "d.pt")],
                    "holds a dict, not one tensor")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--init", "orthogonal"], "--init orthogonal draws the recurrent weights at initialisation, which --weights fixes"),
+    (["--init-gain", "5"], "--init-gain 5.0 scales the recurrent weights' initialisation, which --weights fixes"),
+])
+def test_an_initialisation_flag_with_weights_is_refused_not_ignored(tmp_path, capsys, flags, message):
+    sd = model(**{"fc.weight": np.ones((1, H)), "fc.bias": np.zeros(1)})
+    one_line_error(capsys, ["analyze", "--weights", save(tmp_path, "w.npz", sd), *flags], message)
