@@ -87,9 +87,9 @@ def compare_command(
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
                          lambda done, total, label: advance(done, label, total), seeds, start, scheduler, record,
                          record_every)
-    if save_best is not None:
-        save_weights(save_best, best_weights(result), "--save-best", keras)
     if path is not None:
         plots.save(plots.training_losses_figure({r.mitigation: r.history for r in result.runs}, result.config,
                                                 result.baseline_loss), path)
     emit(result, json, lambda console: render_compare(result, console), page)
+    if save_best is not None:  # after the report: which run is best, and whether it can be written, is known now
+        save_weights(save_best, best_weights(result), "--save-best", keras)

@@ -135,6 +135,10 @@ def train_command(
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None
+    if save_weights is not None:
+        from ..commands.train import check_savable
+
+        check_savable(config, chosen)  # before training: a cell swap on a Keras model has no file to go to
 
     with step_progress("training steps", steps * seeds, scheduler is not None) as advance, keeping_partial(json):
         def progress(step: int, total: int, record: StepRecord | None) -> None:

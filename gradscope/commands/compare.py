@@ -261,7 +261,8 @@ def best_weights(result: CompareResult) -> dict:
     model's weights store (``--save-best``)."""
     best = next((r for r in result.runs if r.best), None)
     if best is None:
-        raise InputError("--save-best: every run diverged, so none is best; nothing was written")
+        raise InputError("--save-best: every run diverged or ended with a loss that is not finite, so none is "
+                         "best; nothing was written")
     if isinstance(best.state_dict, str):
         raise InputError(f"--save-best: the best run is {best.mitigation}, and {best.state_dict}; nothing was written")
     return best.state_dict

@@ -486,6 +486,17 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     return config, options, strengths
 
 
+def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
+    """Raise the InputError that writing the trained weights would raise, before any training: a
+    Keras model's file has no place for another cell's weights (a cell swap). The shapes and keys
+    do not change in training, so the network as the mitigation sets it up answers."""
+    setup = mitigated_setup(minibatch_config(file_config(config))[0], mitigation or NoMitigation(), "trained")
+    try:
+        setup.layout.export(setup.network)
+    except InputError as exc:
+        raise InputError(f"--save-weights: {exc}; nothing was trained") from None
+
+
 def given_strengths(settings: dict, names: list[str]) -> None:
     """A strength given as a keyword (``clip_threshold=0.5``) that none of the mitigations ``names``
     reads would change nothing: an InputError, as the CLI's flag is (``resolve_strengths``)."""

@@ -138,5 +138,8 @@ def render_compare(result: CompareResult, console: Console) -> None:
         lowest = "the lowest mean final loss" if len(result.seeds) > 1 else "the lowest final loss"
         console.print(Text(f"{BEST} best: {result.best}, {lowest} of the runs that did not diverge",
                            style="bold"))
+    elif result.partial is not None:
+        console.print(Text("no best run: the runs that were lost leave nothing to compare with", style="bold red"))
     else:
-        console.print(Text("every run diverged", style="bold red"))
+        console.print(Text("no best run: every run diverged or ended with a loss that is not finite",
+                           style="bold red"))

@@ -92,7 +92,7 @@ def seeds_line(summary: SeedSummary) -> str:
     first, last = summary.seeds[0], summary.seeds[-1]
     text = f"over {len(summary.seeds)} seeds ({first}-{last}): "
     if ratio.mean is None:
-        return text + "every run diverged"
+        return text + "no run ended with a finite loss"
     text += (f"loss/baseline {num(ratio.mean)} +- {num(ratio.std)} (min {num(ratio.min)}, max {num(ratio.max)})")
     if summary.accuracy is not None and summary.accuracy.mean is not None:
         text += f", accuracy {num(summary.accuracy.mean)} +- {num(summary.accuracy.std)}"

@@ -135,3 +135,18 @@ def test_plot_draws_every_run_in_one_picture(capsys, tmp_path):
     assert ET.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     text = path.read_text()  # matplotlib leaves each label's text in a comment beside its glyphs
     assert all(f"<!-- {name}" in text for name in ("none", "clip-norm", "gru", "trivial baseline"))
+
+
+def test_save_best_with_no_best_run_says_so_after_the_report(capsys, tmp_path):
+    """Runs whose held-out loss overflowed (sgd at lr 1e30) leave no best run: the report is printed
+    in full, then --save-best's error, and no file."""
+    code, out, err = run(capsys, *SMALL, "--steps", "5", "--optimizer", "sgd", "--lr", "1e30", "--jobs", "1",
+                         "--mitigations", "l2", "--save-best", str(tmp_path / "best.npz"), "--json")
+    doc = json.loads(out)
+    assert code == 2 and doc["best"] is None and all(r["final_loss"] is None for r in doc["runs"])
+    assert err == ("gradscope: error: --save-best: every run diverged or ended with a loss that is not finite, "
+                   "so none is best; nothing was written\n")
+    assert not (tmp_path / "best.npz").exists()
+    code, out, _ = run(capsys, *SMALL, "--steps", "5", "--optimizer", "sgd", "--lr", "1e30", "--jobs", "1",
+                       "--mitigations", "l2")
+    assert "no best run: every run diverged or ended with a loss that is not finite" in " ".join(out.split())

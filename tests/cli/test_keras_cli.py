@@ -188,3 +188,11 @@ def test_what_gradscope_does_not_model_is_one_line_naming_the_layer(capsys, file
     model.save(path)
     err = one_line_error(capsys, ["analyze", "--weights", str(path)])
     assert named in err and "--output-grads" in err
+
+
+def test_a_cell_swap_s_weights_that_a_keras_file_cannot_take_are_refused_before_training(capsys, files):
+    err = one_line_error(capsys, ["train", "--weights", files["classifier.keras"], *data(files, "classifier"),
+                                  "--mitigation", "gru", "--steps", "100000",
+                                  "--save-weights", str(files["folder"] / "swapped.weights.h5")])
+    assert err.startswith("gradscope: error: --save-weights: ") and err.rstrip().endswith("nothing was trained")
+    assert not (files["folder"] / "swapped.weights.h5").exists()
