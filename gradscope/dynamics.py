@@ -430,14 +430,38 @@ def resolve_transient(transient: int | None, steps: int) -> int:
     return transient
 
 
-def lyapunov(layer: Layer, traj: Trajectory, transient: int | None = None, columns: int | None = 1) -> Lyapunov:
+def sequence_transients(lengths: np.ndarray, transient: int | None) -> np.ndarray:
+    """Each sequence's transient (b,) for sequences of ``lengths`` real steps: the one given, or
+    the first tenth of its own real steps; one that leaves a sequence no step is an InputError."""
+    if transient is not None and transient >= int(lengths.min()):
+        raise InputError(f"--transient must be less than the shortest sequence's {int(lengths.min())} real "
+                         f"steps (got {transient})")
+    return np.array([default_transient(int(n)) if transient is None else transient for n in lengths])
+
+
+def lyapunov(layer: Layer, traj: Trajectory, transient: int | None = None, columns: int | None = 1,
+             mask: np.ndarray | None = None) -> Lyapunov:
     """The leading ``columns`` Lyapunov exponents along a forward trajectory (all S with None).
 
+    mask : (T, B) the real steps in the trajectory's order, or None. With padding each sequence
+    counts its own real steps, as ``spectrum`` does: a pad step carries the state (the identity),
+    so it is skipped, and each sequence's exponents average over its real steps after its own
+    transient; ``transient`` and ``steps`` of the result are then the longest sequences'.
     The default, lambda_1 alone, is what ``analyze``'s verdict and ``sweep`` report.
     """
+    k = layer.state_size if columns is None else min(columns, layer.state_size)
+    if mask is not None and not mask.all():
+        lengths = mask.sum(axis=0)
+        longest, transients = int(lengths.max()), sequence_transients(lengths, transient)
+        transient = resolve_transient(transient, longest)
+        if overflowed(traj):
+            return _lyapunov(np.full((1, k), np.nan), transient, longest - transient)
+        total = LyapunovSum(transients, k)
+        for t, jac in enumerate(step_maps(layer, traj), start=1):
+            total.add(t, jac, mask[t - 1])
+        return _lyapunov(total.per_sequence(), transient, longest - transient)
     steps = len(traj.caches)
     transient = resolve_transient(transient, steps)
-    k = layer.state_size if columns is None else min(columns, layer.state_size)
     if overflowed(traj):
         return _lyapunov(np.full((1, k), np.nan), transient, steps - transient)
     if k == 1:

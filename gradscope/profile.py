@@ -156,13 +156,19 @@ def log10(log_norms: np.ndarray | None) -> np.ndarray | None:
     return None if log_norms is None else log_norms / math.log(10.0)
 
 
-def real_run(traj: NetworkTrajectory, k: int, d: int) -> Trajectory | None:
-    """Layer k, direction d's run over the real steps of the longest sequences (processing order),
-    for the Jacobian products, which pad steps (the identity) would dilute; None without padding
-    or under two such steps."""
+def run_mask(traj: NetworkTrajectory, k: int, d: int) -> np.ndarray | None:
+    """(T, B) the real steps of layer k, direction d's run in the order it ran them, or None."""
     if traj.mask_tm is None:
         return None
-    return _full_rows(traj.runs[k][d], traj.mask_tm[::-1] if traj.backwards[k][d] else traj.mask_tm)
+    return traj.mask_tm[::-1] if _backwards(traj, k, d) else traj.mask_tm
+
+
+def real_run(traj: NetworkTrajectory, k: int, d: int) -> Trajectory | None:
+    """Layer k, direction d's run over the real steps of the longest sequences (processing order),
+    for the mean step Jacobian, which pad steps (the identity) would dilute; None without padding
+    or under two such steps."""
+    mask = run_mask(traj, k, d)
+    return None if mask is None else _full_rows(traj.runs[k][d], mask)
 
 
 def _full_rows(traj: Trajectory, mask_tm: np.ndarray) -> Trajectory | None:

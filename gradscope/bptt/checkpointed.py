@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import memory
-from ..dynamics import Lyapunov, LyapunovSum, StepJacobian, _lyapunov, default_transient, overflowed
+from ..dynamics import (
+    Lyapunov, LyapunovSum, StepJacobian, _lyapunov, default_transient, overflowed,
+    sequence_transients,
+)
 from ..errors import InputError
 from ..model.cells import Params
 from ..model.network import Network
@@ -82,8 +85,8 @@ class CheckpointedRun:
 
     loss : the batch-mean loss (None with the caller's gradients); head : {"Wy", "by"} or None;
     embedding : (V, D) dL/dE or None; layers : layers[k][d], CheckpointedLayer.
-    lyapunov : the headline's (top layer, forward) leading Lyapunov exponent over the real steps of
-        the longest sequences (dynamics.lyapunov's, as analyze's full path computes it).
+    lyapunov : the headline's (top layer, forward) leading Lyapunov exponent over each sequence's
+        real steps (dynamics.lyapunov's with a mask, as analyze's full path computes it).
     segment : k, steps per segment; checkpoints : states kept per layer and direction.
     """
 
@@ -189,7 +192,7 @@ def _run(net: Network, x, y, mask, upstream, segment, sequences: _Sequences) -> 
     k = segment or segment_length(steps)
     starts = list(range(0, steps, k))
     mask_tm = None if mask is None or mask.all() else np.ascontiguousarray(mask.T)
-    # the real steps of the longest sequences, where the Jacobian products are measured (analyze's)
+    # the real steps of the longest sequences, where the mean step Jacobian is measured (analyze's)
     if mask_tm is None:
         rows, included = np.arange(batch), np.ones(steps, bool)
     else:
@@ -213,25 +216,28 @@ def _run(net: Network, x, y, mask, upstream, segment, sequences: _Sequences) -> 
             out_d = flip(out)[:, :, d * h:(d + 1) * h]  # written in the order the direction runs
             kept, state, jac_sum, seen = [], None, 0.0, 0
             measure = (layer, d) == (top, 0)
-            if measure:
-                real_steps = int(included.sum())
+            if measure:  # lambda_1 over each sequence's real steps, as dynamics.lyapunov with a mask
+                lengths = None if m is None else m.sum(axis=0)
+                real_steps = steps if lengths is None else int(lengths.max())
                 transient = default_transient(real_steps)
-                lyap, t_real, blew_up = LyapunovSum(transient, 1), 0, False
+                per_sequence = transient if lengths is None else sequence_transients(lengths, None)
+                lyap, t_run, blew_up = LyapunovSum(per_sequence, 1), 0, False
             for start in starts:
                 stop = min(start + k, steps)
                 kept.append(None if state is None else tuple(np.array(p) for p in state))
                 traj = run_layer(cell, params, src[start:stop], None if m is None else m[start:stop], initial=state)
                 out_d[start:stop] = traj.hidden[1:]
                 steps_in = included[::-1][start:stop] if d == 1 else included[start:stop]
-                if len(cell.gates) > 1 or measure:
+                if len(cell.gates) > 1:  # the segment's mean, weighted by its steps
                     picked = [cache if mask_tm is None else pick_rows(cache, rows)
                               for cache, use in zip(traj.caches, steps_in) if use]
-                    if len(cell.gates) > 1 and picked:  # the segment's mean, weighted by its steps
+                    if picked:
                         jac_sum = jac_sum + cell.mean_step_jacobian(params, picked) * len(picked)
                         seen += len(picked)
-                    for cache in picked if measure and not blew_up else ():
-                        t_real += 1
-                        lyap.add(t_real, StepJacobian(net.layer(layer, d), cache, (len(rows), size, size)))
+                for i, cache in enumerate(traj.caches if measure and not blew_up else ()):
+                    t_run += 1
+                    lyap.add(t_run, StepJacobian(net.layer(layer, d), cache, (batch, size, size)),
+                             None if m is None else m[start + i])
                 if measure:
                     blew_up = blew_up or overflowed(traj)
                 state = traj.states[-1]

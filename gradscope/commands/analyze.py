@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..bptt.checkpointed import CheckpointedRun, checkpointed_bptt
-from ..bptt.layer import Trajectory, cell_contribution_norms
+from ..bptt.layer import cell_contribution_norms
 from ..bptt.logdomain import combine_log_norms, log_row_norms
 from ..bptt.network import NetworkGradients, NetworkTrajectory, bptt
 from ..config import RunConfig
@@ -25,7 +25,7 @@ from ..model.layer import Layer
 from ..model.network import DIRECTIONS
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
-from ..profile import flowing, headline, layer_profile, log10, real_run, total_norm
+from ..profile import flowing, headline, layer_profile, log10, real_run, run_mask, total_norm
 from ..runtime import blas_threads_for
 from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
@@ -272,18 +272,18 @@ def _report(setup: Setup) -> AnalyzeResult:
         flows = flowing(net, traj, grads, batch.y)  # exact at any depth (bptt's log domain)
     reports, profiles = [], []
     for k, d in net.each_layer():
-        report, profile, gates, real = layer_report(setup, traj, flows, k, d, weights.result()[k, d])
+        report, profile, gates = layer_report(setup, traj, flows, k, d, weights.result()[k, d])
         if setup.initial is not None:  # the total gradient's, as torch's h0.grad (not the flowing part's)
             report.initial_state = initial_report(grads.layers[k][d].log_initial)
         reports.append(report)
         profiles.append(profile)
         if (k, d) == headline(net):
-            gate_spectra, real_run = gates, real
+            gate_spectra = gates
     top, _ = headline(net)
     head_i = net.layer_index(top)
     report, (profile, log_profile) = reports[head_i], profiles[head_i]
-    # over real steps; without padding, or under 2 of them: as run
-    lyap = lyapunov(net.layer(top), real_run or traj.runs[top][0])
+    # over each sequence's real steps, as spectrum's (pad steps, the identity, are skipped)
+    lyap = lyapunov(net.layer(top), traj.runs[top][0], mask=run_mask(traj, top, 0))
     return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), lyap, gate_spectra,
                    describe_data(setup), grads)
 
@@ -399,10 +399,9 @@ def network_info(setup: Setup) -> NetworkInfo:
 
 def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients, k: int, d: int,
                  weights: Spectrum | dict[str, Spectrum] | None = None,
-                 ) -> tuple[LayerReport, tuple, dict[str, Spectrum] | None, Trajectory | None]:
-    """One layer and direction's report, its flow profile (norms and logs), its gate blocks'
-    spectra, and its run over real steps only (``profile.real_run``; None without padding).
-    grads : the flowing gradients (profile.flowing); weights : the layer's ``weight_spectra``."""
+                 ) -> tuple[LayerReport, tuple, dict[str, Spectrum] | None]:
+    """One layer and direction's report, its flow profile (norms and logs) and its gate blocks'
+    spectra. grads : the flowing gradients (profile.flowing); weights : the layer's ``weight_spectra``."""
     run, g = traj.runs[k][d], grads.layers[k][d]
     net = setup.network
     reverse = net.reads_backwards(k, d)
@@ -414,7 +413,7 @@ def layer_report(setup: Setup, traj: NetworkTrajectory, grads: NetworkGradients,
     real = real_run(traj, k, d)
     spectra = recurrent_spectra(net.layer(k, d), (real or run).caches, None, weights)
     report, profile = _layer_figures(k, d, traj.mask_tm, g, contributions, spectra, reverse)
-    return report, profile, spectra[2], real
+    return report, profile, spectra[2]
 
 
 def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions: np.ndarray,

@@ -20,14 +20,14 @@ from ..bptt.layer import Trajectory
 from ..bptt.network import forward
 from ..config import RunConfig
 from ..dynamics import (
-    CellPath, Lyapunov, LyapunovSum, ProductSpectrum, TriangularProduct, _lyapunov, default_transient, horizon,
-    log_abs_diagonal, overflowed, resolve_transient, step_jacobians,
+    CellPath, Lyapunov, LyapunovSum, ProductSpectrum, TriangularProduct, _lyapunov, horizon,
+    log_abs_diagonal, overflowed, resolve_transient, sequence_transients, step_jacobians,
 )
 from ..errors import InputError
 from ..experiment import Setup, build
 from ..model.layer import Layer
 from ..model.network import DIRECTIONS
-from ..profile import headline
+from ..profile import headline, run_mask
 from ..serialize import HIDDEN
 
 
@@ -91,10 +91,7 @@ def layer_spectrum(layer: Layer, run: Trajectory, mask: np.ndarray | None, trans
         transient = resolve_transient(transient, steps)
         per_transient, averaged = transient, steps - transient
     else:  # each sequence's own: the first tenth of its real steps, or the one given
-        if transient is not None and transient >= int(lengths.min()):
-            raise InputError(f"--transient must be less than the shortest sequence's {int(lengths.min())} real "
-                             f"steps (got {transient})")
-        per_transient = np.array([default_transient(int(n)) if transient is None else transient for n in lengths])
+        per_transient = sequence_transients(lengths, transient)
         averaged = (lengths - per_transient)[:, None]
         transient = resolve_transient(transient, longest)
     memory = len(layer.cell.state_names) > 1
@@ -149,8 +146,8 @@ def spectrum_setup(setup: Setup, transient: int | None = None) -> SpectrumResult
         traj = forward(net, batch.x, batch.mask, setup.initial)
     layers = []
     for k, d in net.each_layer():
-        mask = traj.mask_tm if traj.mask_tm is None or not traj.backwards[k][d] else traj.mask_tm[::-1]
-        layers.append(layer_spectrum(net.layer(k, d), traj.runs[k][d], mask, transient, k, DIRECTIONS[d]))
+        layers.append(layer_spectrum(net.layer(k, d), traj.runs[k][d], run_mask(traj, k, d), transient, k,
+                                     DIRECTIONS[d]))
     top, _ = headline(net)
     head = layers[net.layer_index(top)]
     return SpectrumResult(

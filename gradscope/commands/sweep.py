@@ -50,7 +50,7 @@ from ..experiment import Setup, build, check_memory
 from ..flow import EXPLODING_RATIO, VANISHING_RATIO
 from ..io.arrays import array_shape, load_array
 from ..parallel import default_jobs, in_processes
-from ..profile import end_to_end_log10_ratio, headline, real_run
+from ..profile import end_to_end_log10_ratio, headline, run_mask
 from ..runtime import blas_threads_for
 from ..tasks import make_task
 from .defaults import SWEEP_METRICS, SWEEP_WEIGHTS_X, SWEEP_X, SWEEP_Y
@@ -220,8 +220,8 @@ def evaluate(config: RunConfig, metric: str, transient: int | None = None) -> fl
             traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream)
             return end_to_end_log10_ratio(net, traj, grads, batch.y)  # exact at any depth
         traj = forward(net, batch.x, batch.mask)
-    k, d = headline(net)  # over the real steps of the longest sequences, as analyze measures it
-    return lyapunov(net.layer(k, d), real_run(traj, k, d) or traj.runs[k][d], transient).leading_exponent
+    k, d = headline(net)  # over each sequence's real steps, as analyze and spectrum measure it
+    return lyapunov(net.layer(k, d), traj.runs[k][d], transient, mask=run_mask(traj, k, d)).leading_exponent
 
 
 def evaluate_chunk(configs: list[RunConfig], metric: str, transient: int | None) -> list[float]:

@@ -137,3 +137,15 @@ def test_the_swap_to_the_model_s_own_cell_is_refused_from_either_start(own, caps
         code = main(["compare", *own, "--steps", "2", "--start", start, "--mitigations", "gru,lstm"])
         out, err = capsys.readouterr()
         assert code == 2 and out == "" and "mitigation lstm changes nothing here" in err
+
+
+def test_lambda_1_is_the_same_in_analyze_spectrum_and_sweep_on_a_padded_batch(own, capsys):
+    """Each sequence's real steps, each after its own transient, in every command (analyze took the
+    longest sequences alone, spectrum every sequence)."""
+    analyzed = run(capsys, "analyze", *own, "--json")["lyapunov"]
+    spectrum = run(capsys, "spectrum", *own, "--json")["lyapunov"]
+    assert analyzed["leading_exponent"] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
+    assert analyzed["exponents_std"][0] == pytest.approx(spectrum["exponents_std"][0], rel=1e-9)
+    swept = run(capsys, "sweep", *own, "--x", "recurrent_scale=1,2", "--y", "seed=0,1", "--metric", "lyapunov",
+                "--jobs", "1", "--json")
+    assert swept["maps"][0]["values"][0][0] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
