@@ -92,12 +92,20 @@ def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.
 @dataclass
 class LayerFlow:
     """The flow of one layer and direction, as analyze's ``layers`` reports it: ``flow`` (flow.Flow)
-    and ``log10_grad_norms`` (T,), log10 ||dL/dh_t|| at t = 1..T, exact at any depth."""
+    and ``log10_grad_norms`` (T,), log10 ||dL/dh_t|| at t = 1..T, exact at any depth.
+
+    log10_flow_norms : (T,) the profile ``flow`` is measured on (``layer_profile``), where it is
+        not ``log10_grad_norms`` itself: entry T-1-k is log10 of the norm over the sequences k steps
+        back from each one's readout end (its last real step; its first for a direction that reads
+        backwards), -inf where no sequence is that long. None without padding for a direction that
+        reads forwards.
+    """
 
     layer: int
     direction: str
     flow: Flow
     log10_grad_norms: np.ndarray
+    log10_flow_norms: np.ndarray | None = None
 
 
 def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
@@ -110,10 +118,11 @@ def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
         flows = flowing(net, traj, grads, y) if flows is None else flows
         out = []
         for k, d in net.each_layer():
-            g = flows.layers[k][d]
-            log_profile, start = layer_profile(traj.mask_tm, g, _backwards(traj, k, d))
+            g, backwards = flows.layers[k][d], _backwards(traj, k, d)
+            log_profile, start = layer_profile(traj.mask_tm, g, backwards)
+            own = traj.mask_tm is not None or backwards  # the profile is not the norms in step order
             out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:]),
-                                 log10(g.log_norms)))
+                                 log10(g.log_norms), log10(log_profile) if own else None))
     return out
 
 

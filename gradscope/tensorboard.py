@@ -69,10 +69,16 @@ class TensorBoardSink:
                                 ("slope", f.slope), ("horizon", f.horizon)):
                 if value is not None and math.isfinite(value):
                     w.add_scalar(f"{tag}/{name}", value, step)
-            logs = np.asarray(layer.log10_grad_norms, dtype=np.float64)
+            # the profile the flow is measured on: with padding (or reading backwards), steps counted
+            # back from each sequence's readout end, which is the last column either way
+            profile = getattr(layer, "log10_flow_norms", None)  # a light record's; a full one draws the steps
+            counted_back = profile is not None
+            logs = np.asarray(profile if counted_back else layer.log10_grad_norms, dtype=np.float64)
             w.add_image(f"{tag}/profile", profile_image(logs), step, dataformats="HWC")
             shown = logs[np.isfinite(logs)]
             span = f"{shown.min():.3g} .. {shown.max():.3g}" if shown.size else "none finite"
-            w.add_text(f"{tag}/profile_range", f"log10 ||dL/dh_t||, t = 1..{logs.size}: {span}", step)
+            steps = (f"{logs.size} steps counted back from the readout's end" if counted_back
+                     else f"t = 1..{logs.size}")
+            w.add_text(f"{tag}/profile_range", f"log10 ||dL/dh_t||, {steps}: {span}", step)
         w.add_text(f"{self.prefix}/regime", record.result.regime, step)
         w.flush()

@@ -495,12 +495,19 @@ def test_the_light_record_is_the_full_records_flow(case, tmp_path):
             if dtype == torch.float64:
                 np.testing.assert_array_equal(a.log10_grad_norms, b.log10_grad_norms)
                 assert a.flow == b.flow
+                if a.log10_flow_norms is not None:  # padded, or reading backwards: analyze's profile
+                    with np.errstate(all="ignore"):
+                        np.testing.assert_allclose(10.0 ** (a.log10_flow_norms - a.log10_flow_norms[-1]), b.ratios,
+                                                   rtol=1e-12, atol=0)
             else:  # float32 against float64: 2.1e-7 per step back in log10 (docs/analyze.md, Precision)
                 np.testing.assert_allclose(a.log10_grad_norms, b.log10_grad_norms, rtol=0, atol=T * 2.1e-7 * 4)
                 assert a.flow.regime == b.flow.regime
         line = got["flow"].as_json()
         assert set(line) == {"step", "source", "measure", "loss", "regime", "layers", "nonfinite_count"}
-        assert set(line["layers"][0]) == {"layer", "direction", "flow", "log10_grad_norms"}
+        for entry, layer in zip(line["layers"], light.layers):  # the profile where it is not the norms
+            own = {"log10_flow_norms"} if layer.log10_flow_norms is not None else set()
+            assert set(entry) == {"layer", "direction", "flow", "log10_grad_norms"} | own
+            assert (layer.direction == "reverse" or case.packed) == bool(own)
         jsonschema = pytest.importorskip("jsonschema")
         from gradscope.schemas import load_schema
 

@@ -45,6 +45,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.files import os_problem, regular_file, stat_input
 from ..schemas import MEASURES, SOURCES
+from ..serialize import HIDDEN
 
 DIRECTIONS = ("forward", "reverse")
 FLOW_FIELDS = ("ratio_first_last", "log10_ratio", "slope", "horizon", "regime")
@@ -61,6 +62,10 @@ class LayerFlow:
         where the record has null.
     log10_grad_norms : seq_len values, log10 ||dL/dh_t|| end-aligned (module docstring): None where
         the record has null and at the padding before a shorter pass's first step.
+    log10_profile : the same steps counted back from the readout's end, which is the last one:
+        the record's log10_flow_norms where it has them (a padded batch: each sequence's own end;
+        a direction that reads backwards: step 1), else log10_grad_norms. What the heatmap draws.
+    counted_back : whether log10_profile is the record's log10_flow_norms.
     """
 
     layer: int
@@ -71,6 +76,8 @@ class LayerFlow:
     horizon: float | None
     regime: str
     log10_grad_norms: list[float | None]
+    log10_profile: list[float | None] = field(default_factory=list, metadata=HIDDEN, repr=False)
+    counted_back: bool = field(default=False, metadata=HIDDEN, repr=False)
 
 
 @dataclass
@@ -132,9 +139,12 @@ class HistoryResult:
 class Heatmap:
     """log10 ||dL/dh_t|| of one layer and direction over recorded pass x time step.
 
-    steps : (P,) the passes' training steps. values : (P, seq_len), nan where the record has null
+    steps : (P,) the passes' training steps. values : (P, seq_len), the passes' profiles
+    (LayerFlow.log10_profile: the last column is the readout's end), nan where the record has null
     or the pass is padded. lengths : (P,) each pass's T: row p's first seq_len - lengths[p]
-    columns are padding, the others the pass's steps 1..T.
+    columns are padding, the others the pass's steps. counted_back : some row's steps are counted
+    back from each sequence's readout end (a padded batch, or a direction that reads backwards),
+    not the steps t = 1..T in order.
     """
 
     run: str | None
@@ -143,6 +153,7 @@ class Heatmap:
     steps: np.ndarray
     values: np.ndarray
     lengths: np.ndarray
+    counted_back: bool = False
 
 
 # --- reading records ---------------------------------------------------------------------------
@@ -190,6 +201,11 @@ def _layer(entry: object, i: int) -> LayerFlow:
     if not isinstance(logs, list) or not logs:
         raise NotARecord(f"{at}log10_grad_norms is not a non-empty list")
     values = [_number(v, f"{at}log10_grad_norms[{t}]") for t, v in enumerate(logs)]
+    profile = entry.get("log10_flow_norms")
+    if profile is not None and (not isinstance(profile, list) or len(profile) != len(values)):
+        raise NotARecord(f"{at}log10_flow_norms is not a list of {len(values)} values, as log10_grad_norms is")
+    counted_back = profile is not None
+    profile = values if profile is None else [_number(v, f"{at}log10_flow_norms[{t}]") for t, v in enumerate(profile)]
     flow = _field(entry, "flow", at)
     if not isinstance(flow, dict):
         raise NotARecord(f"{at}flow is not an object")
@@ -197,7 +213,8 @@ def _layer(entry: object, i: int) -> LayerFlow:
     regime = _field(flow, "regime", f"{at}flow.")
     if regime not in REGIMES:
         raise NotARecord(f"{at}flow.regime is {regime!r}, not one of {', '.join(REGIMES)}")
-    return LayerFlow(layer, direction, **numbers, regime=regime, log10_grad_norms=values)
+    return LayerFlow(layer, direction, **numbers, regime=regime, log10_grad_norms=values, log10_profile=profile,
+                     counted_back=counted_back)
 
 
 def parse_record(obj: object, line: int) -> Pass | Skipped:
@@ -404,7 +421,8 @@ def extended(result: HistoryResult, new: list[Pass | Skipped], incomplete_last_l
 
 def _end_aligned(f: LayerFlow, seq_len: int) -> LayerFlow:
     """The layer's norms padded at the start to seq_len steps, so that the readout ends align."""
-    return dataclasses.replace(f, log10_grad_norms=[None] * (seq_len - len(f.log10_grad_norms)) + f.log10_grad_norms)
+    pad = [None] * (seq_len - len(f.log10_grad_norms))
+    return dataclasses.replace(f, log10_grad_norms=pad + f.log10_grad_norms, log10_profile=pad + f.log10_profile)
 
 
 def _nothing_to_show(path: str | os.PathLike, skipped: list[Skipped], incomplete_last_line: bool) -> str:
@@ -442,10 +460,10 @@ def heatmap(result: HistoryResult, layer: int, direction: str, run: str | None) 
     """log10 ||dL/dh_t|| of one layer and direction (and run) over pass x time step."""
     passes = [p for p in result.passes if p.run == run]
     rows = [next(f for f in p.layers if (f.layer, f.direction) == (layer, direction)) for p in passes]
-    values = np.array([[np.nan if v is None else v for v in f.log10_grad_norms] for f in rows],
+    values = np.array([[np.nan if v is None else v for v in f.log10_profile] for f in rows],
                       dtype=np.float64).reshape(len(rows), result.seq_len)
     return Heatmap(run, layer, direction, np.array([p.step for p in passes], dtype=np.int64), values,
-                   np.array([p.seq_len for p in passes], dtype=np.int64))
+                   np.array([p.seq_len for p in passes], dtype=np.int64), any(f.counted_back for f in rows))
 
 
 # --- following a growing file ------------------------------------------------------------------
@@ -558,5 +576,6 @@ def follow(path: str | os.PathLike, run: str | None = None, interval: float = 0.
 def unpadded(p: Pass) -> Pass:
     """The pass with its own T norms in each layer (the end-aligned padding taken off)."""
     return dataclasses.replace(p, layers=[
-        dataclasses.replace(f, log10_grad_norms=f.log10_grad_norms[len(f.log10_grad_norms) - p.seq_len:])
+        dataclasses.replace(f, log10_grad_norms=f.log10_grad_norms[len(f.log10_grad_norms) - p.seq_len:],
+                            log10_profile=f.log10_profile[len(f.log10_profile) - p.seq_len:])
         for f in p.layers])

@@ -254,11 +254,12 @@ def heatmap_lines(result: HistoryResult, h: Heatmap, rows: list[int], width: int
     span = b.finite_range()
     columns = len(b.edges) - 1
     each = max(1, min(4, room // columns))  # characters per column
-    lines = [Text(_title(h), style="bold"),
-             Text("rows: the training step; columns: the time step t")]
+    columns_are = (f"steps back from the readout's end, t = {result.seq_len} (each sequence's last real step; "
+                   "its first for a direction that reads backwards)" if h.counted_back else "the time step t")
+    lines = [Text(_title(h), style="bold"), Text(f"rows: the training step; columns: {columns_are}")]
     if columns < result.seq_len:
         lines.append(Text(f"{result.seq_len} time steps in {columns} columns, each the mean log10 of its steps"))
-    if result.padded:
+    if result.padded and not h.counted_back:
         lines.append(Text(f"end-aligned: t = {result.seq_len} is the readout's step in every pass"))
     lines.append(Text("step".rjust(label)))
     for r, step in enumerate(b.steps):
@@ -442,8 +443,9 @@ def heatmap_svg(result: HistoryResult, h: Heatmap) -> str:
     for t in sorted({1, *np.linspace(1, result.seq_len, 6).round().astype(int).tolist()}):
         x = left + (t - 0.5) / result.seq_len * plot_w
         out.append(f'<text x="{x:.2f}" y="{top + plot_h + 16}" text-anchor="middle">{t}</text>')
-    out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 36}" text-anchor="middle">time step t'
-               f'{" (end-aligned)" if result.padded else ""}</text>')
+    axis = ("steps back from the readout's end (t = T)" if h.counted_back
+            else "time step t" + (" (end-aligned)" if result.padded else ""))
+    out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 36}" text-anchor="middle">{axis}</text>')
     out += _svg_colour_bar(span, left + plot_w + 24, top, plot_h)
     out.append("</svg>")
     return "\n".join(out)

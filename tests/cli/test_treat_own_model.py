@@ -149,3 +149,26 @@ def test_lambda_1_is_the_same_in_analyze_spectrum_and_sweep_on_a_padded_batch(ow
     swept = run(capsys, "sweep", *own, "--x", "recurrent_scale=1,2", "--y", "seed=0,1", "--metric", "lyapunov",
                 "--jobs", "1", "--json")
     assert swept["maps"][0]["values"][0][0] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
+
+
+def test_history_draws_a_padded_recording_counted_back_from_each_sequence_s_end(own, capsys):
+    """A recording of a padded batch carries each layer's flow profile (steps counted back from each
+    sequence's readout end, what the ratio is read from), and the heatmap draws it; a history --json
+    is unchanged by it."""
+    from gradscope.commands.history import heatmap, history
+
+    run(capsys, "train", *own, "--steps", "4", "--batch-size", "8", "--record", "rec.ndjson", "--record-every", "2",
+        "--json")
+    records = [json.loads(line) for line in open("rec.ndjson")]
+    assert all("log10_flow_norms" in layer for r in records for layer in r["layers"])
+    result = history("rec.ndjson")
+    for k, direction in ((1, "forward"), (0, "reverse")):
+        h = heatmap(result, k, direction, None)
+        i = 2 * k + (direction == "reverse")
+        expected = [[np.nan if v is None else v for v in r["layers"][i]["log10_flow_norms"]] for r in records]
+        np.testing.assert_array_equal(h.values, np.array(expected, dtype=float))
+        assert h.counted_back
+    out = run(capsys, "history", "rec.ndjson")
+    assert "columns: steps back from the readout's end, t = 12" in " ".join(out.split())
+    doc = run(capsys, "history", "rec.ndjson", "--json")
+    assert "log10_profile" not in json.dumps(doc) and "counted_back" not in json.dumps(doc)
