@@ -38,7 +38,8 @@ def check_command(
     ctx: typer.Context,
     settings: dict,
     min_ratio: Annotated[Optional[float], typer.Option(
-        help="Fail when ||dL/da_1|| / ||dL/da_T|| is below this (the gradient vanishes too fast).",
+        help="Fail when ||dL/da_1|| / ||dL/da_T|| is below this (the gradient vanishes too fast); the top "
+             "layer's forward direction, as analyze's verdict.",
         rich_help_panel=CHECKS, show_default=False)] = None,
     max_ratio: Annotated[Optional[float], typer.Option(
         help="Fail when ||dL/da_1|| / ||dL/da_T|| is above this (the gradient grows back in time).",

@@ -19,7 +19,8 @@ from .train import on
 
 BEST = "*"
 LEGEND = (
-    "ratio@0: ||dL/da_1|| / ||dL/da_T|| at initialisation; rate: its mean factor per step back. "
+    "ratio@0: ||dL/da_1|| / ||dL/da_T|| (h_t for gated cells) where training starts; rate: its mean "
+    "factor per step back. "
     "loss: the loss after training, evaluated as stated above; /base: loss over the trivial "
     "baseline (below 1: the model learned something). clips: steps where clipping fired. rho@0, "
     "rho: spectral radius of the recurrent matrix before and after training (gated cells: of the "

@@ -283,11 +283,12 @@ def header_lines(result: HistoryResult) -> list[Text]:
     sources = sorted({p.source for p in passes if p.source is not None})
     measures = sorted({p.measure for p in passes if p.measure is not None})
     layers = sorted({k["layer"] for k in result.layers})
-    directions = len({k["direction"] for k in result.layers})
+    bidirectional = sum(1 for k in result.layers if k["direction"] == "reverse")
     indent = " " * len("gradscope history  ")
+    shape = (" x 2 directions" if bidirectional == len(layers)  # every layer both ways, or some of them
+             else f" ({bidirectional} bidirectional)" if bidirectional else "")
     what = [f"{len(passes)} recorded pass{'es' if len(passes) != 1 else ''}",
-            f"{len(layers)} layer{'s' if len(layers) != 1 else ''}"
-            + (" x 2 directions" if directions == 2 else ""),
+            f"{len(layers)} layer{'s' if len(layers) != 1 else ''}{shape}",
             f"T={'up to ' if result.padded else ''}{result.seq_len}"]
     origin = (([f"written by {', '.join(sources)}"] if sources else [])
               + ([f"measure {', '.join(measures)}"] if measures else []))

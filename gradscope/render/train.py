@@ -39,7 +39,8 @@ def history_table(result: TrainResult) -> Table:
     clipped = any(r.clipped for r in result.history)
     table = Table(box=None, pad_edge=False, header_style="bold")
     headers = ["step", "loss"] + ["penalty"] * penalty + ["||g||"] + ["clipped to"] * clipped
-    for header in headers + ["rho", "||dL/da_1||/||dL/da_T||"]:
+    state = "a" if result.config.get("cell") == "rnn" else "h"  # the lesson's a_t; PyTorch's h_t for gated cells
+    for header in headers + ["rho", f"||dL/d{state}_1||/||dL/d{state}_T||"]:
         table.add_column(header, justify="right")
     for r in rows:
         cells = [str(r.step), num(r.loss, 4)] + [num(r.penalty)] * penalty + [num(r.grad_norm)]

@@ -119,6 +119,14 @@ def test_the_heatmap_is_the_records_logs(capsys, recording):
     assert f"log10 ||dL/dh_t||: {lo:.3g} {RAMP} {hi:.3g}" in out
 
 
+def test_the_header_counts_a_stack_whose_layers_read_both_ways_or_one(capsys, tmp_path):
+    """A Bidirectional LSTM under a GRU (a Keras stack): two layers, one of them bidirectional."""
+    path = tmp_path / "r.ndjson"
+    write_records(path, [light_record(1, keys=((0, "forward"), (0, "reverse"), (1, "forward")))])
+    code, out, _ = run(capsys, "history", path)
+    assert code == 0 and "1 recorded pass, 2 layers (1 bidirectional), T=12" in out
+
+
 def test_long_sequences_are_binned_and_nulls_and_padding_shown(capsys, tmp_path):
     path = tmp_path / "r.ndjson"
     short = light_record(2, seq_len=100)
