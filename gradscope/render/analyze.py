@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
 from ..profile import headline
-from .common import REGIME_STYLE, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
+from .common import REGIME_STYLE, chain_lines, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
 
 
 def symbols(result: AnalyzeResult) -> tuple[str, str]:
@@ -180,7 +180,7 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
         )
     net = result.network
     if len(result.layers) > 1 or net.embedding is not None or net.padded or net.head is None:
-        console.print(f"model: {net.description}")
+        console.print(Text(chain_lines("model: ", net.description, console.width)))
         console.print(result.data)
         if net.ignored_keys:
             shown = ", ".join(net.ignored_keys[:6]) + (", ..." if len(net.ignored_keys) > 6 else "")

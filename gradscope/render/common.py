@@ -155,6 +155,20 @@ def config_lines(config: dict) -> list[str]:
     return ["  ".join(model), "  ".join(data)]
 
 
+def chain_lines(label: str, chain: str, width: int) -> str:
+    """``label + chain`` with the chain (``a -> b -> c``) broken at its arrows where it is wider than
+    ``width``, each further line indented under the first link; a link wider than that is left whole."""
+    links, indent = chain.split(" -> "), " " * len(label)
+    lines, line = [], label + links[0]
+    for link in links[1:]:
+        if len(line) + len(" -> ") + len(link) > width:
+            lines.append(line + " ->")
+            line = indent + link
+        else:
+            line += " -> " + link
+    return "\n".join(lines + [line])
+
+
 def print_header(console: Console, command: str, config: dict) -> None:
     """The command's name, then the model and the data settings on two aligned lines."""
     model_line, data_line = config_lines(config)

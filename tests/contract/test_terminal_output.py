@@ -43,3 +43,13 @@ def test_the_probe_sees_escape_codes_when_colour_is_forced():
     """FORCE_COLOR makes rich colour a pipe: the test above would notice a leak."""
     out, _ = run_all(FORCE_COLOR="1")
     assert ESC in out
+
+
+def test_a_model_chain_wider_than_the_terminal_breaks_at_its_arrows():
+    from gradscope.render.common import chain_lines
+
+    chain = "Embedding 'embedding' 100x16 mask_zero -> LSTM 'lstm' H=24 -> Dense 'dense' 24->1 sigmoid"
+    assert chain_lines("model: ", chain, 80) == ("model: Embedding 'embedding' 100x16 mask_zero -> LSTM 'lstm' H=24 ->\n"
+                                                 "       Dense 'dense' 24->1 sigmoid")
+    assert chain_lines("model: ", chain, 200) == "model: " + chain
+    assert chain_lines("model: ", "a -> b", 3) == "model: a ->\n       b"  # a link wider than the width: whole
