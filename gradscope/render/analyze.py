@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..commands.analyze import AnalyzeResult
 from ..profile import headline
-from .common import REGIME_STYLE, chain_lines, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
+from .common import REGIME_STYLE, chain_lines, growth_time, num_log10, complex_num, num, print_header, select_steps, sparkline, step_count
 
 
 def symbols(result: AnalyzeResult) -> tuple[str, str]:
@@ -133,7 +133,7 @@ def verdict_text(result: AnalyzeResult) -> Text:
     if lyap.horizon is not None:
         text.append(f", horizon {step_count(lyap.horizon)} steps")
     else:
-        text.append(f" ({lyap.regime})")
+        text.append(f" ({lyap.regime}{growth_time(lyap.leading_exponent)})")
     return text
 
 

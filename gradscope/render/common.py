@@ -155,6 +155,14 @@ def config_lines(config: dict) -> list[str]:
     return ["  ".join(model), "  ".join(data)]
 
 
+def growth_time(exponent: float) -> str:
+    """', x e every N steps' for a positive exponent (per step, natural log): how slowly a barely
+    exploding gradient grows, which the regime's word alone overstates; '' otherwise."""
+    if not (math.isfinite(exponent) and exponent > 0):
+        return ""
+    return f", x e every {step_count(1.0 / exponent)} steps"
+
+
 def chain_lines(label: str, chain: str, width: int) -> str:
     """``label + chain`` with the chain (``a -> b -> c``) broken at its arrows where it is wider than
     ``width``, each further line indented under the first link; a link wider than that is left whole."""

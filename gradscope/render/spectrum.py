@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.spectrum import SpectrumResult
-from .common import num, print_header, step_count
+from .common import growth_time, num, print_header, step_count
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}
 
@@ -81,6 +81,7 @@ def verdict_text(result: SpectrumResult) -> Text:
     text.append(f"  lambda_1 = {num(lyap.leading_exponent)} per step")
     if lyap.horizon is not None:
         text.append(f", horizon {step_count(lyap.horizon)} steps")
+    text.append(growth_time(lyap.leading_exponent))
     if result.cell_path is not None and result.cell_path.horizon is not None:
         text.append(f"\n  cell path: {num(result.cell_path.leading_exponent)} per step, "
                     f"horizon {step_count(result.cell_path.horizon)} steps")

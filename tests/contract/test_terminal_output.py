@@ -53,3 +53,11 @@ def test_a_model_chain_wider_than_the_terminal_breaks_at_its_arrows():
                                                  "       Dense 'dense' 24->1 sigmoid")
     assert chain_lines("model: ", chain, 200) == "model: " + chain
     assert chain_lines("model: ", "a -> b", 3) == "model: a ->\n       b"  # a link wider than the width: whole
+
+
+def test_a_positive_exponent_says_how_slowly_the_gradient_grows():
+    from gradscope.render.common import growth_time
+
+    assert growth_time(8.2e-4) == ", x e every 1220 steps"  # 1 / 8.2e-4 = 1219.5
+    assert growth_time(0.5) == ", x e every 2.0 steps"
+    assert growth_time(-0.1) == growth_time(float("nan")) == growth_time(float("inf")) == ""
