@@ -3,7 +3,7 @@
     [tool.gradscope]
     weights = "models/rnn.npz"     # paths are relative to the directory of the file
     seq-len = 200                  # any RunConfig field, kebab-case or snake_case
-    min-ratio = 1e-4               # and the thresholds: min-ratio, max-ratio, fail-on
+    min-ratio = 1e-4               # and the thresholds: min-ratio, max-ratio, fail-on, every-layer
     fail-on = ["vanishing", "nonfinite"]
 
 Where the settings come from: the file given with ``--config`` (its ``[tool.gradscope]`` table when
@@ -43,7 +43,7 @@ CHOICES: dict[str, typing.Collection[str]] = {
 }
 
 
-CRITERIA_TYPES: dict[str, type] = {"min_ratio": float, "max_ratio": float, "fail_on": list}
+CRITERIA_TYPES: dict[str, type] = {"min_ratio": float, "max_ratio": float, "fail_on": list, "every_layer": bool}
 ALLOWED_KEYS = tuple(k.replace("_", "-") for k in (*FIELD_TYPES, *CRITERIA_TYPES))
 
 _TOML_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
@@ -56,7 +56,7 @@ class ProjectSettings:
 
     source : the file as shown to the user (relative to the current directory when found by
         search), or None when no file was used.
-    run : RunConfig fields. criteria : min_ratio, max_ratio, fail_on.
+    run : RunConfig fields. criteria : min_ratio, max_ratio, fail_on, every_layer.
     """
 
     source: str | None = None

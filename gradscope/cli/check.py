@@ -38,11 +38,14 @@ def check_command(
     ctx: typer.Context,
     settings: dict,
     min_ratio: Annotated[Optional[float], typer.Option(
-        help="Fail when ||dL/da_1|| / ||dL/da_T|| is below this (the gradient vanishes too fast); the top "
-             "layer's forward direction, as analyze's verdict.",
+        help="Fail when ||dL/da_1|| / ||dL/da_T|| is below this (the gradient vanishes too fast).",
         rich_help_panel=CHECKS, show_default=False)] = None,
     max_ratio: Annotated[Optional[float], typer.Option(
         help="Fail when ||dL/da_1|| / ||dL/da_T|| is above this (the gradient grows back in time).",
+        rich_help_panel=CHECKS, show_default=False)] = None,
+    every_layer: Annotated[Optional[bool], typer.Option(
+        "--every-layer", help="Make the checks on every layer and direction, the worst one reported "
+                              "\\[default: the top layer's forward direction alone, as analyze's verdict]",
         rich_help_panel=CHECKS, show_default=False)] = None,
     fail_on: Annotated[Optional[str], typer.Option(
         help=f"Verdicts that fail the check, comma-separated: {', '.join(FAILURE_MODES)}, or none; "
@@ -70,7 +73,7 @@ def check_command(
     from ..render.ci import append_step_summary, github_annotations, write_junit
 
     project = load_project_settings(config_file)
-    thresholds = {"min_ratio": min_ratio, "max_ratio": max_ratio, "fail_on": fail_on}
+    thresholds = {"min_ratio": min_ratio, "max_ratio": max_ratio, "fail_on": fail_on, "every_layer": every_layer}
     given = {k: v for k, v in thresholds.items() if v is not None}
     criteria = project.thresholds(given)
     flags = given_flags(ctx, settings)

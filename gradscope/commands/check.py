@@ -11,6 +11,11 @@ With n_t = ||dL/da_t|| and the end-to-end ratio r = n_1 / n_T (flow.py), every r
 A ratio that cannot be measured (NaN: the gradients overflowed, or n_T = 0) fails both ratio
 checks: a gate that cannot see must not pass. The three verdict checks always run; those named in
 ``fail_on`` fail the check, the others only warn. By default only ``nonfinite`` fails it.
+
+The ratio and the verdicts are the headline's (the top layer's forward direction, analyze's), or
+with ``every_layer`` each layer and direction's: a check then holds where it holds for every one,
+and reports the worst (the lowest ratio for min_ratio and vanishing, the highest for max_ratio and
+exploding), naming it.
 """
 
 from __future__ import annotations
@@ -57,11 +62,13 @@ class Criteria:
 
     min_ratio, max_ratio : bounds on n_1 / n_T, or None.
     fail_on : verdicts that fail the check (a subset of FAILURE_MODES; a comma string is parsed).
+    every_layer : test every layer and direction, not the headline alone (module docstring).
     """
 
     min_ratio: float | None = None
     max_ratio: float | None = None
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    every_layer: bool = False
 
     def __post_init__(self) -> None:
         for name in ("min_ratio", "max_ratio"):
@@ -79,6 +86,45 @@ class Criteria:
                 "no ratio can pass"
             )
         object.__setattr__(self, "fail_on", parse_fail_on(self.fail_on))
+        if not isinstance(self.every_layer, bool):
+            raise InputError(f"--every-layer is true or false (got {self.every_layer!r})")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What one check is made on: a flow, its norms (T,) and their log10 (exact at any depth);
+    ``where`` names it in messages ("" for the headline alone, "layer 1 reverse: " otherwise)."""
+
+    where: str
+    flow: Flow
+    norms: np.ndarray
+    log10_norms: np.ndarray
+
+
+def subjects(analysis: "AnalyzeResult", every_layer: bool) -> list[Subject]:
+    """The headline, or every layer and direction (named where there are several)."""
+    if not every_layer:
+        return [Subject("", analysis.flow, analysis.grad_norms, analysis.log10_grad_norms)]
+    named = len(analysis.layers) > 1
+    return [Subject(f"layer {r.layer} {r.direction}: " if named else "", r.flow, r.grad_norms, r.log10_grad_norms)
+            for r in analysis.layers]
+
+
+def _log10_ratio(subject: Subject) -> float:
+    """log10 n_1 / n_T of a subject, nan where it cannot be measured."""
+    f = subject.flow
+    if f.log10_ratio is not None:
+        return f.log10_ratio
+    with np.errstate(all="ignore"):
+        return float(np.log10(f.ratio_first_last)) if f.ratio_first_last > 0 else float("nan")
+
+
+def worst(items: list[Subject], highest: bool) -> Subject:
+    """The subject with the lowest ratio (or the highest), one that cannot be measured first."""
+    def key(s: Subject) -> tuple[bool, float]:
+        value = _log10_ratio(s)
+        return (not math.isnan(value), -value if highest else value)
+    return min(items, key=key)
 
 
 @dataclass
@@ -161,10 +207,10 @@ def _outcome(name: str, enforced: bool, ok: bool, measured, threshold, message: 
     return CheckOutcome(name, status, enforced, measured, threshold, message)
 
 
-def _bad_norms(analysis: AnalyzeResult) -> int:
+def _bad_norms(subject: Subject) -> int:
     """Steps whose gradient norm is nan or truly infinite, from BPTT's log domain: a norm beyond
     float64's range (inf or 0 in grad_norms) is still measured exactly in log10_grad_norms."""
-    logs = analysis.log10_grad_norms
+    logs = subject.log10_norms
     return int(np.sum(np.isnan(logs) | (logs == np.inf)))
 
 
@@ -189,16 +235,18 @@ def _against(label: str, ratio: float, limit: float, limit_text: str, lower: boo
     return ok, f"{label} = {show_against(ratio, limit)} is {word} {limit_text}"
 
 
-def _bound(name: str, analysis: AnalyzeResult, limit: float) -> CheckOutcome:
-    """min_ratio (ratio >= limit) or max_ratio (ratio <= limit); an unmeasurable ratio fails."""
-    ratio, label = analysis.flow.ratio_first_last, ratio_label(analysis)
+def _bound(name: str, analysis: AnalyzeResult, limit: float, among: list[Subject]) -> CheckOutcome:
+    """min_ratio (ratio >= limit) or max_ratio (ratio <= limit) on the worst subject; an
+    unmeasurable ratio fails."""
+    subject = worst(among, highest=name == "max_ratio")
+    ratio, label = subject.flow.ratio_first_last, subject.where + ratio_label(analysis)
     opt = f"{flag(name)} {show(limit)}"
-    log10_ratio = analysis.flow.log10_ratio
+    log10_ratio = subject.flow.log10_ratio
     if not math.isfinite(ratio) and log10_ratio is not None:
         ok, message = _beyond_float64(label, log10_ratio, limit, opt, lower=name == "min_ratio")
         return _outcome(name, True, ok, ratio, limit, message)
     if not math.isfinite(ratio):
-        message = f"{label} is {ratio} ({_unmeasurable(analysis.grad_norms)}), so {opt} cannot be met"
+        message = f"{label} is {ratio} ({_unmeasurable(subject.norms)}), so {opt} cannot be met"
         return _outcome(name, True, False, ratio, limit, message)
     ok, message = _against(label, ratio, limit, opt, lower=name == "min_ratio")
     return _outcome(name, True, ok, ratio, limit, message)
@@ -207,12 +255,15 @@ def _bound(name: str, analysis: AnalyzeResult, limit: float) -> CheckOutcome:
 VERDICT_WORDS = {"vanishing": "the gradient vanishes", "exploding": "the gradient explodes"}
 
 
-def _verdict(name: str, analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
-    """vanishing or exploding: the verdict of flow.regime, with the measurement behind it."""
-    ratio, norms, label = analysis.flow.ratio_first_last, analysis.grad_norms, ratio_label(analysis)
+def _verdict(name: str, analysis: AnalyzeResult, enforced: bool, among: list[Subject]) -> CheckOutcome:
+    """vanishing or exploding: the verdict of flow.regime, with the measurement behind it; over
+    several subjects, of one whose verdict it is (the worst), else of the worst."""
+    hit = [s for s in among if s.flow.regime == name]
+    subject = worst(hit or among, highest=name == "exploding")
+    ratio, norms, label = subject.flow.ratio_first_last, subject.norms, subject.where + ratio_label(analysis)
     limit = getattr(analysis.thresholds, f"{name}_ratio")
-    ok = analysis.regime != name
-    overflowed = _bad_norms(analysis)
+    ok = not hit
+    overflowed = _bad_norms(subject)
     if overflowed:
         measured = f"{overflowed} of {norms.size} gradient norms are not finite"
     elif not math.isfinite(ratio) and analysis.flow.log10_ratio is not None:
@@ -226,10 +277,10 @@ def _verdict(name: str, analysis: AnalyzeResult, enforced: bool) -> CheckOutcome
     return _outcome(name, enforced, ok, ratio, limit, f"{measured}: {verdict}")
 
 
-def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
-    """nonfinite: counts the loss and the gradient norms that are NaN or infinite."""
-    norms = analysis.grad_norms
-    bad_norms = _bad_norms(analysis)
+def _nonfinite(analysis: AnalyzeResult, enforced: bool, among: list[Subject]) -> CheckOutcome:
+    """nonfinite: counts the loss and the gradient norms (of every subject) that are NaN or infinite."""
+    norms = np.concatenate([s.norms for s in among])
+    bad_norms = sum(_bad_norms(s) for s in among)
     bad_loss = analysis.loss is not None and not math.isfinite(analysis.loss)  # None: --output-grads, no loss
     count = bad_norms + int(bad_loss)
     if count == 0:
@@ -246,14 +297,14 @@ def _nonfinite(analysis: AnalyzeResult, enforced: bool) -> CheckOutcome:
 def evaluate(analysis: AnalyzeResult, criteria: Criteria, settings_file: str | None = None,
              settings_sources: dict[str, str] | None = None) -> CheckResult:
     """Test an analysed run against the criteria."""
-    checks = []
+    checks, among = [], subjects(analysis, criteria.every_layer)
     if criteria.min_ratio is not None:
-        checks.append(_bound("min_ratio", analysis, criteria.min_ratio))
+        checks.append(_bound("min_ratio", analysis, criteria.min_ratio, among))
     if criteria.max_ratio is not None:
-        checks.append(_bound("max_ratio", analysis, criteria.max_ratio))
-    checks.append(_verdict("vanishing", analysis, "vanishing" in criteria.fail_on))
-    checks.append(_verdict("exploding", analysis, "exploding" in criteria.fail_on))
-    checks.append(_nonfinite(analysis, "nonfinite" in criteria.fail_on))
+        checks.append(_bound("max_ratio", analysis, criteria.max_ratio, among))
+    checks.append(_verdict("vanishing", analysis, "vanishing" in criteria.fail_on, among))
+    checks.append(_verdict("exploding", analysis, "exploding" in criteria.fail_on, among))
+    checks.append(_nonfinite(analysis, "nonfinite" in criteria.fail_on, among))
     failures = sum(c.status == "fail" for c in checks)
     return CheckResult(
         passed=failures == 0,
@@ -278,6 +329,7 @@ def check(
     min_ratio: float | None = None,
     max_ratio: float | None = None,
     fail_on: str | Iterable[str] = DEFAULT_FAIL_ON,
+    every_layer: bool = False,
     **settings,
 ) -> CheckResult:
     """Analyse one BPTT pass and test it: ``gradscope.check(seq_len=200, min_ratio=1e-4)``.
@@ -285,10 +337,12 @@ def check(
     Takes the RunConfig fields as keywords (or a RunConfig) and the thresholds of ``Criteria``;
     never raises for a failed check: look at ``result.passed``.
     """
-    criteria = Criteria(min_ratio, max_ratio, fail_on)  # bad thresholds fail before the run
+    criteria = Criteria(min_ratio, max_ratio, fail_on, every_layer)  # bad thresholds fail before the run
     given = [*settings, *(k for k, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)) if v is not None)]
     if fail_on != DEFAULT_FAIL_ON:
         given.append("fail_on")
+    if every_layer:
+        given.append("every_layer")
     return evaluate(analyze(config, **settings), criteria, settings_sources=dict.fromkeys(given, "flag"))
 
 

@@ -172,7 +172,8 @@ def test_pyproject_settings_are_found_upwards_and_named(capsys, tmp_path, monkey
     assert code == 0
     assert doc["settings_file"] == "../../pyproject.toml"
     assert doc["config"]["seq_len"] == 20 and doc["config"]["hidden_size"] == 6
-    assert doc["criteria"] == {"min_ratio": 1e-30, "max_ratio": None, "fail_on": ["exploding", "nonfinite"]}
+    assert doc["criteria"] == {"min_ratio": 1e-30, "max_ratio": None, "fail_on": ["exploding", "nonfinite"],
+                               "every_layer": False}
     assert doc["settings_sources"] == dict.fromkeys(["fail_on", "hidden_size", "min_ratio", "seq_len"], "file")
     _, out, _ = run(capsys, "check")
     line = "settings: fail_on, hidden_size, min_ratio, seq_len from ../../pyproject.toml; the rest defaults"
@@ -188,7 +189,7 @@ def test_flags_on_the_command_line_override_the_file(capsys, tmp_path):
                            "--fail-on", "none")
     assert doc["config"]["seq_len"] == 12
     assert doc["config"]["seed"] == 0  # given explicitly, though it is the default
-    assert doc["criteria"] == {"min_ratio": 1e-30, "max_ratio": None, "fail_on": []}
+    assert doc["criteria"] == {"min_ratio": 1e-30, "max_ratio": None, "fail_on": [], "every_layer": False}
     _, doc, _ = check_json(capsys)
     assert doc["config"]["seed"] == 3 and doc["criteria"]["fail_on"] == ["vanishing"]
 
@@ -309,3 +310,39 @@ def test_the_view_shows_a_ratio_beyond_float64_from_its_logarithm(capsys):
     assert "e-6" in line and "= 0 " not in line
     spark = out.splitlines()[out.splitlines().index(line) + 1]
     assert "!" not in spark
+
+
+def bidirectional(path) -> str:
+    """A bidirectional RNN state dict whose forward direction keeps its gradient (orthogonal W_hh)
+    and whose reverse one loses it (0.2 times the same): the headline passes what the reverse fails."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    h, d = 8, 2
+    q, _ = np.linalg.qr(rng.standard_normal((h, h)))
+    sd = {"fc.weight": rng.standard_normal((1, 2 * h)) * 0.3, "fc.bias": np.zeros(1)}
+    for suffix, scale in (("", 1.0), ("_reverse", 0.2)):
+        sd.update({f"rnn.weight_ih_l0{suffix}": rng.standard_normal((h, d)) * 0.5,
+                   f"rnn.weight_hh_l0{suffix}": q * scale,
+                   f"rnn.bias_ih_l0{suffix}": np.zeros(h), f"rnn.bias_hh_l0{suffix}": np.zeros(h)})
+    np.savez(path, **sd)
+    return str(path)
+
+
+def test_every_layer_makes_the_checks_on_each_direction_and_names_the_worst(capsys, tmp_path):
+    weights = ["--weights", bidirectional(tmp_path / "bi.npz"), "--seq-len", "20", "--min-ratio", "1e-3"]
+    code, doc, _ = check_json(capsys, *weights)
+    assert code == 0 and doc["passed"] and doc["criteria"]["every_layer"] is False
+    code, doc, err = check_json(capsys, *weights, "--every-layer")
+    assert code == 1 and not doc["passed"] and doc["criteria"]["every_layer"] is True
+    reverse = next(r for r in gradscope.analyze(weights=str(tmp_path / "bi.npz"), seq_len=20).layers
+                   if r.direction == "reverse")
+    failed = next(c for c in doc["checks"] if c["name"] == "min_ratio")
+    assert failed["status"] == "fail" and failed["measured"] == pytest.approx(reverse.flow.ratio_first_last, rel=1e-12)
+    assert failed["message"].startswith("layer 0 reverse: ratio ||dL/da_1||/||dL/da_T|| = ")
+    assert "check failed: min_ratio: layer 0 reverse: " in err
+    (tmp_path / "pyproject.toml").write_text("[tool.gradscope]\nevery-layer = true\n")
+    code, doc, _ = check_json(capsys, *weights)
+    assert code == 1 and doc["settings_sources"]["every_layer"] == "file"
+    result = gradscope.check(weights=str(tmp_path / "bi.npz"), seq_len=20, min_ratio=1e-3, every_layer=True)
+    assert not result.passed and result.criteria.every_layer

@@ -24,6 +24,8 @@ ADDED = {
     "reproduce": [("partial",)],
     # issue 19: what reaches each layer's initial state, null unless --initial-state gave one
     "analyze": [("layers", "*", "initial_state")],
+    # check --every-layer (false unless given)
+    "check": [("criteria", "every_layer")],
 }
 # New settings: every document's config has them (null where not given).
 ADDED_SETTINGS = [(*where, name) for name in ("recurrent_scale", "initial_state")
