@@ -484,13 +484,18 @@ def resolve_strengths(names: list[str], **given: float | None) -> Strengths:
 
     A value given for a mitigation that is not among ``names`` would change nothing: input error.
     """
-    used = {field for n in names for field in strength_fields(n)}
+    check_used({field for n in names for field in strength_fields(n)}, given)
+    return Strengths(**{k: v for k, v in given.items() if v is not None})
+
+
+def check_used(used: set[str], given: dict[str, float | None]) -> None:
+    """A strength given (not None) that is not in ``used`` (the chosen mitigations' Strengths
+    fields) would change nothing: an InputError naming the mitigation that reads it."""
     for field_name, value in given.items():
         if value is not None and field_name not in used:
             owner = next(n for n, cls in MITIGATIONS.items() if cls.strength == field_name)
             raise InputError(f"{STRENGTH_FLAGS[field_name]} applies only to the {owner} mitigation, "
                              "which is not selected")
-    return Strengths(**{k: v for k, v in given.items() if v is not None})
 
 
 def parse_mitigations(text: str | None) -> list[str]:

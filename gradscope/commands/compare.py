@@ -326,7 +326,6 @@ def compare(
     if isinstance(mitigations, str):  # "clip-norm,orthogonal", as the CLI's flag takes them
         mitigations = parse_mitigations(mitigations) if mitigations.strip() else None
     names = [NoMitigation.name] + (default_cures(config) if mitigations is None else list(mitigations))
-    given_strengths(settings, names)
     if config.weights is None and start != "init":
         raise InputError(f"--start {start} fine-tunes the weights of --weights; without them every run starts "
                          "from its initialisation")
@@ -334,6 +333,7 @@ def compare(
     options = options.resolved()
     # Fail fast, before any process starts: an unknown name, an unavailable cell, a conflict.
     chosen = {name: run_mitigation(name, strengths) for name in names}
+    given_strengths(settings, list(chosen.values()))
     setups = {name: _setup(config, mitigation, start) for name, mitigation in chosen.items()}
     for name in names[1:]:
         if changes_nothing(chosen[name], setups[name], setups[NoMitigation.name]):

@@ -43,7 +43,7 @@ from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
 from ..model.initializers import spectral_radius
 from ..mitigations import (
-    Mitigation, NoMitigation, Strengths, global_norm, make_mitigation, resolve_strengths,
+    MITIGATIONS, Mitigation, NoMitigation, Strengths, check_used, global_norm, make_mitigation,
     run_mitigation, treat,
 )
 from ..model.network import Network
@@ -497,12 +497,14 @@ def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
         raise InputError(f"--save-weights: {exc}; nothing was trained") from None
 
 
-def given_strengths(settings: dict, names: list[str]) -> None:
-    """A strength given as a keyword (``clip_threshold=0.5``) that none of the mitigations ``names``
-    reads would change nothing: an InputError, as the CLI's flag is (``resolve_strengths``)."""
+def given_strengths(settings: dict, mitigations: list[Mitigation]) -> None:
+    """A strength given as a keyword (``clip_threshold=0.5``) that none of the ``mitigations``
+    reads (their parts' ``strength``: a mitigation of the caller's own too) would change nothing:
+    an InputError, as the CLI's flag is (``resolve_strengths``)."""
     strength_fields = {f.name for f in fields(Strengths)}
-    resolve_strengths([n for n in names if n != NoMitigation.name],
-                      **{k: v for k, v in settings.items() if k in strength_fields})
+    given = {k: v for k, v in settings.items() if k in strength_fields}
+    if given:
+        check_used({p.strength for m in mitigations for p in m.parts if p.strength}, given)
 
 
 def train_seed(config: RunConfig, options: TrainOptions, mitigation: Mitigation | None, minibatch: int | None = None,
@@ -550,9 +552,12 @@ def train(
     config, options, strengths = training_arguments("train", config, options, strengths, settings)
     if isinstance(mitigation, str):
         mitigation = run_mitigation(mitigation, strengths)
-    elif mitigation is not None and settings.keys() & {f.name for f in fields(Strengths)}:
-        mitigation = make_mitigation(mitigation.name, strengths)
-    given_strengths(settings, [] if mitigation is None else [mitigation.name])
+    given_strengths(settings, [] if mitigation is None else [mitigation])
+    if isinstance(mitigation, Mitigation) and settings.keys() & {f.name for f in fields(Strengths)}:
+        # the object again with the strengths given: a registered one by its name (a composite's
+        # parts too), one of the caller's own by its class
+        registered = all(p.name in MITIGATIONS for p in mitigation.parts)
+        mitigation = make_mitigation(mitigation.name, strengths) if registered else type(mitigation)(strengths)
     config, minibatch = minibatch_config(file_config(config))
     seed_values = seed_list(config.seed, seeds)
     if record is not None and scheduler is not None:

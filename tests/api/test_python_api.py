@@ -109,3 +109,16 @@ def test_compare_from_a_script_read_from_stdin_runs_its_processes():
 def test_a_setting_that_would_change_nothing_is_refused_as_the_cli_refuses_its_flag(call, message):
     with pytest.raises(gradscope.InputError, match=message):
         call()
+
+
+def test_a_mitigation_of_the_callers_own_trains_and_its_unread_strengths_are_refused():
+    from gradscope.mitigations import Mitigation
+
+    class Mine(Mitigation):
+        name = "mine"
+        help = "changes nothing, but is the caller's"
+
+    result = gradscope.train(mitigation=Mine(), seq_len=10, hidden_size=6, batch_size=4, steps=3)
+    assert result.mitigation == "mine" and result.steps == 3
+    with pytest.raises(gradscope.InputError, match="^l2 applies only to the l2 mitigation"):
+        gradscope.train(mitigation=Mine(), seq_len=10, hidden_size=6, batch_size=4, steps=3, l2=0.1)
