@@ -221,6 +221,11 @@ def _beyond_float64(label: str, log10_ratio: float, limit: float, limit_text: st
     return ok, f"{label} = 10^{log10_ratio:.6g} is {word} {limit_text}"
 
 
+def _beyond(ratio: float) -> bool:
+    """Whether float64 cannot hold the ratio (0 or inf, or nan), so its log10 must say it."""
+    return not math.isfinite(ratio) or ratio == 0.0
+
+
 def _unmeasurable(norms: np.ndarray) -> str:
     """Why n_1 / n_T is not a finite number."""
     if not np.all(np.isfinite(norms)):
@@ -242,7 +247,7 @@ def _bound(name: str, analysis: AnalyzeResult, limit: float, among: list[Subject
     ratio, label = subject.flow.ratio_first_last, subject.where + ratio_label(analysis)
     opt = f"{flag(name)} {show(limit)}"
     log10_ratio = subject.flow.log10_ratio
-    if not math.isfinite(ratio) and log10_ratio is not None:
+    if _beyond(ratio) and log10_ratio is not None:
         ok, message = _beyond_float64(label, log10_ratio, limit, opt, lower=name == "min_ratio")
         return _outcome(name, True, ok, ratio, limit, message)
     if not math.isfinite(ratio):
@@ -266,8 +271,8 @@ def _verdict(name: str, analysis: AnalyzeResult, enforced: bool, among: list[Sub
     overflowed = _bad_norms(subject)
     if overflowed:
         measured = f"{overflowed} of {norms.size} gradient norms are not finite"
-    elif not math.isfinite(ratio) and analysis.flow.log10_ratio is not None:
-        measured = _beyond_float64(label, analysis.flow.log10_ratio, limit, show(limit),
+    elif _beyond(ratio) and subject.flow.log10_ratio is not None:
+        measured = _beyond_float64(label, subject.flow.log10_ratio, limit, show(limit),
                                    lower=name == "vanishing")[1]
     elif not math.isfinite(ratio):
         measured = f"{label} is {ratio} ({_unmeasurable(norms)})"

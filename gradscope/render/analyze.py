@@ -206,7 +206,7 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
     console.print()
     steps = len(result.grad_norms)
     with np.errstate(all="ignore"):  # exact logs; end-aligned norms where sequences are padded
-        logs = np.log10(result.flow_norms) if result.network.padded else np.asarray(result.log10_grad_norms, float)
+        logs = result.log10_flow_norms if result.network.padded else np.asarray(result.log10_grad_norms, float)
     finite = logs[np.isfinite(logs)]
     span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
     where = "t (end-aligned)" if result.network.padded else "t"

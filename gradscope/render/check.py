@@ -84,9 +84,9 @@ def render_check(result: CheckResult, console: Console) -> None:
     ratio.append(result.regime, style=REGIME_STYLE[result.regime])
     console.print(ratio)
     analysis = result.analysis
-    with np.errstate(all="ignore"):  # padded: the end-aligned profile the ratio is read from, as analyze's
-        logs = np.log10(analysis.flow_norms) if analysis.network.padded else analysis.log10_grad_norms
-        console.print("  " + sparkline(logs, 60))  # log10_grad_norms: exact beyond float64
+    with np.errstate(all="ignore"):  # padded: the end-aligned profile the ratio is read from
+        logs = analysis.log10_flow_norms if analysis.network.padded else analysis.log10_grad_norms
+        console.print("  " + sparkline(logs, 60))  # both from the log domain: exact beyond float64
     console.print()
     console.print(check_table(result.checks))
     notes = [c for c in result.checks if c.status != "pass"]

@@ -346,3 +346,24 @@ def test_every_layer_makes_the_checks_on_each_direction_and_names_the_worst(caps
     assert code == 1 and doc["settings_sources"]["every_layer"] == "file"
     result = gradscope.check(weights=str(tmp_path / "bi.npz"), seq_len=20, min_ratio=1e-3, every_layer=True)
     assert not result.passed and result.criteria.every_layer
+
+
+def test_the_sparkline_of_a_padded_batch_is_exact_where_float64_underflows(capsys, tmp_path):
+    """The end-aligned profile is drawn from the log domain: a gradient that falls far below 1e-308
+    is still a bar, not the '!' of a norm that is not finite."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rnn.npz", **{"rnn.weight_ih_l0": rng.standard_normal((6, 2)),
+                                      "rnn.weight_hh_l0": rng.standard_normal((6, 6)) * 0.05,
+                                      "rnn.bias_ih_l0": np.zeros(6), "rnn.bias_hh_l0": np.zeros(6),
+                                      "fc.weight": rng.standard_normal((1, 6)), "fc.bias": np.zeros(1)})
+    np.save(tmp_path / "x.npy", rng.standard_normal((4, 600, 2)))
+    np.save(tmp_path / "lengths.npy", np.array([600, 500, 400, 300]))
+    np.save(tmp_path / "y.npy", rng.standard_normal(4))
+    code, out, _ = run(capsys, "check", "--weights", str(tmp_path / "rnn.npz"), "--inputs", str(tmp_path / "x.npy"),
+                       "--lengths", str(tmp_path / "lengths.npy"), "--targets", str(tmp_path / "y.npy"), "--loss", "mse")
+    assert code == 0 and "= 1.44e-584" in out  # the ratio itself beyond float64
+    assert "ratio ||dL/da_1||/||dL/da_T|| = 10^-583.8" in " ".join(out.split())  # not "= 0"
+    bars = next(line for line in out.splitlines() if line.startswith("  ") and line.strip()[:1] in "▁▂▃▄▅▆▇█!")
+    assert "!" not in bars and len(bars.strip()) == 60
