@@ -76,6 +76,9 @@ class LayerReport:
         gradient is nonzero, however far below 1e-308 or above 1e308 (-inf, null in JSON, where 0).
     initial_state : the gradient reaching the layer's initial state (InitialGradient), None
         unless one was given (``--initial-state``).
+    log10_flow_norms : (T,) log10 of the profile the flow is measured on, exact at any depth, where
+        it is not log10_grad_norms (a padded batch, a direction that reads backwards): entry T-k
+        is the norm k steps back from each sequence's readout end; else None.
     """
 
     layer: int
@@ -90,6 +93,7 @@ class LayerReport:
     total_grad_norm: float
     log10_grad_norms: np.ndarray
     initial_state: InitialGradient | None = None
+    log10_flow_norms: np.ndarray | None = None
 
 
 @dataclass
@@ -434,7 +438,8 @@ def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions:
     spec, spectrum_of, _ = spectra
     # with padding, the flow is measured over the steps the longest sequences have
     report = LayerReport(k, DIRECTIONS[d], norms, ratios_from_logs(log_profile), contributions, cell_norms, spec,
-                         spectrum_of, flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs))
+                         spectrum_of, flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs),
+                         log10_flow_norms=log10(log_profile) if mask_tm is not None or reverse else None)
     return report, (profile, log_profile)
 
 

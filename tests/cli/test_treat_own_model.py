@@ -172,3 +172,27 @@ def test_history_draws_a_padded_recording_counted_back_from_each_sequence_s_end(
     assert "columns: steps back from the readout's end, t = 12" in " ".join(out.split())
     doc = run(capsys, "history", "rec.ndjson", "--json")
     assert "log10_profile" not in json.dumps(doc) and "counted_back" not in json.dumps(doc)
+
+
+def test_a_full_record_of_a_packed_batch_carries_the_profile_the_heatmap_draws(own, capsys):
+    """gradscope.torch's default measure ("full": analyze's document) on packed sequences: each
+    layer's log10_flow_norms, which history's heatmap draws, as for a light record."""
+    import gradscope.torch as gt
+    from gradscope.commands.history import heatmap, history
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    model = Sentiment()
+    tokens = torch.tensor(np.load("tokens.npy"))
+    lengths = (tokens != 0).sum(dim=1)
+    with gt.attach(model.lstm, every=1, to="full.ndjson"):
+        for _ in range(2):
+            packed = pack_padded_sequence(model.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+            _, (h, _) = model.lstm(packed)
+            model.fc(torch.cat([h[-2], h[-1]], dim=1)).sum().backward()
+    records = [json.loads(line) for line in open("full.ndjson")]
+    assert len(records) == 2 and all(r["measure"] == "full" for r in records)
+    h = heatmap(history("full.ndjson"), 1, "forward", None)
+    expected = [[np.nan if v is None else v for v in r["layers"][2]["log10_flow_norms"]] for r in records]
+    assert h.counted_back
+    np.testing.assert_array_equal(h.values, np.array(expected, dtype=float))

@@ -23,7 +23,7 @@ ADDED = {
     "train": [("partial",)],
     "reproduce": [("partial",)],
     # issue 19: what reaches each layer's initial state, null unless --initial-state gave one
-    "analyze": [("layers", "*", "initial_state")],
+    "analyze": [("layers", "*", "initial_state"), ("layers", "*", "log10_flow_norms")],
     # check --every-layer (false unless given)
     "check": [("criteria", "every_layer")],
 }

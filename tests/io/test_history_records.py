@@ -72,13 +72,17 @@ def test_a_file_attach_wrote_is_read_whole(torch_recording):
             assert got.log10_grad_norms == want["log10_grad_norms"]
             assert got.slope == want["flow"]["slope"] and got.horizon == want["flow"]["horizon"]
             assert got.regime == want["flow"]["regime"] and got.log10_ratio == want["flow"]["log10_ratio"]
-    # the heatmap is the records' logs, pass by pass
+    # the heatmap is the records' logs, pass by pass: the flow's profile where the record has one
+    # (the reverse direction: counted back from step 1), else the steps in order
     for layer, direction in BI:
         h = heatmap(result, layer, direction, None)
         want = [next(f for f in lines[p.line - 1]["layers"] if (f["layer"], f["direction"]) == (layer, direction))
                 for p in result.passes]
-        assert h.steps.tolist() == [1, 2, 3, 4, 5, 6]
-        np.testing.assert_array_equal(h.values, np.array([w["log10_grad_norms"] for w in want], dtype=float))
+        assert h.steps.tolist() == [1, 2, 3, 4, 5, 6] and h.counted_back == (direction == "reverse")
+        drawn = [w["log10_grad_norms"] if w["log10_flow_norms"] is None else w["log10_flow_norms"] for w in want]
+        np.testing.assert_array_equal(h.values, np.array(drawn, dtype=float))
+        if direction == "reverse":  # unpadded: the steps in order, reversed
+            np.testing.assert_array_equal(h.values, np.array([w["log10_grad_norms"][::-1] for w in want]))
 
 
 def test_light_records_of_different_lengths_are_end_aligned(tmp_path):
