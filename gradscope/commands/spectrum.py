@@ -85,8 +85,11 @@ def layer_spectrum(layer: Layer, run: Trajectory, mask: np.ndarray | None, trans
     steps, h, size = len(run.caches), layer.hidden_size, layer.state_size
     lengths = None if mask is None else mask.sum(axis=0)
     longest = steps if lengths is None else int(lengths.max())
-    if (steps if lengths is None else int(lengths.min())) < 2:
+    if steps < 2:
         raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more")
+    if lengths is not None and int(lengths.min()) < 2:
+        raise InputError(f"a sequence of the batch has {int(lengths.min())} real step: the Jacobian product "
+                         "of each sequence needs at least two (leave the one-step sequences out)")
     if lengths is None:
         transient = resolve_transient(transient, steps)
         per_transient, averaged = transient, steps - transient

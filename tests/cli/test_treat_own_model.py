@@ -196,3 +196,12 @@ def test_a_full_record_of_a_packed_batch_carries_the_profile_the_heatmap_draws(o
     expected = [[np.nan if v is None else v for v in r["layers"][2]["log10_flow_norms"]] for r in records]
     assert h.counted_back
     np.testing.assert_array_equal(h.values, np.array(expected, dtype=float))
+
+
+def test_spectrum_says_a_one_step_sequence_is_what_it_cannot_take(own, capsys):
+    tokens = np.load("tokens.npy")
+    tokens[0, 1:] = 0  # one real step
+    np.save("short.npy", tokens)
+    code = main(["spectrum", *own[:2], "--inputs", "short.npy", *own[4:]])
+    _, err = capsys.readouterr()
+    assert code == 2 and "a sequence of the batch has 1 real step" in err and "--seq-len" not in err
