@@ -89,6 +89,13 @@ def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.
     return log_profile, log_profile.shape[0] - longest
 
 
+def counted_back_log10(mask_tm: np.ndarray | None, log_profile: np.ndarray, backwards: bool) -> np.ndarray | None:
+    """log10 of a layer's flow profile (``layer_profile``'s logs) where it is not the norms in step
+    order (a padded batch, or a direction that reads backwards), else None: what reports and
+    records carry as ``log10_flow_norms``."""
+    return log10(log_profile) if mask_tm is not None or backwards else None
+
+
 @dataclass
 class LayerFlow:
     """The flow of one layer and direction, as analyze's ``layers`` reports it: ``flow`` (flow.Flow)
@@ -120,9 +127,8 @@ def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
         for k, d in net.each_layer():
             g, backwards = flows.layers[k][d], _backwards(traj, k, d)
             log_profile, start = layer_profile(traj.mask_tm, g, backwards)
-            own = traj.mask_tm is not None or backwards  # the profile is not the norms in step order
             out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:]),
-                                 log10(g.log_norms), log10(log_profile) if own else None))
+                                 log10(g.log_norms), counted_back_log10(traj.mask_tm, log_profile, backwards)))
     return out
 
 

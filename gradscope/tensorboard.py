@@ -71,7 +71,7 @@ class TensorBoardSink:
                     w.add_scalar(f"{tag}/{name}", value, step)
             # the profile the flow is measured on: with padding (or reading backwards), steps counted
             # back from each sequence's readout end, which is the last column either way
-            profile = getattr(layer, "log10_flow_norms", None)  # a light record's; a full one draws the steps
+            profile = layer.log10_flow_norms  # a light record's LayerFlow and a full one's LayerReport alike
             counted_back = profile is not None
             logs = np.asarray(profile if counted_back else layer.log10_grad_norms, dtype=np.float64)
             w.add_image(f"{tag}/profile", profile_image(logs), step, dataformats="HWC")

@@ -27,7 +27,9 @@ from ..model.layer import Layer
 from ..model.network import DIRECTIONS
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
-from ..profile import flowing, headline, layer_profile, log10, real_run, run_mask, total_norm
+from ..profile import (
+    counted_back_log10, flowing, headline, layer_profile, log10, real_run, run_mask, total_norm,
+)
 from ..runtime import blas_threads_for
 from ..serialize import HIDDEN
 from ..spectrum import PascanuCheck, Spectrum, pascanu_check, spectrum
@@ -439,7 +441,7 @@ def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions:
     # with padding, the flow is measured over the steps the longest sequences have
     report = LayerReport(k, DIRECTIONS[d], norms, ratios_from_logs(log_profile), contributions, cell_norms, spec,
                          spectrum_of, flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs),
-                         log10_flow_norms=log10(log_profile) if mask_tm is not None or reverse else None)
+                         log10_flow_norms=counted_back_log10(mask_tm, log_profile, reverse))
     return report, (profile, log_profile)
 
 

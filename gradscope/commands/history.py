@@ -62,10 +62,9 @@ class LayerFlow:
         where the record has null.
     log10_grad_norms : seq_len values, log10 ||dL/dh_t|| end-aligned (module docstring): None where
         the record has null and at the padding before a shorter pass's first step.
-    log10_profile : the same steps counted back from the readout's end, which is the last one:
-        the record's log10_flow_norms where it has them (a padded batch: each sequence's own end;
-        a direction that reads backwards: step 1), else log10_grad_norms. What the heatmap draws.
-    counted_back : whether log10_profile is the record's log10_flow_norms.
+    log10_flow_norms : the record's, aligned as log10_grad_norms is, where it has them (a padded
+        batch: counted back from each sequence's own end; a direction that reads backwards: from
+        step 1), else None. ``log10_profile``, what the heatmap draws, is these or log10_grad_norms.
     """
 
     layer: int
@@ -76,8 +75,17 @@ class LayerFlow:
     horizon: float | None
     regime: str
     log10_grad_norms: list[float | None]
-    log10_profile: list[float | None] = field(default_factory=list, metadata=HIDDEN, repr=False)
-    counted_back: bool = field(default=False, metadata=HIDDEN, repr=False)
+    log10_flow_norms: list[float | None] | None = field(default=None, metadata=HIDDEN, repr=False)
+
+    @property
+    def counted_back(self) -> bool:
+        """Whether the profile is counted back from the readout's end (the record's flow norms)."""
+        return self.log10_flow_norms is not None
+
+    @property
+    def log10_profile(self) -> list[float | None]:
+        """The steps counted back from the readout's end, the last one: what the heatmap draws."""
+        return self.log10_grad_norms if self.log10_flow_norms is None else self.log10_flow_norms
 
 
 @dataclass
@@ -204,8 +212,8 @@ def _layer(entry: object, i: int) -> LayerFlow:
     profile = entry.get("log10_flow_norms")
     if profile is not None and (not isinstance(profile, list) or len(profile) != len(values)):
         raise NotARecord(f"{at}log10_flow_norms is not a list of {len(values)} values, as log10_grad_norms is")
-    counted_back = profile is not None
-    profile = values if profile is None else [_number(v, f"{at}log10_flow_norms[{t}]") for t, v in enumerate(profile)]
+    if profile is not None:
+        profile = [_number(v, f"{at}log10_flow_norms[{t}]") for t, v in enumerate(profile)]
     flow = _field(entry, "flow", at)
     if not isinstance(flow, dict):
         raise NotARecord(f"{at}flow is not an object")
@@ -213,8 +221,7 @@ def _layer(entry: object, i: int) -> LayerFlow:
     regime = _field(flow, "regime", f"{at}flow.")
     if regime not in REGIMES:
         raise NotARecord(f"{at}flow.regime is {regime!r}, not one of {', '.join(REGIMES)}")
-    return LayerFlow(layer, direction, **numbers, regime=regime, log10_grad_norms=values, log10_profile=profile,
-                     counted_back=counted_back)
+    return LayerFlow(layer, direction, **numbers, regime=regime, log10_grad_norms=values, log10_flow_norms=profile)
 
 
 def parse_record(obj: object, line: int) -> Pass | Skipped:
@@ -422,7 +429,8 @@ def extended(result: HistoryResult, new: list[Pass | Skipped], incomplete_last_l
 def _end_aligned(f: LayerFlow, seq_len: int) -> LayerFlow:
     """The layer's norms padded at the start to seq_len steps, so that the readout ends align."""
     pad = [None] * (seq_len - len(f.log10_grad_norms))
-    return dataclasses.replace(f, log10_grad_norms=pad + f.log10_grad_norms, log10_profile=pad + f.log10_profile)
+    return dataclasses.replace(f, log10_grad_norms=pad + f.log10_grad_norms,
+                               log10_flow_norms=None if f.log10_flow_norms is None else pad + f.log10_flow_norms)
 
 
 def _nothing_to_show(path: str | os.PathLike, skipped: list[Skipped], incomplete_last_line: bool) -> str:
@@ -577,5 +585,6 @@ def unpadded(p: Pass) -> Pass:
     """The pass with its own T norms in each layer (the end-aligned padding taken off)."""
     return dataclasses.replace(p, layers=[
         dataclasses.replace(f, log10_grad_norms=f.log10_grad_norms[len(f.log10_grad_norms) - p.seq_len:],
-                            log10_profile=f.log10_profile[len(f.log10_profile) - p.seq_len:])
+                            log10_flow_norms=None if f.log10_flow_norms is None
+                            else f.log10_flow_norms[len(f.log10_flow_norms) - p.seq_len:])
         for f in p.layers])
