@@ -135,10 +135,10 @@ def train_command(
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None
-    if save_weights is not None:
+    if keras:  # before training: a cell swap on a Keras model has no file to go to
         from ..commands.train import check_savable
 
-        check_savable(config, chosen)  # before training: a cell swap on a Keras model has no file to go to
+        check_savable(config, chosen)
 
     with step_progress("training steps", steps * seeds, scheduler is not None) as advance, keeping_partial(json):
         def progress(step: int, total: int, record: StepRecord | None) -> None:

@@ -489,7 +489,10 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
 def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
     """Raise the InputError that writing the trained weights would raise, before any training: a
     Keras model's file has no place for another cell's weights (a cell swap). The shapes and keys
-    do not change in training, so the network as the mitigation sets it up answers."""
+    do not change in training, so the network as the mitigation sets it up answers. Only a cure that
+    swaps the cell can make a network its layout cannot write: the others are not built here."""
+    if mitigation is None or "cell" not in mitigation.overrides:
+        return
     setup = mitigated_setup(minibatch_config(file_config(config))[0], mitigation or NoMitigation(), "trained")
     try:
         setup.layout.export(setup.network)
