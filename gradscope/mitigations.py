@@ -67,7 +67,8 @@ from .model.cells import CELLS, Cell, Params, make_cell
 from .config import RunConfig
 from .errors import InputError
 from .model.network import Network
-from .model.reinit import set_bias_init, set_recurrent_init, swap_cell, torch_init
+from .model.reinit import set_bias_init, set_recurrent_init
+from .model.statedict import Layout
 
 
 @dataclass(frozen=True)
@@ -521,18 +522,8 @@ class Framework(Protocol):
     def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network: ...
 
 
-class PyTorch:
-    """PyTorch's draws (model/reinit.py): what a network without a layout of its own gets."""
-
-    def initialise(self, network: Network, rng: np.random.Generator) -> Network:
-        return torch_init(network, rng)
-
-    def swap_cell(self, network: Network, cell: Cell, rng: np.random.Generator) -> Network:
-        return swap_cell(network, cell, rng)
-
-
 def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Generator, t_max: int,
-          framework: Framework = PyTorch()) -> Network:
+          framework: Framework = Layout()) -> Network:
     """The network a cure trains when the model is the user's own (--weights), a new one.
 
     start : "init" re-initialises the architecture as its ``framework`` does (the layout's: as

@@ -63,7 +63,7 @@ def compare_command(
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
     # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
-    from ..commands.compare import best_weights, compare, default_cures
+    from ..commands.compare import best_weights, compare
     from ..render.compare import render_compare
 
     check_scheduler(scheduler, jobs)
@@ -79,10 +79,10 @@ def compare_command(
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
-    # none named: compare runs those that apply to the cell and change the model; the bar's first
-    # total counts those that apply, and compare's first call gives the runs' own
+    # none named: compare runs those that apply to the cell and change the model, and its first
+    # progress call gives the bar their number (the CLI does not read the model to count them)
     chosen = names if mitigations and mitigations.strip() else None
-    with step_progress("runs", (len(chosen or default_cures(config)) + 1) * seeds,
+    with step_progress("runs", None if chosen is None else (len(chosen) + 1) * seeds,
                        scheduler is not None) as advance, keeping_partial(json):
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,
                          lambda done, total, label: advance(done, label, total), seeds, start, scheduler, record,

@@ -6,8 +6,6 @@ and what ``gradscope.analyze(...)`` returns to Python.
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -155,7 +153,7 @@ class AnalyzeResult:
     warnings : what the input suggests the user may have meant (a token that looks like padding).
     flow_norms : (T,) the profile the flow is measured on: ``grad_norms`` without padding; with
         padding, entry T-k is the norm k steps back from each sequence's last real step.
-        log10_flow_norms (Python only): its log10 from BPTT's log domain, exact at any depth.
+        log10_flow_norms (Python only, the headline report's): its log10, exact at any depth.
     lyapunov : the leading Lyapunov exponent lambda_1 of the forward run and its horizon -1/lambda_1
         (dynamics.py): the rate the slope tends to on a long run, from the step Jacobians alone.
     """
@@ -187,7 +185,13 @@ class AnalyzeResult:
     warnings: list[str]
     setup: Setup = field(metadata=HIDDEN, repr=False)
     gradients: NetworkGradients | CheckpointedRun = field(metadata=HIDDEN, repr=False)
-    log10_flow_norms: np.ndarray | None = field(default=None, metadata=HIDDEN, repr=False)
+
+    @property
+    def log10_flow_norms(self) -> np.ndarray | None:
+        """The headline's LayerReport.log10_flow_norms (Python only): flow_norms' log10 from BPTT's
+        log domain, exact at any depth, where they are counted back (padding), else None."""
+        top = max(r.layer for r in self.layers)
+        return next(r for r in self.layers if (r.layer, r.direction) == (top, "forward")).log10_flow_norms
 
 
 def step_norms(d: np.ndarray) -> np.ndarray:
@@ -295,7 +299,7 @@ def _report(setup: Setup) -> AnalyzeResult:
     # over each sequence's real steps, as spectrum's (pad steps, the identity, are skipped)
     lyap = lyapunov(net.layer(top), traj.runs[top][0], mask=run_mask(traj, top, 0))
     return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), lyap, gate_spectra,
-                   describe_data(setup), grads, log_profile)
+                   describe_data(setup), grads)
 
 
 def _checkpointed_report(setup: Setup) -> AnalyzeResult:
@@ -319,7 +323,7 @@ def _checkpointed_report(setup: Setup) -> AnalyzeResult:
     data = (describe_data(setup) + f"; checkpointed BPTT (the full path does not fit in memory): {run.checkpoints} "
             f"states kept per layer and direction, segments of {run.segment} steps recomputed")
     return _result(setup, reports, profile, _pascanu(setup, report, profile, log_profile), run.lyapunov,
-                   gate_spectra, data, run, log_profile)
+                   gate_spectra, data, run)
 
 
 def _pascanu(setup: Setup, report: LayerReport, profile: np.ndarray, log_profile: np.ndarray) -> PascanuCheck | None:
@@ -337,7 +341,7 @@ def _pascanu(setup: Setup, report: LayerReport, profile: np.ndarray, log_profile
 
 def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pascanu: PascanuCheck | None,
             lyap: Lyapunov, gate_spectra: dict[str, Spectrum] | None, data: str,
-            gradients: NetworkGradients | CheckpointedRun, log_profile: np.ndarray) -> AnalyzeResult:
+            gradients: NetworkGradients | CheckpointedRun) -> AnalyzeResult:
     net = setup.network
     top, _ = headline(net)
     depth = None
@@ -364,7 +368,6 @@ def _result(setup: Setup, reports: list[LayerReport], flow_norms: np.ndarray, pa
         warnings=setup.notes,
         setup=setup,
         gradients=gradients,
-        log10_flow_norms=log_profile / math.log(10.0),
     )
 
 

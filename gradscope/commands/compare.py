@@ -161,8 +161,11 @@ def changes_nothing(mitigation: Mitigation, setup: Setup, baseline: Setup) -> bo
     if mitigation.settings:
         return False
     net, base = setup.network, baseline.network
-    cells = [(c.name, c.activation, c.gate_activation) for c in map(net.cell_of, range(net.num_layers))]
-    if cells != [(c.name, c.activation, c.gate_activation) for c in map(base.cell_of, range(base.num_layers))]:
+
+    def cells(n: Network) -> list[tuple]:
+        return [(c.name, c.activation, c.gate_activation) for c in map(n.cell_of, range(n.num_layers))]
+
+    if cells(net) != cells(base):
         return False
     ours, theirs = net.parameters(), base.parameters()
     return ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)

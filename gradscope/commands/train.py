@@ -60,6 +60,9 @@ from .defaults import TRAIN_DEFAULTS, TrainOptions
 
 STATUS_COMPLETED = "completed"
 
+# The keyword arguments of train and compare that set a mitigation's strength (Strengths' fields).
+STRENGTH_FIELDS = frozenset(f.name for f in fields(Strengths))
+
 # What the held-out loss is measured on (TrainResult.evaluated_on).
 HELD_OUT_BATCH = "held-out batch"
 VALIDATION_TEXTS = "validation texts"
@@ -464,8 +467,7 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     (``clip_threshold=0.5``). Without a config, the unnamed settings take TRAIN_DEFAULTS (the adding
     problem, T=50, B=32), which give way to ``inputs`` as the CLI's flags do."""
     run_fields, option_fields = {f.name for f in fields(RunConfig)}, {f.name for f in fields(TrainOptions)}
-    strength_fields = {f.name for f in fields(Strengths)}
-    unknown = sorted(set(settings) - run_fields - option_fields - strength_fields)
+    unknown = sorted(set(settings) - run_fields - option_fields - STRENGTH_FIELDS)
     if unknown:
         raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
     run = {k: v for k, v in settings.items() if k in run_fields}
@@ -477,7 +479,7 @@ def training_arguments(function: str, config: RunConfig | None, options: TrainOp
     chosen = {k: v for k, v in settings.items() if k in option_fields}
     if chosen:
         options = replace(options, **chosen)
-    given = {k: v for k, v in settings.items() if k in strength_fields}
+    given = {k: v for k, v in settings.items() if k in STRENGTH_FIELDS}
     if given:
         strengths = replace(strengths, **given)
     if config.initial_state is not None:
@@ -493,7 +495,7 @@ def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
     swaps the cell can make a network its layout cannot write: the others are not built here."""
     if mitigation is None or "cell" not in mitigation.overrides:
         return
-    setup = mitigated_setup(minibatch_config(file_config(config))[0], mitigation or NoMitigation(), "trained")
+    setup = mitigated_setup(minibatch_config(file_config(config))[0], mitigation, "trained")
     try:
         setup.layout.export(setup.network)
     except InputError as exc:
@@ -504,8 +506,7 @@ def given_strengths(settings: dict, mitigations: list[Mitigation]) -> None:
     """A strength given as a keyword (``clip_threshold=0.5``) that none of the ``mitigations``
     reads (their parts' ``strength``: a mitigation of the caller's own too) would change nothing:
     an InputError, as the CLI's flag is (``resolve_strengths``)."""
-    strength_fields = {f.name for f in fields(Strengths)}
-    given = {k: v for k, v in settings.items() if k in strength_fields}
+    given = {k: v for k, v in settings.items() if k in STRENGTH_FIELDS}
     if given:
         check_used({p.strength for m in mitigations for p in m.parts if p.strength}, given)
 
@@ -556,7 +557,7 @@ def train(
     if isinstance(mitigation, str):
         mitigation = run_mitigation(mitigation, strengths)
     given_strengths(settings, [] if mitigation is None else [mitigation])
-    if isinstance(mitigation, Mitigation) and settings.keys() & {f.name for f in fields(Strengths)}:
+    if isinstance(mitigation, Mitigation) and settings.keys() & STRENGTH_FIELDS:
         # the object again with the strengths given: a registered one by its name (a composite's
         # parts too), one of the caller's own by its class
         registered = all(p.name in MITIGATIONS for p in mitigation.parts)

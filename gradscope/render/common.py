@@ -186,11 +186,12 @@ def print_header(console: Console, command: str, config: dict) -> None:
 
 
 @contextlib.contextmanager
-def step_progress(description: str, total: int, lines: bool = False) -> Iterator[Callable[..., None]]:
+def step_progress(description: str, total: int | None, lines: bool = False) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr while the block runs, only when stderr is a terminal.
 
-    Yields ``advance(completed, label=None, total=None)`` (a total given replaces the first, for work
-    whose size is known only once it starts); a no-op on a pipe, so callers need not ask. With
+    Yields ``advance(completed, label=None, total=None)`` (a total given replaces the first, which
+    may be None for work whose size is known only once it starts); a no-op on a pipe, so callers
+    need not ask. With
     ``lines`` (runs on a cluster, which take long and are often logged), a stderr that is not a
     terminal gets one plain line per call instead: ``gradscope: runs: 3/6 (lstm, seed 1)``.
     """
