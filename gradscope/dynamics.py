@@ -439,6 +439,19 @@ def sequence_transients(lengths: np.ndarray, transient: int | None) -> np.ndarra
     return np.array([default_transient(int(n)) if transient is None else transient for n in lengths])
 
 
+def mask_transients(mask: np.ndarray | None, transient: int | None, steps: int
+                    ) -> tuple[int | np.ndarray, int, int]:
+    """(each sequence's transient, the transient and the steps of the longest sequences) of a run of
+    ``steps`` steps whose real ones ``mask`` (T, B) marks (None: all of them): the first is the
+    transient itself without a mask, ``sequence_transients`` (B,) with one."""
+    if mask is None:
+        transient = resolve_transient(transient, steps)
+        return transient, transient, steps
+    lengths = mask.sum(axis=0)
+    longest = int(lengths.max())
+    return sequence_transients(lengths, transient), resolve_transient(transient, longest), longest
+
+
 def lyapunov(layer: Layer, traj: Trajectory, transient: int | None = None, columns: int | None = 1,
              mask: np.ndarray | None = None) -> Lyapunov:
     """The leading ``columns`` Lyapunov exponents along a forward trajectory (all S with None).
@@ -451,9 +464,7 @@ def lyapunov(layer: Layer, traj: Trajectory, transient: int | None = None, colum
     """
     k = layer.state_size if columns is None else min(columns, layer.state_size)
     if mask is not None and not mask.all():
-        lengths = mask.sum(axis=0)
-        longest, transients = int(lengths.max()), sequence_transients(lengths, transient)
-        transient = resolve_transient(transient, longest)
+        transients, transient, longest = mask_transients(mask, transient, len(traj.caches))
         if overflowed(traj):
             return _lyapunov(np.full((1, k), np.nan), transient, longest - transient)
         total = LyapunovSum(transients, k)

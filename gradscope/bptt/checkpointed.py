@@ -37,8 +37,7 @@ import numpy as np
 
 from .. import memory
 from ..dynamics import (
-    Lyapunov, LyapunovSum, StepJacobian, _lyapunov, default_transient, overflowed,
-    sequence_transients,
+    Lyapunov, LyapunovSum, StepJacobian, _lyapunov, mask_transients, overflowed,
 )
 from ..errors import InputError
 from ..model.cells import Params
@@ -217,10 +216,7 @@ def _run(net: Network, x, y, mask, upstream, segment, sequences: _Sequences) -> 
             kept, state, jac_sum, seen = [], None, 0.0, 0
             measure = (layer, d) == (top, 0)
             if measure:  # lambda_1 over each sequence's real steps, as dynamics.lyapunov with a mask
-                lengths = None if m is None else m.sum(axis=0)
-                real_steps = steps if lengths is None else int(lengths.max())
-                transient = default_transient(real_steps)
-                per_sequence = transient if lengths is None else sequence_transients(lengths, None)
+                per_sequence, transient, real_steps = mask_transients(m, None, steps)
                 lyap, t_run, blew_up = LyapunovSum(per_sequence, 1), 0, False
             for start in starts:
                 stop = min(start + k, steps)

@@ -21,7 +21,7 @@ from ..bptt.network import forward
 from ..config import RunConfig
 from ..dynamics import (
     CellPath, Lyapunov, LyapunovSum, ProductSpectrum, TriangularProduct, _lyapunov, horizon,
-    log_abs_diagonal, overflowed, resolve_transient, sequence_transients, step_jacobians,
+    log_abs_diagonal, mask_transients, overflowed, step_jacobians,
 )
 from ..errors import InputError
 from ..experiment import Setup, build
@@ -90,13 +90,9 @@ def layer_spectrum(layer: Layer, run: Trajectory, mask: np.ndarray | None, trans
     if lengths is not None and int(lengths.min()) < 2:
         raise InputError(f"a sequence of the batch has {int(lengths.min())} real step: the Jacobian product "
                          "of each sequence needs at least two (leave the one-step sequences out)")
-    if lengths is None:
-        transient = resolve_transient(transient, steps)
-        per_transient, averaged = transient, steps - transient
-    else:  # each sequence's own: the first tenth of its real steps, or the one given
-        per_transient = sequence_transients(lengths, transient)
-        averaged = (lengths - per_transient)[:, None]
-        transient = resolve_transient(transient, longest)
+    # each sequence's own transient: the first tenth of its real steps, or the one given
+    per_transient, transient, longest = mask_transients(mask, transient, steps)
+    averaged = steps - transient if lengths is None else (lengths - per_transient)[:, None]
     memory = len(layer.cell.state_names) > 1
     if overflowed(run):
         nan = np.full((1, size), np.nan)
