@@ -39,6 +39,7 @@ from ..io.keras_config import OUTPUT_GRADS, RECURRENT, WRAPPERS  # words of a Ke
 from .cells import Cell, Params, make_cell
 from .initializers import orthogonal, xavier
 from .network import Network, OwnMask, Wiring
+from .reinit import swap_cell
 
 if TYPE_CHECKING:  # the description's types only: the model layer reads no file
     from ..bptt.network import NetworkGradients
@@ -185,17 +186,10 @@ def keras_swap(network: Network, cell: Cell, rng: np.random.Generator) -> Networ
     layer of that class with its defaults (``keras_init``'s draws, the LSTM's forget bias 1), and
     with its biases: one for SimpleRNN and LSTM (the recurrent bias beside it held at zero, not a
     parameter), GRU(reset_after=True)'s two. The embedding, readout and head are kept."""
-    new = network.copy()
-    new.cell, new.cells = cell, ()
-    fixed = {name for name in network.fixed if name.startswith("head.")}
-    new.layers = []
-    for k, layer in enumerate(network.layers):
-        new.layers.append([_keras_layer(cell, network.layer(k, d).input_size, network.layer(k, d).hidden_size,
-                                        rng, cell.name == "lstm") for d in range(len(layer))])
-        if cell.name != "gru":
-            fixed |= {Network.parameter_name(k, d, _names(cell)[3]) for d in range(len(layer))}
-    new.fixed = frozenset(fixed)
-    return new
+    def draw(c: Cell, input_size: int, hidden_size: int, r: np.random.Generator) -> Params:
+        return _keras_layer(c, input_size, hidden_size, r, unit_forget_bias=c.name == "lstm")
+
+    return swap_cell(network, cell, rng, draw, () if cell.name == "gru" else (_names(cell)[3],))
 
 
 def _keras_layer(cell: Cell, input_size: int, hidden_size: int, rng: np.random.Generator,

@@ -15,6 +15,8 @@ trained).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .cells import Cell
@@ -62,14 +64,19 @@ def torch_init(net: Network, rng: np.random.Generator) -> Network:
     return new
 
 
-def swap_cell(net: Network, cell: Cell, rng: np.random.Generator) -> Network:
-    """The network with ``cell`` in every layer and direction (PyTorch's init of that module),
-    the embedding, the readout and the head kept."""
+def swap_cell(net: Network, cell: Cell, rng: np.random.Generator,
+              draw: Callable[[Cell, int, int, np.random.Generator], dict] = _torch_layer,
+              fixed: tuple[str, ...] = ()) -> Network:
+    """The network with ``cell`` in every layer and direction, the embedding, the readout and the
+    head kept. draw(cell, D, H, rng) gives one layer and direction's parameters (PyTorch's init of
+    that module by default; a Keras layer's: model/keras.py); fixed : the cell's parameters held at
+    zero in every one, not trained (the recurrent bias beside a Keras layer's one)."""
     new = net.copy()
     new.cell, new.cells = cell, ()
-    new.fixed = frozenset(name for name in net.fixed if name.startswith("head."))  # the new cell's biases: PyTorch's
-    new.layers = [[_torch_layer(cell, net.layer(k, d).input_size, net.layer(k, d).hidden_size, rng)
+    new.layers = [[draw(cell, net.layer(k, d).input_size, net.layer(k, d).hidden_size, rng)
                    for d in range(len(layer))] for k, layer in enumerate(net.layers)]
+    new.fixed = frozenset([name for name in net.fixed if name.startswith("head.")]
+                          + [Network.parameter_name(k, d, name) for k, d in new.each_layer() for name in fixed])
     _zero_biases(new)
     return new
 
