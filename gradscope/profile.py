@@ -115,6 +115,17 @@ class LayerFlow:
     log10_flow_norms: np.ndarray | None = None
 
 
+def layer_flow(k: int, d: int, mask_tm: np.ndarray | None, g, backwards: bool) -> tuple[LayerFlow, np.ndarray]:
+    """Layer k, direction d's LayerFlow from what BPTT gave it (``log_rows``, ``log_norms``), and
+    its log profile (``layer_profile``); with padding the flow is measured over the steps the
+    longest sequences have."""
+    with np.errstate(all="ignore"):
+        log_profile, start = layer_profile(mask_tm, g, backwards)
+        measured = flow(np.exp(log_profile)[start:], log_profile[start:])
+        return LayerFlow(k, DIRECTIONS[d], measured, log10(g.log_norms),
+                         counted_back_log10(mask_tm, log_profile, backwards)), log_profile
+
+
 def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
                y: np.ndarray | None, flows: NetworkGradients | None = None) -> list[LayerFlow]:
     """Every layer and direction's flow of a pass BPTT has computed (with the weights it ran with:
@@ -123,13 +134,8 @@ def step_flows(net: Network, traj: NetworkTrajectory, grads: NetworkGradients,
     them already (a readout at every step: another backward pass)."""
     with np.errstate(all="ignore"):
         flows = flowing(net, traj, grads, y) if flows is None else flows
-        out = []
-        for k, d in net.each_layer():
-            g, backwards = flows.layers[k][d], _backwards(traj, k, d)
-            log_profile, start = layer_profile(traj.mask_tm, g, backwards)
-            out.append(LayerFlow(k, DIRECTIONS[d], flow(np.exp(log_profile)[start:], log_profile[start:]),
-                                 log10(g.log_norms), counted_back_log10(traj.mask_tm, log_profile, backwards)))
-    return out
+        return [layer_flow(k, d, traj.mask_tm, flows.layers[k][d], _backwards(traj, k, d))[0]
+                for k, d in net.each_layer()]
 
 
 def layer_flows(net: Network, x: np.ndarray, y: np.ndarray | None, mask: np.ndarray | None = None,

@@ -19,14 +19,14 @@ from ..config import RunConfig
 from ..dynamics import Lyapunov, lyapunov
 from ..errors import InputError
 from ..experiment import Setup, build
-from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow, flow
+from ..flow import EXPLODING_RATIO, VANISHING_RATIO, Flow
 from ..model.activations import get_activation
 from ..model.layer import Layer
 from ..model.network import DIRECTIONS
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
 from ..profile import (
-    counted_back_log10, flowing, headline, layer_profile, log10, real_run, run_mask, total_norm,
+    flowing, headline, layer_flow, real_run, run_mask, total_norm,
 )
 from ..runtime import blas_threads_for
 from ..serialize import HIDDEN
@@ -436,15 +436,14 @@ def _layer_figures(k: int, d: int, mask_tm: np.ndarray | None, g, contributions:
     its contributions and spectra; and its flow profile (norms, logs), aligned to the readout end
     (the last real step, or the first for a direction that reads backwards)."""
     logs = g.log_norms  # ln||dL/dh_t||, exact at any depth
-    log_profile, start = layer_profile(mask_tm, g, reverse)
+    measured, log_profile = layer_flow(k, d, mask_tm, g, reverse)
     with np.errstate(all="ignore"):
         norms, profile = np.exp(logs), np.exp(log_profile)
         cell_norms = None if g.log_cell_norms is None else np.exp(g.log_cell_norms)
     spec, spectrum_of, _ = spectra
-    # with padding, the flow is measured over the steps the longest sequences have
     report = LayerReport(k, DIRECTIONS[d], norms, ratios_from_logs(log_profile), contributions, cell_norms, spec,
-                         spectrum_of, flow(profile[start:], log_profile[start:]), total_norm(logs), log10(logs),
-                         log10_flow_norms=counted_back_log10(mask_tm, log_profile, reverse))
+                         spectrum_of, measured.flow, total_norm(logs), measured.log10_grad_norms,
+                         log10_flow_norms=measured.log10_flow_norms)
     return report, (profile, log_profile)
 
 
