@@ -12,7 +12,7 @@ from ..io.arrays import check_output, check_weights_output, save_weights
 from ..mitigations import MITIGATIONS, STARTS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
-from ..render.common import step_progress
+from ..render.common import step_progress, warn
 from ..render.report import prepare as prepare_report
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit, keeping_partial
@@ -63,7 +63,7 @@ def compare_command(
 ) -> None:
     """Train without and with each mitigation on the same data, and compare them side by side."""
     # imported here, not at the top: the CLI's start-up registers every command (tests/test_startup.py)
-    from ..commands.compare import best_weights, compare
+    from ..commands.compare import best_load_note, best_weights, compare
     from ..render.compare import render_compare
 
     check_scheduler(scheduler, jobs)
@@ -93,3 +93,5 @@ def compare_command(
     emit(result, json, lambda console: render_compare(result, console), page)
     if save_best is not None:  # after the report: which run is best, and whether it can be written, is known now
         save_weights(save_best, best_weights(result), "--save-best", keras)
+        if result.config.get("weights") is not None and (note := best_load_note(result, keras)):
+            warn(f"--save-best {save_best}: {note}")

@@ -19,7 +19,7 @@ from ..mitigations import MITIGATIONS, Strengths, make_mitigation, resolve_stren
 from ..optimizers import OPTIMIZERS, SGD, Adam
 from ..parallel import default_jobs
 from ..render import plots
-from ..render.common import step_progress
+from ..render.common import step_progress, warn
 from ..serialize import dumps_line, payload
 from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit, keeping_partial
@@ -155,6 +155,13 @@ def train_command(
                                                 result.baseline_loss), path)
     if save_weights is not None:
         save_model_weights(save_weights, result.state_dict(), "--save-weights", keras)
+        if config.weights is not None and chosen is not None and {"cell", "activation"} & set(chosen.overrides):
+            from ..commands.train import layer_cells, load_note
+            from ..experiment import loaded_network
+
+            note = load_note(layer_cells(loaded_network(config)[0]), layer_cells(result.network), keras)
+            if note:
+                warn(f"--save-weights {save_weights}: {note}")
     if ndjson:
         _ndjson_line({"event": "summary", **summary(result)})
     else:

@@ -44,8 +44,8 @@ from ..runtime import blas_threads_for
 from ..seeds import SeedSummary, seed_list, summarize_runs
 from ..serialize import HIDDEN
 from .train import (
-    StepRecord, TrainOptions, evaluated_on, given_strengths, file_config, minibatch_config, mitigated_setup, train_setup,
-    training_arguments,
+    StepRecord, TrainOptions, evaluated_on, given_strengths, file_config, layer_cells, load_note, minibatch_config,
+    mitigated_setup, train_setup, training_arguments,
 )
 
 @dataclass
@@ -67,6 +67,7 @@ class CompareRun:
         bottom first, forward before reverse; the top layer's forward start is ratio_first_last's.
     state_dict : the trained network as a PyTorch state dict under the model's keys, or a Keras
         model's weights store (for ``--save-best``), not in the JSON; or why there is none.
+    cells : the trained network's ``layer_cells`` (what its weights must be loaded into), not in the JSON.
     """
 
     mitigation: str
@@ -93,6 +94,7 @@ class CompareRun:
     best: bool = False
     layers: list["LayerChange"] = field(default_factory=list)
     state_dict: dict | str | None = field(default=None, metadata=HIDDEN, repr=False)
+    cells: tuple[tuple[str, str], ...] = field(default=(), metadata=HIDDEN, repr=False)
 
 
 @dataclass
@@ -225,6 +227,7 @@ def _row(config: RunConfig, options: TrainOptions, name: str, mitigation: Mitiga
         seeds=trained.seeds,
         layers=[LayerChange(a.layer, a.direction, a.flow, b.flow) for a, b in zip(before, after)],
         state_dict=_exported(setup, trained.network),
+        cells=layer_cells(trained.network),
     )
 
 
@@ -269,6 +272,14 @@ def best_weights(result: CompareResult) -> dict:
     if isinstance(best.state_dict, str):
         raise InputError(f"--save-best: the best run is {best.mitigation}, and {best.state_dict}; nothing was written")
     return best.state_dict
+
+
+def best_load_note(result: CompareResult, keras: bool) -> str | None:
+    """How to load what ``--save-best`` writes, where the best run's cure changed what the file does
+    not record (its cell or activation; ``train.load_note``), against the unmitigated run's model."""
+    best = next((r for r in result.runs if r.best), None)
+    none = next((r for r in result.runs if r.mitigation == "none"), None)
+    return None if best is None or none is None else load_note(none.cells, best.cells, keras)
 
 
 def default_cures(config: RunConfig) -> list[str]:

@@ -41,6 +41,7 @@ from ..config import RunConfig
 from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
 from ..experiment import Setup, build, rngs, sample
+from ..model.cells import CELLS
 from ..model.initializers import spectral_radius
 from ..mitigations import (
     MITIGATIONS, Mitigation, NoMitigation, Strengths, check_used, global_norm, make_mitigation,
@@ -500,6 +501,35 @@ def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
         setup.layout.export(setup.network)
     except InputError as exc:
         raise InputError(f"--save-weights: {exc}; nothing was trained") from None
+
+
+def layer_cells(network: Network) -> tuple[tuple[str, str], ...]:
+    """Each layer's (cell, activation), bottom first: what a weights file does not record."""
+    return tuple((network.cell_of(k).name, network.cell_of(k).activation) for k in range(network.num_layers))
+
+
+def load_note(before: tuple[tuple[str, str], ...], after: tuple[tuple[str, str], ...], keras: bool) -> str | None:
+    """How to load weights saved after a cure changed what their file does not record, or None.
+
+    before, after : ``layer_cells`` of the user's model and of the trained one. A PyTorch state dict
+    holds no module class and no nonlinearity, a Keras weights store no layer config: weights
+    trained through relu (the relu cure on an RNN), or another cell's (a cell swap), compute
+    something else in the user's unchanged model. A Keras cell swap is refused before training
+    (``check_savable``), so only the activation reaches the Keras sentence.
+    """
+    if before == after:
+        return None
+    cell, activation = after[0]
+    if [c for c, _ in before] != [c for c, _ in after]:
+        module = CELLS[cell].torch_module
+        theirs = " and ".join(dict.fromkeys(str(CELLS[c].torch_module) for c, _ in before))
+        return (f"the weights are {module}'s (the cure swapped the cell): load them into {module} modules of "
+                f"your model's sizes, in place of {theirs}")
+    if keras:
+        return (f"the weights were trained with activation='{activation}': load them into your model with "
+                f"activation='{activation}' on its SimpleRNN layers (a weights file does not record it)")
+    return (f"the weights were trained with the {activation} activation: build nn.RNN(..., "
+            f"nonlinearity='{activation}') to load them (a state dict does not record it)")
 
 
 def given_strengths(settings: dict, mitigations: list[Mitigation]) -> None:

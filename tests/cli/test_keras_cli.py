@@ -196,3 +196,23 @@ def test_a_cell_swap_s_weights_that_a_keras_file_cannot_take_are_refused_before_
                                   "--save-weights", str(files["folder"] / "swapped.weights.h5")])
     assert err.startswith("gradscope: error: --save-weights: ") and err.rstrip().endswith("nothing was trained")
     assert not (files["folder"] / "swapped.weights.h5").exists()
+
+
+def test_relu_trained_weights_say_to_set_the_activation(capsys, files, keras):
+    """A weights store holds no layer config: weights trained through the relu cure on a tanh
+    SimpleRNN say to set activation='relu', and load into such a model."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4), L.Dense(1)])
+    path, saved = files["folder"] / "simple.keras", files["folder"] / "relu.weights.h5"
+    model.save(path)
+    x = np.random.default_rng(2).normal(size=(6, 5, 3))
+    np.save(files["folder"] / "x.npy", x)
+    np.save(files["folder"] / "y.npy", x[:, -1, :1])
+    argv = ["--weights", str(path), "--inputs", str(files["folder"] / "x.npy"), "--targets",
+            str(files["folder"] / "y.npy"), "--loss", "mse"]
+    assert main(["train", *argv, "--steps", "3", "--mitigation", "relu", "--save-weights", str(saved)]) == 0
+    err = capsys.readouterr().err
+    assert "activation='relu' on its SimpleRNN layers" in err and len(err.splitlines()) == 1
+    relu = keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4, activation="relu"), L.Dense(1)])
+    relu.load_weights(saved)
+    assert not all(np.array_equal(a, b) for a, b in zip(relu.get_weights(), model.get_weights()))

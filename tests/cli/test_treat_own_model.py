@@ -205,3 +205,54 @@ def test_spectrum_says_a_one_step_sequence_is_what_it_cannot_take(own, capsys):
     code = main(["spectrum", *own[:2], "--inputs", "short.npy", *own[4:]])
     _, err = capsys.readouterr()
     assert code == 2 and "a sequence of the batch has 1 real step" in err and "--seq-len" not in err
+
+
+def test_saved_weights_say_what_to_load_them_into_when_a_cure_changed_it(own, capsys):
+    """A state dict records neither the module class nor the nonlinearity: after a cell swap or
+    the relu cure, saving says which module the weights belong to (a warning on stderr), and they
+    load into it; a cure that changes neither says nothing."""
+    assert main(["train", *own, "--steps", "2", "--mitigation", "gru", "--save-weights", "gru.npz"]) == 0
+    err = capsys.readouterr().err
+    assert "the weights are nn.GRU's" in err and "in place of nn.LSTM" in err
+    saved = np.load("gru.npz")
+    Sentiment(nn.GRU).load_state_dict({k: torch.tensor(saved[k]) for k in saved.files}, strict=True)
+    assert main(["train", *own, "--steps", "2", "--mitigation", "clip-norm", "--save-weights", "clip.npz"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["compare", *own, "--steps", "2", "--jobs", "1", "--mitigations", "clip-norm,gru",
+                 "--save-best", "best.npz", "--json"]) == 0
+    out, err = capsys.readouterr()
+    best = json.loads(out)["best"]
+    assert ("nn.GRU's" in err) == (best == "gru") and ("warning" in err) == (best == "gru")
+
+
+def test_relu_trained_weights_load_into_a_relu_rnn(tmp_path, monkeypatch, capsys):
+    """The relu cure on a user's tanh nn.RNN keeps the weights' shapes: the saved state dict says
+    to build nn.RNN(nonlinearity='relu'), and that module computes the trained model's loss."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self, nonlinearity="tanh"):
+            super().__init__()
+            self.rnn = nn.RNN(3, 5, batch_first=True, nonlinearity=nonlinearity)
+            self.fc = nn.Linear(5, 1)
+
+    torch.save(Net().state_dict(), "model.pt")
+    rng = np.random.default_rng(1)
+    np.save("x.npy", rng.normal(size=(8, 6, 3)))
+    np.save("y.npy", rng.normal(size=(8, 1)))
+    data = ["--weights", "model.pt", "--inputs", "x.npy", "--targets", "y.npy", "--loss", "mse"]
+    assert main(["train", *data, "--steps", "3", "--mitigation", "relu", "--save-weights", "relu.npz"]) == 0
+    assert "nonlinearity='relu'" in capsys.readouterr().err
+    saved = np.load("relu.npz")
+    model = Net("relu").double()
+    model.load_state_dict({k: torch.tensor(saved[k]) for k in saved.files}, strict=True)
+    doc = json.loads(_analyze(capsys, *data[2:], "--weights", "relu.npz", "--activation", "relu"))
+    out, _ = model.rnn(torch.tensor(np.load("x.npy")))
+    loss = torch.nn.functional.mse_loss(model.fc(out[:, -1]), torch.tensor(np.load("y.npy")))
+    assert doc["loss"] == pytest.approx(loss.item(), rel=1e-12)
+
+
+def _analyze(capsys, *argv):
+    assert main(["analyze", *argv, "--json"]) == 0
+    return capsys.readouterr().out
