@@ -16,6 +16,7 @@ wrong types and bad values are InputErrors naming the file and the key.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 import typing
@@ -147,8 +148,20 @@ def parse_table(table: dict, where: str, base: str = ".") -> tuple[dict[str, Any
         RunConfig(**run)
         thresholds = Criteria(**criteria)
     except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
+        raise InputError(f"{where}: {_as_keys(str(exc), spelled)}") from None
     return run, {name: getattr(thresholds, name) for name in criteria}
+
+
+def _as_keys(message: str, spelled: dict[str, str]) -> str:
+    """A check's message in the file's words: each ``--flag`` that names a setting becomes the key,
+    as the file spells it where it has one ("--hidden-size must be ..." -> "hidden-size must be ...")."""
+    def key(match: re.Match) -> str:
+        name = match.group(1).replace("-", "_")
+        if name in spelled:
+            return spelled[name]
+        return match.group(1) if name in FIELD_TYPES or name in CRITERIA_TYPES else match.group(0)
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", key, message)
 
 
 def _resolve(value: str, base: str, must_exist: bool) -> str:

@@ -205,11 +205,11 @@ CHECK_CASES = {
     "wrong type of fail-on": (lambda tmp, w: ["--config", text_file(tmp, "fail-on = [1]\n")],
                               "gradscope.toml: fail-on must be a string or an array of strings"),
     "bad value": (lambda tmp, w: ["--config", text_file(tmp, "hidden-size = 0\n")],
-                  "gradscope.toml: --hidden-size must be a whole number"),
+                  "gradscope.toml: hidden-size must be a whole number"),
     "bad name": (lambda tmp, w: ["--config", text_file(tmp, 'activation = "swish"\n')],
                  "gradscope.toml: activation = 'swish' is not one of"),
     "bad threshold": (lambda tmp, w: ["--config", text_file(tmp, "min-ratio = -1.0\n")],
-                      "gradscope.toml: --min-ratio must be a positive"),
+                      "gradscope.toml: min-ratio must be a positive"),
     "key given twice": (lambda tmp, w: ["--config", text_file(tmp, "seq-len = 5\nseq_len = 6\n")], "repeats"),
     "not TOML": (lambda tmp, w: ["--config", text_file(tmp, "seq-len = \n")], "gradscope.toml is not valid TOML"),
     "pyproject without the table": (
@@ -220,7 +220,7 @@ CHECK_CASES = {
     "unwritable --junit": (lambda tmp, w: ["--junit", str(tmp / "no" / "such" / "dir.xml")], "cannot write --junit"),
     "--junit name too long": (lambda tmp, w: ["--junit", str(tmp / ("j" * 300 + ".xml"))], "File name too long"),
     "23-digit seq-len in the file": (lambda tmp, w: ["--config", text_file(tmp, f"seq-len = {'9' * 23}\n")],
-                                     "gradscope.toml: --seq-len 99999999999999999999999 is too large"),
+                                     "gradscope.toml: seq-len 99999999999999999999999 is too large"),
 }
 
 
