@@ -169,8 +169,11 @@ def initial_state_table(result: AnalyzeResult) -> Table:
 def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) -> None:
     """Print the analysis for a person."""
     print_header(console, "analyze", result.config)
-    if result.config["task"] == "text":
-        console.print(result.data)
+    net = result.network
+    described = len(result.layers) > 1 or net.embedding is not None or net.padded or net.head is None
+    drawn = result.config.get("inputs") is not None and result.config.get("targets") is None
+    if (result.config["task"] == "text" or drawn) and not described:  # the data line: where it says more
+        console.print(result.data)  # than the header (a text's vocabulary; targets drawn at random)
     if result.loss is None:
         console.print(f"no loss: the gradient comes from --output-grads   {result.parameter_count} parameters")
     else:
@@ -178,8 +181,7 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
             f"loss {num(result.loss, 4)}  (trivial baseline {num(result.baseline_loss, 4)})   "
             f"{result.parameter_count} parameters"
         )
-    net = result.network
-    if len(result.layers) > 1 or net.embedding is not None or net.padded or net.head is None:
+    if described:
         console.print(Text(chain_lines("model: ", net.description, console.width)))
         console.print(result.data)
         if net.ignored_keys:
