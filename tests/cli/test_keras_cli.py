@@ -216,3 +216,19 @@ def test_relu_trained_weights_say_to_set_the_activation(capsys, files, keras):
     relu = keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4, activation="relu"), L.Dense(1)])
     relu.load_weights(saved)
     assert not all(np.array_equal(a, b) for a, b in zip(relu.get_weights(), model.get_weights()))
+
+
+@pytest.mark.parametrize("backward", [
+    lambda L: L.SimpleRNN(3, activation="tanh", go_backwards=True),
+    lambda L: L.GRU(3, go_backwards=True),
+])
+def test_a_bidirectional_of_two_unlike_layers_is_refused(capsys, files, keras, backward):
+    """gradscope models a Bidirectional of one cell: a backward layer of another activation (its
+    label differs) or another class is one line naming the layer, never the forward layer's cell."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((None, 3)), L.Bidirectional(
+        L.SimpleRNN(3, activation="relu"), backward_layer=backward(L), name="both"), L.Dense(1)])
+    path = files["folder"] / "unlike.keras"
+    model.save(path)
+    err = one_line_error(capsys, ["analyze", "--weights", str(path)])
+    assert "Bidirectional layer 'both' has a backward layer unlike its forward one" in err

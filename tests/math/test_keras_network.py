@@ -63,6 +63,13 @@ def simple_rnn_relu(keras):
     return keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4, activation="relu"), L.Dense(3, "softmax")])
 
 
+def mixed_activations(keras):
+    """SimpleRNNs of two activations in one stack: each layer computes with its own."""
+    L = keras.layers
+    return keras.Sequential([keras.Input((None, 3)), L.SimpleRNN(4, activation="relu", return_sequences=True),
+                             L.SimpleRNN(3), L.Dense(2)])
+
+
 def gru_reset_before(keras):
     L = keras.layers
     return keras.Sequential([
@@ -142,7 +149,8 @@ def functional_masking(keras):
 
 
 MODELS = {
-    issue_example: ("tokens", "zero"), simple_rnn_relu: ("features", None), gru_reset_before: ("features", 0.5),
+    issue_example: ("tokens", "zero"), simple_rnn_relu: ("features", None), mixed_activations: ("features", None),
+    gru_reset_before: ("features", 0.5),
     merge_modes: ("features", 0.5), backwards_average: ("tokens", "zero"), hard_sigmoid_gates: ("tokens", None),
     per_step_head: ("features", 0.0), time_distributed_head: ("features", 0.0),
     max_over_repeats: ("tokens", "zero"), functional: ("tokens", "zero"),

@@ -136,9 +136,10 @@ class Cell(ABC):
     @property
     def label(self) -> str:
         """The name, with the activations where they are not the cell's defaults: 'lstm',
-        'lstm(activation=relu, gates=hard_sigmoid)'."""
+        'lstm(activation=relu, gates=hard_sigmoid)', 'rnn(activation=relu)': two cells
+        with one label compute alike (a Keras stack and Bidirectional are compared by it)."""
         options = []
-        if self.gate_activations and self.activation != self.activations[0]:
+        if self.activation != self.activations[0]:
             options.append(f"activation={self.activation}")
         if self.gate_activations and self.gate_activation != self.gate_activations[0]:
             options.append(f"gates={self.gate_activation}")
