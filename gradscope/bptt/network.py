@@ -478,13 +478,14 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray,
                        parameters: bool = True) -> NetworkGradients:
     """For a readout at every step: BPTT of the last step's share of the loss alone.
 
-    The loss is the mean of the per-step losses, L = (1/T) sum_t L_t. The total dL/dh_t also holds
-    the local term of L_t, which masks how far back the readout at T reaches; this gradient is the
-    part that flows back from each sequence's last real step: it equals the total there and, like
-    the gradient of a readout of the last state only, obeys Pascanu's bound at every step. It is
-    the gradient of L_T / T (T: the longest sequence's length), so every figure is the full
-    loss's share: the records times 1/T, their logs minus ln T. y as for ``backward``, (B, T, ...);
-    parameters : as for ``backward``.
+    The loss is the mean over the N scored positions, L = (1/N) sum_{b,t} L_{b,t} (N = B T
+    unpadded, the real positions of a padded batch: ``loss_and_grad``). The total dL/dh_t also
+    holds the local term of L_t, which masks how far back the readout at T reaches; this gradient
+    is the part that flows back from each sequence's last real step: it equals the total there and,
+    like the gradient of a readout of the last state only, obeys Pascanu's bound at every step. It
+    is the gradient of (1/N) sum_b L_{b,end_b} (unpadded, L_T / T), so every figure is the full
+    loss's share: the loss's mean over the B last steps times B/N, the records times B/N and their
+    logs plus ln B - ln N. y as for ``backward``, (B, T, ...); parameters : as for ``backward``.
     """
     steps, batch = traj.output.shape[:2]
     ends = last_real_steps(traj)
@@ -504,12 +505,15 @@ def last_step_backward(net: Network, traj: NetworkTrajectory, y: np.ndarray,
             d_out = np.zeros((steps, batch, net.feature_size), net.dtype)
             d_out[ends, rows] = d_feat
         grads = _backprop_layers(net, traj, d_out, finals, loss, head, parameters)
-    return _share(grads, 1.0 / steps, -math.log(steps))
+    if traj.mask_tm is None:  # B/N = 1/T
+        return _share(grads, 1.0 / steps, -math.log(steps))
+    scored = int(traj.mask_tm.sum())
+    return _share(grads, batch / scored, math.log(batch) - math.log(scored))
 
 
 def _share(grads: NetworkGradients, share: float, log_share: float) -> NetworkGradients:
     """The gradients of ``share`` times the loss: every record times share, every log plus
-    log_share = ln share (given, as -ln T, not ln(1/T): no rounding of 1/T in the logs)."""
+    log_share = ln share (given, as -ln T or ln B - ln N, not the log of the quotient: no rounding in the logs)."""
 
     def times(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else a * share

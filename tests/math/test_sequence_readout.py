@@ -100,6 +100,23 @@ def test_last_step_backward_is_the_gradient_of_the_last_steps_share():
     assert part.loss == pytest.approx(bptt(only_last, x, y[:, -1])[1].loss / 6, rel=1e-14)
 
 
+def test_on_a_padded_batch_the_last_steps_share_is_of_the_mean_over_real_positions():
+    """The loss of a padded batch averages over its N real positions: at each sequence's last real
+    step the share equals the total gradient there (B/N, not 1/T: audit of 2026-12-05)."""
+    model, x, y = case("tanh", "bce", b=3, t=6, d=2, h=4, o=1, seed=5)
+    lengths = np.array([6, 2, 4])
+    mask = np.arange(6)[None, :] < lengths[:, None]
+    x = np.where(mask[:, :, None], x, 0.0)
+    traj, total = bptt(model, x, y, mask)
+    part = last_step_backward(model, traj, y)
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(part.layers[0][0].dL_dh[n - 1, b], total.layers[0][0].dL_dh[n - 1, b], rtol=1e-13)
+    rows = part.layers[0][0].log_rows  # the logs agree with the records they were taken of
+    np.testing.assert_allclose(rows[lengths - 1, np.arange(3)],
+                               np.log(np.linalg.norm(total.layers[0][0].dL_dh[lengths - 1, np.arange(3)], axis=1)),
+                               rtol=1e-12)
+
+
 def test_analyze_on_copy_keeps_pascanus_bound_where_the_total_would_break_it():
     r = analyze(task="copy", seq_len=40, init_gain=0.3, batch_size=4)
     assert r.pascanu.vanishing_guaranteed and r.pascanu.bound_holds
