@@ -107,13 +107,15 @@ def new_network(config: RunConfig, shape: TaskShape, rng: np.random.Generator) -
 
 
 def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network: Network | None = None,
-                 batch_shape: tuple[int, int] | None = None, checkpointable: bool = False) -> bool:
+                 batch_shape: tuple[int, int] | None = None, checkpointable: bool = False,
+                 batch_flag: str | None = None) -> bool:
     """InputError before any large array is made when the run cannot fit in memory (memory.py).
 
     Sizes come from ``network`` (a loaded state dict: its layers, directions, gates) or else from
     the config (the network ``new_network`` would build); T and B from ``batch_shape`` (B, T) or else
     the config and the task's defaults. checkpointable : the caller can run one layer checkpointed
     (analyze); returns True when the full path does not fit and the checkpointed one does.
+    batch_flag : the flag that set B, where it is not --batch-size (train's held-out batch: --eval-size).
     """
     b, t = batch_shape or (config.batch_size or DEFAULT_BATCH_SIZE, config.seq_len or task.default_seq_len)
     if network is not None:
@@ -133,7 +135,10 @@ def check_memory(config: RunConfig, task: Task, shape: TaskShape | None, network
     itemsize = np.dtype(config.dtype).itemsize  # 4 bytes a float with --dtype float32
     needed = memory.run_bytes(t, b, h, d, states=len(cell.state_names), gates=len(cell.gates), layers=layers,
                               directions=directions, parameters=parameters, itemsize=itemsize)
-    what = f"a run of T={t}, B={b}, H={h}" + (f", {layers} layers" if layers > 1 else "")
+    if batch_flag is not None:
+        change = f"{batch_flag} or --seq-len"
+    what = (f"a run of T={t}, B={b}, H={h}" if batch_flag is None else f"{batch_flag} {b}: T={t}, H={h}") + (
+        f", {layers} layers" if layers > 1 else "")
     bound = memory.limit()  # /proc/meminfo, the cgroup, ulimit: read once for both checks
     readout = network.readout if network is not None else (config.readout or "last")
     if checkpointable and readout != "every" and not memory.fits(needed, bound):

@@ -40,7 +40,7 @@ from ..cluster import Partial
 from ..config import RunConfig
 from ..io.arrays import array_shape
 from ..errors import Incomplete, InputError
-from ..experiment import Setup, build, rngs, sample
+from ..experiment import Setup, build, check_memory, rngs, sample
 from ..model.cells import CELLS
 from ..model.initializers import spectral_radius
 from ..mitigations import (
@@ -294,6 +294,8 @@ def held_out(setup: Setup, rng: np.random.Generator, size: int, seq_len: int,
         return [training if kept is None else kept], source
     if source == VALIDATION_TEXTS:
         return list(setup.task.validation_batches(setup.shape)), source
+    # fresh sequences: refused before they are drawn when their forward pass cannot fit
+    check_memory(setup.config, setup.task, setup.shape, setup.network, (size, seq_len), batch_flag="--eval-size")
     return [sample(setup, rng, size, seq_len)], source
 
 
