@@ -293,10 +293,13 @@ def _run_dask(configs: list[RunConfig], metric: str, transient: int | None, addr
 
 
 def crossings(values: np.ndarray, xs: Sequence[float]) -> list:
-    """For each row of values (ny, nx): the x where it first goes from < 0 to >= 0, or None.
+    """For each row of values (ny, nx): the x where it first goes from < 0 to >= 0, or None,
+    walking x upwards whatever order the axis was given in (``2:1:3`` is ``1:2:3`` backwards).
 
     Not-finite values count by sign, nan (an overflow) as above 0; across one, the midpoint.
     """
+    order = np.argsort(np.asarray(xs, dtype=float), kind="stable")
+    xs, values = [xs[j] for j in order], np.asarray(values)[:, order]
     out = []
     for row in values:
         found = None

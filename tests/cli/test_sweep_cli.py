@@ -188,6 +188,8 @@ def test_crossings_interpolate_where_a_row_changes_sign():
 
     values = np.array([[-2.0, -1.0, 1.0, 3.0], [-1.0, math.inf, -1.0, 1.0], [1.0, 2.0, -1.0, -2.0]])
     assert crossings(values, [0.0, 1.0, 2.0, 3.0]) == [1.5, 0.5, None]
+    # an axis given downwards (2:1:3) crosses where the same axis upwards does
+    assert crossings(values[:, ::-1], [3.0, 2.0, 1.0, 0.0]) == [1.5, 0.5, None]
 
 
 def test_automatic_jobs_give_the_same_grid_as_one_job():
