@@ -124,8 +124,10 @@ def verdict_text(result: AnalyzeResult) -> Text:
     text.append(f"  ||dL/d{state}_1|| / ||dL/d{state}_T|| = {ratio} ({why})\n")
     rate = f"x{num(f.rate_per_step)}/step" if f.rate_per_step is not None else "-"
     # the slope is of ln||dL/da_t|| (natural log, as the JSON's slope); log10 beside it, as the table's
-    log10 = f"log10 {num(f.slope / math.log(10))}, " if f.slope is not None else ""
-    text.append(f"  slope {num(f.slope)}/step back in ln ({log10}{rate})")
+    if f.slope is None:  # flow.fit_slope: no line through fewer than two points
+        text.append("  slope - (fewer than two steps with a nonzero, finite gradient to fit)")
+    else:
+        text.append(f"  slope {num(f.slope)}/step back in ln (log10 {num(f.slope / math.log(10))}, {rate})")
     if f.horizon is not None:
         text.append(f", horizon {step_count(f.horizon)} steps")
     lyap = result.lyapunov

@@ -137,3 +137,15 @@ def test_entry_points():
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["analyze", "check"])
+def test_an_overflowing_run_is_the_reports_to_tell_not_numpys(capsys, command, recwarn):
+    """Weights at 1e308 saturate every unit: no numpy warning reaches stderr, and the verdict says
+    why it has no slope."""
+    code = main([command, "--init-gain", "1e308", "--seq-len", "8", "--hidden-size", "4"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    if command == "analyze":
+        assert "slope - (fewer than two steps with a nonzero, finite gradient to fit)" in out
