@@ -133,6 +133,11 @@ def select_steps(steps: int, max_rows: int) -> list[int]:
 
 def config_lines(config: dict) -> list[str]:
     """The run's settings: the model on one line, the data on the next."""
+    return ["  ".join(part) for part in config_parts(config)]
+
+
+def config_parts(config: dict) -> tuple[list[str], list[str]]:
+    """The run's settings, each a word such as ``H=32``: the model's, then the data's."""
     c = config
     model = [f"{c['cell']}/{c['activation']}" if c["cell"] == "rnn" else c["cell"],
              f"H={c['hidden_size']} D={c['input_size']}"
@@ -144,6 +149,8 @@ def config_lines(config: dict) -> list[str]:
         model.append(f"init={c['init']}" + (f" x{c['init_gain']:g}" if c["init_gain"] != 1 else ""))
     if c.get("spectral_radius") is not None:
         model.append(f"radius={c['spectral_radius']:g}")
+    if c.get("recurrent_scale") is not None:
+        model.append(f"W_hh x{c['recurrent_scale']:g}")
     if c.get("bias_init", "zero") != "zero":
         model.append(f"bias={c['bias_init']}" + (f" T_max={c['chrono_max']}" if c.get("chrono_max") else ""))
     data = [f"inputs={c['inputs']}" if c.get("inputs") else f"task={c['task']}",
@@ -152,7 +159,7 @@ def config_lines(config: dict) -> list[str]:
         data.append(f"padding={c['padding']}")
     if c.get("dtype", "float64") != "float64":
         data.append(f"dtype={c['dtype']}")
-    return ["  ".join(model), "  ".join(data)]
+    return model, data
 
 
 def growth_time(exponent: float) -> str:
@@ -179,10 +186,26 @@ def chain_lines(label: str, chain: str, width: int) -> str:
 
 def print_header(console: Console, command: str, config: dict) -> None:
     """The command's name, then the model and the data settings on two aligned lines."""
-    model_line, data_line = config_lines(config)
+    model, data = config_parts(config)
     title = f"gradscope {command}  "
-    console.print(Text(title, style="bold") + Text(model_line))
-    console.print(Text(" " * len(title) + data_line))  # Text: a path is not rich markup
+    indent = " " * len(title)
+    lines = _wrapped(model, len(title), console.width) + _wrapped(data, len(title), console.width)
+    console.print(Text(title, style="bold") + Text(lines[0]))
+    for line in lines[1:]:
+        console.print(Text(indent + line))  # Text: a path is not rich markup
+
+
+def _wrapped(words: list[str], indent: int, width: int) -> list[str]:
+    """``words`` joined by two spaces into lines that fit ``width`` after ``indent`` columns, broken
+    between words; a word wider than that (a long path) is cut into lines of that width."""
+    room = max(width - indent, 20)
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 2 + len(word) <= room:
+            lines[-1] += "  " + word
+        else:
+            lines += [word[i : i + room] for i in range(0, len(word), room)] or [""]
+    return lines
 
 
 @contextlib.contextmanager

@@ -149,3 +149,22 @@ def test_an_overflowing_run_is_the_reports_to_tell_not_numpys(capsys, command, r
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     if command == "analyze":
         assert "slope - (fewer than two steps with a nonzero, finite gradient to fit)" in out
+
+
+def test_the_header_names_every_setting_and_wraps_under_itself_at_80_columns(capsys, tmp_path):
+    """--recurrent-scale is in the header; a long path breaks between settings and, wider than a
+    line, is cut under the header's indent, never at column 0."""
+    folder = tmp_path / ("a_rather_long_directory_name_for_the_models_" * 2)
+    folder.mkdir()
+    path = folder / "model.npz"
+    np.savez(path, **{"rnn.weight_ih_l0": np.ones((3, 2)), "rnn.weight_hh_l0": np.eye(3),
+                      "rnn.bias_ih_l0": np.zeros(3), "rnn.bias_hh_l0": np.zeros(3),
+                      "fc.weight": np.ones((1, 3)), "fc.bias": np.zeros(1)})
+    code, out, err = run(capsys, "analyze", "--weights", str(path), "--recurrent-scale", "0.5", "--seq-len", "5")
+    assert code == 0, err
+    header = out.split("\nloss ")[0].splitlines()
+    indent = " " * len("gradscope analyze  ")
+    assert all(len(line) <= 80 for line in header)
+    assert all(line.startswith(indent) for line in header[1:])
+    joined = "".join(line[len(indent):] if i else line for i, line in enumerate(header))
+    assert str(path) in joined and "W_hh x0.5" in joined
