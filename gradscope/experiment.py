@@ -464,6 +464,10 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
                     shape = task.resolve(given.shape[2], config.output_size, config.loss)
                 except InputError:
                     pass  # ...unless the task fixes D: then the inputs are refused for their width
+        if config.padding_idx is not None:  # the token id of the pads in --inputs, read by an embedding
+            raise InputError(f"--padding-idx {config.padding_idx}: the model gradscope builds has no embedding "
+                             "(token ids are read by a model of --weights that has one); give --lengths for "
+                             "padded --inputs")
         # before new_network makes the (G*H, H) weights
         checkpointed = check_memory(config, task, shape, checkpointable=checkpointable)
         network, layout = new_network(config, shape, weights_rng), Layout()

@@ -500,10 +500,14 @@ def check_used(used: set[str], given: dict[str, float | None]) -> None:
 
 
 def parse_mitigations(text: str | None) -> list[str]:
-    """Names from a comma-separated list (None or empty: all of them), each checked, in order."""
-    if text is None or not text.strip():
+    """Names from a comma-separated list (None: all of them), in lower case, each checked, in order.
+    An empty list is an input error: ``--mitigations "$UNSET"`` would otherwise run every cure."""
+    if text is None:
         return list(MITIGATIONS)
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError(f"--mitigations is empty (got {text!r}): name the cures, or leave it out for every one "
+                         "that applies")
     for n in names:
         make_mitigation(n)  # an unknown name, a part twice, a conflict: refused here
     if len(set(names)) != len(names):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..config import RunConfig
-from ..io.arrays import check_output, check_weights_output, save_weights
+from ..io.arrays import check_weights_output, save_weights
 from ..mitigations import MITIGATIONS, STARTS, parse_mitigations
 from ..parallel import default_jobs
 from ..render import plots
@@ -18,8 +18,8 @@ from ..commands.defaults import TRAIN_DEFAULTS, TrainOptions
 from .app import app, emit, keeping_partial
 from .options import OUTPUT, JsonFlag, PlotFile, ReportFile, Scheduler, check_scheduler, run_options_with
 from .train import (
-    MITIGATION, RECORD_SUFFIXES, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery,
-    Jobs, Momentum, OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, strengths_for,
+    MITIGATION, ClipThreshold, ClipValue, EvalSize, L2Strength, LearningRate, LogEvery, Jobs, Momentum,
+    OmegaStrength, Optimizer, RecordEvery, RecordFile, Seeds, Steps, record_schedule, strengths_for,
 )
 
 _DEFAULTS = TrainOptions()
@@ -56,7 +56,7 @@ def compare_command(
         "your model has (a cell swap: those of the swapped nn module), or a Keras model's as a .weights.h5.", rich_help_panel=OUTPUT,
         metavar="FILE", dir_okay=False)] = None,
     record: RecordFile = None,
-    record_every: RecordEvery = 10,
+    record_every: RecordEvery = None,
     json: JsonFlag = False,
     plot: PlotFile = None,
     report: ReportFile = None,
@@ -74,14 +74,13 @@ def compare_command(
     keras = save_best is not None and keras_weights(config)  # the file's kind: for what is written only
     if save_best is not None:
         check_weights_output(save_best, "--save-best", keras)
-    if record is not None:  # every run's records, each named after its mitigation (history --run)
-        check_output(record, "--record", RECORD_SUFFIXES)
+    record_every = record_schedule(record, record_every)  # every run's records, named after its cure (history --run)
     names = parse_mitigations(mitigations)  # None: every registered one, for the strengths' check
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     # none named: compare runs those that apply to the cell and change the model, and its first
     # progress call gives the bar their number (the CLI does not read the model to count them)
-    chosen = names if mitigations and mitigations.strip() else None
+    chosen = names if mitigations is not None else None
     with step_progress("runs", None if chosen is None else (len(chosen) + 1) * seeds,
                        scheduler is not None) as advance, keeping_partial(json):
         result = compare(config, options, chosen, strengths, default_jobs() if jobs is None else jobs,

@@ -22,10 +22,10 @@ GRID = "Grid"
 
 
 def _names(text: Optional[str], option: str) -> Optional[list[str]]:
-    """A comma-separated list of names; an empty item is an input error."""
+    """A comma-separated list of names, in lower case as every choice is; an empty item is an input error."""
     if text is None:
         return None
-    names = [n.strip() for n in text.split(",")]
+    names = [n.strip().lower() for n in text.split(",")]
     if not all(names):
         raise InputError(f"{option} takes names separated by commas (got {text!r})")
     return names

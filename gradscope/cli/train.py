@@ -68,10 +68,22 @@ RecordFile = Annotated[Optional[Path], typer.Option(
     "per layer and direction, ||dL/dh_t|| at every step and the flow (ratio, slope, horizon, verdict), as "
     "gradscope.torch.attach(measure='flow') writes them; `gradscope history FILE` shows it, also while it grows "
     "(--follow).", rich_help_panel=OUTPUT, dir_okay=False, show_default=False, metavar="FILE")]
-RecordEvery = Annotated[int, typer.Option(
-    "--record-every", help="Record every this many steps (with --record).", rich_help_panel=OUTPUT, min=1,
-    metavar="N")]
+RecordEvery = Annotated[Optional[int], typer.Option(
+    "--record-every", help="Record every this many steps (with --record; default 10).", rich_help_panel=OUTPUT,
+    min=1, metavar="N", show_default=False)]
 RECORD_SUFFIXES = (".ndjson", ".jsonl")
+RECORD_EVERY = 10
+
+
+def record_schedule(record: Path | None, record_every: int | None) -> int:
+    """--record's file checked, and the steps between records; --record-every without --record
+    records nothing, so it is an input error rather than a flag that changes nothing."""
+    if record is None:
+        if record_every is not None:
+            raise InputError("--record-every applies with --record FILE (the recording to write)")
+        return RECORD_EVERY
+    check_output(record, "--record", RECORD_SUFFIXES)
+    return RECORD_EVERY if record_every is None else record_every
 SaveWeights = Annotated[Optional[Path], typer.Option(
     help="Write the trained model as a PyTorch state dict in .npz (your keys for --weights; rnn.*, fc.* for a built model), or a Keras model's weights as a .weights.h5 that model.load_weights reads.",
     rich_help_panel=OUTPUT, dir_okay=False, show_default=False)]
@@ -114,7 +126,7 @@ def train_command(
         rich_help_panel=OUTPUT)] = False,
     save_weights: SaveWeights = None,
     record: RecordFile = None,
-    record_every: RecordEvery = 10,
+    record_every: RecordEvery = None,
     plot: PlotFile = None,
 ) -> None:
     """Train with BPTT and log the loss, the gradient norm and how far the gradient reaches."""
@@ -129,9 +141,9 @@ def train_command(
     keras = save_weights is not None and keras_weights(config)  # the file's kind: for what is written only
     if save_weights is not None:
         check_weights_output(save_weights, "--save-weights", keras)
-    if record is not None:
-        check_output(record, "--record", RECORD_SUFFIXES)
+    record_every = record_schedule(record, record_every)
     options = TrainOptions(steps, optimizer, lr, momentum, log_every, eval_size)
+    mitigation = mitigation.strip().lower() if mitigation is not None else None  # as every choice: --mitigation GRU
     names = [mitigation] if mitigation is not None else []
     strengths = strengths_for(names, clip_threshold, clip_value, l2, omega_strength)
     chosen = make_mitigation(mitigation, strengths) if mitigation is not None else None

@@ -42,7 +42,11 @@ def parse_fail_on(names: str | Iterable[str]) -> tuple[str, ...]:
     An unknown name is an InputError listing the choices.
     """
     items = names.split(",") if isinstance(names, str) else list(names)
-    chosen = {str(n).strip() for n in items} - {""}
+    chosen = {str(n).strip().lower() for n in items} - {""}  # case-insensitive, as every choice is
+    if not chosen and isinstance(names, str):  # --fail-on "$UNSET" would silently drop every gate (a list
+        # given empty, () in Python, is none: what parsing "none" returns)
+        raise InputError("--fail-on is empty: name the conditions that fail the check "
+                         f"({', '.join(FAILURE_MODES)}), or none")
     if "none" in chosen:
         if len(chosen) > 1:
             raise InputError("--fail-on none cannot be combined with other conditions")

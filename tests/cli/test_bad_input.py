@@ -81,6 +81,7 @@ OPTION_CASES = {
     "not an integer": (lambda tmp, w: ["--hidden-size", "ten"], "--hidden-size"),
     "unknown flag": (lambda tmp, w: ["--frobnicate"], "--frobnicate"),
     "targets without inputs": (lambda tmp, w: ["--targets", str(tmp / "y.npy")], "--targets needs --inputs"),
+    "--padding-idx on a built model": (lambda tmp, w: ["--padding-idx", "0"], "the model gradscope builds has no embedding"),
     # sizes: refused before anything is allocated (memory.py), never a MemoryError or an overflow
     "23-digit --seq-len": (lambda tmp, w: ["--seq-len", "1" * 23], "--seq-len 11111111111111111111111 is too large"),
     "--seq-len too long to fit": (lambda tmp, w: ["--seq-len", "1000000000"], "lower --seq-len"),
@@ -194,6 +195,7 @@ def found_in_cwd(tmp: Path, text: str) -> list[str]:
 
 CHECK_CASES = {
     "unknown --fail-on": (lambda tmp, w: ["--fail-on", "vanishing,bogus"], "'bogus'"),
+    "empty --fail-on": (lambda tmp, w: ["--fail-on", " , "], "--fail-on is empty"),
     "zero --min-ratio": (lambda tmp, w: ["--min-ratio", "0"], "--min-ratio"),
     "NaN --max-ratio": (lambda tmp, w: ["--max-ratio", "nan"], "--max-ratio"),
     "min above max": (lambda tmp, w: ["--min-ratio", "1", "--max-ratio", "0.1"], "no ratio can pass"),

@@ -86,6 +86,7 @@ def test_a_cure_that_would_train_the_unmitigated_model_is_refused_or_left_out(ca
     (["--start", "trained", "--mitigations", "l2"], "--start trained fine-tunes the weights of --weights"),
     (["--weights", "model.npz", "--loss", "mse", "--mitigations", "forget-bias"],
      "mitigation forget-bias applies to the lstm cell, not the rnn"),
+    (["--mitigations", " "], "--mitigations is empty"),  # "$UNSET" runs nothing by surprise
 ])
 def test_bad_values_exit_2(capsys, argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -150,3 +151,10 @@ def test_save_best_with_no_best_run_says_so_after_the_report(capsys, tmp_path):
     code, out, _ = run(capsys, *SMALL, "--steps", "5", "--optimizer", "sgd", "--lr", "1e30", "--jobs", "1",
                        "--mitigations", "l2")
     assert "no best run: every run diverged or ended with a loss that is not finite" in " ".join(out.split())
+
+
+def test_cure_names_are_case_insensitive_as_every_choice(capsys):
+    """--mitigations GRU,Clip-Norm is gru,clip-norm (cli.md: choices are case-insensitive)."""
+    code, out, err = run(capsys, *SMALL, "--steps", "2", "--jobs", "1", "--mitigations", "GRU,Clip-Norm", "--json")
+    assert code == 0, err
+    assert [r["mitigation"] for r in json.loads(out)["runs"]] == ["none", "gru", "clip-norm"]

@@ -103,6 +103,7 @@ def test_table_shows_the_loss_against_the_baseline_at_80_columns(capsys):
     (["--optimizer", "rmsprop"], "--optimizer: no such choice 'rmsprop' (sgd, adam)"),
     (["--mitigation", "omega", "--cell", "gru"], "omega needs the vanilla rnn"),
     # the held-out batch is refused before it is drawn, as the training batch is
+    (["--record-every", "3"], "--record-every applies with --record FILE"),
     (["--eval-size", "2000000", "--max-memory", "100M"], "--eval-size 2000000: T=10, H=6 needs about"),
 ])
 def test_bad_values_exit_2_with_one_line(capsys, argv, message):
