@@ -521,9 +521,14 @@ def build(config: RunConfig, checkpointable: bool = False) -> Setup:
 
 
 def _notes(config: RunConfig, network: Network, batch: Batch, layout: Layout) -> list[str]:
-    """What the user may have meant: a token that looks like padding analysed as a real word, or
-    a head that may read another recurrent module than the one analysed."""
+    """What the user may have meant: a token that looks like padding analysed as a real word, a
+    head that may read another recurrent module than the one analysed, or vectors given to a
+    model with an embedding (they stand for its output: the embedding, and a mask it makes, unused)."""
     notes = []
+    if network.embedding is not None and batch.x.ndim == 3:
+        mask = " and makes no mask" if network.own_mask is not None and network.own_mask.token is not None else ""
+        notes.append(f"the inputs are vectors ({batch.x.shape[2]} per step), taken as the embedding's output: the "
+                     f"embedding is not run{mask}; give token ids, (B, T) integers, to run it")
     if len(layout.others) and network.head is not None:
         notes.append(f"the state dict holds other recurrent modules ({', '.join(layout.others)}); the head "
                      f"{layout.readout}weight is taken to read {layout.recurrent.rstrip('.') or 'the module'}: "

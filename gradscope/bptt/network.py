@@ -130,8 +130,9 @@ class NetworkGradients:
         """Every trained parameter's gradient, flat under ``Network.parameters``' names (in the
         order BPTT computed them: embedding, each layer and direction, head)."""
         flat: Params = {}
-        if self.embedding is not None and net.embedding_trained:
-            flat["embedding"] = self.embedding
+        if net.embedding is not None and net.embedding_trained:
+            # vectors given for the embedding's output: it took no part, its gradient is 0
+            flat["embedding"] = self.embedding if self.embedding is not None else np.zeros_like(net.embedding)
         for k, layer in enumerate(self.layers):
             for d, g in enumerate(layer):
                 flat.update((net.parameter_name(k, d, name), grad) for name, grad in g.params.items())

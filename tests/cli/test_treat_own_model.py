@@ -256,3 +256,16 @@ def test_relu_trained_weights_load_into_a_relu_rnn(tmp_path, monkeypatch, capsys
 def _analyze(capsys, *argv):
     assert main(["analyze", *argv, "--json"]) == 0
     return capsys.readouterr().out
+
+
+def test_vectors_given_to_a_model_with_an_embedding_say_so_and_train_the_rest(own, capsys):
+    """(B, T, D) floats stand for the embedding's output: analyze warns that the embedding is not
+    run, and train trains the rest with the embedding's gradient 0 (it was a KeyError)."""
+    np.save("vectors.npy", np.random.default_rng(3).normal(size=(20, 12, 8)))
+    data = ["--weights", "model.pt", "--inputs", "vectors.npy", "--targets", "labels.npy"]
+    doc = run(capsys, "analyze", *data, "--json")
+    assert any("the embedding is not run" in w for w in doc["warnings"])
+    run(capsys, "train", *data, "--steps", "2", "--save-weights", "trained.npz")
+    saved, before = np.load("trained.npz"), torch.load("model.pt")
+    assert np.array_equal(saved["embedding.weight"], before["embedding.weight"].numpy())
+    assert not np.array_equal(saved["lstm.weight_hh_l0"], before["lstm.weight_hh_l0"].numpy())
