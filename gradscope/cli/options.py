@@ -137,7 +137,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         0,
     ),
     "weights": (
-        Annotated[Optional[Path], _opt(FILES, "Your model's state dict: torch.save(model.state_dict()) .pt/.pth (or a checkpoint holding one), .safetensors, or np.savez .npz. nn.RNN/GRU/LSTM of any depth, bidirectional, with an nn.Embedding in front and an nn.Linear head.", show_default=False, dir_okay=False)],
+        Annotated[Optional[Path], _opt(FILES, "Your model: a PyTorch state dict, torch.save(model.state_dict()) .pt/.pth (or a checkpoint holding one), .safetensors, or np.savez .npz (nn.RNN/GRU/LSTM of any depth, bidirectional, with an nn.Embedding in front and an nn.Linear head); or a Keras model, model.save() .keras or .h5 (SimpleRNN/GRU/LSTM layers, Bidirectional, Embedding or Masking, a Dense head).", show_default=False, dir_okay=False)],
         None,
     ),
     "inputs": (

@@ -102,7 +102,8 @@ def read_tensor(path: str | os.PathLike, what: str) -> np.ndarray:
         raise InputError(f"{origin} is not a torch.save file; give an .npy array or a .pt tensor")
     loaded = _read_torch_file(path, origin)
     if not _is_tensor(loaded):
-        raise InputError(f"{origin} holds a {type(loaded).__name__}, not one tensor: save the tensor itself "
+        kind = "a dict (a state dict?)" if isinstance(loaded, dict) else f"an object of type {type(loaded).__name__}"
+        raise InputError(f"{origin} holds {kind}, not one tensor: save the tensor itself "
                          f"(torch.save(x, \"{path.name}\")) or np.save it as .npy")
     return _float64(loaded, origin)
 
@@ -154,8 +155,9 @@ def _sniff_zip(path: Path, origin: str) -> str:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError):
+        kinds = "a valid .keras file" if path.suffix.lower() == ".keras" else "a valid .npz or .pt/.pth file"
         raise InputError(
-            f"{origin} is not a valid .npz or .pt/.pth file: its zip archive is truncated or damaged; "
+            f"{origin} is not {kinds}: its zip archive is truncated or damaged; "
             f"save or copy it again. {READS}"
         ) from None
     base = [name.rsplit("/", 1)[-1] for name in names]

@@ -69,6 +69,11 @@ def num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{max(digits - 1, 1)}e}"
 
 
+def steps_of(n: int) -> str:
+    """'1 step', '36 steps'."""
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 def step_count(x: float | None) -> str:
     """A horizon in steps, to the digits it means: 3.6, 36, 357 (a fit over noisy norms, not 3.573)."""
     if x is None or not math.isfinite(x):

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.spectrum import SpectrumResult
-from .common import growth_time, num, print_header, step_count
+from .common import growth_time, num, print_header, step_count, steps_of
 
 REGIME_STYLE = {"vanishing": "bold yellow", "exploding": "bold red", "neutral": "bold green"}
 
@@ -68,7 +68,7 @@ def order_note(result: SpectrumResult) -> Text | None:
     first = out_of_order(lyap.exponents)
     if first is None:
         return None
-    return Text(f"lambda_{first + 1} > lambda_{first}: over {lyap.steps} steps the QR frame has not "
+    return Text(f"lambda_{first + 1} > lambda_{first}: over {steps_of(lyap.steps)} the QR frame has not "
                 "aligned with the ordered directions (it aligns at the rate of the gaps between "
                 "exponents), so lambda_i is the growth rate of its i-th column, not yet the i-th largest; "
                 "longer sequences order them. ln sigma_i(P) / steps is ordered by construction.", style="yellow")
@@ -95,8 +95,8 @@ def render_spectrum(result: SpectrumResult, console: Console, rows: int = 8) -> 
     state = ", ".join(result.state)
     console.print(f"state ({state}), S = {result.state_size}; exponents per step (natural log), "
                   "mean over the batch")
-    console.print(f"Lyapunov exponents over {lyap.steps} steps after a {lyap.transient}-step transient")
-    console.print(f"singular values of the product P = J_T ... J_2 of {product.steps} steps")
+    console.print(f"Lyapunov exponents over {steps_of(lyap.steps)} after a {lyap.transient}-step transient")
+    console.print(f"singular values of the product P = J_T ... J_2 of {steps_of(product.steps)}")
     console.print()
     console.print(exponent_table(result, rows))
     if not product.converged:

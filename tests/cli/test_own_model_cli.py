@@ -161,7 +161,7 @@ def test_a_batch_saved_with_torch_save_is_read(tmp_path, capsys):
     assert runs[0] == runs[1]
     torch.save({"x": torch.zeros(2)}, tmp_path / "d.pt")
     one_line_error(capsys, ["analyze", "--weights", weights, "--inputs", str(tmp_path / "d.pt")],
-                   "holds a dict, not one tensor")
+                   "holds a dict (a state dict?), not one tensor")
 
 
 @pytest.mark.parametrize("flags, message", [
