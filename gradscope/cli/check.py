@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from ..commands.check import FAILURE_MODES, evaluate, failure_summary
-from ..errors import CheckFailed
+from ..errors import CheckFailed, InputError
+from ..render.common import warn
 from .app import app, emit
 from .options import OUTPUT, JsonFlag, run_settings
 
@@ -84,8 +85,11 @@ def check_command(
     if junit is not None:
         write_junit(result, junit)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        append_step_summary(result, summary)
+    if summary:  # the environment's, not asked for: a file it cannot take is a warning, the gate stands
+        try:
+            append_step_summary(result, summary)
+        except InputError as exc:
+            warn(f"{exc}; the check's result is unchanged")
     emit(result, json, lambda console: render_check(result, console))
     if output_format == "github":
         stream = sys.stderr if json else sys.stdout  # stdout stays one JSON document

@@ -250,6 +250,15 @@ def test_step_summary_is_appended_as_a_markdown_table(capsys, tmp_path, monkeypa
     assert "| min_ratio | **FAIL** | yes | 1.40e-08 | 0.001 | ratio \\|\\|dL/da_1\\|\\|" in text
 
 
+@pytest.mark.parametrize("min_ratio, code", [("1e-30", 0), ("1e-3", 1)])
+def test_a_step_summary_that_cannot_be_written_leaves_the_gate_as_it_is(capsys, tmp_path, monkeypatch,
+                                                                         min_ratio, code):
+    """GITHUB_STEP_SUMMARY is the environment's, not asked for: an unwritable one is a warning."""
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "no" / "such" / "summary.md"))
+    got = run(capsys, "check", *SMALL, "--min-ratio", min_ratio)
+    assert got[0] == code and "warning: cannot append to GITHUB_STEP_SUMMARY" in got[2]
+
+
 def test_junit_report_has_one_testcase_per_check(capsys, tmp_path):
     report = tmp_path / "gradscope.xml"
     code, doc, _ = check_json(capsys, *SMALL, "--min-ratio", "1e-3", "--junit", str(report))
