@@ -24,6 +24,13 @@ def symbols(result: AnalyzeResult) -> tuple[str, str]:
     return ("a", "Wa") if result.gate_spectra is None else ("h", "W_hh")
 
 
+def counted_from(result: AnalyzeResult) -> int:
+    """Where a padded run's end-aligned profile starts to hold a sequence: its entries before the
+    longest sequence's first step (T minus its length) hold none, so the text view counts
+    t (end-aligned) = 1 from there, the step the verdict's ratio starts at (0 unpadded)."""
+    return len(result.flow_norms) - result.network.lengths[1] if result.network.padded else 0
+
+
 def step_table(result: AnalyzeResult, max_rows: int) -> Table:
     """||dL/da_t|| at chosen steps with its ratio to T, the bound and the contribution to dL/dWa."""
     state, weight = symbols(result)
@@ -39,12 +46,14 @@ def step_table(result: AnalyzeResult, max_rows: int) -> Table:
         table.add_column("||dL/dc_t||", justify="right")
     if not aligned:
         table.add_column(f"||dL/d{weight}_t||", justify="right")
-    norms = result.flow_norms  # grad_norms, end-aligned where sequences are padded
+    # grad_norms, or end-aligned where sequences are padded: from the longest one's first step
+    start = counted_from(result)
+    norms, ratios = result.flow_norms[start:], result.ratios[start:]
     logs = None if aligned else np.asarray(result.log10_grad_norms, dtype=np.float64)  # exact at any depth
     steps = len(norms)
     for t in select_steps(steps, max_rows):
         if logs is None:
-            row = [str(t), num(norms[t - 1]), num(result.ratios[t - 1])]
+            row = [str(t), num(norms[t - 1]), num(ratios[t - 1])]
         else:
             row = [str(t), num_log10(logs[t - 1]), num_log10(logs[t - 1] - logs[-1])]
         if result.pascanu is not None:
@@ -146,7 +155,7 @@ def layer_table(result: AnalyzeResult) -> Table:
         table.add_column(name, justify="left" if name in ("dir", "log10 ||dL/dh_t||", "verdict") else "right")
     for r in result.layers:
         with np.errstate(all="ignore"):  # padded: the end-aligned profile, as the ratio and slope
-            logs = np.log10(r.ratios if result.network.padded else r.grad_norms)
+            logs = np.log10(r.ratios[counted_from(result):] if result.network.padded else r.grad_norms)
         table.add_row(str(r.layer), "fwd" if r.direction == "forward" else "rev", num(r.total_grad_norm),
                       num(r.flow.ratio_first_last), num(r.flow.slope), num(r.spectrum.spectral_radius),
                       sparkline(logs, 16), Text(r.flow.regime, style=REGIME_STYLE[r.flow.regime]))
@@ -204,13 +213,15 @@ def render_analyze(result: AnalyzeResult, console: Console, max_rows: int = 16) 
                            style="bold"))
         console.print(Padding(initial_state_table(result), (0, 0, 0, 2), expand=False))
     if net.padded:
-        console.print("padded: steps counted back from each sequence's last real step (T)")
+        console.print(f"padded: t counted back from each sequence's last real step, T = {net.lengths[1]} "
+                      "(the longest)")
     console.print()
     console.print(step_table(result, max_rows))
     console.print()
-    steps = len(result.grad_norms)
     with np.errstate(all="ignore"):  # exact logs; end-aligned norms where sequences are padded
-        logs = result.log10_flow_norms if result.network.padded else np.asarray(result.log10_grad_norms, float)
+        logs = (result.log10_flow_norms[counted_from(result):] if result.network.padded
+                else np.asarray(result.log10_grad_norms, float))
+    steps = len(logs)
     finite = logs[np.isfinite(logs)]
     span = f"  {num(finite.min())} .. {num(finite.max())}" if finite.size else ""
     where = "t (end-aligned)" if result.network.padded else "t"

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..commands.check import CheckOutcome, CheckResult, show
-from .analyze import REGIME_STYLE, symbols
+from .analyze import REGIME_STYLE, counted_from, symbols
 from .common import num, num_log10, print_header, sparkline
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
@@ -85,7 +85,8 @@ def render_check(result: CheckResult, console: Console) -> None:
     console.print(ratio)
     analysis = result.analysis
     with np.errstate(all="ignore"):  # padded: the end-aligned profile the ratio is read from
-        logs = analysis.log10_flow_norms if analysis.network.padded else analysis.log10_grad_norms
+        logs = (analysis.log10_flow_norms[counted_from(analysis):] if analysis.network.padded
+                else analysis.log10_grad_norms)
         console.print("  " + sparkline(logs, 60))  # both from the log domain: exact beyond float64
     console.print()
     console.print(check_table(result.checks))

@@ -168,3 +168,26 @@ def test_the_header_names_every_setting_and_wraps_under_itself_at_80_columns(cap
     assert all(line.startswith(indent) for line in header[1:])
     joined = "".join(line[len(indent):] if i else line for i, line in enumerate(header))
     assert str(path) in joined and "W_hh x0.5" in joined
+
+
+def test_a_padded_batch_shorter_than_its_array_counts_back_over_the_longest_sequence(capsys, tmp_path):
+    """No sequence has all T = 10 steps: the end-aligned table and sparkline run over the longest
+    one's 8, so row t = 1 is the step the verdict's ratio starts at (it showed two rows of 0)."""
+    rng = np.random.default_rng(0)
+    weights = tmp_path / "w.npz"
+    np.savez(weights, **{"rnn.weight_ih_l0": rng.normal(size=(5, 3)), "rnn.weight_hh_l0": 0.5 * rng.normal(size=(5, 5)),
+                         "rnn.bias_ih_l0": np.zeros(5), "rnn.bias_hh_l0": np.zeros(5),
+                         "fc.weight": rng.normal(size=(1, 5)), "fc.bias": np.zeros(1)})
+    for name, value in (("x", rng.normal(size=(6, 10, 3))), ("y", rng.integers(0, 2, 6).astype(float)),
+                        ("lengths", np.array([6, 7, 5, 8, 3, 4]))):
+        np.save(tmp_path / f"{name}.npy", value)
+    argv = ["analyze", "--weights", str(weights), *(a for n in ("x", "y", "lengths") for a in (
+        {"x": "--inputs", "y": "--targets", "lengths": "--lengths"}[n], str(tmp_path / f"{n}.npy")))]
+    code, out, err = run(capsys, *argv, "--max-rows", "20")
+    assert code == 0, err
+    assert "T = 8 (the longest)" in out and "t (end-aligned) = 1..8:" in out
+    rows = [line.split() for line in out.split("t (end-aligned)  ")[1].split("\n\n")[0].splitlines()[1:]]
+    assert [r[0] for r in rows] == [str(t) for t in range(1, 9)]
+    doc = json.loads(run(capsys, *argv, "--json")[1])
+    assert float(rows[0][2]) == pytest.approx(doc["flow"]["ratio_first_last"], rel=1e-2)
+    assert doc["flow_norms"][:2] == [0.0, 0.0] and len(doc["grad_norms"]) == 10
