@@ -210,12 +210,16 @@ class Mitigation:
         if config.weights is None:
             self.check_cell(config.cell or "rnn")
 
-    def check_cell(self, cell: str) -> None:
+    def check_cell(self, cell: str, layer: int | None = None) -> None:
+        """InputError unless the mitigation applies to ``cell``. layer : where a loaded model has it
+        (its cell is the file's: no --cell changes it), or None for a model gradscope builds."""
         if self.needs_cells and cell not in self.needs_cells:
+            where = f"the {cell}" if layer is None else f"the {cell} of your model's layer {layer}"
+            remedy = (f" or give --cell {self.needs_cells[0]}" if layer is None
+                      else ", which swaps every layer's cell")
             raise InputError(
-                f"mitigation {self.name} applies to the {' or '.join(self.needs_cells)} cell, not the {cell}: "
-                f"combine it with one ({self.needs_cells[0]}{SEPARATOR}{self.name}) or give --cell "
-                f"{self.needs_cells[0]}"
+                f"mitigation {self.name} applies to the {' or '.join(self.needs_cells)} cell, not {where}: "
+                f"combine it with one ({self.needs_cells[0]}{SEPARATOR}{self.name}){remedy}"
             )
 
     def _override(self, config: RunConfig) -> RunConfig:
@@ -408,9 +412,9 @@ class Composite(Mitigation):
         for p in self._parts:
             p.check(net)
 
-    def check_cell(self, cell: str) -> None:
+    def check_cell(self, cell: str, layer: int | None = None) -> None:
         for p in self._parts:
-            p.check_cell(cell)
+            p.check_cell(cell, layer)
 
     def penalty(self, net: Network, traj: NetworkTrajectory, grads: NetworkGradients) -> tuple[float, Params]:
         """Omega_1 + Omega_2 + ...: the values summed, and the gradients by parameter."""
@@ -554,7 +558,7 @@ def treat(net: Network, mitigation: Mitigation, start: str, rng: np.random.Gener
         cells = [make_cell(c.name, activation, c.gate_activation, saved=True) for c in cells]
         new.cell, new.cells = cells[0], tuple(cells) if new.cells else ()
     for k in range(new.num_layers):
-        mitigation.check_cell(new.cell_of(k).name)
+        mitigation.check_cell(new.cell_of(k).name, k)
     mitigation.check(new)
     if overrides.get("init") is not None:
         set_recurrent_init(new, overrides["init"], overrides.get("init_gain") or 1.0, rng)

@@ -85,7 +85,9 @@ def test_a_cure_that_would_train_the_unmitigated_model_is_refused_or_left_out(ca
     (["--omega-strength", "1", "--mitigations", "l2"], "--omega-strength applies only to the omega"),
     (["--start", "trained", "--mitigations", "l2"], "--start trained fine-tunes the weights of --weights"),
     (["--weights", "model.npz", "--loss", "mse", "--mitigations", "forget-bias"],
-     "mitigation forget-bias applies to the lstm cell, not the rnn"),
+     # a loaded model's cell is the file's: the message names its layer, and no --cell to give
+     "mitigation forget-bias applies to the lstm cell, not the rnn of your model's layer 0: combine it with one "
+     "(lstm+forget-bias), which swaps every layer's cell"),
     (["--mitigations", " "], "--mitigations is empty"),  # "$UNSET" runs nothing by surprise
 ])
 def test_bad_values_exit_2(capsys, argv, message, tmp_path, monkeypatch):
