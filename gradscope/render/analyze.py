@@ -85,13 +85,23 @@ def spectrum_lines(result: AnalyzeResult, eigen_count: int = 3) -> list[str]:
             verdict = "> 1: exploding possible"
         else:
             verdict = "= 1: the boundary"
-        lines.append(f"  Pascanu: gamma x sigma max = {num(p.gamma)} x {num(s.max_singular_value)} = "
-                     f"{num(p.gamma_sigma_max)} {verdict}")
+        lines.append(f"  Pascanu: gamma x sigma max = {num(p.gamma)} x {off_one(s.max_singular_value)} = "
+                     f"{off_one(p.gamma_sigma_max)} {verdict}")
         lines.append(
             "  ratio to T <= (gamma sigma max)^(T-k): "
             + ("holds at every step" if p.bound_holds else "VIOLATED (please report this)")
         )
     return lines
+
+
+def off_one(x: float) -> str:
+    """``num(x)``, with the digits that tell x from 1 where three do not: the verdict beside it
+    compares x with 1 exactly ('1.0000002 > 1', never '1 > 1')."""
+    digits, shown = 3, num(x)
+    while shown == "1" and x != 1 and digits < 17:
+        digits += 1
+        shown = num(x, digits)
+    return shown
 
 
 def spectrum_title(result: AnalyzeResult) -> str:

@@ -191,3 +191,10 @@ def test_a_padded_batch_shorter_than_its_array_counts_back_over_the_longest_sequ
     doc = json.loads(run(capsys, *argv, "--json")[1])
     assert float(rows[0][2]) == pytest.approx(doc["flow"]["ratio_first_last"], rel=1e-2)
     assert doc["flow_norms"][:2] == [0.0, 0.0] and len(doc["grad_norms"]) == 10
+
+
+def test_a_value_beside_its_comparison_with_one_shows_the_digits_that_decide_it():
+    from gradscope.render.analyze import off_one
+
+    assert off_one(1.0000002) == "1.0000002" and off_one(0.99999999) == "0.99999999"
+    assert off_one(1.0) == "1" and off_one(1.2345) == "1.234"
