@@ -86,7 +86,8 @@ def layer_spectrum(layer: Layer, run: Trajectory, mask: np.ndarray | None, trans
     lengths = None if mask is None else mask.sum(axis=0)
     longest = steps if lengths is None else int(lengths.max())
     if steps < 2:
-        raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more")
+        raise InputError("the Jacobian product needs at least two steps: use --seq-len 2 or more "
+                         "(or --inputs of two or more steps)")
     if lengths is not None and int(lengths.min()) < 2:
         raise InputError(f"a sequence of the batch has {int(lengths.min())} real step: the Jacobian product "
                          "of each sequence needs at least two (leave the one-step sequences out)")
