@@ -360,7 +360,11 @@ def _check_axes(base: RunConfig, x: Axis, y: Axis) -> None:
     if x.name == y.name:
         raise InputError(f"--x and --y both sweep {x.name}; sweep two different settings")
     defaults = RunConfig()
+    drawn = base.weights is None or base.inputs is None or (base.targets is None and base.output_grads is None)
     for option, axis in (("--x", x), ("--y", y)):
+        if axis.name == "seed" and not drawn:  # every point would be the same run
+            raise InputError(f"{option} seed: nothing here is drawn at random (--weights fixes the weights, --inputs "
+                             "and --targets or --output-grads the batch), so every seed gives the same point")
         given = getattr(base, axis.name)
         if given != getattr(defaults, axis.name):
             raise InputError(f"{flag(axis.name)} {given} conflicts with {option}, which sweeps {axis.name}; drop one")
@@ -454,6 +458,9 @@ def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None, held
     if file_steps is None or "seq_len" not in names:
         return lambda xv, yv: {}
     longest = max(x.values if x.name == "seq_len" else y.values)
+    if base.output_grads is not None:
+        raise InputError(f"--output-grads holds the gradient at the inputs' {file_steps} steps, which a seq_len axis "
+                         "cannot cut: sweep other settings (--x, --y: recurrent_scale, seed)")
     if longest > file_steps:
         raise InputError(f"seq_len={longest}: the inputs have {file_steps} steps (a seq_len axis takes each "
                          "sequence's first T steps)")

@@ -196,3 +196,28 @@ def test_automatic_jobs_give_the_same_grid_as_one_job():
     plan = plan_sweep(RunConfig(hidden_size=4, batch_size=2), "spectral_radius=0.5,1,2", "seq_len=5,10")
     auto, one = run_sweep(plan, None), run_sweep(plan, 1)
     assert np.array_equal(auto.maps[0].values, one.maps[0].values, equal_nan=True)
+
+
+def test_a_seed_axis_where_nothing_is_drawn_is_refused(tmp_path, capsys):
+    """--weights and a whole batch (--inputs, --targets) leave nothing to chance: every seed would
+    be the same point; and --output-grads of the file's T cannot follow a seq_len axis."""
+    from gradscope.cli import main
+
+    weights = tmp_path / "w.npz"
+    rng = np.random.default_rng(0)
+    np.savez(weights, **{"rnn.weight_ih_l0": rng.normal(size=(4, 2)), "rnn.weight_hh_l0": rng.normal(size=(4, 4)),
+                         "rnn.bias_ih_l0": np.zeros(4), "rnn.bias_hh_l0": np.zeros(4),
+                         "fc.weight": rng.normal(size=(1, 4)), "fc.bias": np.zeros(1)})
+    np.save(tmp_path / "x.npy", rng.normal(size=(3, 5, 2)))
+    np.save(tmp_path / "y.npy", rng.normal(size=(3, 1)))
+    np.save(tmp_path / "g.npy", rng.normal(size=(3, 5, 4)))
+    files = ["--weights", str(weights), "--inputs", str(tmp_path / "x.npy")]
+    for argv, message in (([*files, "--targets", str(tmp_path / "y.npy"), "--loss", "mse", "--y", "seed=0,1"],
+                           "--y seed: nothing here is drawn at random"),
+                          ([*files, "--output-grads", str(tmp_path / "g.npy")],
+                           "--output-grads holds the gradient at the inputs' 5 steps")):
+        assert main(["sweep", *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and message in err and len(err.splitlines()) == 1
+    # random targets are drawn by the seed: that axis stands
+    assert main(["sweep", *files, "--y", "seed=0,1", "--jobs", "1"]) == 0

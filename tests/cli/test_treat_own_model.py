@@ -103,9 +103,9 @@ def test_spectrum_reports_every_layer_over_real_steps(own, capsys):
 
 
 def test_sweep_scales_the_recurrent_matrices_around_the_model(own, capsys):
-    doc = run(capsys, "sweep", *own, "--x", "recurrent_scale=0.5,1,2", "--y", "seed=0,1", "--jobs", "1", "--json")
+    doc = run(capsys, "sweep", *own, "--x", "recurrent_scale=0.5,1,2", "--y", "seq_len=6,12", "--jobs", "1", "--json")
     assert doc["x"]["name"] == "recurrent_scale" and doc["maps"][0]["cell"] == "lstm"
-    assert doc["model_at"] == {"x": 1.0, "y": 0}  # scale 1, and the seed given (the default 0)
+    assert doc["model_at"] == {"x": 1.0, "y": 12}  # scale 1, and the file's T
     values = np.array(doc["maps"][0]["values"], dtype=float)
     assert values.shape == (2, 3) and np.all(np.isfinite(values))
     assert np.all(np.diff(values, axis=1) > 0)  # larger recurrent weights carry more of the gradient back
@@ -146,9 +146,9 @@ def test_lambda_1_is_the_same_in_analyze_spectrum_and_sweep_on_a_padded_batch(ow
     spectrum = run(capsys, "spectrum", *own, "--json")["lyapunov"]
     assert analyzed["leading_exponent"] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
     assert analyzed["exponents_std"][0] == pytest.approx(spectrum["exponents_std"][0], rel=1e-9)
-    swept = run(capsys, "sweep", *own, "--x", "recurrent_scale=1,2", "--y", "seed=0,1", "--metric", "lyapunov",
+    swept = run(capsys, "sweep", *own, "--x", "recurrent_scale=1,2", "--y", "seq_len=6,12", "--metric", "lyapunov",
                 "--jobs", "1", "--json")
-    assert swept["maps"][0]["values"][0][0] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
+    assert swept["maps"][0]["values"][1][0] == pytest.approx(spectrum["leading_exponent"], rel=1e-12)
 
 
 def test_history_draws_a_padded_recording_counted_back_from_each_sequence_s_end(own, capsys):
