@@ -50,9 +50,12 @@ class FlowReport:
     layers: list[LayerFlow]
 
 
-def flow_report(layers: list[LayerFlow], loss: float | None, num_layers: int, directions: int) -> FlowReport:
-    """The FlowReport of a pass's layer flows; the headline is the top layer's forward direction."""
-    return FlowReport(loss, layers[(num_layers - 1) * directions].flow.regime, layers)
+def flow_report(layers: list[LayerFlow], loss: float | None) -> FlowReport:
+    """The FlowReport of a pass's layer flows; the headline is the top layer's forward direction
+    (found by its keys: a Keras stack may mix bidirectional and one-way layers)."""
+    top = max(f.layer for f in layers)
+    headline = next(f for f in layers if f.layer == top and f.direction == "forward")
+    return FlowReport(loss, headline.flow.regime, layers)
 
 
 def measure_flow(setup: Setup) -> FlowReport:
@@ -62,7 +65,7 @@ def measure_flow(setup: Setup) -> FlowReport:
     with blas_threads_for(len(batch.x), net.step_weights()):
         traj, grads = bptt(net, batch.x, batch.y, batch.mask, setup.upstream, setup.initial, parameters=False)
         layers = step_flows(net, traj, grads, batch.y)
-    return flow_report(layers, grads.loss, net.num_layers, net.directions)
+    return flow_report(layers, grads.loss)
 
 
 def checked_schedule(every: object, measure: object) -> int:

@@ -412,7 +412,7 @@ def train_setup(
                                  record=recorded)
             opt_state = outcome.opt_state
             if recorded:  # one flushed line per recorded step, what gradscope history reads
-                report = flow_report(outcome.flows, outcome.loss, net.num_layers, net.directions)
+                report = flow_report(outcome.flows, outcome.loss)
                 recording.write(pass_record(step, report, record_to.source, "flow", record_to.run))
             max_norm = max(max_norm, outcome.grad_norm) if outcome.finite else math.inf
             clip_events += outcome.clipped

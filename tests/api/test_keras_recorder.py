@@ -78,6 +78,10 @@ MODELS = {
     "bi-gru-sum": lambda: [keras.layers.Bidirectional(keras.layers.GRU(H), merge_mode="sum")],
     "gru-reset-before": lambda: [keras.layers.GRU(H, reset_after=False)],
     "lstm-hard-sigmoid-relu": lambda: [keras.layers.LSTM(H, activation="relu", recurrent_activation="hard_sigmoid")],
+    # stacks that mix a bidirectional and a one-way layer: the headline is still the top layer's forward
+    "bi-then-one": lambda: [keras.layers.Bidirectional(keras.layers.LSTM(H, return_sequences=True)),
+                            keras.layers.GRU(H)],
+    "one-then-bi": lambda: [keras.layers.GRU(H, return_sequences=True), keras.layers.Bidirectional(keras.layers.LSTM(H))],
 }
 CASES = [("simplernn-tanh", "binary_crossentropy"), ("simplernn-relu-2", "mse"),
          ("lstm-2", "sparse_categorical_crossentropy"), ("gru", "binary_crossentropy"), ("bi-lstm-2", "mse"),
@@ -151,14 +155,19 @@ def test_records_in_a_file_are_read_by_history(tmp_path):
         assert [(k["layer"], k["direction"]) for k in result.layers] == [(0, "forward"), (1, "forward")]
 
 
-def test_a_light_record_is_the_full_records_flow(float64_keras):
+@pytest.mark.parametrize("name", ["bi-lstm-2", "bi-then-one", "one-then-bi"])
+def test_a_light_record_is_the_full_records_flow(float64_keras, name):
+    """Its verdict too: the top layer's forward direction, also where layers have unlike directions
+    (the light record took the entry at (layers - 1) x the top's directions: layer 0 reverse)."""
     x, y = data("mse")
-    model = model_of("bi-lstm-2", "mse")
+    model = model_of(name, "mse")
     full = gk.Recorder(probe=(x[:B], y[:B]), every=1)
     light = gk.Recorder(probe=(x[:B], y[:B]), every=1, measure="flow")
     full.set_model(model), light.set_model(model)  # noqa: E702
     a, b = full.record(), light.record()
     assert b.result.loss == a.result.loss and b.regime == a.regime
+    top = [f for f in b.result.layers if f.layer == max(g.layer for g in b.result.layers)][0]
+    assert top.direction == "forward" and b.regime == top.flow.regime
     for got, want in zip(b.result.layers, a.result.layers, strict=True):
         np.testing.assert_array_equal(got.log10_grad_norms, want.log10_grad_norms)
         assert got.flow == want.flow

@@ -131,3 +131,19 @@ def test_history_reads_the_light_records_the_hook_wrote(tmp_path):
     assert [p.step for p in result.passes] == [2, 4, 6] and all(p.dropout_left_out for p in result.passes)
     assert [(k["layer"], k["direction"]) for k in result.layers] == [(0, "forward"), (1, "forward")]
     assert all(np.isfinite([v for v in f.log10_grad_norms]).all() for p in result.passes for f in p.layers)
+
+
+def test_a_light_records_verdict_is_the_top_layers_forward_where_layers_have_unlike_directions():
+    """A Keras stack may put a one-way layer on a bidirectional one (or the reverse): the headline
+    is found by its keys, not at (layers - 1) x the top's directions (that was layer 0 reverse)."""
+    from gradscope.flow import Flow
+    from gradscope.profile import LayerFlow
+    from gradscope.recording import flow_report
+
+    def layer(k, d, regime):
+        return LayerFlow(k, d, Flow(1.0, 0.0, 0.0, 1.0, None, regime), np.zeros(3))
+
+    bi_then_one = [layer(0, "forward", "vanishing"), layer(0, "reverse", "stable"), layer(1, "forward", "exploding")]
+    one_then_bi = [layer(0, "forward", "vanishing"), layer(1, "forward", "exploding"), layer(1, "reverse", "stable")]
+    assert flow_report(bi_then_one, None).regime == "exploding"
+    assert flow_report(one_then_bi, None).regime == "exploding"
