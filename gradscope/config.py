@@ -9,8 +9,9 @@ the same one-line error.
 from __future__ import annotations
 
 import math
-import typing
+import numbers
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -81,14 +82,18 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for name, kind in FIELD_TYPES.items():
-            # numpy's sizes and seeds are 64-bit: a larger number would overflow inside it
             value = getattr(self, name)
+            # from Python a setting may be anything: a number that is not one is refused by name
+            if kind in (int, float) and value is not None and (isinstance(value, bool)
+                                                                  or not isinstance(value, numbers.Real)):
+                raise InputError(f"{flag(name)} must be a number (got {value!r})")
+            # numpy's sizes and seeds are 64-bit: a larger number would overflow inside it
             if kind is int and isinstance(value, (int, float)) and not abs(value) <= MAX_INTEGER:
                 raise InputError(f"{flag(name)} {value} is too large (at most {MAX_INTEGER}, 2^63 - 1)")
         for name in ("hidden_size", "input_size", "output_size", "seq_len", "batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise InputError(f"{flag(name)} must be a whole number of at least 1 (got {value})")
+                raise InputError(f"{flag(name)} must be a whole number of at least 1 (got {value!r})")
         for name in ("init_gain", "spectral_radius", "recurrent_scale"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -102,8 +107,9 @@ class RunConfig:
                 raise InputError(f"--chrono-max must be a whole number of at least 2 (got {self.chrono_max})")
         if self.bias_init != "zero" and self.weights is not None:
             raise InputError(f"--bias-init {self.bias_init} sets the biases at initialisation, which --weights fixes")
-        if self.seed < 0:
-            raise InputError(f"--seed must be non-negative (got {self.seed})")
+        if self.seed < 0 or int(self.seed) != self.seed:
+            raise InputError(f"--seed must be a whole number of at least 0 (got {self.seed!r})")
+        object.__setattr__(self, "seed", int(self.seed))  # 3.0 from Python is seed 3 (numpy takes ints only)
         if isinstance(self.dtype, str):  # as the flag takes it: FLOAT32 is float32
             object.__setattr__(self, "dtype", self.dtype.lower())
         if self.dtype not in DTYPES:

@@ -300,9 +300,16 @@ def _upstream(config: RunConfig, network: Network, b: int, t: int) -> Upstream |
 
 def _initial_state(config: RunConfig, network: Network, b: int) -> InitialState | None:
     """The caller's h_0 (and c_0 for the LSTM), (L x directions, B, H) each; a missing one is zero."""
-    if config.initial_state is None:
+    source = config.initial_state
+    if source is None:
         return None
-    arrays = _named_arrays(config.initial_state, "initial-state", network, ("h_0",), "c_0")
+    if isinstance(source, (tuple, list)):  # torch's hx: (h_0, c_0) for the LSTM, (h_0,) too
+        if not 1 <= len(source) <= 2:
+            raise InputError(f"initial-state: give (h_0,) or (h_0, c_0), as torch's hx (got {len(source)} arrays)")
+        source = dict(zip(("h_0", "c_0"), source))
+    elif not isinstance(source, (str, os.PathLike, Mapping)):  # one array: h_0, torch's hx of nn.RNN and nn.GRU
+        source = {"h_0": source}
+    arrays = _named_arrays(source, "initial-state", network, ("h_0",), "c_0")
     shape = (network.num_layers * network.directions, b, network.hidden_size)
     for name, array in arrays.items():
         if array.shape != shape:

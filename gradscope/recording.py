@@ -17,6 +17,8 @@ could not be analysed is {"step": n, "skipped": "why"}. The core imports neither
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -71,7 +73,8 @@ def measure_flow(setup: Setup) -> FlowReport:
 def checked_schedule(every: object, measure: object) -> int:
     """A recorder's ``every`` as a whole number, after checking it and ``measure`` (ValueError: the
     arguments of the caller's own code, not a CLI's input)."""
-    if isinstance(every, bool) or int(every) != every or every < 1:
+    if (isinstance(every, bool) or not isinstance(every, numbers.Real) or not math.isfinite(every)
+            or int(every) != every or every < 1):
         raise ValueError(f"every must be a whole number of at least 1 (got {every!r})")
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)} (got {measure!r})")

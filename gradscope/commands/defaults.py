@@ -9,6 +9,7 @@ them from here: each is defined once.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
@@ -40,10 +41,14 @@ class TrainOptions:
     eval_size: int = 256
 
     def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "eval_size", "lr", "momentum"):  # from Python: anything
+            value = getattr(self, name)
+            if (value is not None or name != "lr") and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise InputError(f"--{name.replace('_', '-')} must be a number (got {value!r})")
         for name in ("steps", "log_every", "eval_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1 (got {value})")
+            if int(value) != value or value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1 (got {value!r})")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):

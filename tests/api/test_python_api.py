@@ -61,6 +61,11 @@ def test_token_ids_through_the_embedding_and_its_gradient():
     (dict(weights=state_dict(), init="orthogonal"), "init orthogonal draws the recurrent weights at "
                                                     "initialisation, which weights fixes"),
     (dict(weights=state_dict(), init_gain=2.0), "init_gain 2.0 scales the recurrent weights' initialisation"),
+    # a setting of another type from Python: its name and what it got, never numpy's TypeError
+    (dict(seed="a"), "seed must be a number (got 'a')"),
+    (dict(seed=2.5), "seed must be a whole number of at least 0 (got 2.5)"),
+    (dict(seq_len="10"), "seq_len must be a number (got '10')"),
+    (dict(init_gain=True), "init_gain must be a number (got True)"),
 ])
 def test_errors_name_keyword_arguments_not_flags(settings, message):
     with pytest.raises(gradscope.InputError) as caught:
@@ -122,3 +127,29 @@ def test_a_mitigation_of_the_callers_own_trains_and_its_unread_strengths_are_ref
     assert result.mitigation == "mine" and result.steps == 3
     with pytest.raises(gradscope.InputError, match="^l2 applies only to the l2 mitigation"):
         gradscope.train(mitigation=Mine(), seq_len=10, hidden_size=6, batch_size=4, steps=3, l2=0.1)
+
+
+def test_an_initial_state_in_torchs_hx_form_is_the_named_one():
+    """initial_state=(h_0,) or h_0 alone, as torch's hx for nn.GRU, is {"h_0": h_0} (it was read as a path)."""
+    x = np.random.default_rng(1).standard_normal((4, 7, 3))
+    h0 = np.random.default_rng(2).standard_normal((4, 4, 5))  # (layers x directions, B, H)
+    common = dict(weights=state_dict(), inputs=x, targets=np.array([0, 1, 1, 0]))
+    named = gradscope.analyze(**common, initial_state={"h_0": h0})
+    for form in ((h0,), [h0], h0):
+        r = gradscope.analyze(**common, initial_state=form)
+        assert r.loss == named.loss and r.layers[0].initial_state == named.layers[0].initial_state
+    with pytest.raises(gradscope.InputError, match=r"give \(h_0,\) or \(h_0, c_0\)"):
+        gradscope.analyze(**common, initial_state=(h0, h0, h0))
+
+
+def test_bad_training_arguments_and_recorder_schedules_name_themselves():
+    with pytest.raises(gradscope.InputError, match=r"lr must be a number \(got 'a'\)"):
+        gradscope.train(steps=2, lr="a", seq_len=5, batch_size=2)
+    with pytest.raises(gradscope.InputError, match=r"momentum must be a number \(got None\)"):
+        gradscope.train(steps=2, momentum=None, seq_len=5, batch_size=2)
+    from gradscope.recording import checked_schedule
+
+    for every in ("abc", None, float("nan"), float("inf"), 1.5, 0):
+        with pytest.raises(ValueError, match="every must be a whole number of at least 1"):
+            checked_schedule(every, "flow")
+    assert checked_schedule(2.0, "flow") == 2
