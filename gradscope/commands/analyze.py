@@ -331,9 +331,12 @@ def _checkpointed_report(setup: Setup) -> AnalyzeResult:
 def _pascanu(setup: Setup, report: LayerReport, profile: np.ndarray, log_profile: np.ndarray) -> PascanuCheck | None:
     """Pascanu's bound on the headline, where it holds: a recurrence a_t = f(Wa a_{t-1} + ...) whose
     gradient enters at the readout end only (the final states, or what flows back from the last
-    step alone for a readout at every step), each sequence's at its own last real step."""
+    step alone for a readout at every step), each sequence's at its own last real step. A head that
+    pools every step (mean, max) gives each step a gradient of its own: no power of Wa bounds it."""
     net = setup.network
     if report.spectrum_of != "recurrent_weight" or net.head is None or setup.upstream is not None:
+        return None
+    if net.readout in ("mean", "max", "max-all"):
         return None
     top, _ = headline(net)
     gamma = get_activation(net.cell_of(top).activation).gamma

@@ -198,3 +198,16 @@ def test_a_value_beside_its_comparison_with_one_shows_the_digits_that_decide_it(
 
     assert off_one(1.0000002) == "1.0000002" and off_one(0.99999999) == "0.99999999"
     assert off_one(1.0) == "1" and off_one(1.2345) == "1.234"
+
+
+@pytest.mark.parametrize("readout, bounded", [("last", True), ("every", True), ("mean", False), ("max", False)])
+def test_pascanus_bound_is_reported_only_where_the_gradient_enters_at_the_end(capsys, readout, bounded):
+    """A pooled head (mean, max) gives every step a gradient of its own: the bound does not apply
+    (it was reported, and flagged VIOLATED); where it applies it holds."""
+    task = ["--task", "copy"] if readout == "every" else []
+    code, out, err = run(capsys, "analyze", "--readout", readout, "--spectral-radius", "0.3", "--seq-len", "30",
+                         "--hidden-size", "8", *task, "--json")
+    assert code == 0, err
+    pascanu = json.loads(out)["pascanu"]
+    assert (pascanu is not None) == bounded
+    assert pascanu is None or pascanu["bound_holds"]
