@@ -137,7 +137,8 @@ def l2_penalty(weight: np.ndarray, strength: float) -> tuple[float, np.ndarray]:
     return 0.5 * strength * float(np.sum(weight * weight)), strength * weight
 
 
-def omega_penalty(wa: np.ndarray, slopes: np.ndarray, deltas: np.ndarray) -> tuple[float, np.ndarray]:
+def omega_penalty(wa: np.ndarray, slopes: np.ndarray, deltas: np.ndarray,
+                  steps: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Pascanu's Omega and its gradient through Wa, with slopes and deltas held constant.
 
     Parameters
@@ -145,6 +146,8 @@ def omega_penalty(wa: np.ndarray, slopes: np.ndarray, deltas: np.ndarray) -> tup
     wa : (H, H) the recurrent matrix Wa.
     slopes : (K, B, H) f'(z_t) at the K steps summed over.
     deltas : (K, B, H) delta_t = dL/da_t at the same steps.
+    steps : (K, B) bool, the terms to sum (None: all): a padded batch leaves out each sequence's
+        first real step, whose Jacobian leads to the initial state, as t = 1 is left out.
 
     Returns
     -------
@@ -157,6 +160,8 @@ def omega_penalty(wa: np.ndarray, slopes: np.ndarray, deltas: np.ndarray) -> tup
     with np.errstate(all="ignore"):
         d = np.linalg.norm(deltas, axis=2)  # (K, B) ||delta_t|| per sequence
         kept = np.isfinite(d) & (d >= np.finfo(np.float64).tiny)  # skip ||delta|| ~ 0
+        if steps is not None:
+            kept &= steps
         w = np.where(kept[..., None], slopes * deltas / np.where(kept, d, 1.0)[..., None], 0.0)
         u = w @ wa  # (K, B, H): row vectors w^T Wa = delta^T J / ||delta||
         n = np.linalg.norm(u, axis=2)
@@ -329,12 +334,26 @@ class Omega(Mitigation):
         for k, d in net.each_layer():
             slope = get_activation(net.cell_of(k).activation).slope
             run, dL_dh = traj.runs[k][d], grads.layers[k][d].dL_dh
-            deltas = dL_dh[::-1] if net.reads_backwards(k, d) else dL_dh  # in the order the direction processes its steps
-            # f'(z_t) from a_t, t >= 2
-            value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:])
+            backwards = net.reads_backwards(k, d)
+            deltas = dL_dh[::-1] if backwards else dL_dh  # in the order the direction processes its steps
+            # f'(z_t) from a_t, t >= 2 (each sequence's second real step on: pad steps have delta 0)
+            value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:],
+                                        _after_first_real_step(traj.mask_tm, backwards))
             total += strength * value
             extra[net.parameter_name(k, d, net.cell_of(k).recurrent)] = strength * grad
         return total, extra
+
+
+def _after_first_real_step(mask_tm: np.ndarray | None, backwards: bool) -> np.ndarray | None:
+    """(T - 1, B) bool in processing order, steps 2..T: False at each sequence's first real step
+    (its Jacobian leads to the initial state; the pads before it carry that state unchanged), None
+    without padding (step 1 alone is left out, as ``omega_penalty``'s caller drops it)."""
+    if mask_tm is None:
+        return None
+    order = mask_tm[::-1] if backwards else mask_tm
+    steps = order.copy()
+    steps[order.argmax(axis=0), np.arange(order.shape[1])] = False
+    return steps[1:]
 
 
 class GRU(Mitigation):

@@ -245,6 +245,33 @@ def test_omega_on_a_model_uses_the_step_jacobians_of_the_run():
     assert list(extra) == ["l0.Wa"] and extra["l0.Wa"].shape == params["Wa"].shape
 
 
+@pytest.mark.parametrize("pads", [0, 3])
+def test_omega_of_a_padded_batch_is_the_mean_of_each_sequence_alone(pads):
+    """Each sequence's terms from its second real step on, whatever pads the batch holds: for the
+    reverse direction of a post-padded sequence the first real step is not at position 1 (its term,
+    a Jacobian into the initial state, was counted, so pads changed Omega; audit of 2026-12-05)."""
+    rng = np.random.default_rng(4)
+    sd = {}
+    for suffix in ("", "_reverse"):
+        sd[f"rnn.weight_ih_l0{suffix}"] = rng.standard_normal((4, 3))
+        sd[f"rnn.weight_hh_l0{suffix}"] = 0.8 * rng.standard_normal((4, 4))
+        sd[f"rnn.bias_ih_l0{suffix}"], sd[f"rnn.bias_hh_l0{suffix}"] = np.zeros(4), np.zeros(4)
+    sd["fc.weight"], sd["fc.bias"] = rng.standard_normal((1, 8)), np.zeros(1)
+    lengths = np.array([6, 4, 2])
+    x = rng.standard_normal((3, 6 + pads, 3))
+    x[np.arange(6 + pads)[None, :] >= lengths[:, None]] = 0.0
+    y = np.array([[0.0], [1.0], [1.0]])
+    omega = make_mitigation("omega", Strengths(omega=1.0))
+
+    def penalty(inputs, targets, lens):
+        setup = build(RunConfig(weights=sd, inputs=inputs, targets=targets, lengths=lens))
+        traj, grads = bptt(setup.network, setup.batch.x, setup.batch.y, setup.batch.mask)
+        return omega.penalty(setup.network, traj, grads)[0]
+
+    alone = [penalty(x[b:b + 1, :n], y[b:b + 1], None) for b, n in enumerate(lengths)]
+    assert penalty(x, y, lengths) == pytest.approx(np.mean(alone), rel=1e-12)
+
+
 def test_omega_needs_the_vanilla_rnn():
     with pytest.raises(InputError, match="omega needs the vanilla rnn"):
         make_mitigation("omega").check(built("gru"))
