@@ -5,7 +5,7 @@ step (single.py), logits (B, T, O). Each loss is the mean over the batch (and ov
 readout at every step), exactly as PyTorch's modules with ``reduction="mean"`` (REFERENCE §4) applied
 to the logits flattened to (B*T, O):
 
-    bce  sigmoid readout, O = 1, targets 0/1        nn.BCEWithLogitsLoss
+    bce  sigmoid readout, O = 1, targets in [0, 1]  nn.BCEWithLogitsLoss
     ce   softmax readout, O = C >= 2, integer targets   nn.CrossEntropyLoss
     mse  identity readout, any O, real targets       nn.MSELoss (mean over B * O elements)
 
@@ -62,9 +62,9 @@ def _check_bce(y: np.ndarray, output_size: int, steps: int | None = None) -> str
     if steps is not None and not _per_step(y, steps, 1):
         return f"bce targets at every step must have shape (B, {steps}), got shape {y.shape}"
     if steps is None and y.size != y.shape[0]:
-        return f"bce targets must be one 0 or 1 per sequence, (B,) or (B, 1), got shape {y.shape}"
-    if y.size and not np.all((y == 0) | (y == 1)):
-        return "bce targets must be 0 or 1"
+        return f"bce targets must be one value per sequence, (B,) or (B, 1), got shape {y.shape}"
+    if y.size and not np.all((y >= 0) & (y <= 1)):  # soft labels too, as nn.BCEWithLogitsLoss and Keras take
+        return "bce targets must be probabilities, between 0 and 1 (labels 0 or 1, or soft labels)"
     return None
 
 

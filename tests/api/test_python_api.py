@@ -66,6 +66,7 @@ def test_token_ids_through_the_embedding_and_its_gradient():
     (dict(seed=2.5), "seed must be a whole number of at least 0 (got 2.5)"),
     (dict(seq_len="10"), "seq_len must be a number (got '10')"),
     (dict(init_gain=True), "init_gain must be a number (got True)"),
+    (dict(inputs=np.zeros((2, 5, 8)), targets=np.array([0.5, 2.0])), "bce targets must be probabilities"),
 ])
 def test_errors_name_keyword_arguments_not_flags(settings, message):
     with pytest.raises(gradscope.InputError) as caught:

@@ -127,7 +127,7 @@ def test_targets_of_several_values_for_a_one_output_bce_head_are_an_input_error(
     one_line_error(capsys, [command, "--weights", save(tmp_path, "w.npz", sd), "--inputs",
                             save(tmp_path, "x.npy", tokens()), "--padding-idx", "0", "--targets",
                             save(tmp_path, "y.npy", np.zeros((B, 3)))],
-                   f"bce targets must be one 0 or 1 per sequence, (B,) or (B, 1), got shape ({B}, 3)")
+                   f"bce targets must be one value per sequence, (B,) or (B, 1), got shape ({B}, 3)")
 
 
 def test_made_up_targets_are_said_to_be(tmp_path, capsys):

@@ -507,3 +507,17 @@ def test_gradients_of_a_padded_bidirectional_gru_match_finite_differences():
     # the pad row reaches nothing (pad tokens sit at pad steps only) and is held at zero
     assert central_difference(net.embedding, (PAD, 2)) == 0.0
     assert np.all(grads.embedding[PAD] == 0.0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("readout", ["last", "every"])
+def test_soft_bce_labels_are_torchs_loss_and_gradients(readout):
+    """bce targets are probabilities: soft labels (0.3, 0.9) give nn.BCEWithLogitsLoss's loss and
+    gradients, as torch and Keras take them (they were refused as not 0 or 1)."""
+    model = torch_network("gru", 2, True, True, False, OUTPUTS["bce"], seed=5)
+    x, y = make_batch(False, LENGTHS, "bce", readout, seed=6)
+    y = np.random.default_rng(7).uniform(0.0, 1.0, y.shape)
+    ours, ours_grads, _ = gradscope_run(model, x, y, LENGTHS, readout, "bce")
+    value, grads = torch_reference(model, x, y, LENGTHS, readout, "bce")
+    assert ours == pytest.approx(value, rel=RTOL)
+    assert_same_grads(ours_grads, grads)
