@@ -153,6 +153,13 @@ class Recorder(keras.callbacks.Callback):
         x, y = probe
         self.x = np.asarray(keras.ops.convert_to_numpy(x))
         self.y = np.asarray(keras.ops.convert_to_numpy(y))
+        # what needs no model is checked now, not at every step's record (each would be skipped)
+        if self.x.ndim not in (2, 3) or not len(self.x):
+            raise ValueError(f"probe x must be a batch of sequences, (B, T) token ids or (B, T, D), got shape "
+                             f"{self.x.shape}")
+        if self.y.ndim == 0 or len(self.y) != len(self.x):
+            raise ValueError(f"probe y must hold one target (or one per step) for each of x's {len(self.x)} "
+                             f"sequences, got shape {self.y.shape}")
         self.every, self.measure, self.step = every, measure, 0
         self.records: list[Record] = []
         self._sink, self._file = sink_for(to, self.records)

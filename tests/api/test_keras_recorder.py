@@ -233,3 +233,8 @@ def test_recorder_checks_its_arguments():
         gk.Recorder(probe=(np.zeros((1, 2, 3)), np.zeros(1)), every=0)
     with pytest.raises(ValueError, match="measure"):
         gk.Recorder(probe=(np.zeros((1, 2, 3)), np.zeros(1)), measure="all")
+    # a probe whose targets do not match its inputs: at once, not a skipped record at every step
+    with pytest.raises(ValueError, match=r"probe y must hold one target .* for each of x's 4 sequences"):
+        gk.Recorder(probe=(np.zeros((4, 2, 3)), np.zeros(3)))
+    with pytest.raises(ValueError, match="probe x must be a batch of sequences"):
+        gk.Recorder(probe=(np.zeros(4), np.zeros(4)))
