@@ -27,6 +27,8 @@ _PUBLIC = {
     "check": ".commands.check",
     "CompareResult": ".commands.compare", "compare": ".commands.compare",
     "HistoryResult": ".commands.history", "history": ".commands.history",
+    "SpectrumResult": ".commands.spectrum", "jacobian_spectrum": ".commands.spectrum",
+    "SweepResult": ".commands.sweep", "sweep": ".commands.sweep",
     "EXPERIMENTS": ".commands.reproduce", "ReproduceResult": ".commands.reproduce",
     "reproduce": ".commands.reproduce",
     "TrainOptions": ".commands.train", "TrainResult": ".commands.train", "train": ".commands.train",
@@ -37,7 +39,8 @@ _PUBLIC = {
     "dumps": ".serialize", "payload": ".serialize",
 }
 # what Python callers get: the same functions, their errors naming keyword arguments, not flags
-_IN_PYTHON_TERMS = frozenset({"analyze", "check", "compare", "history", "reproduce", "train"})
+_IN_PYTHON_TERMS = frozenset({"analyze", "check", "compare", "history", "jacobian_spectrum", "reproduce", "sweep",
+                              "train"})
 
 
 def __getattr__(name: str) -> Any:
@@ -63,5 +66,5 @@ __all__ = [
     "__version__", "analyze", "check", "dumps", "load_schema", "payload",
     "MITIGATIONS", "CompareResult", "Strengths", "TrainOptions", "TrainResult", "compare", "make_mitigation",
     "train", "EXPERIMENTS", "ReproduceResult", "reproduce", "gradient_arrays", "weight_arrays",
-    "HistoryResult", "history",
+    "HistoryResult", "history", "SpectrumResult", "jacobian_spectrum", "SweepResult", "sweep",
 ]

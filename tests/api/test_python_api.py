@@ -154,3 +154,15 @@ def test_bad_training_arguments_and_recorder_schedules_name_themselves():
         with pytest.raises(ValueError, match="every must be a whole number of at least 1"):
             checked_schedule(every, "flow")
     assert checked_schedule(2.0, "flow") == 2
+
+
+def test_spectrum_and_sweep_are_there_with_errors_in_python_terms():
+    r = gradscope.jacobian_spectrum(seq_len=20, hidden_size=4)
+    assert r.lyapunov.steps > 0 and "SpectrumResult" in repr(r)
+    s = gradscope.sweep(x="seq_len=5,10", y="seed=0,1")
+    assert np.asarray(s.maps[0].values).shape == (2, 2)
+    for call, message in ((lambda: gradscope.jacobian_spectrum(seq_len=0), "seq_len must be a whole number"),
+                          (lambda: gradscope.sweep(metric="foo"), "metric must be one of")):
+        with pytest.raises(gradscope.InputError) as caught:
+            call()
+        assert message in str(caught.value) and "--" not in str(caught.value)
