@@ -64,7 +64,10 @@ class _Encoder:
 
 
 def payload(result: Any) -> dict:
-    """The JSON document of a command's result: header, fields, and the non-finite count."""
+    """The JSON document of a command's result: header, fields, and the non-finite count; for a
+    recorder's Record (``as_json``), its NDJSON line's object (schemas/record.json)."""
+    if not hasattr(result, "command") and hasattr(result, "as_json"):
+        return _Encoder().convert(result.as_json())
     enc = _Encoder()
     body = enc.convert(result)
     doc = {

@@ -574,3 +574,18 @@ def test_a_diverged_pass_is_skipped_in_the_loops_words():
         (fc(out[:, -1]).sum() * float("nan")).backward()
     reason = rec.records[0].skipped
     assert "gradient reaching the module's output holds NaN" in reason and "output-grads" not in reason
+
+
+def test_dumps_of_a_record_is_its_ndjson_line_as_a_document():
+    """gradscope.dumps takes a Record as it takes a result: the object its NDJSON line holds."""
+    import jsonschema
+
+    import gradscope
+
+    lstm = torch.nn.LSTM(2, 3, batch_first=True)
+    recorder = gt.attach(lstm, every=1, measure="flow")
+    out, _ = lstm(torch.randn(2, 4, 2))
+    out.sum().backward()
+    doc = json.loads(gradscope.dumps(recorder.records[0]))
+    assert doc == json.loads(json.dumps(recorder.records[0].as_json()))
+    jsonschema.validate(doc, gradscope.load_schema("record"))
