@@ -60,6 +60,12 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+def _padding(h, seq_len: int) -> np.ndarray:
+    """(P, seq_len) True at the columns before each pass's first step (a pass shorter than the
+    longest: history.Heatmap's lengths)."""
+    return np.arange(seq_len)[None, :] < (seq_len - np.asarray(h.lengths))[:, None]
+
+
 def _figure(width: float, height: float) -> Any:
     """A Figure on the Agg canvas."""
     _matplotlib()
@@ -302,7 +308,10 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     top.set_xlabel("time step t" + (" (end-aligned: t = T is the readout's step)" if result.padded else ""))
     where = f", run {h.run}" if h.run is not None else ""
     top.set_title(f"log10 ||dL/dh_t||, layer {layer} {direction}{where}")
-    fig.colorbar(image, ax=top).set_label("log10 norm" + (" (grey: 0 or not finite)" if shown.mask.any() else ""))
+    shorter = bool(np.any(h.lengths < result.seq_len))  # rows whose first columns are padding
+    grey = ["0 or not finite"] if np.any(shown.mask & ~_padding(h, result.seq_len)) else []
+    grey += ["before a shorter pass's first step"] if shorter else []
+    fig.colorbar(image, ax=top).set_label("log10 norm" + (f" (grey: {'; '.join(grey)})" if grey else ""))
 
     curves = ([(run, layer, direction) for run in result.runs] if len(result.runs) > 1
               else [(result.runs[0], k["layer"], k["direction"]) for k in result.layers])
