@@ -32,7 +32,8 @@ class RunConfig:
     ``weights`` is a path or, from Python, a state dict (numpy arrays or torch tensors, or a
     checkpoint holding one); ``inputs``, ``targets``, ``lengths`` and ``output_grads`` are paths or
     arrays (``output_grads`` also a mapping with ``output``, ``h_n``, ``c_n``); ``initial_state`` an
-    .npz path or a mapping with ``h_0`` (and ``c_0``).
+    .npz path, a mapping with ``h_0`` (and ``c_0``), or torch's ``hx``: a tuple ``(h_0, c_0)`` or
+    ``(h_0,)``, or ``h_0`` alone.
     """
 
     cell: str | None = None
@@ -87,6 +88,11 @@ class RunConfig:
             if kind in (int, float) and value is not None and (isinstance(value, bool)
                                                                   or not isinstance(value, numbers.Real)):
                 raise InputError(f"{flag(name)} must be a number (got {value!r})")
+            if kind in (int, float) and value is not None and not isinstance(value, (int, float)):
+                value = value.item() if hasattr(value, "item") else float(value)  # a numpy scalar: plain JSON
+                object.__setattr__(self, name, value)
+            if kind is int and isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"{flag(name)} must be a whole number (got {value!r})")
             # numpy's sizes and seeds are 64-bit: a larger number would overflow inside it
             if kind is int and isinstance(value, (int, float)) and not abs(value) <= MAX_INTEGER:
                 raise InputError(f"{flag(name)} {value} is too large (at most {MAX_INTEGER}, 2^63 - 1)")

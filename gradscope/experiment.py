@@ -303,7 +303,7 @@ def _initial_state(config: RunConfig, network: Network, b: int) -> InitialState 
     source = config.initial_state
     if source is None:
         return None
-    if isinstance(source, (tuple, list)):  # torch's hx: (h_0, c_0) for the LSTM, (h_0,) too
+    if isinstance(source, tuple):  # torch's hx: (h_0, c_0) for the LSTM, (h_0,) too (a list is one array)
         if not 1 <= len(source) <= 2:
             raise InputError(f"initial-state: give (h_0,) or (h_0, c_0), as torch's hx (got {len(source)} arrays)")
         source = dict(zip(("h_0", "c_0"), source))

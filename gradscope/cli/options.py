@@ -177,7 +177,7 @@ RUN_OPTIONS: dict[str, tuple[object, object]] = {
         None,
     ),
     "targets": (
-        Annotated[Optional[Path], _opt(FILES, "Targets for --inputs, .npy: (B,) classes or 0/1, (B, O) values.", show_default=False, dir_okay=False)],
+        Annotated[Optional[Path], _opt(FILES, "Targets for --inputs, .npy: (B,) classes, or 0/1 (or probabilities) for bce, (B, O) values.", show_default=False, dir_okay=False)],
         None,
     ),
     "text": (

@@ -45,6 +45,8 @@ class TrainOptions:
             value = getattr(self, name)
             if (value is not None or name != "lr") and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
                 raise InputError(f"--{name.replace('_', '-')} must be a number (got {value!r})")
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number (got {value!r})")
         for name in ("steps", "log_every", "eval_size"):
             value = getattr(self, name)
             if int(value) != value or value < 1:

@@ -356,15 +356,18 @@ def _combinations(base: RunConfig, cells: Sequence[str] | None, activations: Seq
     return runs, skipped
 
 
-def _check_axes(base: RunConfig, x: Axis, y: Axis) -> None:
+def _check_axes(base: RunConfig, x: Axis, y: Axis, metric: str = "ratio") -> None:
     if x.name == y.name:
         raise InputError(f"--x and --y both sweep {x.name}; sweep two different settings")
     defaults = RunConfig()
-    drawn = base.weights is None or base.inputs is None or (base.targets is None and base.output_grads is None)
+    # what a seed draws: weights, a batch, and (for the ratio, whose gradient they set) the targets
+    drawn = base.weights is None or base.inputs is None or (
+        metric == "ratio" and base.targets is None and base.output_grads is None)
     for option, axis in (("--x", x), ("--y", y)):
         if axis.name == "seed" and not drawn:  # every point would be the same run
-            raise InputError(f"{option} seed: nothing here is drawn at random (--weights fixes the weights, --inputs "
-                             "and --targets or --output-grads the batch), so every seed gives the same point")
+            fixed = "" if metric == "lyapunov" else " and --targets or --output-grads"
+            raise InputError(f"{option} seed: nothing here is drawn at random (--weights fixes the weights, --inputs"
+                             f"{fixed} the batch), so every seed gives the same point")
         given = getattr(base, axis.name)
         if given != getattr(defaults, axis.name):
             raise InputError(f"{flag(axis.name)} {given} conflicts with {option}, which sweeps {axis.name}; drop one")
@@ -422,7 +425,7 @@ def plan_sweep(
         raise InputError("--transient applies to --metric lyapunov only")
     if transient is not None and transient < 0:
         raise InputError(f"--transient must be at least 0 (got {transient})")
-    _check_axes(base, x, y)
+    _check_axes(base, x, y, metric)
     held = None if base.weights is None else build(base)  # the model --weights holds: read once
     runs, skipped = _combinations(base, cells, activations, held)
     cut = _first_steps(base, x, y, file_steps, held)
@@ -460,7 +463,7 @@ def _first_steps(base: RunConfig, x: Axis, y: Axis, file_steps: int | None, held
     longest = max(x.values if x.name == "seq_len" else y.values)
     if base.output_grads is not None:
         raise InputError(f"--output-grads holds the gradient at the inputs' {file_steps} steps, which a seq_len axis "
-                         "cannot cut: sweep other settings (--x, --y: recurrent_scale, seed)")
+                         "cannot cut: give --y another setting (spectral_radius, for one)")
     if longest > file_steps:
         raise InputError(f"seq_len={longest}: the inputs have {file_steps} steps (a seq_len axis takes each "
                          "sequence's first T steps)")

@@ -525,7 +525,8 @@ def load_note(before: tuple[tuple[str, str], ...], after: tuple[tuple[str, str],
     if [c for c, _ in before] != [c for c, _ in after]:
         module = CELLS[cell].torch_module
         theirs = " and ".join(dict.fromkeys(str(CELLS[c].torch_module) for c, _ in before))
-        return (f"the weights are {module}'s (the cure swapped the cell): load them into {module} modules of "
+        built = f"{module}(..., nonlinearity='{activation}')" if activation != CELLS[cell].activations[0] else module
+        return (f"the weights are {module}'s (the cure swapped the cell): load them into {built} modules of "
                 f"your model's sizes, in place of {theirs}")
     if keras:
         return (f"the weights were trained with activation='{activation}': load them into your model with "

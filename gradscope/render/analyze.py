@@ -59,7 +59,7 @@ def step_table(result: AnalyzeResult, max_rows: int) -> Table:
         if result.pascanu is not None:
             c = result.pascanu.gamma_sigma_max
             bound = (steps - t) * math.log10(c) if c > 0 and math.isfinite(c) else None
-            row.append(num_log10(bound) if bound is not None else num(result.pascanu.bound[t - 1]))
+            row.append(num_log10(bound) if bound is not None else num(result.pascanu.bound[start + t - 1]))
         if result.cell_grad_norms is not None and not aligned:
             row.append(num(result.cell_grad_norms[t - 1]))
         if not aligned:

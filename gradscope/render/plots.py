@@ -109,12 +109,15 @@ def _log10(values: Any) -> np.ndarray:
 
 def analyze_figure(result: Any) -> Any:
     """log10 ||dL/da_t|| against t with Pascanu's bound, and the eigenvalues with the unit circle."""
+    from .analyze import counted_from
+
     fig = _figure(11, 4.2)
     left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
-    steps = np.arange(1, len(result.grad_norms) + 1)
     state = "a" if result.gate_spectra is None else "h"
-    padded = result.network.padded  # then the flow profile, counted back from each sequence's end
-    norms = result.flow_norms if padded else result.grad_norms
+    padded = result.network.padded  # then the flow profile, counted back from each sequence's end,
+    start = counted_from(result)  # from the longest sequence's first step, as the text view
+    norms = result.flow_norms[start:] if padded else result.grad_norms
+    steps = np.arange(1, len(norms) + 1)
     headline = result.layers[len(result.layers) - result.network.directions]  # top layer, forward
     where = f", layer {headline.layer} fwd" if len(result.layers) > 1 else ""
     left.plot(steps, _log10(norms), color="tab:blue",
@@ -128,7 +131,7 @@ def analyze_figure(result: Any) -> Any:
         left.plot(steps, _log10(result.cell_grad_norms), label="||dL/dc_t||", color="tab:purple")
     if result.pascanu is not None:
         # The bound is on the ratio to step T: scale it by ||dL/da_T|| to compare with the norms.
-        bound = np.asarray(result.pascanu.bound) * norms[-1]
+        bound = np.asarray(result.pascanu.bound)[start:] * norms[-1]
         left.plot(steps, _log10(bound), "--", color="tab:red",
                   label=f"Pascanu bound (gamma sigma_max = {result.pascanu.gamma_sigma_max:.3g})^(T-t)")
     if not np.any(np.isfinite(_log10(result.grad_norms))):
@@ -239,8 +242,8 @@ def sweep_figure(result: Any) -> Any:
         ax.set_xticks(ticks, [f"{xs[i]:g}" for i in ticks])
         ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
         # A crossing's x in column units, where the columns run in increasing order of x.
-        marks = [(np.interp(c, xs, np.arange(len(xs))), i)
-                 for i, c in enumerate(heatmap.crossings) if c is not None and _increasing(xs)]
+        marks = [(_column(c, xs), i) for i, c in enumerate(heatmap.crossings) if c is not None]
+        marks = [(x, i) for x, i in marks if x is not None]
         if marks:
             ax.plot(*zip(*marks), "kx", ms=7, label="crosses 0")
             ax.legend(loc="upper left", fontsize="x-small")
@@ -256,6 +259,16 @@ def sweep_figure(result: Any) -> Any:
 
 def _increasing(values: Sequence[float]) -> bool:
     return all(a < b for a, b in zip(values, values[1:]))
+
+
+def _column(x: float, xs: Sequence[float]) -> float | None:
+    """x in column units of an axis given up or down (2:1:3 as 1:2:3), None for one in no order."""
+    columns = np.arange(len(xs), dtype=float)
+    if _increasing(xs):
+        return float(np.interp(x, xs, columns))
+    if _increasing(xs[::-1]):
+        return float(np.interp(x, xs[::-1], columns[::-1]))
+    return None
 
 
 def training_losses_figure(histories: Mapping[str, Sequence[Any]], config: dict, baseline: float | None) -> Any:

@@ -2,7 +2,8 @@
 
 A task fixes or defaults the input size D, the output size O and the loss; ``resolve`` checks the
 user's choices against it. ``sample`` draws a batch x (B, T, D) float64 with targets y: (B, 1)
-of 0/1 for bce, (B,) class indices for ce, (B, O) values for mse.
+of 0/1 for bce (a user's targets may be probabilities), (B,) class indices for ce, (B, O) values
+for mse.
 
 A task with a target at every step (``readout = "every"``, the copy task) has targets with a step
 axis: (B, T) class indices for ce, (B, T, O) values for mse; the model then reads out every a_t.

@@ -136,7 +136,7 @@ def test_an_initial_state_in_torchs_hx_form_is_the_named_one():
     h0 = np.random.default_rng(2).standard_normal((4, 4, 5))  # (layers x directions, B, H)
     common = dict(weights=state_dict(), inputs=x, targets=np.array([0, 1, 1, 0]))
     named = gradscope.analyze(**common, initial_state={"h_0": h0})
-    for form in ((h0,), [h0], h0):
+    for form in ((h0,), h0, h0.tolist()):
         r = gradscope.analyze(**common, initial_state=form)
         assert r.loss == named.loss and r.layers[0].initial_state == named.layers[0].initial_state
     with pytest.raises(gradscope.InputError, match=r"give \(h_0,\) or \(h_0, c_0\)"):
@@ -166,3 +166,26 @@ def test_spectrum_and_sweep_are_there_with_errors_in_python_terms():
         with pytest.raises(gradscope.InputError) as caught:
             call()
         assert message in str(caught.value) and "--" not in str(caught.value)
+
+
+def test_numpy_scalars_and_non_finite_numbers_as_settings():
+    """A numpy scalar is a plain number in the JSON (it was '<array ()>', against the schema); nan
+    and inf are refused by name, never int()'s ValueError or OverflowError."""
+    import jsonschema
+
+    r = gradscope.analyze(init_gain=np.float32(1.5), seed=np.int64(2), batch_size=4, seq_len=10)
+    assert r.config["init_gain"] == 1.5 and r.config["seed"] == 2
+    jsonschema.validate(gradscope.payload(r), gradscope.load_schema("analyze"))
+    for call, message in ((lambda: gradscope.analyze(seed=np.float32("nan")), "seed must be a whole number"),
+                          (lambda: gradscope.train(steps=float("inf")), "steps must be a finite number"),
+                          (lambda: gradscope.train(lr=float("nan")), "lr must be a finite number")):
+        with pytest.raises(gradscope.InputError, match=message):
+            call()
+
+
+def test_a_cell_swap_to_a_relu_rnn_says_so_in_the_load_note():
+    from gradscope.commands.train import load_note
+
+    assert "nn.RNN(..., nonlinearity='relu')" in load_note((("lstm", "tanh"),), (("rnn", "relu"),), False)
+    assert "nn.GRU modules" in load_note((("lstm", "tanh"),), (("gru", "tanh"),), False)
+    assert load_note((("rnn", "tanh"),), (("rnn", "tanh"),), False) is None
