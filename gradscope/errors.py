@@ -7,6 +7,9 @@ with code 2. Its message names the problem (and the file, and the line where the
 
 from __future__ import annotations
 
+import re
+from typing import Callable
+
 
 class InputError(ValueError):
     """Invalid user input: a setting, a file, or data that cannot be used. Exit code 2."""
@@ -32,6 +35,16 @@ class CheckFailed(Exception):
     """A CI check whose measured value crossed its threshold. Exit code 1."""
 
 
+# a flag in a message: --seq-len, not the tail of a word or of another flag
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
+
+
+def reword_flags(message: str, word: Callable[[str], str]) -> str:
+    """``message`` with each ``--flag`` replaced by ``word(flag)`` (the flag without its dashes):
+    a check's words for another place than the command line (Python, a settings file)."""
+    return FLAG.sub(lambda m: word(m.group(1)), message)
+
+
 def in_python_terms(function):
     """The same function for Python callers: an InputError names keyword arguments, not flags.
 
@@ -40,9 +53,7 @@ def in_python_terms(function):
     undecorated functions in gradscope.commands.
     """
     import functools
-    import re
 
-    flag = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
     keyword = {"omega-strength": "omega"}  # flags whose keyword is not their name (Strengths.omega)
 
     @functools.wraps(function)
@@ -50,8 +61,13 @@ def in_python_terms(function):
         try:
             return function(*args, **kwargs)
         except InputError as exc:  # the same exception, so that what it carries (Incomplete.result) stays
-            named = flag.sub(lambda m: keyword.get(m.group(1), m.group(1).replace("-", "_")), str(exc))
+            named = reword_flags(str(exc), lambda f: keyword.get(f, f.replace("-", "_")))
             exc.args = (named, *exc.args[1:])
             raise
+        except TypeError as exc:  # a keyword no setting has: the function's, not RunConfig's own words
+            unknown = re.search(r"__init__\(\) got an unexpected keyword argument ('[^']*')", str(exc))
+            if unknown is None:
+                raise
+            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {unknown.group(1)}") from None
 
     return wrapper

@@ -16,7 +16,6 @@ wrong types and bad values are InputErrors naming the file and the key.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 import typing
@@ -28,7 +27,7 @@ from .model.activations import ACTIVATIONS
 from .model.cells import CELLS
 from .commands.check import Criteria
 from .config import FIELD_TYPES, RunConfig
-from .errors import InputError
+from .errors import InputError, reword_flags
 from .io.files import os_problem, regular_file, stat_input
 from .model.initializers import INITIALIZERS
 from .model.losses import LOSSES
@@ -155,13 +154,13 @@ def parse_table(table: dict, where: str, base: str = ".") -> tuple[dict[str, Any
 def _as_keys(message: str, spelled: dict[str, str]) -> str:
     """A check's message in the file's words: each ``--flag`` that names a setting becomes the key,
     as the file spells it where it has one ("--hidden-size must be ..." -> "hidden-size must be ...")."""
-    def key(match: re.Match) -> str:
-        name = match.group(1).replace("-", "_")
+    def key(flag: str) -> str:
+        name = flag.replace("-", "_")
         if name in spelled:
             return spelled[name]
-        return match.group(1) if name in FIELD_TYPES or name in CRITERIA_TYPES else match.group(0)
+        return flag if name in FIELD_TYPES or name in CRITERIA_TYPES else f"--{flag}"
 
-    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", key, message)
+    return reword_flags(message, key)
 
 
 def _resolve(value: str, base: str, must_exist: bool) -> str:

@@ -189,3 +189,9 @@ def test_a_cell_swap_to_a_relu_rnn_says_so_in_the_load_note():
     assert "nn.RNN(..., nonlinearity='relu')" in load_note((("lstm", "tanh"),), (("rnn", "relu"),), False)
     assert "nn.GRU modules" in load_note((("lstm", "tanh"),), (("gru", "tanh"),), False)
     assert load_note((("rnn", "tanh"),), (("rnn", "tanh"),), False) is None
+
+
+def test_an_unknown_keyword_is_the_functions_not_runconfigs():
+    for function in (gradscope.analyze, gradscope.train, gradscope.check, gradscope.jacobian_spectrum):
+        with pytest.raises(TypeError, match=rf"^{function.__name__}\(\) got an unexpected keyword argument 'seqlen'$"):
+            function(seqlen=5)
