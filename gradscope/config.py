@@ -84,12 +84,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, kind in FIELD_TYPES.items():
             value = getattr(self, name)
-            # from Python a setting may be anything: a number that is not one is refused by name
-            if kind in (int, float) and value is not None and (isinstance(value, bool)
-                                                                  or not isinstance(value, numbers.Real)):
-                raise InputError(f"{flag(name)} must be a number (got {value!r})")
-            if kind in (int, float) and value is not None and not isinstance(value, (int, float)):
-                value = value.item() if hasattr(value, "item") else float(value)  # a numpy scalar: plain JSON
+            if kind in (int, float) and value is not None:
+                value = plain_number(flag(name), value)  # a numpy scalar: a plain one, as JSON writes it
                 object.__setattr__(self, name, value)
             if kind is int and isinstance(value, float) and not math.isfinite(value):
                 raise InputError(f"{flag(name)} must be a whole number (got {value!r})")
@@ -162,6 +158,16 @@ def _without_none(hint: object) -> type:
 
 
 # Each setting's type, None left out: what a settings file and a sweep axis must give.
+def plain_number(label: str, value: object) -> int | float:
+    """``value`` as a Python int or float (a numpy scalar's ``item()``); a setting given from Python
+    may be anything, and one that is no number (a string, a bool, None) is refused by ``label``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{label} must be a number (got {value!r})")
+    if isinstance(value, (int, float)):
+        return value
+    return value.item() if hasattr(value, "item") else float(value)
+
+
 FIELD_TYPES: dict[str, type] = {
     name: _without_none(hint) for name, hint in typing.get_type_hints(RunConfig).items()
     if name in {f.name for f in fields(RunConfig)}

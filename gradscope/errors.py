@@ -65,7 +65,7 @@ def in_python_terms(function):
             exc.args = (named, *exc.args[1:])
             raise
         except TypeError as exc:  # a keyword no setting has: the function's, not RunConfig's own words
-            unknown = re.search(r"__init__\(\) got an unexpected keyword argument ('[^']*')", str(exc))
+            unknown = re.search(r"^RunConfig\.__init__\(\) got an unexpected keyword argument ('[^']*')$", str(exc))
             if unknown is None:
                 raise
             raise TypeError(f"{function.__name__}() got an unexpected keyword argument {unknown.group(1)}") from None

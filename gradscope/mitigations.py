@@ -69,6 +69,7 @@ from .errors import InputError
 from .model.network import Network
 from .model.reinit import set_bias_init, set_recurrent_init
 from .model.statedict import Layout
+from .profile import run_mask
 
 
 @dataclass(frozen=True)
@@ -334,25 +335,24 @@ class Omega(Mitigation):
         for k, d in net.each_layer():
             slope = get_activation(net.cell_of(k).activation).slope
             run, dL_dh = traj.runs[k][d], grads.layers[k][d].dL_dh
-            backwards = net.reads_backwards(k, d)
-            deltas = dL_dh[::-1] if backwards else dL_dh  # in the order the direction processes its steps
+            deltas = dL_dh[::-1] if net.reads_backwards(k, d) else dL_dh  # in the order the direction processes its steps
             # f'(z_t) from a_t, t >= 2 (each sequence's second real step on: pad steps have delta 0)
             value, grad = omega_penalty(net.layer(k, d).recurrent_weight, slope(run.hidden[2:]), deltas[1:],
-                                        _after_first_real_step(traj.mask_tm, backwards))
+                                        _after_first_real_step(run_mask(traj, k, d)))
             total += strength * value
             extra[net.parameter_name(k, d, net.cell_of(k).recurrent)] = strength * grad
         return total, extra
 
 
-def _after_first_real_step(mask_tm: np.ndarray | None, backwards: bool) -> np.ndarray | None:
-    """(T - 1, B) bool in processing order, steps 2..T: False at each sequence's first real step
-    (its Jacobian leads to the initial state; the pads before it carry that state unchanged), None
-    without padding (step 1 alone is left out, as ``omega_penalty``'s caller drops it)."""
-    if mask_tm is None:
+def _after_first_real_step(mask: np.ndarray | None) -> np.ndarray | None:
+    """(T - 1, B) bool, steps 2..T of a run's real steps in processing order (``profile.run_mask``):
+    False at each sequence's first real step (its Jacobian leads to the initial state; the pads
+    before it carry that state unchanged), None without padding (step 1 alone is left out, as
+    ``omega_penalty``'s caller drops it)."""
+    if mask is None:
         return None
-    order = mask_tm[::-1] if backwards else mask_tm
-    steps = order.copy()
-    steps[order.argmax(axis=0), np.arange(order.shape[1])] = False
+    steps = mask.copy()
+    steps[mask.argmax(axis=0), np.arange(mask.shape[1])] = False
     return steps[1:]
 
 

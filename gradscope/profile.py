@@ -89,6 +89,14 @@ def layer_profile(mask_tm: np.ndarray | None, grads, reverse: bool) -> tuple[np.
     return log_profile, log_profile.shape[0] - longest
 
 
+def headline_of(layers: list):
+    """The headline among per-layer reports (each with ``layer`` and ``direction``): the top
+    layer's forward direction, found by its keys, since a Keras stack may mix bidirectional and
+    one-way layers (``headline`` gives it for a network)."""
+    top = max(r.layer for r in layers)
+    return next(r for r in layers if r.layer == top and r.direction == "forward")
+
+
 def counted_back_log10(mask_tm: np.ndarray | None, log_profile: np.ndarray, backwards: bool) -> np.ndarray | None:
     """log10 of a layer's flow profile (``layer_profile``'s logs) where it is not the norms in step
     order (a padded batch, or a direction that reads backwards), else None: what reports and

@@ -31,7 +31,7 @@ from .errors import InputError
 from .config import RunConfig
 from .io.files import os_problem
 from .experiment import Setup, build
-from .profile import LayerFlow, step_flows
+from .profile import LayerFlow, headline_of, step_flows
 from .runtime import blas_threads_for
 from .serialize import dumps_line, payload
 
@@ -55,9 +55,7 @@ class FlowReport:
 def flow_report(layers: list[LayerFlow], loss: float | None) -> FlowReport:
     """The FlowReport of a pass's layer flows; the headline is the top layer's forward direction
     (found by its keys: a Keras stack may mix bidirectional and one-way layers)."""
-    top = max(f.layer for f in layers)
-    headline = next(f for f in layers if f.layer == top and f.direction == "forward")
-    return FlowReport(loss, headline.flow.regime, layers)
+    return FlowReport(loss, headline_of(layers).flow.regime, layers)
 
 
 def measure_flow(setup: Setup) -> FlowReport:

@@ -26,7 +26,7 @@ from ..model.network import DIRECTIONS
 from ..parallel import beside
 from ..precision import LOG_NORM_ERROR_PER_STEP
 from ..profile import (
-    flowing, headline, layer_flow, real_run, run_mask, total_norm,
+    flowing, headline, headline_of, layer_flow, real_run, run_mask, total_norm,
 )
 from ..runtime import blas_threads_for
 from ..serialize import HIDDEN
@@ -190,8 +190,7 @@ class AnalyzeResult:
     def log10_flow_norms(self) -> np.ndarray | None:
         """The headline's LayerReport.log10_flow_norms (Python only): flow_norms' log10 from BPTT's
         log domain, exact at any depth, where they are counted back (padding), else None."""
-        top = max(r.layer for r in self.layers)
-        return next(r for r in self.layers if (r.layer, r.direction) == (top, "forward")).log10_flow_norms
+        return headline_of(self.layers).log10_flow_norms
 
 
 def step_norms(d: np.ndarray) -> np.ndarray:

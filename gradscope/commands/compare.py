@@ -67,7 +67,7 @@ class CompareRun:
         bottom first, forward before reverse; the top layer's forward start is ratio_first_last's.
     state_dict : the trained network as a PyTorch state dict under the model's keys, or a Keras
         model's weights store (for ``--save-best``), not in the JSON; or why there is none.
-    cells : the trained network's ``layer_cells`` (what its weights must be loaded into), not in the JSON.
+    cells : the trained network's ``train.layer_cells`` (what its weights must be loaded into), not in the JSON.
     """
 
     mitigation: str
@@ -163,11 +163,7 @@ def changes_nothing(mitigation: Mitigation, setup: Setup, baseline: Setup) -> bo
     if mitigation.settings:
         return False
     net, base = setup.network, baseline.network
-
-    def cells(n: Network) -> list[tuple]:
-        return [(c.name, c.activation, c.gate_activation) for c in map(n.cell_of, range(n.num_layers))]
-
-    if cells(net) != cells(base):
+    if layer_cells(net) != layer_cells(base):
         return False
     ours, theirs = net.parameters(), base.parameters()
     return ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)

@@ -9,9 +9,9 @@ them from here: each is defined once.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, replace
 
+from ..config import plain_number
 from ..errors import InputError
 from ..optimizers import OPTIMIZERS, make_optimizer
 
@@ -43,8 +43,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         for name in ("steps", "log_every", "eval_size", "lr", "momentum"):  # from Python: anything
             value = getattr(self, name)
-            if (value is not None or name != "lr") and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-                raise InputError(f"--{name.replace('_', '-')} must be a number (got {value!r})")
+            if value is not None or name != "lr":
+                plain_number(f"--{name.replace('_', '-')}", value)
             if value is not None and not math.isfinite(value):
                 raise InputError(f"--{name.replace('_', '-')} must be a finite number (got {value!r})")
         for name in ("steps", "log_every", "eval_size"):

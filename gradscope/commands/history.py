@@ -163,6 +163,13 @@ class Heatmap:
     lengths: np.ndarray
     counted_back: bool = False
 
+    @property
+    def padding(self) -> np.ndarray:
+        """(P, seq_len) True at the columns before each pass's first step (a pass shorter than the
+        longest), which hold no step of it."""
+        steps = self.values.shape[1]
+        return np.arange(steps)[None, :] < (steps - np.asarray(self.lengths))[:, None]
+
 
 # --- reading records ---------------------------------------------------------------------------
 

@@ -505,12 +505,13 @@ def check_savable(config: RunConfig, mitigation: Mitigation | None) -> None:
         raise InputError(f"--save-weights: {exc}; nothing was trained") from None
 
 
-def layer_cells(network: Network) -> tuple[tuple[str, str], ...]:
-    """Each layer's (cell, activation), bottom first: what a weights file does not record."""
-    return tuple((network.cell_of(k).name, network.cell_of(k).activation) for k in range(network.num_layers))
+def layer_cells(network: Network) -> tuple[tuple[str, str, str | None], ...]:
+    """Each layer's (cell, activation, gate activation), bottom first: what its weights compute
+    through, which no weights file records."""
+    return tuple((c.name, c.activation, c.gate_activation) for c in map(network.cell_of, range(network.num_layers)))
 
 
-def load_note(before: tuple[tuple[str, str], ...], after: tuple[tuple[str, str], ...], keras: bool) -> str | None:
+def load_note(before: tuple[tuple, ...], after: tuple[tuple, ...], keras: bool) -> str | None:
     """How to load weights saved after a cure changed what their file does not record, or None.
 
     before, after : ``layer_cells`` of the user's model and of the trained one. A PyTorch state dict
@@ -521,10 +522,10 @@ def load_note(before: tuple[tuple[str, str], ...], after: tuple[tuple[str, str],
     """
     if before == after:
         return None
-    cell, activation = after[0]
-    if [c for c, _ in before] != [c for c, _ in after]:
+    cell, activation = after[0][:2]
+    if [c[0] for c in before] != [c[0] for c in after]:
         module = CELLS[cell].torch_module
-        theirs = " and ".join(dict.fromkeys(str(CELLS[c].torch_module) for c, _ in before))
+        theirs = " and ".join(dict.fromkeys(str(CELLS[c[0]].torch_module) for c in before))
         built = f"{module}(..., nonlinearity='{activation}')" if activation != CELLS[cell].activations[0] else module
         return (f"the weights are {module}'s (the cure swapped the cell): load them into {built} modules of "
                 f"your model's sizes, in place of {theirs}")

@@ -178,7 +178,7 @@ def binned(h: Heatmap, rows: list[int], columns: int) -> Binned:
     steps = h.values.shape[1]
     edges = np.linspace(0, steps, min(columns, steps) + 1).round().astype(int)
     values = h.values[rows]
-    padding = np.arange(steps)[None, :] < (steps - h.lengths[rows])[:, None]
+    padding = h.padding[rows]
     shape = (len(rows), len(edges) - 1)
     means, null, pad = np.full(shape, np.nan), np.zeros(shape, bool), np.zeros(shape, bool)
     for c, (a, b) in enumerate(zip(edges[:-1], edges[1:])):

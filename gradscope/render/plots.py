@@ -60,12 +60,6 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def _padding(h, seq_len: int) -> np.ndarray:
-    """(P, seq_len) True at the columns before each pass's first step (a pass shorter than the
-    longest: history.Heatmap's lengths)."""
-    return np.arange(seq_len)[None, :] < (seq_len - np.asarray(h.lengths))[:, None]
-
-
 def _figure(width: float, height: float) -> Any:
     """A Figure on the Agg canvas."""
     _matplotlib()
@@ -109,6 +103,7 @@ def _log10(values: Any) -> np.ndarray:
 
 def analyze_figure(result: Any) -> Any:
     """log10 ||dL/da_t|| against t with Pascanu's bound, and the eigenvalues with the unit circle."""
+    from ..profile import headline_of
     from .analyze import counted_from
 
     fig = _figure(11, 4.2)
@@ -118,7 +113,7 @@ def analyze_figure(result: Any) -> Any:
     start = counted_from(result)  # from the longest sequence's first step, as the text view
     norms = result.flow_norms[start:] if padded else result.grad_norms
     steps = np.arange(1, len(norms) + 1)
-    headline = result.layers[len(result.layers) - result.network.directions]  # top layer, forward
+    headline = headline_of(result.layers)
     where = f", layer {headline.layer} fwd" if len(result.layers) > 1 else ""
     left.plot(steps, _log10(norms), color="tab:blue",
               label=f"||dL/d{state}_t||{where}" + (", steps back from each end" if padded else ""))
@@ -321,9 +316,9 @@ def history_figure(result: Any, layer: int, direction: str) -> Any:
     top.set_xlabel("time step t" + (" (end-aligned: t = T is the readout's step)" if result.padded else ""))
     where = f", run {h.run}" if h.run is not None else ""
     top.set_title(f"log10 ||dL/dh_t||, layer {layer} {direction}{where}")
-    shorter = bool(np.any(h.lengths < result.seq_len))  # rows whose first columns are padding
-    grey = ["0 or not finite"] if np.any(shown.mask & ~_padding(h, result.seq_len)) else []
-    grey += ["before a shorter pass's first step"] if shorter else []
+    padding = h.padding  # the columns before a shorter pass's first step
+    grey = ["0 or not finite"] if np.any(shown.mask & ~padding) else []
+    grey += ["before a shorter pass's first step"] if padding.any() else []
     fig.colorbar(image, ax=top).set_label("log10 norm" + (f" (grey: {'; '.join(grey)})" if grey else ""))
 
     curves = ([(run, layer, direction) for run in result.runs] if len(result.runs) > 1
